@@ -1,0 +1,42 @@
+"""Errors raised by blipviz.
+
+Every error a user can trigger with bad input derives from :class:`BlipvizError`, and also from the
+built-in exception a user would naturally catch (``ValueError`` for bad values, ``OSError`` for files
+and the network, ``TypeError`` for wrong types). Messages name the offending item (a path, an index,
+a checkpoint) and say what was expected.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "BlipvizError",
+    "ImageLoadError",
+    "InputError",
+    "InputTypeError",
+    "ModelLoadError",
+    "OfflineError",
+]
+
+
+class BlipvizError(Exception):
+    """Base class of every error blipviz raises on purpose."""
+
+
+class InputError(BlipvizError, ValueError):
+    """An input has the right type but an unusable value (shape, range, count, option)."""
+
+
+class InputTypeError(BlipvizError, TypeError):
+    """An input has a type blipviz does not accept (for example ``None`` where an image was expected)."""
+
+
+class ImageLoadError(BlipvizError, OSError):
+    """An image file or buffer could not be read or decoded."""
+
+
+class ModelLoadError(BlipvizError, OSError):
+    """A checkpoint could not be loaded (missing, corrupt, or not a BLIP image-text matching net)."""
+
+
+class OfflineError(ModelLoadError):
+    """A checkpoint is not available locally and the Hugging Face Hub could not be reached."""

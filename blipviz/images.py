@@ -1,0 +1,206 @@
+"""Image side of BLIP: reading images and turning them into the pixel tensors the ViT expects.
+
+BLIP's test transform is ``Resize((s, s), BICUBIC)`` on a PIL image, ``ToTensor()`` and
+``Normalize(mean, std)``; this module does the same with PIL and numpy only (no torchvision).
+"""
+
+from __future__ import annotations
+
+import io
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from .errors import ImageLoadError, InputError, InputTypeError
+
+__all__ = [
+    "BLIP_IMAGE_MEAN",
+    "BLIP_IMAGE_STD",
+    "ImageLike",
+    "ImagePreprocessing",
+    "as_image_list",
+    "load_image",
+    "to_rgb",
+]
+
+#: Normalisation constants of BLIP's transforms (those of CLIP).
+BLIP_IMAGE_MEAN = (0.48145466, 0.4578275, 0.40821073)
+BLIP_IMAGE_STD = (0.26862954, 0.26130258, 0.27577711)
+
+ImageLike = Image.Image | str | os.PathLike | np.ndarray | bytes
+
+
+def _describe(item: Any, index: int | None) -> str:
+    where = f"image {index}" if index is not None else "image"
+    if isinstance(item, str | os.PathLike):
+        return f"{where} ({os.fspath(item)!r})"
+    return where
+
+
+def to_rgb(image: Image.Image) -> Image.Image:
+    """Convert any PIL mode to RGB the way ``Image.convert("RGB")`` does in BLIP's dataset code.
+
+    Modes with more than 8 bits per channel (``I;16``, ``I``, ``F``) are first scaled to 0-255 from
+    their type's range (``I;16``: 0-65535; ``I``: 0-65535 clipped; ``F``: 0-1 clipped), since Pillow
+    would otherwise clip them to white. Alpha is dropped (not composited), as BLIP's ``convert`` does.
+    EXIF orientation is applied.
+    """
+    image = ImageOps.exif_transpose(image)
+    mode = image.mode
+    if mode in ("I;16", "I;16B", "I;16L", "I;16N", "I"):
+        arr = np.asarray(image, dtype=np.float64)
+        arr = np.clip(arr / 65535.0, 0.0, 1.0)
+        image = Image.fromarray(np.round(arr * 255.0).astype(np.uint8), mode="L")
+    elif mode == "F":
+        arr = np.clip(np.asarray(image, dtype=np.float64), 0.0, 1.0)
+        image = Image.fromarray(np.round(arr * 255.0).astype(np.uint8), mode="L")
+    if image.mode != "RGB":
+        image = image.convert("RGB")
+    return image
+
+
+def _from_array(arr: np.ndarray, where: str) -> Image.Image:
+    if arr.ndim not in (2, 3) or (arr.ndim == 3 and arr.shape[2] not in (1, 3, 4)):
+        raise InputError(
+            f"{where}: a numpy image must have shape (H, W), (H, W, 1), (H, W, 3) or (H, W, 4), "
+            f"got {arr.shape}"
+        )
+    if arr.shape[0] == 0 or arr.shape[1] == 0:
+        raise InputError(f"{where}: the array has no pixels (shape {arr.shape})")
+    if arr.dtype == np.uint8:
+        pixels = arr
+    elif np.issubdtype(arr.dtype, np.floating):
+        if not np.all(np.isfinite(arr)):
+            raise InputError(f"{where}: a float image contains NaN or inf")
+        lo, hi = float(arr.min()), float(arr.max())
+        if lo < 0.0 or hi > 1.0:
+            raise InputError(
+                f"{where}: a float image must lie in [0, 1], got values in [{lo:.4g}, {hi:.4g}]; "
+                "pass uint8 for 0-255 data"
+            )
+        pixels = np.round(arr * 255.0).astype(np.uint8)
+    elif arr.dtype == np.bool_:
+        pixels = arr.astype(np.uint8) * 255
+    else:
+        raise InputError(f"{where}: numpy images must be uint8 (0-255) or float (0-1), got dtype {arr.dtype}")
+    if pixels.ndim == 3 and pixels.shape[2] == 1:
+        pixels = pixels[:, :, 0]
+    mode = {2: "L", 3: "RGB", 4: "RGBA"}[pixels.ndim if pixels.ndim == 2 else pixels.shape[2]]
+    return Image.fromarray(np.ascontiguousarray(pixels), mode=mode)
+
+
+def load_image(item: ImageLike, index: int | None = None) -> Image.Image:
+    """Read one image into an RGB PIL image.
+
+    Parameters
+    ----------
+    item : PIL.Image.Image, str, os.PathLike, bytes or ndarray
+        A PIL image, a path, the encoded bytes of an image file, or a numpy array of shape (H, W),
+        (H, W, 3) or (H, W, 4), uint8 in 0-255 or float in [0, 1].
+    index : int, optional
+        Position of the item in the caller's list, used in error messages.
+
+    Returns
+    -------
+    PIL.Image.Image
+        Mode ``"RGB"``, EXIF orientation applied.
+
+    Raises
+    ------
+    ImageLoadError
+        The file is missing, unreadable, truncated, not an image, or a decompression bomb.
+    InputError
+        An array of unusable shape, dtype or range.
+    InputTypeError
+        Anything else (``None``, numbers, ...).
+    """
+    where = _describe(item, index)
+    if isinstance(item, Image.Image):
+        image = item
+    elif isinstance(item, str | os.PathLike | bytes):
+        source = io.BytesIO(item) if isinstance(item, bytes) else Path(item)
+        if isinstance(source, Path) and not source.is_file():
+            raise ImageLoadError(f"{where}: no such file")
+        try:
+            with Image.open(source) as opened:
+                opened.load()
+                if opened.width == 0 or opened.height == 0:
+                    raise InputError(f"{where}: the image has no pixels")
+                return to_rgb(opened)
+        except Image.DecompressionBombError as exc:
+            raise ImageLoadError(f"{where}: refused as a decompression bomb ({exc})") from None
+        except UnidentifiedImageError:
+            raise ImageLoadError(f"{where}: not a readable image file") from None
+        except (OSError, SyntaxError, ValueError) as exc:
+            if isinstance(exc, InputError):
+                raise
+            raise ImageLoadError(f"{where}: could not be decoded ({exc})") from None
+    elif isinstance(item, np.ndarray):
+        image = _from_array(item, where)
+    else:
+        raise InputTypeError(
+            f"{where}: expected a PIL image, a path, bytes or a numpy array, got {type(item).__name__}"
+        )
+    if image.width == 0 or image.height == 0:
+        raise InputError(f"{where}: the image has no pixels ({image.width}x{image.height})")
+    try:
+        return to_rgb(image)
+    except (OSError, ValueError) as exc:
+        raise ImageLoadError(f"{where}: could not be converted to RGB ({exc})") from None
+
+
+def as_image_list(images: ImageLike | Sequence[ImageLike]) -> list[ImageLike]:
+    """Accept one image or a sequence of images and return a list (no decoding yet)."""
+    if isinstance(images, Image.Image | str | os.PathLike | bytes):
+        return [images]
+    if isinstance(images, np.ndarray):
+        if images.ndim == 4:  # a stack of images
+            return list(images)
+        return [images]
+    if images is None:
+        raise InputTypeError("images must be an image or a sequence of images, got None")
+    try:
+        return list(images)
+    except TypeError:
+        raise InputTypeError(
+            f"images must be an image or a sequence of images, got {type(images).__name__}"
+        ) from None
+
+
+@dataclass(frozen=True)
+class ImagePreprocessing:
+    """BLIP's test-time image transform.
+
+    Attributes
+    ----------
+    image_size : int
+        Side of the square the image is resized to (384 for every net of the family).
+    mean, std : tuple of 3 floats
+        Per-channel normalisation.
+    """
+
+    image_size: int = 384
+    mean: tuple[float, float, float] = BLIP_IMAGE_MEAN
+    std: tuple[float, float, float] = BLIP_IMAGE_STD
+
+    def __call__(self, image: Image.Image) -> torch.Tensor:
+        """One RGB PIL image -> float32 tensor of shape (3, image_size, image_size)."""
+        resized = image.resize((self.image_size, self.image_size), Image.Resampling.BICUBIC)
+        arr = np.asarray(resized, dtype=np.float32) / np.float32(255.0)
+        arr = (arr - np.asarray(self.mean, dtype=np.float32)) / np.asarray(self.std, dtype=np.float32)
+        return torch.from_numpy(np.ascontiguousarray(arr.transpose(2, 0, 1)))
+
+    def pixel_values(self, images: Sequence[ImageLike], start: int = 0) -> torch.Tensor:
+        """Load and transform images -> tensor of shape (n, 3, image_size, image_size).
+
+        ``start`` is the index of ``images[0]`` in the caller's list, for error messages.
+        """
+        if not images:
+            return torch.zeros((0, 3, self.image_size, self.image_size))
+        return torch.stack([self(load_image(im, start + i)) for i, im in enumerate(images)])

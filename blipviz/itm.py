@@ -1,0 +1,637 @@
+"""The BLIP image-text matching net: three parts over one set of Hugging Face weights.
+
+``BlipITM`` wraps ``transformers.BlipForImageTextRetrieval`` without re-implementing it, and calls
+its sub-modules the way the original BLIP retrieval code does:
+
+- image: the ViT's last hidden state (after its final LayerNorm); ``vision_proj`` of the ``[CLS]``
+  state, L2-normalised, is the image embedding;
+- text (unimodal): the text encoder with no cross-attention, ``[CLS]`` first; ``text_proj`` of the
+  ``[CLS]`` state, L2-normalised, is the text embedding; cosine = plain dot product;
+- ITM: the same token ids with ``[CLS]`` replaced by ``[ENC]``, cross-attending to all image
+  tokens; ``itm_head`` of the first position; match probability ``softmax(logits)[1]``.
+
+Each image passes the vision encoder once per call, however many texts. All texts of an image go
+through the ITM pass as one batch against that image's states given with batch size 1: the
+cross-attention keys and values are then computed once per layer and broadcast over the texts.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+import torch.nn.functional as F
+
+from .errors import InputError
+from .images import ImageLike, ImagePreprocessing, as_image_list, load_image
+from .results import ImageFeatures, ScoreMatrix, TextFeatures
+from .text import TokenizedTexts, blip_tokenizer, tokenize
+
+__all__ = ["BlipITM", "ImageEncoder", "MultimodalEncoder", "TextEncoder"]
+
+ENC_TOKEN_ID = 30523
+THUMBNAIL_SIZE = 96
+_PROGRESS_MIN_IMAGES = 64
+
+Images = ImageLike | Sequence[ImageLike] | torch.Tensor | ImageFeatures
+Texts = str | Sequence[str] | TextFeatures
+
+
+def _image_label(item: Any, index: int) -> str:
+    if isinstance(item, str | os.PathLike):
+        return Path(item).name
+    name = getattr(item, "filename", "") if not isinstance(item, np.ndarray | bytes) else ""
+    return Path(name).name if name else f"image {index}"
+
+
+class BlipITM:
+    """A BLIP image-text matching net: image encoder, text encoder and multimodal encoder.
+
+    Build it with :func:`blipviz.load_model`. The parts are ``.image_encoder``, ``.text_encoder``
+    and ``.multimodal_encoder``; ``.hf`` is the wrapped ``BlipForImageTextRetrieval``.
+
+    Attributes
+    ----------
+    name : str
+        Checkpoint id, folder, or ``"tiny-random"``.
+    preprocessing : blipviz.images.ImagePreprocessing
+    first_token : {"enc", "cls"}
+    normalize_text : bool
+    max_text_tokens : int or None
+    """
+
+    def __init__(
+        self,
+        hf_model,
+        *,
+        name: str,
+        preprocessing: ImagePreprocessing,
+        device: str | torch.device | None = None,
+        dtype: torch.dtype | None = None,
+        first_token: str = "enc",
+        normalize_text: bool = True,
+        max_text_tokens: int | None = 35,
+    ) -> None:
+        self.device = torch.device(device or "cpu")
+        self.dtype = dtype or torch.float32
+        self.hf = hf_model.to(device=self.device, dtype=self.dtype).eval()
+        self.name = name
+        self.preprocessing = preprocessing
+        self.first_token = first_token
+        self.normalize_text = normalize_text
+        self.max_text_tokens = max_text_tokens
+        self.image_encoder = ImageEncoder(self)
+        self.text_encoder = TextEncoder(self)
+        self.multimodal_encoder = MultimodalEncoder(self)
+
+    # ------------------------------------------------------------------------------- geometry
+    @property
+    def config(self):
+        """The ``transformers.BlipConfig`` of the wrapped net."""
+        return self.hf.config
+
+    @property
+    def width(self) -> int:
+        """Width of the image tokens (768 for ViT-B/16, 1024 for ViT-L/16)."""
+        return int(self.config.vision_config.hidden_size)
+
+    @property
+    def grid(self) -> tuple[int, int]:
+        """Patch grid of the vision transformer (24 x 24 at 384 px in 16 px patches)."""
+        v = self.config.vision_config
+        side = int(v.image_size) // int(v.patch_size)
+        return side, side
+
+    @property
+    def n_image_tokens(self) -> int:
+        """1 + number of patches (577 at 384 px in 16 px patches)."""
+        return 1 + self.grid[0] * self.grid[1]
+
+    def __repr__(self) -> str:
+        return (
+            f"BlipITM({self.name!r}, width={self.width}, grid={self.grid}, device={str(self.device)!r}, "
+            f"first_token={self.first_token!r})"
+        )
+
+    # ----------------------------------------------------------------------------- low level
+    def tokenize(self, texts: str | Sequence[str]) -> TokenizedTexts:
+        """Tokenise texts with this net's text options (normalisation, 35-token limit)."""
+        return tokenize(texts, normalize=self.normalize_text, max_tokens=self.max_text_tokens)
+
+    def _tokenized(self, texts: Texts) -> TokenizedTexts:
+        if isinstance(texts, TextFeatures):
+            return texts.tokenized
+        return self.tokenize(texts)
+
+    def _vision_states(self, pixel_values: torch.Tensor) -> torch.Tensor:
+        """(n, 3, s, s) pixels -> (n, 1 + P, width) last hidden state of the ViT."""
+        pixel_values = pixel_values.to(device=self.device, dtype=self.dtype)
+        return self.hf.vision_model(pixel_values=pixel_values).last_hidden_state
+
+    def _image_projection(self, states: torch.Tensor) -> torch.Tensor:
+        """(n, 1 + P, width) -> (n, 256) ``vision_proj`` of the [CLS] state, before normalising."""
+        return self.hf.vision_proj(states[:, 0, :]).float()
+
+    def _text_projection(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        """Unimodal text pass -> (n, 256) ``text_proj`` of the [CLS] state, before normalising."""
+        out = self.hf.text_encoder(
+            input_ids=input_ids.to(self.device), attention_mask=attention_mask.to(self.device)
+        )
+        return self.hf.text_proj(out.last_hidden_state[:, 0, :]).float()
+
+    def itm_input_ids(self, tokenized: TokenizedTexts) -> torch.Tensor:
+        """Token ids of the ITM pass: ``[CLS]`` replaced by ``[ENC]`` unless ``first_token="cls"``."""
+        ids = tokenized.input_ids.clone()
+        if self.first_token == "enc" and ids.numel():
+            ids[:, 0] = ENC_TOKEN_ID
+        return ids
+
+    def _itm_forward(
+        self,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor,
+        image_states: torch.Tensor,
+        **kwargs: Any,
+    ):
+        """Multimodal pass. ``image_states`` has batch 1 (broadcast over texts) or n_texts."""
+        return self.hf.text_encoder(
+            input_ids=input_ids.to(self.device),
+            attention_mask=attention_mask.to(self.device),
+            encoder_hidden_states=image_states.to(device=self.device, dtype=self.dtype),
+            **kwargs,
+        )
+
+    def _itm_logits(
+        self, tokenized: TokenizedTexts, image_states: torch.Tensor, text_batch_size: int = 128
+    ) -> torch.Tensor:
+        """ITM logits (n_texts, 2) of every text against one image (states of batch 1), or of
+        text i against image i (states of batch n_texts)."""
+        ids = self.itm_input_ids(tokenized)
+        mask = tokenized.attention_mask
+        out = []
+        for start in range(0, ids.shape[0], text_batch_size):
+            stop = start + text_batch_size
+            states = image_states if image_states.shape[0] == 1 else image_states[start:stop]
+            sub_mask = mask[start:stop]
+            n = int(sub_mask.sum(1).max())
+            hidden = self._itm_forward(ids[start:stop, :n], sub_mask[:, :n], states).last_hidden_state
+            out.append(self.hf.itm_head(hidden[:, 0, :]).float())
+        if not out:
+            return torch.zeros((0, 2))
+        return torch.cat(out)
+
+    def _load_batches(
+        self, images: Sequence[ImageLike], batch_size: int, progress: bool | None, desc: str
+    ) -> Iterator[tuple[torch.Tensor, list[str], list[Any]]]:
+        """Yield (pixel_values, labels, thumbnails) batch by batch, decoding each image once."""
+        if batch_size < 1:
+            raise InputError(f"batch_size must be at least 1, got {batch_size}")
+        show = len(images) >= _PROGRESS_MIN_IMAGES if progress is None else progress
+        starts = range(0, len(images), batch_size)
+        if show:
+            from tqdm.auto import tqdm
+
+            starts = tqdm(starts, desc=desc, unit="batch", total=len(starts))
+        for start in starts:
+            chunk = images[start : start + batch_size]
+            pixels, labels, thumbs = [], [], []
+            for offset, item in enumerate(chunk):
+                rgb = load_image(item, start + offset)
+                pixels.append(self.preprocessing(rgb))
+                labels.append(_image_label(item, start + offset))
+                thumb = rgb.copy()
+                thumb.thumbnail((THUMBNAIL_SIZE, THUMBNAIL_SIZE))
+                thumbs.append(thumb)
+            yield torch.stack(pixels), labels, thumbs
+
+    def _iter_image_states(
+        self,
+        images: Images,
+        batch_size: int,
+        progress: bool | None = None,
+        labels: Sequence[str] | None = None,
+    ) -> Iterator[tuple[torch.Tensor, list[str], list[Any] | None]]:
+        """Yield (states (b, 1 + P, width), labels, thumbnails) for any accepted image input."""
+        if isinstance(images, ImageFeatures):
+            self._check_features(images, need_raw=True)
+            for start in range(0, len(images), batch_size):
+                part = images[start : start + batch_size]
+                yield part.raw, part.labels, part.thumbnails
+            return
+        if isinstance(images, torch.Tensor):
+            pixels = self._check_pixels(images)
+            names = list(labels) if labels is not None else [f"image {i}" for i in range(len(pixels))]
+            for start in range(0, len(pixels), batch_size):
+                yield (
+                    self._vision_states(pixels[start : start + batch_size]),
+                    names[start : start + batch_size],
+                    None,
+                )
+            return
+        items = as_image_list(images)
+        if labels is not None and len(labels) != len(items):
+            raise InputError(f"got {len(labels)} labels for {len(items)} images")
+        done = 0
+        for pixels, names, thumbs in self._load_batches(items, batch_size, progress, "vision encoder"):
+            if labels is not None:
+                names = list(labels[done : done + len(names)])
+            done += len(names)
+            yield self._vision_states(pixels), names, thumbs
+
+    def _check_pixels(self, pixels: torch.Tensor) -> torch.Tensor:
+        s = int(self.config.vision_config.image_size)
+        if pixels.ndim == 3:
+            pixels = pixels.unsqueeze(0)
+        if pixels.ndim != 4 or pixels.shape[1:] != (3, s, s):
+            raise InputError(
+                f"pixel values must have shape (n, 3, {s}, {s}) for this net, got {tuple(pixels.shape)}"
+            )
+        return pixels
+
+    def _check_features(self, features: ImageFeatures, need_raw: bool) -> None:
+        if need_raw and features.raw is None:
+            raise InputError(
+                "these ImageFeatures were computed with keep_raw=False; the multimodal encoder needs "
+                "the raw image states: call encode_images(..., keep_raw=True)"
+            )
+        expected = (self.n_image_tokens, self.width)
+        if features.raw is not None and tuple(features.raw.shape[1:]) != expected:
+            raise InputError(
+                f"ImageFeatures raw states have shape {tuple(features.raw.shape)}, but this net expects "
+                f"(n, {expected[0]}, {expected[1]}); they come from a different architecture "
+                f"({features.model_name or 'unknown net'})"
+            )
+        dim = int(self.config.image_text_hidden_size)
+        if features.embeddings.shape[-1] != dim:
+            raise InputError(
+                f"ImageFeatures embeddings have shape {tuple(features.embeddings.shape)}, expected (n, {dim})"
+            )
+        tensors = [features.embeddings] + ([features.raw] if features.raw is not None else [])
+        for t in tensors:
+            if not torch.isfinite(t).all():
+                bad = (~torch.isfinite(t.reshape(len(t), -1))).any(1).nonzero().flatten().tolist()
+                raise InputError(f"ImageFeatures contain NaN or inf values (images {bad[:10]})")
+
+    # --------------------------------------------------------------------------- encoders
+    def encode_images(
+        self,
+        images: ImageLike | Sequence[ImageLike] | torch.Tensor,
+        *,
+        batch_size: int = 16,
+        keep_raw: bool = True,
+        labels: Sequence[str] | None = None,
+        progress: bool | None = None,
+    ) -> ImageFeatures:
+        """Run the image encoder.
+
+        Parameters
+        ----------
+        images : image or sequence of images, or Tensor of shape (n, 3, s, s)
+            PIL images (any mode), paths, encoded bytes, uint8 / float numpy arrays of shape
+            (H, W), (H, W, 3) or (H, W, 4); or already preprocessed pixel values.
+        batch_size : int, default 16
+            Images per vision-encoder pass.
+        keep_raw : bool, default True
+            Keep the raw states (n, 1 + P, width) needed by the multimodal encoder.
+        labels : sequence of str, optional
+            One label per image; default: file names, or ``"image i"``.
+        progress : bool, optional
+            Show a progress bar; default: for 64 images or more.
+
+        Returns
+        -------
+        ImageFeatures
+            ``.embeddings`` (n, 256), ``.projected`` (n, 256), ``.raw`` (n, 1 + P, width).
+        """
+        projected, raw, names, thumbs = [], [], [], []
+        with torch.inference_mode():
+            for states, batch_labels, batch_thumbs in self._iter_image_states(
+                images, batch_size, progress, labels
+            ):
+                projected.append(self._image_projection(states).cpu())
+                if keep_raw:
+                    raw.append(states)
+                names.extend(batch_labels)
+                if batch_thumbs is not None:
+                    thumbs.extend(batch_thumbs)
+        dim = int(self.config.image_text_hidden_size)
+        proj = torch.cat(projected) if projected else torch.zeros((0, dim))
+        if keep_raw:
+            raw_t = torch.cat(raw) if raw else torch.zeros((0, self.n_image_tokens, self.width))
+        return ImageFeatures(
+            embeddings=F.normalize(proj, dim=-1),
+            projected=proj,
+            raw=raw_t if keep_raw else None,
+            labels=names,
+            thumbnails=thumbs if len(thumbs) == len(names) and names else None,
+            model_name=self.name,
+        )
+
+    def encode_texts(self, texts: str | Sequence[str], *, batch_size: int = 128) -> TextFeatures:
+        """Run the unimodal text encoder (no cross-attention, ``[CLS]`` first).
+
+        Parameters
+        ----------
+        texts : str or sequence of str
+        batch_size : int, default 128
+
+        Returns
+        -------
+        TextFeatures
+            ``.embeddings`` (n, 256), ``.tokens``, ``.truncated``.
+        """
+        tokenized = self.tokenize(texts)
+        out = []
+        with torch.inference_mode():
+            for start in range(0, len(tokenized), batch_size):
+                sub = tokenized.select(range(start, min(start + batch_size, len(tokenized))))
+                out.append(self._text_projection(sub.input_ids, sub.attention_mask).cpu())
+        dim = int(self.config.image_text_hidden_size)
+        proj = torch.cat(out) if out else torch.zeros((0, dim))
+        return TextFeatures(
+            embeddings=F.normalize(proj, dim=-1),
+            projected=proj,
+            texts=list(tokenized.texts),
+            normalized=list(tokenized.normalized),
+            tokens=[tokenized.tokens(i) for i in range(len(tokenized))],
+            truncated=list(tokenized.truncated),
+            tokenized=tokenized,
+            model_name=self.name,
+        )
+
+    def match_probabilities(self, texts: Texts, image_features: ImageFeatures | torch.Tensor) -> torch.Tensor:
+        """ITM probabilities (n_texts, 2): ``[:, 1]`` is the probability that text and image match.
+
+        Text i is paired with image i, or one image's features are broadcast over all texts.
+
+        Parameters
+        ----------
+        texts : str, sequence of str, or TextFeatures
+        image_features : ImageFeatures (with raw states) or Tensor of shape (n, 1 + P, width)
+            n must be 1 or the number of texts.
+        """
+        tokenized = self._tokenized(texts)
+        if isinstance(image_features, ImageFeatures):
+            self._check_features(image_features, need_raw=True)
+            states = image_features.raw
+        else:
+            states = self._check_states(image_features)
+        if states.shape[0] not in (1, len(tokenized)):
+            raise InputError(
+                f"got image states of shape {tuple(states.shape)} for {len(tokenized)} texts: pass one "
+                "image (broadcast over all texts) or one image per text"
+            )
+        with torch.inference_mode():
+            logits = self._itm_logits(tokenized, states)
+        return logits.softmax(dim=-1)
+
+    def _check_states(self, states: Any) -> torch.Tensor:
+        if not isinstance(states, torch.Tensor):
+            raise InputError(f"image_features must be ImageFeatures or a Tensor, got {type(states).__name__}")
+        expected = (self.n_image_tokens, self.width)
+        if states.ndim == 2:
+            states = states.unsqueeze(0)
+        if states.ndim != 3 or tuple(states.shape[1:]) != expected:
+            raise InputError(
+                f"image states have shape {tuple(states.shape)}, but this net expects (n, {expected[0]}, "
+                f"{expected[1]})"
+            )
+        if not torch.isfinite(states).all():
+            raise InputError("image states contain NaN or inf values")
+        return states
+
+    # ------------------------------------------------------------------------------- scores
+    def cosine_scores(
+        self, images: Images, texts: Texts, *, batch_size: int = 16, progress: bool | None = None
+    ) -> ScoreMatrix:
+        """Cosine similarity of the unimodal embeddings of every (image, text) pair.
+
+        Parameters
+        ----------
+        images : images, pixel Tensor, or ImageFeatures
+        texts : str, sequence of str, or TextFeatures
+
+        Returns
+        -------
+        ScoreMatrix of shape (n_images, n_texts), values in [-1, 1].
+        """
+        if isinstance(images, ImageFeatures):
+            self._check_features(images, need_raw=False)
+            image_features = images
+        else:
+            image_features = self.encode_images(
+                images, batch_size=batch_size, keep_raw=False, progress=progress
+            )
+        text_features = texts if isinstance(texts, TextFeatures) else self.encode_texts(texts)
+        values = (image_features.embeddings.double() @ text_features.embeddings.double().T).numpy()
+        return ScoreMatrix(
+            values,
+            texts=list(text_features.texts),
+            image_labels=list(image_features.labels),
+            kind="cosine",
+            thumbnails=image_features.thumbnails,
+        )
+
+    def _score_pass(
+        self,
+        images: Images,
+        tokenized: TokenizedTexts,
+        *,
+        cosine: bool,
+        batch_size: int,
+        text_batch_size: int,
+        progress: bool | None,
+    ) -> tuple[np.ndarray, np.ndarray | None, list[str], list[Any] | None]:
+        """One pass over the images: ITM probabilities (and image embeddings for cosine)."""
+        itm_rows, emb, names, thumbs = [], [], [], []
+        with torch.inference_mode():
+            for states, batch_labels, batch_thumbs in self._iter_image_states(images, batch_size, progress):
+                if cosine:
+                    emb.append(F.normalize(self._image_projection(states).cpu(), dim=-1))
+                for b in range(states.shape[0]):
+                    logits = self._itm_logits(tokenized, states[b : b + 1], text_batch_size)
+                    itm_rows.append(logits.softmax(dim=-1)[:, 1].double().cpu())
+                names.extend(batch_labels)
+                thumbs.extend(batch_thumbs or [])
+        itm = torch.stack(itm_rows).numpy() if itm_rows else np.zeros((0, len(tokenized)))
+        dim = int(self.config.image_text_hidden_size)
+        image_emb = (torch.cat(emb) if emb else torch.zeros((0, dim))) if cosine else None
+        return itm, image_emb, names, (thumbs if thumbs and len(thumbs) == len(names) else None)
+
+    def itm_scores(
+        self,
+        images: Images,
+        texts: Texts,
+        *,
+        batch_size: int = 16,
+        text_batch_size: int = 128,
+        progress: bool | None = None,
+    ) -> ScoreMatrix:
+        """ITM match probability of every (image, text) pair.
+
+        Each image passes the vision encoder once; all texts of an image go through the multimodal
+        encoder as one batch (``text_batch_size`` at most) with that image's cross-attention keys and
+        values computed once per layer. Raw image states are dropped batch by batch.
+
+        Parameters
+        ----------
+        images : images, pixel Tensor, or ImageFeatures (with raw states)
+        texts : str, sequence of str, or TextFeatures
+        batch_size : int, default 16
+            Images per vision-encoder pass.
+        text_batch_size : int, default 128
+            Texts per multimodal pass.
+        progress : bool, optional
+            Progress bar over image batches; default: for 64 images or more.
+
+        Returns
+        -------
+        ScoreMatrix of shape (n_images, n_texts), values in [0, 1].
+        """
+        tokenized = self._tokenized(texts)
+        itm, _, names, thumbs = self._score_pass(
+            images,
+            tokenized,
+            cosine=False,
+            batch_size=batch_size,
+            text_batch_size=text_batch_size,
+            progress=progress,
+        )
+        return ScoreMatrix(itm, list(tokenized.texts), names, "itm", thumbs)
+
+    def scores(
+        self,
+        images: Images,
+        texts: Texts,
+        *,
+        batch_size: int = 16,
+        text_batch_size: int = 128,
+        progress: bool | None = None,
+    ) -> tuple[ScoreMatrix, ScoreMatrix]:
+        """Both score matrices, ``(itm, cosine)``, from one pass of each image through the ViT."""
+        text_features = texts if isinstance(texts, TextFeatures) else self.encode_texts(texts)
+        tokenized = text_features.tokenized
+        itm, image_emb, names, thumbs = self._score_pass(
+            images,
+            tokenized,
+            cosine=True,
+            batch_size=batch_size,
+            text_batch_size=text_batch_size,
+            progress=progress,
+        )
+        cos = (image_emb.double() @ text_features.embeddings.double().T).numpy()
+        texts_list = list(tokenized.texts)
+        return (
+            ScoreMatrix(itm, texts_list, names, "itm", thumbs),
+            ScoreMatrix(cos, texts_list, names, "cosine", thumbs),
+        )
+
+    def rank(self, image: ImageLike | ImageFeatures, texts: Texts) -> pd.DataFrame:
+        """Rank descriptions of one image by ITM probability, with the cosine score beside it.
+
+        Returns
+        -------
+        DataFrame with one row per text, sorted by ``itm`` (descending), columns ``text``, ``itm``,
+        ``cosine``, ``itm_rank``, ``cosine_rank`` (1 = best); index 1..n.
+        """
+        if isinstance(image, ImageFeatures):
+            if len(image) != 1:
+                raise InputError(f"rank takes one image, got ImageFeatures of {len(image)} images")
+        elif isinstance(image, torch.Tensor):
+            if image.ndim == 4 and image.shape[0] != 1:
+                raise InputError(f"rank takes one image, got pixel values of shape {tuple(image.shape)}")
+        elif len(as_image_list(image)) != 1:
+            raise InputError("rank takes one image; use itm_scores for several")
+        itm, cos = self.scores(image, texts)
+        frame = pd.DataFrame({"text": itm.texts, "itm": itm.values[0], "cosine": cos.values[0]})
+        frame["itm_rank"] = frame["itm"].rank(ascending=False, method="first").astype(int)
+        frame["cosine_rank"] = frame["cosine"].rank(ascending=False, method="first").astype(int)
+        frame = frame.sort_values("itm", ascending=False, kind="stable", ignore_index=True)
+        frame.index = pd.RangeIndex(1, len(frame) + 1, name="rank")
+        return frame
+
+    # ------------------------------------------------------------------------------ saving
+    def save_pretrained(self, folder: str | os.PathLike) -> Path:
+        """Write the net in ``save_pretrained`` layout: config, safetensors weights, tokenizer and
+        preprocessor config, loadable with ``load_model(folder)``."""
+        import json
+
+        folder = Path(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        self.hf.save_pretrained(folder)
+        blip_tokenizer().save_pretrained(folder)
+        p = self.preprocessing
+        (folder / "preprocessor_config.json").write_text(
+            json.dumps(
+                {
+                    "image_processor_type": "BlipImageProcessor",
+                    "processor_class": "BlipProcessor",
+                    "do_convert_rgb": True,
+                    "do_resize": True,
+                    "size": {"height": p.image_size, "width": p.image_size},
+                    "resample": 3,
+                    "do_rescale": True,
+                    "rescale_factor": 1 / 255,
+                    "do_normalize": True,
+                    "image_mean": list(p.mean),
+                    "image_std": list(p.std),
+                },
+                indent=2,
+            )
+        )
+        return folder
+
+
+class _Part:
+    part = ""
+
+    def __init__(self, model: BlipITM) -> None:
+        self.model = model
+
+    def parameter_names(self) -> list[str]:
+        """Names of the weights of the wrapped net that this part uses."""
+        from .models import part_parameter_names
+
+        return part_parameter_names(self.model.hf, self.part)
+
+    @property
+    def parameter_count(self) -> int:
+        """Number of weights this part uses (parts share the text tower's embeddings and self-attention)."""
+        params = dict(self.model.hf.named_parameters())
+        return sum(params[n].numel() for n in self.parameter_names())
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.model.name!r}, parameters={self.parameter_count:,})"
+
+
+class ImageEncoder(_Part):
+    """Image part: images -> :class:`ImageFeatures` (see :meth:`BlipITM.encode_images`)."""
+
+    part = "ImageEncoder"
+
+    def __call__(self, images, **kwargs: Any) -> ImageFeatures:
+        return self.model.encode_images(images, **kwargs)
+
+
+class TextEncoder(_Part):
+    """Unimodal text part: texts -> :class:`TextFeatures` (see :meth:`BlipITM.encode_texts`)."""
+
+    part = "TextEncoder"
+
+    def __call__(self, texts, **kwargs: Any) -> TextFeatures:
+        return self.model.encode_texts(texts, **kwargs)
+
+
+class MultimodalEncoder(_Part):
+    """Image-grounded text encoder with the ITM head: (texts, image features) -> (n_texts, 2)
+    match probabilities (see :meth:`BlipITM.match_probabilities`)."""
+
+    part = "MultimodalEncoder"
+
+    def __call__(self, texts, image_features) -> torch.Tensor:
+        return self.model.match_probabilities(texts, image_features)

@@ -1,0 +1,181 @@
+"""Result objects: features of images and texts, and image x text score matrices.
+
+They hold computed arrays plus labels and nothing else: no model runs inside them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+
+from .errors import InputError
+
+__all__ = ["ImageFeatures", "ScoreMatrix", "TextFeatures"]
+
+
+def _index_list(index: int | slice | Sequence[int], n: int) -> list[int]:
+    if isinstance(index, int | np.integer):
+        i = int(index)
+        if not -n <= i < n:
+            raise IndexError(f"index {i} out of range for {n} items")
+        return [i % n]
+    if isinstance(index, slice):
+        return list(range(n))[index]
+    return [int(i) for i in index]
+
+
+@dataclass(eq=False)
+class ImageFeatures:
+    """Features of a batch of images, from the image encoder.
+
+    Attributes
+    ----------
+    embeddings : Tensor of shape (n_images, 256)
+        ``vision_proj`` of the image ``[CLS]`` state, L2-normalised: the "Output" port.
+    projected : Tensor of shape (n_images, 256)
+        The same before normalisation.
+    raw : Tensor of shape (n_images, 1 + n_patches, width) or None
+        Last hidden state of the vision transformer: the "RawFeatures" port (577 x 768 for
+        ViT-B/16, 577 x 1024 for ViT-L/16), the keys and values of the multimodal encoder's
+        cross-attention. ``None`` when not kept.
+    labels : list of str
+        One label per image (file name, or ``"image i"``).
+    thumbnails : list of PIL.Image.Image or None
+        Small RGB copies of the images, for plots.
+    model_name : str
+        Name of the net that computed them.
+    """
+
+    embeddings: torch.Tensor
+    projected: torch.Tensor
+    raw: torch.Tensor | None
+    labels: list[str]
+    thumbnails: list[Any] | None = None
+    model_name: str = ""
+
+    def __len__(self) -> int:
+        return int(self.embeddings.shape[0])
+
+    @property
+    def width(self) -> int | None:
+        """Width of the raw features (768 for ViT-B/16, 1024 for ViT-L/16), or None."""
+        return None if self.raw is None else int(self.raw.shape[-1])
+
+    def __getitem__(self, index: int | slice | Sequence[int]) -> ImageFeatures:
+        idx = _index_list(index, len(self))
+        return ImageFeatures(
+            embeddings=self.embeddings[idx],
+            projected=self.projected[idx],
+            raw=None if self.raw is None else self.raw[idx],
+            labels=[self.labels[i] for i in idx],
+            thumbnails=None if self.thumbnails is None else [self.thumbnails[i] for i in idx],
+            model_name=self.model_name,
+        )
+
+    def __repr__(self) -> str:
+        raw = "not kept" if self.raw is None else tuple(self.raw.shape)
+        return f"ImageFeatures(n={len(self)}, embeddings={tuple(self.embeddings.shape)}, raw={raw})"
+
+
+@dataclass(eq=False)
+class TextFeatures:
+    """Features of a batch of texts, from the unimodal text encoder.
+
+    Attributes
+    ----------
+    embeddings : Tensor of shape (n_texts, 256)
+        ``text_proj`` of the text ``[CLS]`` state, L2-normalised.
+    projected : Tensor of shape (n_texts, 256)
+        The same before normalisation.
+    texts : list of str
+        The texts as given.
+    normalized : list of str
+        The texts after caption normalisation.
+    tokens : list of list of str
+        WordPiece tokens of each text, ``[CLS]`` first and ``[SEP]`` last.
+    truncated : list of bool
+        Whether each text was cut at the token limit.
+    tokenized : blipviz.text.TokenizedTexts
+        The token ids, reused by the multimodal encoder.
+    """
+
+    embeddings: torch.Tensor
+    projected: torch.Tensor
+    texts: list[str]
+    normalized: list[str]
+    tokens: list[list[str]]
+    truncated: list[bool]
+    tokenized: Any = field(repr=False, default=None)
+    model_name: str = ""
+
+    def __len__(self) -> int:
+        return int(self.embeddings.shape[0])
+
+    def __repr__(self) -> str:
+        return f"TextFeatures(n={len(self)}, embeddings={tuple(self.embeddings.shape)})"
+
+
+@dataclass(eq=False)
+class ScoreMatrix:
+    """Scores of every (image, text) pair.
+
+    ``numpy.asarray(s)`` gives the float array of shape (n_images, n_texts).
+
+    Attributes
+    ----------
+    values : ndarray of shape (n_images, n_texts)
+        ITM match probabilities in [0, 1], or cosine similarities in [-1, 1].
+    texts : list of str
+    image_labels : list of str
+    kind : {"itm", "cosine"}
+    thumbnails : list of PIL.Image.Image or None
+        Small copies of the images, for plots.
+    """
+
+    values: np.ndarray
+    texts: list[str]
+    image_labels: list[str]
+    kind: str = "itm"
+    thumbnails: list[Any] | None = None
+
+    def __post_init__(self) -> None:
+        self.values = np.asarray(self.values, dtype=np.float64)
+        expected = (len(self.image_labels), len(self.texts))
+        if self.values.shape != expected:
+            raise InputError(
+                f"score values have shape {self.values.shape}, but there are {expected[0]} image labels "
+                f"and {expected[1]} texts"
+            )
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return self.values.shape  # type: ignore[return-value]
+
+    def __array__(self, dtype=None, copy=None) -> np.ndarray:
+        return self.values if dtype is None else self.values.astype(dtype)
+
+    def __repr__(self) -> str:
+        return f"ScoreMatrix(kind={self.kind!r}, shape={self.shape})"
+
+    def to_pandas(self) -> pd.DataFrame:
+        """Long form: one row per pair with columns ``image``, ``text``, ``score``,
+        ``image_index``, ``text_index``."""
+        n_images, n_texts = self.shape
+        return pd.DataFrame(
+            {
+                "image": np.repeat(self.image_labels, n_texts) if n_images else [],
+                "text": np.tile(self.texts, n_images) if n_texts else [],
+                "score": self.values.reshape(-1),
+                "image_index": np.repeat(np.arange(n_images), n_texts),
+                "text_index": np.tile(np.arange(n_texts), n_images),
+            }
+        )
+
+    def to_frame(self) -> pd.DataFrame:
+        """Wide form: images as rows, texts as columns."""
+        return pd.DataFrame(self.values, index=self.image_labels, columns=self.texts)

@@ -1,0 +1,57 @@
+"""Offline nets and data for tests, notebooks and users.
+
+``tiny_random_hf_model()`` builds a small BLIP image-text matching net in code, with the real
+30,524-token vocabulary and weights drawn by :func:`blipviz.random_weights.informative_init_`, so that
+scores and attention maps differ from input to input. ``load_model("tiny-random")`` wraps it.
+"""
+
+from __future__ import annotations
+
+__all__ = ["TINY_GEOMETRY", "tiny_random_config", "tiny_random_hf_model"]
+
+#: Geometry of the tiny net: 64 px images in 8 px patches (an 8 x 8 grid, 65 image tokens), two
+#: layers of width 64 with 4 heads in each tower, the real vocabulary and the 256-d joint space.
+TINY_GEOMETRY = {
+    "vision": dict(
+        hidden_size=64,
+        intermediate_size=128,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        image_size=64,
+        patch_size=8,
+        layer_norm_eps=1e-6,
+    ),
+    "text": dict(
+        vocab_size=30524,
+        hidden_size=64,
+        intermediate_size=128,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        max_position_embeddings=512,
+        layer_norm_eps=1e-12,
+    ),
+    "image_text_hidden_size": 256,
+}
+
+
+def tiny_random_config():
+    """``transformers.BlipConfig`` of the tiny offline net (see :data:`TINY_GEOMETRY`)."""
+    from transformers import BlipConfig
+
+    config = BlipConfig(
+        text_config=dict(TINY_GEOMETRY["text"]),
+        vision_config=dict(TINY_GEOMETRY["vision"]),
+        image_text_hidden_size=TINY_GEOMETRY["image_text_hidden_size"],
+    )
+    config.architectures = ["BlipForImageTextRetrieval"]
+    return config
+
+
+def tiny_random_hf_model(seed: int = 0):
+    """A tiny ``BlipForImageTextRetrieval`` with informative random weights drawn from ``seed``."""
+    from transformers import BlipForImageTextRetrieval
+
+    from ..random_weights import informative_init_
+
+    model = BlipForImageTextRetrieval(tiny_random_config())
+    return informative_init_(model, seed).eval()
