@@ -6,6 +6,7 @@ similarity or by the image-text matching (ITM) head, and rank descriptions of an
 
 from __future__ import annotations
 
+from . import testing
 from .errors import BlipvizError, ImageLoadError, InputError, InputTypeError, ModelLoadError, OfflineError
 from .itm import BlipITM, ImageEncoder, MultimodalEncoder, TextEncoder
 from .models import list_models, load_model, load_part, parameters_information
@@ -33,4 +34,5 @@ __all__ = [
     "load_part",
     "normalize_caption",
     "parameters_information",
+    "testing",
 ]
