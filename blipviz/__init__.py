@@ -1,11 +1,14 @@
 """blipviz: look inside BLIP image-text matching nets from a notebook.
 
 Load a net of the family (:func:`load_model`), embed images and texts, score every pair by cosine
-similarity or by the image-text matching (ITM) head, and rank descriptions of an image.
+similarity or by the image-text matching (ITM) head, and rank descriptions of an image. Data to try
+it on lives in :mod:`blipviz.datasets` (FashionMNIST, and real photographs shipped with installed
+packages).
 """
 
 from __future__ import annotations
 
+from . import datasets  # the submodule: blipviz.datasets.load_fashion_mnist, sample_images
 from .errors import BlipvizError, ImageLoadError, InputError, InputTypeError, ModelLoadError, OfflineError
 from .itm import BlipITM, ImageEncoder, MultimodalEncoder, TextEncoder
 from .models import list_models, load_model, load_part, parameters_information
@@ -28,6 +31,7 @@ __all__ = [
     "ScoreMatrix",
     "TextEncoder",
     "TextFeatures",
+    "datasets",
     "list_models",
     "load_model",
     "load_part",
