@@ -369,3 +369,21 @@ def test_evaluate_zero_shot_runs_the_classifier(model, images, true_labels):
         evaluate_zero_shot(clf, images, true_labels[:-1])
     with pytest.raises(InputError):
         evaluate_zero_shot(clf, images, ["scarf"] * len(images))
+
+
+def test_fashion_mnist_fixture_end_to_end(model, tmp_path):
+    """The reference's flow, offline: load FashionMNIST, classify with its names, evaluate, plot."""
+    from blipviz.datasets import load_fashion_mnist
+    from blipviz.testing import write_fashion_mnist_fixture
+
+    images, labels, names = load_fashion_mnist(source=write_fashion_mnist_fixture(tmp_path, n_per_class=1))
+    clf = ZeroShotClassifier(model, names, method="rerank", rerank_k=3)
+    assert clf.texts[0] == "This is a photo of a t-shirt/top"
+    ev = evaluate_zero_shot(clf, images, labels)
+    assert ev.n_images == 10 and ev.confusion_matrix.sum() == 10
+    assert ev.top_k_accuracy(3) >= ev.accuracy
+    try:
+        display = ev.plot(normalize="true")
+        assert [t.get_text() for t in display.ax_.get_yticklabels()] == names
+    finally:
+        plt.close("all")
