@@ -3,11 +3,24 @@
 ``tiny_random_hf_model()`` builds a small BLIP image-text matching net in code, with the real
 30,524-token vocabulary and weights drawn by :func:`blipviz.random_weights.informative_init_`, so that
 scores and attention maps differ from input to input. ``load_model("tiny-random")`` wraps it.
+
+``write_fashion_mnist_fixture(folder)`` writes a tiny FashionMNIST-shaped dataset (same features and
+label names as the Hub's, generated pictures) that :func:`blipviz.datasets.load_fashion_mnist` loads.
 """
 
 from __future__ import annotations
 
-__all__ = ["TINY_GEOMETRY", "synthetic_images", "tiny_random_config", "tiny_random_hf_model"]
+from .data import FASHION_MNIST_HUB_NAMES, fashion_mnist_fixture_image, write_fashion_mnist_fixture
+
+__all__ = [
+    "FASHION_MNIST_HUB_NAMES",
+    "TINY_GEOMETRY",
+    "fashion_mnist_fixture_image",
+    "synthetic_images",
+    "tiny_random_config",
+    "tiny_random_hf_model",
+    "write_fashion_mnist_fixture",
+]
 
 #: Geometry of the tiny net: 64 px images in 8 px patches (an 8 x 8 grid, 65 image tokens), two
 #: layers of width 64 with 4 heads in each tower, the real vocabulary and the 256-d joint space.

@@ -1,0 +1,588 @@
+"""Zero-shot classification: one text per class, and the class whose text matches best.
+
+``ZeroShotClassifier(model, labels)`` writes one text per class from a template ("This is a photo
+of a {}", the label lower-cased into it, as the reference does), encodes those texts once, and
+scores images against them with one of three methods:
+
+- ``"itm"``: the ITM head's match probability of every (image, class text) pair (the default);
+- ``"cosine"``: cosine similarity of the unimodal image and text embeddings;
+- ``"rerank"``: cosine for every class, then ITM for the ``rerank_k`` best classes only, as BLIP's
+  retrieval does.
+
+:func:`evaluate_zero_shot` scores labelled images and returns a :class:`ZeroShotEvaluation`
+(accuracy, per-class accuracy, top-k accuracy, confusion matrix); the metrics part,
+:meth:`ZeroShotEvaluation.from_scores`, needs no model.
+"""
+
+from __future__ import annotations
+
+import string
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+import torch.nn.functional as F
+
+from .errors import InputError, InputTypeError
+from .images import as_image_list
+from .itm import _PROGRESS_MIN_IMAGES, BlipITM, Images
+from .results import ImageFeatures
+from .text import as_text_list
+
+__all__ = [
+    "DEFAULT_TEMPLATE",
+    "ZeroShotClassifier",
+    "ZeroShotEvaluation",
+    "class_texts",
+    "evaluate_zero_shot",
+]
+
+#: The reference's template for class texts.
+DEFAULT_TEMPLATE = "This is a photo of a {}"
+
+METHODS = ("itm", "cosine", "rerank")
+
+
+def class_texts(labels: Sequence[str], template: str = DEFAULT_TEMPLATE) -> list[str]:
+    """One text per class: each label lower-cased into ``template``.
+
+    Parameters
+    ----------
+    labels : sequence of str
+    template : str, default "This is a photo of a {}"
+        Holds exactly one placeholder, ``{}`` or ``{label}``; ``{{`` and ``}}`` are literal braces.
+
+    Returns
+    -------
+    list of str
+
+    Examples
+    --------
+    >>> class_texts(["T-shirt/top", "Ankle boot"])
+    ['This is a photo of a t-shirt/top', 'This is a photo of a ankle boot']
+    """
+    labels = as_text_list(labels, name="labels")
+    if not isinstance(template, str):
+        raise InputTypeError(f"template must be a str, got {type(template).__name__}")
+    try:
+        fields = [f for _, f, _, _ in string.Formatter().parse(template) if f is not None]
+    except ValueError as exc:
+        raise InputError(f"template {template!r} is not a valid format string: {exc}") from None
+    if len(fields) != 1 or fields[0] not in ("", "0", "label"):
+        raise InputError(
+            f"template must hold exactly one placeholder for the label, {{}} or {{label}}; got {template!r}"
+        )
+    return [template.format(label.lower(), label=label.lower()) for label in labels]
+
+
+def _argmax(values: np.ndarray) -> np.ndarray:
+    """Row-wise argmax with NaN below everything; ties go to the first column."""
+    return np.where(np.isnan(values), -np.inf, values).argmax(axis=1)
+
+
+def _order(key: np.ndarray) -> np.ndarray:
+    """Column order per row, best first: ``key`` descending (NaN last), ties by column index."""
+    filled = np.where(np.isnan(key), -np.inf, key)
+    return np.argsort(-filled, axis=-1, kind="stable")
+
+
+@dataclass(eq=False)
+class _ClassScores:
+    values: np.ndarray  # (n_images, n_labels): the scores reported by predict_proba
+    rank_key: np.ndarray  # (n_images, n_labels): higher ranks first (differs for rerank only)
+    cosine: np.ndarray | None  # (n_images, n_labels) for "cosine" and "rerank"
+    image_labels: list[str]
+
+
+class ZeroShotClassifier:
+    """Classify images between any set of classes with a BLIP image-text matching net.
+
+    Parameters
+    ----------
+    model : BlipITM
+    labels : sequence of str
+        Class names, distinct after lower-casing.
+    template : str, default "This is a photo of a {}"
+        Each label, lower-cased, goes into the placeholder (see :func:`class_texts`).
+    method : {"itm", "cosine", "rerank"}, default "itm"
+        ``"itm"``: ITM match probability of every class. ``"cosine"``: cosine similarity of the
+        unimodal embeddings. ``"rerank"``: cosine for every class, then ITM for the ``rerank_k``
+        classes of highest cosine only.
+    rerank_k : int, default 5
+        Classes re-scored by ITM with ``method="rerank"`` (at most the number of labels).
+    batch_size : int, default 16
+        Images per vision-encoder pass.
+    text_batch_size : int, default 128
+        Class texts per multimodal pass.
+    progress : bool, optional
+        Progress bar over images; default: for 64 images or more.
+
+    Attributes
+    ----------
+    labels : list of str
+    texts : list of str
+        The class texts, one per label.
+    text_features : TextFeatures
+        The class texts encoded (and tokenised) once, reused for every image.
+
+    Notes
+    -----
+    Scores of ``predict_proba`` by method: ``"itm"``: match probabilities in [0, 1]; ``"cosine"``:
+    cosines in [-1, 1]; ``"rerank"``: the ITM match probability of the ``rerank_k`` classes kept
+    for each image and **NaN** for the others (not scored by ITM). Rankings (``predict``,
+    ``top_k``, top-k accuracy) put the kept classes first, by ITM, then the others by cosine.
+
+    Each image passes the vision encoder once; its states are dropped after its batch, so memory
+    does not grow with the number of images beyond the (n_images, n_labels) results.
+    """
+
+    def __init__(
+        self,
+        model: BlipITM,
+        labels: Sequence[str],
+        *,
+        template: str = DEFAULT_TEMPLATE,
+        method: str = "itm",
+        rerank_k: int = 5,
+        batch_size: int = 16,
+        text_batch_size: int = 128,
+        progress: bool | None = None,
+    ) -> None:
+        if not isinstance(model, BlipITM):
+            raise InputTypeError(
+                f"model must be a BlipITM (from blipviz.load_model), got {type(model).__name__}"
+            )
+        if method not in METHODS:
+            raise InputError(f"method must be one of {METHODS}, got {method!r}")
+        labels = as_text_list(labels, name="labels")
+        if not labels:
+            raise InputError("labels must name at least one class")
+        seen: dict[str, str] = {}
+        for label in labels:
+            if not label.strip():
+                raise InputError("labels must not be empty strings")
+            if label.lower() in seen:
+                raise InputError(
+                    f"labels {seen[label.lower()]!r} and {label!r} give the same class text; "
+                    "labels must be distinct after lower-casing"
+                )
+            seen[label.lower()] = label
+        if isinstance(rerank_k, bool) or not isinstance(rerank_k, int) or rerank_k < 1:
+            raise InputError(f"rerank_k must be a positive int, got {rerank_k!r}")
+        if batch_size < 1 or text_batch_size < 1:
+            raise InputError("batch_size and text_batch_size must be at least 1")
+        self.model = model
+        self.labels = labels
+        self.template = template
+        self.method = method
+        self.rerank_k = min(rerank_k, len(labels))
+        self.batch_size = batch_size
+        self.text_batch_size = text_batch_size
+        self.progress = progress
+        self.texts = class_texts(labels, template)
+        self.text_features = model.encode_texts(self.texts)
+
+    def __repr__(self) -> str:
+        extra = f", rerank_k={self.rerank_k}" if self.method == "rerank" else ""
+        return (
+            f"ZeroShotClassifier({self.model.name!r}, n_labels={len(self.labels)}, method={self.method!r}"
+            f"{extra}, template={self.template!r})"
+        )
+
+    # ---------------------------------------------------------------------------- scoring
+    def _itm_row(self, tokenized, states: torch.Tensor) -> np.ndarray:
+        logits = self.model._itm_logits(tokenized, states, self.text_batch_size)
+        return logits.softmax(dim=-1)[:, 1].double().cpu().numpy()
+
+    def _score(self, images: Images) -> _ClassScores:
+        """Score every image against every class text in one pass over the images."""
+        if isinstance(images, ImageFeatures):
+            n_images = len(images)
+            if self.method == "cosine" and images.raw is None:
+                return self._cosine_from_features(images)
+        elif isinstance(images, torch.Tensor):
+            n_images = 1 if images.ndim == 3 else int(images.shape[0])
+        else:
+            images = as_image_list(images)
+            n_images = len(images)
+        show = n_images >= _PROGRESS_MIN_IMAGES if self.progress is None else self.progress
+        bar = None
+        if show:
+            from tqdm.auto import tqdm
+
+            bar = tqdm(total=n_images, desc=f"zero-shot ({self.method})", unit="image")
+        tokenized = self.text_features.tokenized
+        text_emb = self.text_features.embeddings.double()
+        n_labels = len(self.labels)
+        values, cosines, names = [], [], []
+        try:
+            with torch.inference_mode():
+                for states, batch_labels, _ in self.model._iter_image_states(
+                    images, self.batch_size, progress=False
+                ):
+                    cos = None
+                    if self.method != "itm":
+                        emb = F.normalize(self.model._image_projection(states).cpu(), dim=-1).double()
+                        cos = (emb @ text_emb.T).numpy()
+                        cosines.append(cos)
+                    for b in range(states.shape[0]):
+                        if self.method == "itm":
+                            values.append(self._itm_row(tokenized, states[b : b + 1]))
+                        elif self.method == "cosine":
+                            values.append(cos[b])
+                        else:
+                            keep = np.sort(np.argsort(-cos[b], kind="stable")[: self.rerank_k])
+                            row = np.full(n_labels, np.nan)
+                            row[keep] = self._itm_row(tokenized.select(keep.tolist()), states[b : b + 1])
+                            values.append(row)
+                    names.extend(batch_labels)
+                    if bar is not None:
+                        bar.update(len(batch_labels))
+        finally:
+            if bar is not None:
+                bar.close()
+        values_arr = np.stack(values) if values else np.zeros((0, n_labels))
+        cosine = None
+        if self.method != "itm":
+            cosine = np.concatenate(cosines) if cosines else np.zeros((0, n_labels))
+        if self.method == "rerank":
+            # Kept classes (ITM in [0, 1], shifted to [2, 3]) above all others (cosine in [-1, 1]).
+            rank_key = np.where(np.isnan(values_arr), cosine, values_arr + 2.0)
+        else:
+            rank_key = values_arr
+        return _ClassScores(values_arr, rank_key, cosine, names)
+
+    def _cosine_from_features(self, features: ImageFeatures) -> _ClassScores:
+        self.model._check_features(features, need_raw=False)
+        cos = (features.embeddings.double() @ self.text_features.embeddings.double().T).numpy()
+        return _ClassScores(cos, cos, cos, list(features.labels))
+
+    # ------------------------------------------------------------------------------- API
+    def predict_proba(self, images: Images) -> pd.DataFrame:
+        """The scores used to classify: one row per image, one column per label.
+
+        Parameters
+        ----------
+        images : image, sequence of images, pixel Tensor, or ImageFeatures (with raw states,
+            except for ``method="cosine"``)
+
+        Returns
+        -------
+        DataFrame of shape (n_images, n_labels)
+            Index: image labels (file names or ``"image i"``); columns: the class labels. Values:
+            ITM probabilities (``"itm"``), cosines (``"cosine"``), or, for ``"rerank"``, ITM
+            probabilities of the ``rerank_k`` kept classes and NaN elsewhere.
+        """
+        scores = self._score(images)
+        return pd.DataFrame(
+            scores.values,
+            index=pd.Index(scores.image_labels, name="image"),
+            columns=pd.Index(self.labels, name="label"),
+        )
+
+    def predict(self, images: Images) -> list[str]:
+        """The best-matching label of each image (argmax of :meth:`predict_proba`'s rows)."""
+        scores = self._score(images)
+        return [self.labels[i] for i in _argmax(scores.rank_key)]
+
+    def top_k(self, image: Any, k: int = 10) -> pd.DataFrame:
+        """The ``k`` best labels of one image with their scores (the reference's TakeLargest).
+
+        Returns
+        -------
+        DataFrame with ``min(k, n_labels)`` rows, best first; index ``rank`` 1..k; columns
+        ``label`` and ``score`` (as in :meth:`predict_proba`), plus ``cosine`` for
+        ``method="rerank"`` (the order of the classes that ITM did not score).
+        """
+        if isinstance(k, bool) or not isinstance(k, int) or k < 1:
+            raise InputError(f"k must be a positive int, got {k!r}")
+        if isinstance(image, ImageFeatures):
+            n = len(image)
+        elif isinstance(image, torch.Tensor):
+            n = 1 if image.ndim == 3 else int(image.shape[0])
+        else:
+            n = len(as_image_list(image))
+        if n != 1:
+            raise InputError(f"top_k takes one image, got {n}; use predict_proba for several")
+        scores = self._score(image)
+        order = _order(scores.rank_key[0])[:k]
+        frame = pd.DataFrame({"label": [self.labels[i] for i in order], "score": scores.values[0, order]})
+        if self.method == "rerank":
+            frame["cosine"] = scores.cosine[0, order]
+        frame.index = pd.RangeIndex(1, len(frame) + 1, name="rank")
+        return frame
+
+
+# ------------------------------------------------------------------------------------ evaluation
+
+
+def _label_indices(true_labels: Any, labels: list[str]) -> np.ndarray:
+    """Class names (exact, or case-insensitive when unique) or integer indices -> indices."""
+    if isinstance(true_labels, str):
+        raise InputTypeError("true_labels must be a sequence of labels, not a single str")
+    try:
+        items = list(true_labels)
+    except TypeError:
+        raise InputTypeError(
+            f"true_labels must be a sequence of class names or indices, got {type(true_labels).__name__}"
+        ) from None
+    exact = {label: i for i, label in enumerate(labels)}
+    folded: dict[str, int | None] = {}
+    for i, label in enumerate(labels):
+        folded[label.lower()] = None if label.lower() in folded else i
+    out = np.empty(len(items), dtype=np.int64)
+    for n, item in enumerate(items):
+        if isinstance(item, str):
+            index = exact.get(item, folded.get(item.lower()))
+            if index is None:
+                raise InputError(f"true_labels[{n}] = {item!r} is not one of the labels {labels}")
+        elif isinstance(item, int | np.integer) and not isinstance(item, bool):
+            index = int(item)
+            if not 0 <= index < len(labels):
+                raise InputError(f"true_labels[{n}] = {index} is out of range for {len(labels)} labels")
+        else:
+            raise InputTypeError(
+                f"true_labels[{n}] must be a class name or an integer index, got {type(item).__name__}"
+            )
+        out[n] = index
+    return out
+
+
+@dataclass(eq=False)
+class ZeroShotEvaluation:
+    """Zero-shot predictions of labelled images, and their metrics.
+
+    Build it with :func:`evaluate_zero_shot`, or from scores with :meth:`from_scores`.
+
+    Attributes
+    ----------
+    scores : ndarray of shape (n_images, n_labels)
+        Score of every (image, class); NaN for classes that were not scored.
+    true : ndarray of int, shape (n_images,)
+        True class of each image, as an index into ``labels``.
+    labels : list of str
+        Class names, in column order.
+    image_labels : list of str
+        One name per image.
+    rank_key : ndarray of shape (n_images, n_labels)
+        What orders the classes of an image, best first (ties: lower column first; NaN last).
+        ``scores`` itself, except for ``method="rerank"`` (kept classes by ITM, then the others by
+        cosine).
+    method : str
+        How the scores were computed (``"itm"``, ``"cosine"``, ``"rerank"``, or ``""``).
+    """
+
+    scores: np.ndarray
+    true: np.ndarray
+    labels: list[str]
+    image_labels: list[str]
+    rank_key: np.ndarray
+    method: str = ""
+
+    @classmethod
+    def from_scores(
+        cls,
+        scores: Any,
+        true_labels: Sequence[str] | Sequence[int],
+        labels: Sequence[str],
+        *,
+        image_labels: Sequence[str] | None = None,
+        rank_key: Any = None,
+        method: str = "",
+    ) -> ZeroShotEvaluation:
+        """Evaluate given scores; no model runs.
+
+        Parameters
+        ----------
+        scores : array-like of shape (n_images, n_labels)
+            Higher is better; NaN marks a class that was not scored (it ranks last).
+        true_labels : sequence of str or int
+            True class of each image: a name from ``labels`` or a column index.
+        labels : sequence of str
+            Class names, one per column.
+        image_labels : sequence of str, optional
+            Default ``"image i"``.
+        rank_key : array-like of shape (n_images, n_labels), optional
+            Orders the classes for predictions and top-k accuracy; default ``scores``.
+        method : str, optional
+        """
+        labels = as_text_list(labels, name="labels")
+        values = np.asarray(scores, dtype=np.float64)
+        if values.ndim != 2 or values.shape[1] != len(labels):
+            raise InputError(
+                f"scores must have shape (n_images, {len(labels)}) for {len(labels)} labels, "
+                f"got {values.shape}"
+            )
+        if np.isposinf(values).any():
+            raise InputError("scores must not contain +inf")
+        key = values if rank_key is None else np.asarray(rank_key, dtype=np.float64)
+        if key.shape != values.shape:
+            raise InputError(f"rank_key has shape {key.shape}, scores {values.shape}")
+        if len(values) and np.all(np.isnan(key), axis=1).any():
+            row = int(np.flatnonzero(np.all(np.isnan(key), axis=1))[0])
+            raise InputError(f"image {row} has no score for any class")
+        true = _label_indices(true_labels, labels)
+        if len(true) != len(values):
+            raise InputError(f"got {len(true)} true labels for {len(values)} images")
+        names = [f"image {i}" for i in range(len(values))] if image_labels is None else list(image_labels)
+        if len(names) != len(values):
+            raise InputError(f"got {len(names)} image labels for {len(values)} images")
+        return cls(values, true, labels, names, key, method)
+
+    # ---------------------------------------------------------------------------- metrics
+    @property
+    def n_images(self) -> int:
+        return int(self.scores.shape[0])
+
+    @property
+    def predicted(self) -> np.ndarray:
+        """ndarray of int, shape (n_images,): predicted class index of each image."""
+        return _argmax(self.rank_key)
+
+    @property
+    def predicted_labels(self) -> list[str]:
+        return [self.labels[i] for i in self.predicted]
+
+    @property
+    def true_labels(self) -> list[str]:
+        return [self.labels[i] for i in self.true]
+
+    @property
+    def true_ranks(self) -> np.ndarray:
+        """ndarray of int, shape (n_images,): rank of the true class among all classes (1 = best)."""
+        order = _order(self.rank_key)
+        return np.argmax(order == self.true[:, None], axis=1) + 1
+
+    @property
+    def accuracy(self) -> float:
+        """Fraction of images whose predicted class is the true one (NaN without images)."""
+        return float(np.mean(self.predicted == self.true)) if self.n_images else float("nan")
+
+    def top_k_accuracy(self, k: int = 5) -> float:
+        """Fraction of images whose true class is among the ``k`` best-ranked classes."""
+        if isinstance(k, bool) or not isinstance(k, int) or k < 1:
+            raise InputError(f"k must be a positive int, got {k!r}")
+        return float(np.mean(self.true_ranks <= k)) if self.n_images else float("nan")
+
+    @property
+    def confusion_matrix(self) -> np.ndarray:
+        """ndarray of int, shape (n_labels, n_labels): images of true class i (row) predicted as
+        class j (column), scikit-learn's convention."""
+        n = len(self.labels)
+        matrix = np.zeros((n, n), dtype=np.int64)
+        np.add.at(matrix, (self.true, self.predicted), 1)
+        return matrix
+
+    @property
+    def per_class_accuracy(self) -> pd.Series:
+        """Accuracy on the images of each true class (recall), indexed by label; NaN for a class
+        without images."""
+        matrix = self.confusion_matrix
+        support = matrix.sum(axis=1)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            acc = np.where(support > 0, np.diag(matrix) / np.maximum(support, 1), np.nan)
+        return pd.Series(acc, index=pd.Index(self.labels, name="label"), name="accuracy")
+
+    def __repr__(self) -> str:
+        method = f"method={self.method!r}, " if self.method else ""
+        k = min(5, len(self.labels))
+        return (
+            f"ZeroShotEvaluation({method}n_images={self.n_images}, n_labels={len(self.labels)}, "
+            f"accuracy={self.accuracy:.3f}, top{k}={self.top_k_accuracy(k):.3f})"
+        )
+
+    # ---------------------------------------------------------------------------- outputs
+    def to_pandas(self) -> pd.DataFrame:
+        """One row per image: ``image``, ``true``, ``predicted``, ``correct``, ``true_rank``,
+        ``true_score``, ``predicted_score``."""
+        rows = np.arange(self.n_images)
+        predicted = self.predicted
+        return pd.DataFrame(
+            {
+                "image": self.image_labels,
+                "true": self.true_labels,
+                "predicted": [self.labels[i] for i in predicted],
+                "correct": predicted == self.true,
+                "true_rank": self.true_ranks,
+                "true_score": self.scores[rows, self.true],
+                "predicted_score": self.scores[rows, predicted],
+            }
+        )
+
+    def plot(self, ax=None, *, normalize: str | None = None, **kwargs: Any):
+        """Draw the confusion matrix with scikit-learn's ``ConfusionMatrixDisplay``.
+
+        Parameters
+        ----------
+        ax : matplotlib.axes.Axes, optional
+            Default: a new figure.
+        normalize : {"true", "pred", "all"}, optional
+            Divide by the row sums (per-class accuracy on the diagonal), the column sums, or the
+            total; default: counts.
+        **kwargs
+            Passed to ``ConfusionMatrixDisplay.plot`` (``cmap``, ``colorbar``, ``values_format``,
+            ``xticks_rotation``, ...).
+
+        Returns
+        -------
+        sklearn.metrics.ConfusionMatrixDisplay
+            With ``ax_``, ``figure_`` and ``im_`` set.
+        """
+        from sklearn.metrics import ConfusionMatrixDisplay
+
+        matrix = self.confusion_matrix.astype(np.float64)
+        if normalize is not None:
+            if normalize not in ("true", "pred", "all"):
+                raise InputError(f"normalize must be None, 'true', 'pred' or 'all', got {normalize!r}")
+            total = {
+                "true": matrix.sum(axis=1, keepdims=True),
+                "pred": matrix.sum(axis=0, keepdims=True),
+                "all": matrix.sum(),
+            }[normalize]
+            with np.errstate(invalid="ignore", divide="ignore"):
+                matrix = np.nan_to_num(matrix / total)
+        else:
+            matrix = self.confusion_matrix
+        kwargs.setdefault("xticks_rotation", "vertical")
+        display = ConfusionMatrixDisplay(matrix, display_labels=list(self.labels))
+        return display.plot(ax=ax, **kwargs)
+
+
+def evaluate_zero_shot(
+    classifier: ZeroShotClassifier, images: Images, true_labels: Sequence[str] | Sequence[int]
+) -> ZeroShotEvaluation:
+    """Classify labelled images and measure how well it went.
+
+    Parameters
+    ----------
+    classifier : ZeroShotClassifier
+    images : image, sequence of images, pixel Tensor, or ImageFeatures
+    true_labels : sequence of str or int
+        True class of each image: a label of the classifier (exact, or differing in case only) or
+        its index.
+
+    Returns
+    -------
+    ZeroShotEvaluation
+        ``.accuracy``, ``.per_class_accuracy``, ``.top_k_accuracy(k)``, ``.confusion_matrix``,
+        ``.plot()``, ``.to_pandas()``.
+    """
+    if not isinstance(classifier, ZeroShotClassifier):
+        raise InputTypeError(f"classifier must be a ZeroShotClassifier, got {type(classifier).__name__}")
+    true = _label_indices(true_labels, classifier.labels)  # fail before running the model
+    if not isinstance(images, ImageFeatures | torch.Tensor):
+        images = as_image_list(images)
+        if len(images) != len(true):
+            raise InputError(f"got {len(true)} true labels for {len(images)} images")
+    scores = classifier._score(images)
+    return ZeroShotEvaluation.from_scores(
+        scores.values,
+        true,
+        classifier.labels,
+        image_labels=scores.image_labels,
+        rank_key=scores.rank_key,
+        method=classifier.method,
+    )

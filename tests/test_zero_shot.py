@@ -1,0 +1,389 @@
+"""Zero-shot classification: class texts, the three methods against the model's own scores, and the
+evaluation metrics on hand-built scores."""
+
+from __future__ import annotations
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+import blipviz
+from blipviz import InputError, InputTypeError, ZeroShotClassifier, ZeroShotEvaluation, evaluate_zero_shot
+from blipviz.datasets import FASHION_MNIST_LABELS, sample_images
+from blipviz.testing import fashion_mnist_fixture_image
+from blipviz.zero_shot import DEFAULT_TEMPLATE, class_texts
+
+LABELS = list(FASHION_MNIST_LABELS)
+
+
+@pytest.fixture(scope="module")
+def model():
+    return blipviz.load_model("tiny-random")
+
+
+@pytest.fixture(scope="module")
+def images():
+    """Twelve 28 x 28 grayscale pictures, FashionMNIST-shaped, of classes 0..9, 0, 1."""
+    rng = np.random.default_rng(0)
+    return [fashion_mnist_fixture_image(c % 10, rng) for c in range(12)]
+
+
+@pytest.fixture(scope="module")
+def itm_reference(model, images):
+    """The model's own ITM scores of the images against the class texts."""
+    return model.itm_scores(images, class_texts(LABELS))
+
+
+@pytest.fixture(scope="module")
+def cosine_reference(model, images):
+    return model.cosine_scores(images, class_texts(LABELS))
+
+
+@pytest.fixture(scope="module")
+def true_labels():
+    return [LABELS[c % 10] for c in range(12)]
+
+
+# ------------------------------------------------------------------------------------ class texts
+
+
+def test_class_texts_lower_case_the_label_into_the_template():
+    assert DEFAULT_TEMPLATE == "This is a photo of a {}"
+    assert class_texts(["T-shirt/top", "Ankle Boot"]) == [
+        "This is a photo of a t-shirt/top",
+        "This is a photo of a ankle boot",
+    ]
+    assert class_texts(["Cat"], "a {label} in {{braces}}") == ["a cat in {braces}"]
+    assert class_texts(["Cat"], "{0}!") == ["cat!"]
+
+
+@pytest.mark.parametrize("template", ["no placeholder", "{} and {}", "{name}", "{", 3])
+def test_class_texts_refuse_templates_without_exactly_one_label_placeholder(template):
+    with pytest.raises((InputError, InputTypeError)):
+        class_texts(["cat"], template)
+
+
+def test_classifier_holds_the_formatted_texts(model):
+    clf = ZeroShotClassifier(model, ["Dog", "Cat"], template="a picture of the {}")
+    assert clf.texts == ["a picture of the dog", "a picture of the cat"]
+    assert clf.text_features.texts == clf.texts
+    assert clf.labels == ["Dog", "Cat"]
+    assert "n_labels=2" in repr(clf) and "'itm'" in repr(clf)
+
+
+@pytest.mark.parametrize(
+    ("labels", "kwargs"),
+    [
+        (["cat", "Cat"], {}),
+        (["cat", " "], {}),
+        ([], {}),
+        (["cat", "dog"], {"method": "knn"}),
+        (["cat", "dog"], {"method": "rerank", "rerank_k": 0}),
+        (["cat", "dog"], {"batch_size": 0}),
+    ],
+)
+def test_classifier_refuses_bad_options(model, labels, kwargs):
+    with pytest.raises(InputError):
+        ZeroShotClassifier(model, labels, **kwargs)
+
+
+def test_classifier_needs_a_model():
+    with pytest.raises(InputTypeError):
+        ZeroShotClassifier("Salesforce/blip-itm-base-coco", ["cat", "dog"])
+
+
+# ---------------------------------------------------------------------------------- the methods
+
+
+def test_itm_predictions_are_the_argmax_of_itm_scores(model, images, itm_reference):
+    clf = ZeroShotClassifier(model, LABELS)
+    reference = itm_reference
+    proba = clf.predict_proba(images)
+    assert isinstance(proba, pd.DataFrame)
+    assert proba.shape == (len(images), len(LABELS))
+    assert list(proba.columns) == LABELS
+    assert list(proba.index) == reference.image_labels
+    np.testing.assert_allclose(proba.to_numpy(), reference.values, rtol=0, atol=1e-12)
+    expected = [LABELS[i] for i in reference.values.argmax(axis=1)]
+    assert clf.predict(images) == expected
+    # The tiny net's informative weights make predictions differ from image to image.
+    assert len(set(expected)) > 1
+
+
+def test_cosine_predictions_are_the_argmax_of_cosine_scores(model, images, cosine_reference):
+    clf = ZeroShotClassifier(model, LABELS, method="cosine")
+    reference = cosine_reference
+    np.testing.assert_allclose(clf.predict_proba(images).to_numpy(), reference.values, rtol=0, atol=1e-12)
+    assert clf.predict(images) == [LABELS[i] for i in reference.values.argmax(axis=1)]
+
+
+@pytest.mark.parametrize("k", [1, 3])
+def test_rerank_equals_full_itm_on_the_kept_classes(model, images, itm_reference, cosine_reference, k):
+    cosine, itm = cosine_reference.values, itm_reference.values
+    clf = ZeroShotClassifier(model, LABELS, method="rerank", rerank_k=k)
+    proba = clf.predict_proba(images).to_numpy()
+    for row in range(len(images)):
+        kept = np.argsort(-cosine[row], kind="stable")[:k]
+        scored = np.flatnonzero(~np.isnan(proba[row]))
+        assert sorted(scored) == sorted(kept)
+        # The same float32 computation on a batch of k texts instead of all ten (other matmul
+        # shapes and padding length): round-off only, ~1e-6 after softmax.
+        np.testing.assert_allclose(proba[row, kept], itm[row, kept], rtol=0, atol=1e-5)
+    for row, label in enumerate(clf.predict(images)):
+        kept = np.argsort(-cosine[row], kind="stable")[:k]
+        assert label == LABELS[kept[np.argmax(itm[row, kept])]]
+
+
+def test_rerank_of_every_class_is_full_itm(model, images, itm_reference):
+    full = ZeroShotClassifier(model, LABELS, method="rerank", rerank_k=100)
+    assert full.rerank_k == len(LABELS)
+    np.testing.assert_allclose(full.predict_proba(images).to_numpy(), itm_reference.values, rtol=0, atol=1e-5)
+
+
+def test_class_texts_are_encoded_once_and_each_image_passes_the_vision_encoder_once(
+    model, images, monkeypatch
+):
+    calls = {"tokenize": 0, "encode_texts": 0, "vision_rows": [], "text_proj": 0}
+    for name in ("tokenize", "encode_texts"):
+        original = getattr(model, name)
+
+        def counted(*args, _original=original, _name=name, **kwargs):
+            calls[_name] += 1
+            return _original(*args, **kwargs)
+
+        monkeypatch.setattr(model, name, counted)
+    vision, text_proj = model._vision_states, model._text_projection
+
+    def vision_counted(pixels):
+        calls["vision_rows"].append(int(pixels.shape[0]))
+        return vision(pixels)
+
+    def text_counted(*args):
+        calls["text_proj"] += 1
+        return text_proj(*args)
+
+    monkeypatch.setattr(model, "_vision_states", vision_counted)
+    monkeypatch.setattr(model, "_text_projection", text_counted)
+    for method in ("itm", "cosine", "rerank"):
+        calls.update(tokenize=0, encode_texts=0, vision_rows=[], text_proj=0)
+        clf = ZeroShotClassifier(model, LABELS, method=method, batch_size=5)
+        assert (calls["tokenize"], calls["encode_texts"], calls["text_proj"]) == (1, 1, 1)
+        clf.predict_proba(images)
+        clf.predict(images[:3])
+        clf.top_k(images[0])
+        assert (calls["tokenize"], calls["encode_texts"], calls["text_proj"]) == (1, 1, 1), method
+        # 12 + 3 + 1 images, each through the ViT once, in batches of at most 5.
+        assert sum(calls["vision_rows"]) == len(images) + 3 + 1, method
+        assert max(calls["vision_rows"]) <= 5
+
+
+def test_top_k_is_the_sorted_row_of_predict_proba(model, images):
+    clf = ZeroShotClassifier(model, LABELS)
+    row = clf.predict_proba(images[:1]).iloc[0]
+    top = clf.top_k(images[0], k=4)
+    assert list(top.columns) == ["label", "score"]
+    assert list(top.index) == [1, 2, 3, 4] and top.index.name == "rank"
+    assert list(top["label"]) == list(row.sort_values(ascending=False).index[:4])
+    np.testing.assert_allclose(top["score"], row.sort_values(ascending=False).to_numpy()[:4])
+    assert len(clf.top_k(images[0])) == len(LABELS)  # k=10 by default, at most n_labels
+    assert len(clf.top_k(images[0], k=50)) == len(LABELS)
+    with pytest.raises(InputError):
+        clf.top_k(images[:2])
+    with pytest.raises(InputError):
+        clf.top_k(images[0], k=0)
+
+
+def test_rerank_top_k_puts_the_itm_scored_classes_first_then_orders_by_cosine(model, images):
+    clf = ZeroShotClassifier(model, LABELS, method="rerank", rerank_k=3)
+    top = clf.top_k(images[0])
+    assert list(top.columns) == ["label", "score", "cosine"]
+    scored, rest = top.iloc[:3], top.iloc[3:]
+    assert scored["score"].notna().all() and rest["score"].isna().all()
+    assert scored["score"].is_monotonic_decreasing
+    assert rest["cosine"].is_monotonic_decreasing
+    assert scored["cosine"].min() >= rest["cosine"].max()
+    assert top["label"].iloc[0] == clf.predict(images[0])[0]
+
+
+def test_image_features_and_pixel_tensors_give_the_same_scores(model, images):
+    clf = ZeroShotClassifier(model, LABELS)
+    expected = clf.predict_proba(images).to_numpy()
+    features = model.encode_images(images)
+    np.testing.assert_allclose(clf.predict_proba(features).to_numpy(), expected, atol=1e-6)
+    pixels = torch.stack([model.preprocessing(im.convert("RGB")) for im in images])
+    np.testing.assert_allclose(clf.predict_proba(pixels).to_numpy(), expected, atol=1e-6)
+    # Cosine needs only the embeddings; ITM needs the raw states.
+    slim = model.encode_images(images, keep_raw=False)
+    cosine = ZeroShotClassifier(model, LABELS, method="cosine")
+    np.testing.assert_allclose(
+        cosine.predict_proba(slim).to_numpy(), cosine.predict_proba(images).to_numpy(), atol=1e-9
+    )
+    with pytest.raises(InputError, match="keep_raw"):
+        clf.predict_proba(slim)
+
+
+def test_progress_bar_counts_images(model, images, capsys):
+    ZeroShotClassifier(model, LABELS, progress=True, batch_size=5).predict(images)
+    err = capsys.readouterr().err
+    assert f"{len(images)}/{len(images)}" in err and "image" in err
+    ZeroShotClassifier(model, LABELS, batch_size=5).predict(images)  # 12 < 64 images: no bar
+    assert capsys.readouterr().err == ""
+
+
+def test_sample_photographs_classify_offline(model):
+    gallery = sample_images(["chelsea", "coffee", "rocket"], max_size=96)
+    clf = ZeroShotClassifier(model, gallery.labels)
+    assert set(clf.predict(gallery.images)) <= {"cat", "coffee", "rocket"}
+    assert list(clf.predict_proba(gallery.images).columns) == ["cat", "coffee", "rocket"]
+
+
+# ----------------------------------------------------------------------------------- evaluation
+
+# Hand-built case: 3 classes, 7 images. Rows are scores, the true class is given per row.
+HAND_SCORES = np.array(
+    [
+        [0.9, 0.05, 0.05],  # true a, predicted a
+        [0.6, 0.3, 0.1],  # true a, predicted a
+        [0.2, 0.7, 0.1],  # true a, predicted b (a ranked 2nd)
+        [0.1, 0.8, 0.1],  # true b, predicted b
+        [0.5, 0.2, 0.3],  # true b, predicted a (b ranked 3rd)
+        [0.3, 0.3, 0.4],  # true c, predicted c
+        [0.4, 0.4, 0.2],  # true c, tie a/b -> a (first column); c ranked 3rd
+    ]
+)
+HAND_TRUE = ["a", "a", "a", "b", "b", "c", "c"]
+HAND_CONFUSION = np.array([[2, 1, 0], [1, 1, 0], [1, 0, 1]])
+
+
+def test_evaluation_numbers_on_a_hand_built_case():
+    ev = ZeroShotEvaluation.from_scores(HAND_SCORES, HAND_TRUE, ["a", "b", "c"])
+    np.testing.assert_array_equal(ev.confusion_matrix, HAND_CONFUSION)
+    assert ev.predicted_labels == ["a", "a", "b", "b", "a", "c", "a"]
+    assert ev.accuracy == pytest.approx(4 / 7)
+    pd.testing.assert_series_equal(
+        ev.per_class_accuracy,
+        pd.Series([2 / 3, 1 / 2, 1 / 2], index=pd.Index(["a", "b", "c"], name="label"), name="accuracy"),
+    )
+    np.testing.assert_array_equal(ev.true_ranks, [1, 1, 2, 1, 3, 1, 3])
+    assert ev.top_k_accuracy(1) == pytest.approx(ev.accuracy)
+    assert ev.top_k_accuracy(2) == pytest.approx(5 / 7)
+    assert ev.top_k_accuracy(3) == 1.0
+    assert ev.n_images == 7
+    assert "accuracy=0.571" in repr(ev)
+
+
+def test_evaluation_true_labels_by_index_or_case_and_absent_classes():
+    by_index = ZeroShotEvaluation.from_scores(HAND_SCORES, [0, 0, 0, 1, 1, 2, 2], ["a", "b", "c"])
+    by_case = ZeroShotEvaluation.from_scores(HAND_SCORES, [t.upper() for t in HAND_TRUE], ["a", "b", "c"])
+    np.testing.assert_array_equal(by_index.confusion_matrix, HAND_CONFUSION)
+    np.testing.assert_array_equal(by_case.confusion_matrix, HAND_CONFUSION)
+    # A fourth class that no image belongs to: NaN accuracy, an empty row.
+    scores = np.hstack([HAND_SCORES, np.zeros((7, 1))])
+    ev = ZeroShotEvaluation.from_scores(scores, HAND_TRUE, ["a", "b", "c", "d"])
+    assert np.isnan(ev.per_class_accuracy["d"])
+    assert ev.confusion_matrix[3].sum() == 0
+
+
+def test_evaluation_ranks_unscored_classes_last():
+    nan = np.nan
+    scores = [[0.2, nan, 0.9], [nan, 0.1, nan]]
+    ev = ZeroShotEvaluation.from_scores(scores, ["b", "b"], ["a", "b", "c"])
+    assert ev.predicted_labels == ["c", "b"]
+    np.testing.assert_array_equal(ev.true_ranks, [3, 1])
+    with pytest.raises(InputError, match="no score"):
+        ZeroShotEvaluation.from_scores([[nan, nan]], ["a"], ["a", "b"])
+
+
+@pytest.mark.parametrize(
+    ("scores", "true", "error"),
+    [
+        (HAND_SCORES, HAND_TRUE[:-1], InputError),
+        (HAND_SCORES, [*HAND_TRUE[:-1], "z"], InputError),
+        (HAND_SCORES, [*HAND_TRUE[:-1], 3], InputError),
+        (HAND_SCORES, [*HAND_TRUE[:-1], 1.5], InputTypeError),
+        (HAND_SCORES, "abc", InputTypeError),
+        (HAND_SCORES[:, :2], HAND_TRUE, InputError),
+    ],
+)
+def test_evaluation_refuses_bad_input(scores, true, error):
+    with pytest.raises(error):
+        ZeroShotEvaluation.from_scores(scores, true, ["a", "b", "c"])
+
+
+def test_evaluation_to_pandas():
+    frame = ZeroShotEvaluation.from_scores(HAND_SCORES, HAND_TRUE, ["a", "b", "c"]).to_pandas()
+    assert list(frame.columns) == [
+        "image",
+        "true",
+        "predicted",
+        "correct",
+        "true_rank",
+        "true_score",
+        "predicted_score",
+    ]
+    assert list(frame["image"]) == [f"image {i}" for i in range(7)]
+    assert list(frame["correct"]) == [True, True, False, True, False, True, False]
+    np.testing.assert_allclose(frame["true_score"], [0.9, 0.6, 0.2, 0.8, 0.2, 0.4, 0.2])
+    np.testing.assert_allclose(frame["predicted_score"], [0.9, 0.6, 0.7, 0.8, 0.5, 0.4, 0.4])
+
+
+def test_evaluation_plot_draws_the_confusion_matrix():
+    ev = ZeroShotEvaluation.from_scores(HAND_SCORES, HAND_TRUE, ["a", "b", "c"])
+    try:
+        display = ev.plot()
+        np.testing.assert_array_equal(display.im_.get_array(), HAND_CONFUSION)
+        assert [t.get_text() for t in display.ax_.get_xticklabels()] == ["a", "b", "c"]
+        assert [t.get_text() for t in display.ax_.get_yticklabels()] == ["a", "b", "c"]
+        assert display.text_[0, 0].get_text() == "2"
+        fig, ax = plt.subplots()
+        normalized = ev.plot(ax=ax, normalize="true", colorbar=False)
+        assert normalized.ax_ is ax and normalized.figure_ is fig
+        np.testing.assert_allclose(np.diag(normalized.im_.get_array()), ev.per_class_accuracy.to_numpy())
+        with pytest.raises(InputError):
+            ev.plot(ax=ax, normalize="rows")
+    finally:
+        plt.close("all")
+
+
+def test_evaluate_zero_shot_runs_the_classifier(model, images, true_labels):
+    for method in ("itm", "rerank"):
+        clf = ZeroShotClassifier(model, LABELS, method=method, rerank_k=3)
+        ev = evaluate_zero_shot(clf, images, true_labels)
+        assert ev.method == method
+        assert ev.predicted_labels == clf.predict(images)
+        assert ev.true_labels == true_labels
+        assert ev.accuracy == pytest.approx(np.mean(np.array(ev.predicted_labels) == np.array(true_labels)))
+        assert ev.confusion_matrix.sum() == len(images)
+        np.testing.assert_allclose(ev.scores, clf.predict_proba(images).to_numpy(), equal_nan=True)
+        # The true class's rank is its position in top_k.
+        top = clf.top_k(images[2], k=len(LABELS))
+        assert ev.true_ranks[2] == list(top["label"]).index(true_labels[2]) + 1
+        assert ev.top_k_accuracy(len(LABELS)) == 1.0
+    with pytest.raises(InputError):
+        evaluate_zero_shot(clf, images, true_labels[:-1])
+    with pytest.raises(InputError):
+        evaluate_zero_shot(clf, images, ["scarf"] * len(images))
+
+
+def test_fashion_mnist_fixture_end_to_end(model, tmp_path):
+    """The reference's flow, offline: load FashionMNIST, classify with its names, evaluate, plot."""
+    from blipviz.datasets import load_fashion_mnist
+    from blipviz.testing import write_fashion_mnist_fixture
+
+    images, labels, names = load_fashion_mnist(source=write_fashion_mnist_fixture(tmp_path, n_per_class=1))
+    clf = ZeroShotClassifier(model, names, method="rerank", rerank_k=3)
+    assert clf.texts[0] == "This is a photo of a t-shirt/top"
+    ev = evaluate_zero_shot(clf, images, labels)
+    assert ev.n_images == 10 and ev.confusion_matrix.sum() == 10
+    assert ev.top_k_accuracy(3) >= ev.accuracy
+    try:
+        display = ev.plot(normalize="true")
+        assert [t.get_text() for t in display.ax_.get_yticklabels()] == names
+    finally:
+        plt.close("all")
