@@ -9,7 +9,9 @@ from __future__ import annotations
 from .errors import BlipvizError, ImageLoadError, InputError, InputTypeError, ModelLoadError, OfflineError
 from .itm import BlipITM, ImageEncoder, MultimodalEncoder, TextEncoder
 from .models import list_models, load_model, load_part, parameters_information
+from .plotting import ScoreMatrixDisplay
 from .results import ImageFeatures, ScoreMatrix, TextFeatures
+from .tables import Ranking, style_ranking
 from .text import normalize_caption
 
 __version__ = "0.1.0"
@@ -25,7 +27,9 @@ __all__ = [
     "ModelLoadError",
     "MultimodalEncoder",
     "OfflineError",
+    "Ranking",
     "ScoreMatrix",
+    "ScoreMatrixDisplay",
     "TextEncoder",
     "TextFeatures",
     "list_models",
@@ -33,4 +37,5 @@ __all__ = [
     "load_part",
     "normalize_caption",
     "parameters_information",
+    "style_ranking",
 ]

@@ -536,8 +536,10 @@ class BlipITM:
 
         Returns
         -------
-        DataFrame with one row per text, sorted by ``itm`` (descending), columns ``text``, ``itm``,
-        ``cosine``, ``itm_rank``, ``cosine_rank`` (1 = best); index 1..n.
+        blipviz.Ranking (a DataFrame)
+            One row per text, sorted by ``itm`` (descending), columns ``text``, ``itm``,
+            ``cosine``, ``itm_rank``, ``cosine_rank`` (1 = best); index 1..n. Notebooks show it
+            styled, with bars of both scores side by side (see :func:`blipviz.style_ranking`).
         """
         if isinstance(image, ImageFeatures):
             if len(image) != 1:
@@ -553,7 +555,9 @@ class BlipITM:
         frame["cosine_rank"] = frame["cosine"].rank(ascending=False, method="first").astype(int)
         frame = frame.sort_values("itm", ascending=False, kind="stable", ignore_index=True)
         frame.index = pd.RangeIndex(1, len(frame) + 1, name="rank")
-        return frame
+        from .tables import Ranking
+
+        return Ranking(frame)
 
     # ------------------------------------------------------------------------------ saving
     def save_pretrained(self, folder: str | os.PathLike) -> Path:
