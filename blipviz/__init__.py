@@ -6,6 +6,7 @@ similarity or by the image-text matching (ITM) head, and rank descriptions of an
 
 from __future__ import annotations
 
+from .attention import AttentionGridDisplay, CrossAttention, GradCAM
 from .errors import BlipvizError, ImageLoadError, InputError, InputTypeError, ModelLoadError, OfflineError
 from .itm import BlipITM, ImageEncoder, MultimodalEncoder, TextEncoder
 from .models import list_models, load_model, load_part, parameters_information
@@ -17,8 +18,11 @@ from .text import normalize_caption
 __version__ = "0.1.0"
 
 __all__ = [
+    "AttentionGridDisplay",
     "BlipITM",
     "BlipvizError",
+    "CrossAttention",
+    "GradCAM",
     "ImageEncoder",
     "ImageFeatures",
     "ImageLoadError",
