@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from .attention import AttentionGridDisplay, CrossAttention, GradCAM
 from .errors import BlipvizError, ImageLoadError, InputError, InputTypeError, ModelLoadError, OfflineError
+from .info import NetInformation, net_information
 from .itm import BlipITM, ImageEncoder, MultimodalEncoder, TextEncoder
 from .models import list_models, load_model, load_part, parameters_information
 from .plotting import ScoreMatrixDisplay
@@ -30,6 +31,7 @@ __all__ = [
     "InputTypeError",
     "ModelLoadError",
     "MultimodalEncoder",
+    "NetInformation",
     "OfflineError",
     "Ranking",
     "ScoreMatrix",
@@ -39,6 +41,7 @@ __all__ = [
     "list_models",
     "load_model",
     "load_part",
+    "net_information",
     "normalize_caption",
     "parameters_information",
     "style_ranking",
