@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from .attention import AttentionGridDisplay, CrossAttention, GradCAM
 from .errors import BlipvizError, ImageLoadError, InputError, InputTypeError, ModelLoadError, OfflineError
+from .feature_space import FeatureSpaceDisplay, feature_space_plot
 from .info import NetInformation, net_information
 from .itm import BlipITM, ImageEncoder, MultimodalEncoder, TextEncoder
 from .models import list_models, load_model, load_part, parameters_information
@@ -23,6 +24,7 @@ __all__ = [
     "BlipITM",
     "BlipvizError",
     "CrossAttention",
+    "FeatureSpaceDisplay",
     "GradCAM",
     "ImageEncoder",
     "ImageFeatures",
@@ -38,6 +40,7 @@ __all__ = [
     "ScoreMatrixDisplay",
     "TextEncoder",
     "TextFeatures",
+    "feature_space_plot",
     "list_models",
     "load_model",
     "load_part",

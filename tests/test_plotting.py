@@ -106,3 +106,15 @@ def test_heatmap_from_the_model(tiny_model, small_images):
     disp = s.plot()
     np.testing.assert_array_equal(disp.im_.get_array(), s.values.T)
     assert len(disp.thumbnails_) == 3
+
+
+def test_import_stays_light():
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, blipviz; "
+        "print([m for m in ('matplotlib', 'umap', 'sklearn', 'ipywidgets') if m in sys.modules])"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
