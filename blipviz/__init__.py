@@ -12,18 +12,27 @@ from . import (
     datasets,  # the submodule: blipviz.datasets.load_fashion_mnist, sample_images
     testing,
 )
+from .attention import AttentionGridDisplay, CrossAttention, GradCAM
 from .errors import BlipvizError, ImageLoadError, InputError, InputTypeError, ModelLoadError, OfflineError
+from .feature_space import FeatureSpaceDisplay, feature_space_plot
+from .info import NetInformation, net_information
 from .itm import BlipITM, ImageEncoder, MultimodalEncoder, TextEncoder
 from .models import list_models, load_model, load_part, parameters_information
+from .plotting import ScoreMatrixDisplay
 from .results import ImageFeatures, ScoreMatrix, TextFeatures
+from .tables import Ranking, style_ranking
 from .text import normalize_caption
 from .zero_shot import ZeroShotClassifier, ZeroShotEvaluation, evaluate_zero_shot
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "AttentionGridDisplay",
     "BlipITM",
     "BlipvizError",
+    "CrossAttention",
+    "FeatureSpaceDisplay",
+    "GradCAM",
     "ImageEncoder",
     "ImageFeatures",
     "ImageLoadError",
@@ -31,18 +40,24 @@ __all__ = [
     "InputTypeError",
     "ModelLoadError",
     "MultimodalEncoder",
+    "NetInformation",
     "OfflineError",
+    "Ranking",
     "ScoreMatrix",
+    "ScoreMatrixDisplay",
     "TextEncoder",
     "TextFeatures",
     "ZeroShotClassifier",
     "ZeroShotEvaluation",
     "datasets",
     "evaluate_zero_shot",
+    "feature_space_plot",
     "list_models",
     "load_model",
     "load_part",
+    "net_information",
     "normalize_caption",
     "parameters_information",
+    "style_ranking",
     "testing",
 ]

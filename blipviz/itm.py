@@ -538,8 +538,10 @@ class BlipITM:
 
         Returns
         -------
-        DataFrame with one row per text, sorted by ``itm`` (descending), columns ``text``, ``itm``,
-        ``cosine``, ``itm_rank``, ``cosine_rank`` (1 = best); index 1..n.
+        blipviz.Ranking (a DataFrame)
+            One row per text, sorted by ``itm`` (descending), columns ``text``, ``itm``,
+            ``cosine``, ``itm_rank``, ``cosine_rank`` (1 = best); index 1..n. Notebooks show it
+            styled, with bars of both scores side by side (see :func:`blipviz.style_ranking`).
         """
         if isinstance(image, ImageFeatures):
             if len(image) != 1:
@@ -555,7 +557,52 @@ class BlipITM:
         frame["cosine_rank"] = frame["cosine"].rank(ascending=False, method="first").astype(int)
         frame = frame.sort_values("itm", ascending=False, kind="stable", ignore_index=True)
         frame.index = pd.RangeIndex(1, len(frame) + 1, name="rank")
-        return frame
+        from .tables import Ranking
+
+        return Ranking(frame)
+
+    # ---------------------------------------------------------------------------- attention
+    def cross_attention(self, image: ImageLike | ImageFeatures | torch.Tensor, text: str):
+        """Cross-attention probabilities of the ITM pass for one image and one text.
+
+        The pass is the one that scores the pair (``[ENC]`` first, image states with batch 1).
+
+        Parameters
+        ----------
+        image : image, ImageFeatures of one image (with raw states), or Tensor of shape (1, 3, s, s)
+        text : str
+
+        Returns
+        -------
+        blipviz.CrossAttention
+            ``.weights`` of shape (n_layers, n_heads, n_tokens, 1 + P), ``.tokens``, ``.grid``;
+            ``.maps(layer)``, ``.plot(layer)``, ``.overlay(image, layer)``.
+        """
+        from .attention import cross_attention
+
+        return cross_attention(self, image, text)
+
+    def gradcam(self, image: ImageLike | ImageFeatures | torch.Tensor, text: str, layer: int | None = None):
+        """GradCAM of the ITM match logit at one cross-attention layer (LAVIS's method).
+
+        Parameters
+        ----------
+        image : image, ImageFeatures of one image (with raw states), or Tensor of shape (1, 3, s, s)
+        text : str
+        layer : int, optional
+            Layer of the multimodal encoder, 0-based (negative counts from the end). Default: the
+            middle one, ``n_layers // 2`` (6 for the 12-layer nets of the family, as in LAVIS), but
+            never the last layer (0 for the 2-layer tiny net). Out of range: ``ValueError`` listing
+            the valid range.
+
+        Returns
+        -------
+        blipviz.GradCAM
+            ``.maps`` of shape (n_tokens, gh, gw), non-negative; ``.mean_map`` (gh, gw); ``.overlay``.
+        """
+        from .attention import gradcam
+
+        return gradcam(self, image, text, layer)
 
     # ------------------------------------------------------------------------------ saving
     def save_pretrained(self, folder: str | os.PathLike) -> Path:

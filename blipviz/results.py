@@ -179,3 +179,18 @@ class ScoreMatrix:
     def to_frame(self) -> pd.DataFrame:
         """Wide form: images as rows, texts as columns."""
         return pd.DataFrame(self.values, index=self.image_labels, columns=self.texts)
+
+    def plot(self, ax=None, **kwargs: Any):
+        """Heatmap with texts as rows and image thumbnails as columns.
+
+        See :meth:`blipviz.plotting.ScoreMatrixDisplay.plot` for the options (``sort``,
+        ``annotate``, ``cmap``, ...).
+
+        Returns
+        -------
+        blipviz.plotting.ScoreMatrixDisplay
+            ``.im_.get_array()`` holds the scores as drawn, of shape (n_texts, n_images).
+        """
+        from .plotting import ScoreMatrixDisplay
+
+        return ScoreMatrixDisplay(self).plot(ax=ax, **kwargs)

@@ -1,7 +1,15 @@
-"""Shared fixtures: offline nets built in code, synthetic images. Nothing here touches the network."""
+"""Shared fixtures: offline nets built in code, synthetic images; every figure closed after each test.
+
+Nothing here touches the network.
+"""
 
 from __future__ import annotations
 
+import os
+
+os.environ.setdefault("MPLBACKEND", "Agg")
+
+import numpy as np
 import pytest
 import torch
 
@@ -19,7 +27,13 @@ TEXTS = [
 
 @pytest.fixture(scope="session")
 def tiny():
+    """The tiny offline net (64 px images, 8 x 8 patch grid, 2 layers, 4 heads per tower)."""
     return blipviz.load_model("tiny-random")
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tiny):
+    return tiny
 
 
 @pytest.fixture(scope="session")
@@ -37,3 +51,26 @@ def images():
 @pytest.fixture
 def texts():
     return list(TEXTS)
+
+
+@pytest.fixture(scope="session")
+def small_images():
+    """Three RGB images of different sizes and contents (uint8 arrays)."""
+    rs = np.random.RandomState(0)
+    return [
+        rs.randint(0, 255, (48, 64, 3)).astype(np.uint8),
+        np.full((70, 50, 3), 200, dtype=np.uint8),
+        (np.linspace(0, 255, 40 * 40 * 3).reshape(40, 40, 3)).astype(np.uint8),
+    ]
+
+
+@pytest.fixture(autouse=True)
+def _close_figures():
+    """Close every matplotlib figure a test opened."""
+    yield
+    import sys
+
+    if "matplotlib.pyplot" in sys.modules:
+        import matplotlib.pyplot as plt
+
+        plt.close("all")

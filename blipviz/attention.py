@@ -1,0 +1,473 @@
+"""Where each word looks: cross-attention maps and GradCAM of the ITM pass.
+
+Both run the multimodal encoder exactly as :class:`blipviz.BlipITM` scores a pair: ``[ENC]`` (or
+``[CLS]`` with ``first_token="cls"``) first, the image's last ViT states given with batch size 1.
+Geometry (layers, heads, patch grid) is read from the net's config.
+
+Named ports (shapes for one image and one text of ``n_tokens`` tokens, ``[ENC]`` first and
+``[SEP]`` last; ``P = gh * gw`` patches):
+
+- ``CrossAttention.weights``: ``text_encoder.encoder.layer.{k}.crossattention.self`` attention
+  probabilities, (n_layers, n_heads, n_tokens, 1 + P); each row sums to 1.
+- ``GradCAM.maps``: (n_tokens, gh, gw), LAVIS's GradCAM of the ITM match logit at one layer.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import torch
+from PIL import Image
+
+from .errors import InputError
+from .images import ImageLike, load_image
+from .plotting import _panel_grid, blend_heatmap
+from .results import ImageFeatures
+
+if TYPE_CHECKING:
+    from .itm import BlipITM
+
+__all__ = [
+    "AttentionGridDisplay",
+    "CrossAttention",
+    "GradCAM",
+    "cross_attention",
+    "default_gradcam_layer",
+    "gradcam",
+]
+
+_MAX_OVERLAY_SIDE = 384  # default longest side of overlays of large images, in pixels
+
+
+# ---------------------------------------------------------------------------------- helpers
+def _check_layer(layer: int, n_layers: int) -> int:
+    if isinstance(layer, bool) or not isinstance(layer, int | np.integer):
+        raise InputError(f"layer must be an int, got {type(layer).__name__}")
+    if not -n_layers <= int(layer) < n_layers:
+        raise InputError(
+            f"layer {layer} does not exist: this net's multimodal encoder has {n_layers} layers "
+            f"(valid: 0 to {n_layers - 1}, or -{n_layers} to -1)"
+        )
+    return int(layer) % n_layers
+
+
+def _head_index(heads: str | int | Sequence[int], n_heads: int) -> list[int]:
+    if isinstance(heads, str):
+        if heads != "mean":
+            raise InputError(f"heads must be 'mean', an int or a list of ints, got {heads!r}")
+        return list(range(n_heads))
+    chosen = [heads] if isinstance(heads, int | np.integer) else list(heads)
+    if not chosen:
+        raise InputError("heads must name at least one head")
+    for h in chosen:
+        if not -n_heads <= int(h) < n_heads:
+            raise InputError(f"head {h} does not exist: the cross-attention has {n_heads} heads")
+    return [int(h) % n_heads for h in chosen]
+
+
+def _token_index(tokens: Sequence[int] | None, n_tokens: int) -> list[int]:
+    if tokens is None:
+        return list(range(n_tokens))
+    chosen = [int(t) for t in tokens]
+    for t in chosen:
+        if not -n_tokens <= t < n_tokens:
+            raise InputError(f"token {t} does not exist: the text has {n_tokens} tokens")
+    return [t % n_tokens for t in chosen]
+
+
+def _multimodal_layers(model: BlipITM) -> int:
+    return int(model.config.text_config.num_hidden_layers)
+
+
+def _image_and_states(model: BlipITM, image: Any) -> tuple[Any, torch.Tensor, str]:
+    """(RGB PIL image or thumbnail or None, states of shape (1, 1 + P, width), label)."""
+    from .itm import _image_label
+
+    if isinstance(image, ImageFeatures):
+        if len(image) != 1:
+            raise InputError(f"expected one image, got ImageFeatures of {len(image)} images")
+        model._check_features(image, need_raw=True)
+        thumb = image.thumbnails[0] if image.thumbnails else None
+        # clone: features computed under inference_mode cannot enter an autograd graph
+        return thumb, image.raw.clone(), image.labels[0]
+    if isinstance(image, torch.Tensor):
+        pixels = model._check_pixels(image)
+        if pixels.shape[0] != 1:
+            raise InputError(f"expected one image, got pixel values of shape {tuple(pixels.shape)}")
+        with torch.no_grad():
+            return None, model._vision_states(pixels), "image 0"
+    if isinstance(image, list | tuple):
+        if len(image) != 1:
+            raise InputError(f"expected one image, got {len(image)}")
+        image = image[0]
+    rgb = load_image(image)
+    with torch.no_grad():
+        states = model._vision_states(model.preprocessing(rgb).unsqueeze(0))
+    return rgb, states, _image_label(image, 0)
+
+
+def _text_input(model: BlipITM, text: str):
+    if not isinstance(text, str):
+        raise InputError(f"expected one text (a str), got {type(text).__name__}")
+    tokenized = model.tokenize([text])
+    ids = model.itm_input_ids(tokenized)
+    tokens = tokenized.tokens(0)
+    if model.first_token == "enc":
+        tokens = ["[ENC]", *tokens[1:]]
+    return tokenized, ids, tokens
+
+
+def _overlay_image(own: Any, given: Any):
+    image = given if given is not None else own
+    if image is None:
+        raise InputError("no image to draw on: pass image=... (this result was computed from pixels)")
+    return image if isinstance(image, Image.Image | np.ndarray) else load_image(image)
+
+
+def _default_size(image: Image.Image | np.ndarray) -> int | None:
+    side = max(image.size) if isinstance(image, Image.Image) else max(np.asarray(image).shape[:2])
+    return _MAX_OVERLAY_SIDE if side > _MAX_OVERLAY_SIDE else None
+
+
+class AttentionGridDisplay:
+    """A labelled grid of maps or overlays, one panel per token.
+
+    Attributes
+    ----------
+    arrays_ : list of ndarray
+        What each panel shows: (gh, gw) maps, or (H, W, 3) uint8 overlays.
+    titles_ : list of str
+        Panel titles (the tokens).
+    images_ : list of matplotlib.image.AxesImage
+    axes_ : ndarray of matplotlib.axes.Axes
+    figure_ : matplotlib.figure.Figure
+    """
+
+    def __init__(self, arrays: Sequence[np.ndarray], titles: Sequence[str], title: str = "") -> None:
+        self.arrays_ = list(arrays)
+        self.titles_ = list(titles)
+        self.title = title
+
+    def plot(self, axes=None, *, ncols: int | None = None, panel_size: float = 1.8, **imshow_kw):
+        """Draw the panels; ``axes``: an array of at least ``len(arrays_)`` Axes, or None (new figure)."""
+        fig, flat, images = _panel_grid(
+            self.arrays_,
+            self.titles_,
+            ncols=ncols,
+            axes=axes,
+            panel_in=panel_size,
+            title=self.title,
+            **imshow_kw,
+        )
+        self.figure_, self.axes_, self.images_ = fig, flat, images
+        return self
+
+
+# ----------------------------------------------------------------------------- cross-attention
+@dataclass(eq=False)
+class CrossAttention:
+    """Cross-attention probabilities of the multimodal encoder for one (image, text) pair.
+
+    Build it with :meth:`blipviz.BlipITM.cross_attention`.
+
+    Attributes
+    ----------
+    weights : ndarray of shape (n_layers, n_heads, n_tokens, 1 + P)
+        Attention of each text token (``[ENC]`` first, ``[SEP]`` last) over the image tokens (the
+        ViT's ``[CLS]`` first, then the ``P = gh * gw`` patches row by row). Rows sum to 1.
+    tokens : list of str
+        The n_tokens tokens.
+    grid : tuple of int
+        The patch grid (gh, gw), from the config (24 x 24 at 384 px in 16 px patches).
+    text : str
+    image_label : str
+    score : float
+        The ITM match probability of the pair, from the same pass.
+    image : PIL.Image.Image or None
+        The image (or its thumbnail), used by :meth:`overlay` when no image is given.
+    """
+
+    weights: np.ndarray
+    tokens: list[str]
+    grid: tuple[int, int]
+    text: str = ""
+    image_label: str = ""
+    score: float = float("nan")
+    image: Any = field(default=None, repr=False)
+
+    @property
+    def n_layers(self) -> int:
+        return int(self.weights.shape[0])
+
+    @property
+    def n_heads(self) -> int:
+        return int(self.weights.shape[1])
+
+    def __repr__(self) -> str:
+        return (
+            f"CrossAttention(text={self.text!r}, weights={self.weights.shape}, grid={self.grid}, "
+            f"score={self.score:.3f})"
+        )
+
+    def maps(
+        self, layer: int, heads: str | int | Sequence[int] = "mean", subtract_min: bool = True
+    ) -> np.ndarray:
+        """Per-token attention maps over the patch grid.
+
+        Parameters
+        ----------
+        layer : int
+            Layer of the multimodal encoder (0-based; negative counts from the end).
+        heads : "mean", int or list of int, default "mean"
+            Heads to average.
+        subtract_min : bool, default True
+            Subtract each patch's minimum over the tokens (as the reference does), so that the maps
+            show what is particular to each token.
+
+        Returns
+        -------
+        ndarray of shape (n_tokens, gh, gw)
+            The image's ``[CLS]`` token dropped; patches reshaped row by row.
+        """
+        layer = _check_layer(layer, self.n_layers)
+        index = _head_index(heads, self.n_heads)
+        att = self.weights[layer][index].mean(axis=0)[:, 1:]  # (n_tokens, P)
+        gh, gw = self.grid
+        maps = att.reshape(len(self.tokens), gh, gw)
+        if subtract_min:
+            maps = maps - maps.min(axis=0, keepdims=True)
+        return maps
+
+    def plot(
+        self,
+        layer: int,
+        *,
+        heads: str | int | Sequence[int] = "mean",
+        subtract_min: bool = True,
+        tokens: Sequence[int] | None = None,
+        axes=None,
+        ncols: int | None = None,
+        cmap: str = "viridis",
+    ) -> AttentionGridDisplay:
+        """Draw each token's (gh, gw) attention matrix in a labelled grid.
+
+        Parameters
+        ----------
+        layer, heads, subtract_min
+            As in :meth:`maps`.
+        tokens : list of int, optional
+            Token positions to draw; default: all.
+        axes : array of Axes, optional
+            At least one per token; default: a new figure.
+        ncols : int, optional
+        cmap : str, default "viridis"
+
+        Returns
+        -------
+        AttentionGridDisplay
+            ``arrays_[i]`` is ``maps(layer, ...)[tokens[i]]``.
+        """
+        maps = self.maps(layer, heads, subtract_min)
+        index = _token_index(tokens, len(self.tokens))
+        title = f"cross-attention, layer {_check_layer(layer, self.n_layers)}: {self.text}"
+        disp = AttentionGridDisplay([maps[t] for t in index], [self.tokens[t] for t in index], title)
+        return disp.plot(axes, ncols=ncols, cmap=cmap, interpolation="nearest")
+
+    def overlay(
+        self,
+        image: ImageLike | None = None,
+        layer: int = -1,
+        *,
+        heads: str | int | Sequence[int] = "mean",
+        subtract_min: bool = True,
+        tokens: Sequence[int] | None = None,
+        alpha: float = 0.6,
+        size: int | None = None,
+        axes=None,
+        ncols: int | None = None,
+    ) -> AttentionGridDisplay:
+        """Blend each token's map onto the image (red = attended) in a labelled grid.
+
+        Parameters
+        ----------
+        image : image, optional
+            Default: the image the attention was computed from.
+        layer : int, default -1 (the last layer)
+        heads, subtract_min
+            As in :meth:`maps`.
+        tokens : list of int, optional
+            Token positions to draw; default: all.
+        alpha : float, default 0.6
+            Opacity of the red at each map's maximum.
+        size : int, optional
+            Longest side of the overlays in pixels; default: the image's own (at most 384).
+        axes : array of Axes, optional
+        ncols : int, optional
+
+        Returns
+        -------
+        AttentionGridDisplay
+            ``arrays_`` are uint8 arrays of shape (H, W, 3), the image's size.
+        """
+        picture = _overlay_image(self.image, image)
+        maps = self.maps(layer, heads, subtract_min)
+        index = _token_index(tokens, len(self.tokens))
+        size = size or _default_size(picture)
+        arrays = [blend_heatmap(picture, maps[t], alpha=alpha, size=size) for t in index]
+        title = f"cross-attention, layer {_check_layer(layer, self.n_layers)}: {self.text}"
+        return AttentionGridDisplay(arrays, [self.tokens[t] for t in index], title).plot(axes, ncols=ncols)
+
+
+def cross_attention(model: BlipITM, image: Any, text: str) -> CrossAttention:
+    """Cross-attention of the ITM pass for one image and one text (see :meth:`BlipITM.cross_attention`)."""
+    picture, states, label = _image_and_states(model, image)
+    tokenized, ids, tokens = _text_input(model, text)
+    with torch.inference_mode():
+        out = model._itm_forward(ids, tokenized.attention_mask, states, output_attentions=True)
+        logits = model.hf.itm_head(out.last_hidden_state[:, 0, :]).float()
+        weights = torch.stack([a[0] for a in out.cross_attentions]).float().cpu().numpy()
+    return CrossAttention(
+        weights=weights,
+        tokens=tokens,
+        grid=model.grid,
+        text=text,
+        image_label=label,
+        score=float(logits.softmax(-1)[0, 1]),
+        image=picture,
+    )
+
+
+# ------------------------------------------------------------------------------------- GradCAM
+@dataclass(eq=False)
+class GradCAM:
+    """GradCAM of the ITM match logit for one (image, text) pair at one cross-attention layer.
+
+    LAVIS's method: the gradient of the ITM head's match logit with respect to the layer's
+    cross-attention probabilities; map = mean over heads of attention x clamp(gradient, min=0),
+    the image's ``[CLS]`` token dropped, patches reshaped to the grid.
+
+    Build it with :meth:`blipviz.BlipITM.gradcam`.
+
+    Attributes
+    ----------
+    maps : ndarray of shape (n_tokens, gh, gw)
+        One non-negative map per token (``[ENC]`` first, ``[SEP]`` last).
+    mean_map : ndarray of shape (gh, gw)
+        Mean of the maps of the real tokens (neither ``[ENC]`` nor ``[SEP]``; all tokens when the text
+        has none).
+    tokens : list of str
+    grid : tuple of int
+    layer : int
+        Layer of the multimodal encoder (0-based).
+    text : str
+    image_label : str
+    score : float
+        The ITM match probability of the pair.
+    image : PIL.Image.Image or None
+    """
+
+    maps: np.ndarray
+    mean_map: np.ndarray
+    tokens: list[str]
+    grid: tuple[int, int]
+    layer: int
+    text: str = ""
+    image_label: str = ""
+    score: float = float("nan")
+    image: Any = field(default=None, repr=False)
+
+    def __repr__(self) -> str:
+        return (
+            f"GradCAM(text={self.text!r}, layer={self.layer}, maps={self.maps.shape}, score={self.score:.3f})"
+        )
+
+    def plot(self, *, axes=None, ncols: int | None = None, cmap: str = "viridis") -> AttentionGridDisplay:
+        """Draw the mean map then each token's (gh, gw) map in a labelled grid."""
+        arrays = [self.mean_map, *self.maps]
+        disp = AttentionGridDisplay(
+            arrays, ["mean", *self.tokens], f"GradCAM, layer {self.layer}: {self.text}"
+        )
+        return disp.plot(axes, ncols=ncols, cmap=cmap, interpolation="nearest")
+
+    def overlay(
+        self,
+        image: ImageLike | None = None,
+        *,
+        tokens: Sequence[int] | None = None,
+        include_mean: bool = True,
+        alpha: float = 0.6,
+        size: int | None = None,
+        axes=None,
+        ncols: int | None = None,
+    ) -> AttentionGridDisplay:
+        """Blend the maps onto the image (red = important for the match) in a labelled grid.
+
+        Parameters
+        ----------
+        image : image, optional
+            Default: the image the maps were computed from.
+        tokens : list of int, optional
+            Token positions to draw; default: all.
+        include_mean : bool, default True
+            Draw the mean over the real tokens first.
+        alpha : float, default 0.6
+        size : int, optional
+            Longest side of the overlays in pixels; default: the image's own (at most 384).
+        axes : array of Axes, optional
+        ncols : int, optional
+
+        Returns
+        -------
+        AttentionGridDisplay
+            ``arrays_`` are uint8 arrays of shape (H, W, 3).
+        """
+        picture = _overlay_image(self.image, image)
+        index = _token_index(tokens, len(self.tokens))
+        maps = ([self.mean_map] if include_mean else []) + [self.maps[t] for t in index]
+        titles = (["mean"] if include_mean else []) + [self.tokens[t] for t in index]
+        size = size or _default_size(picture)
+        arrays = [blend_heatmap(picture, m, alpha=alpha, size=size) for m in maps]
+        return AttentionGridDisplay(arrays, titles, f"GradCAM, layer {self.layer}: {self.text}").plot(
+            axes, ncols=ncols
+        )
+
+
+def default_gradcam_layer(n_layers: int) -> int:
+    """Default GradCAM layer: the middle one, ``n_layers // 2`` (6 of 12, as in LAVIS), but never the
+    last of a net with more than one layer (only ``[ENC]`` reaches the ITM head from there)."""
+    return max(0, min(n_layers // 2, n_layers - 2))
+
+
+def gradcam(model: BlipITM, image: Any, text: str, layer: int | None = None) -> GradCAM:
+    """GradCAM of the ITM pass for one image and one text (see :meth:`BlipITM.gradcam`)."""
+    n_layers = _multimodal_layers(model)
+    layer = default_gradcam_layer(n_layers) if layer is None else _check_layer(layer, n_layers)
+    picture, states, label = _image_and_states(model, image)
+    tokenized, ids, tokens = _text_input(model, text)
+    # Gradients only here, even inside a caller's no_grad / inference_mode block. Nothing is
+    # accumulated in .grad: autograd.grad returns the one gradient and frees the graph.
+    with torch.inference_mode(False), torch.enable_grad():
+        states, ids, mask = states.detach().clone(), ids.clone(), tokenized.attention_mask.clone()
+        out = model._itm_forward(ids, mask, states, output_attentions=True)
+        logits = model.hf.itm_head(out.last_hidden_state[:, 0, :]).float()
+        attention = out.cross_attentions[layer]  # (1, n_heads, n_tokens, 1 + P)
+        (grad,) = torch.autograd.grad(logits[:, 1].sum(), attention)  # frees the graph
+    gh, gw = model.grid
+    att = attention.detach()[0, :, :, 1:].float()
+    grad = grad[0, :, :, 1:].float().clamp(min=0)
+    cams = (att * grad).mean(dim=0).reshape(len(tokens), gh, gw).cpu().numpy()
+    real = cams[1:-1] if len(tokens) > 2 else cams
+    return GradCAM(
+        maps=cams,
+        mean_map=real.mean(axis=0),
+        tokens=tokens,
+        grid=(gh, gw),
+        layer=layer,
+        text=text,
+        image_label=label,
+        score=float(logits.detach().softmax(-1)[0, 1]),
+        image=picture,
+    )

@@ -1,0 +1,173 @@
+"""How big the nets are: weight arrays, element counts and layer types, per part and in all.
+
+:func:`net_information` works on a loaded net, one of its parts, any ``torch.nn.Module``, or an
+architecture name of the family; with a name the net is built on PyTorch's ``meta`` device (shapes
+only, no memory, nothing downloaded), so it answers in about a second even for ViT-L/16.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any
+
+import pandas as pd
+import torch
+from torch import nn
+
+from .errors import InputError, InputTypeError
+
+__all__ = ["NetInformation", "net_information"]
+
+
+@dataclass(eq=False)
+class NetInformation:
+    """Weights and layers of a net or of one of its parts.
+
+    Attributes
+    ----------
+    name : str
+        What was described: ``"BlipForImageTextRetrieval"``, or a part (``"ImageEncoder"``, ...).
+    arrays_element_counts : DataFrame
+        One row per weight array, indexed by its name in the wrapped Hugging Face model; columns
+        ``shape`` (tuple) and ``elements`` (int).
+    arrays_total_element_count : int
+        Number of weights (shared arrays counted once).
+    layer_type_counts : Series
+        Number of leaf modules (``Linear``, ``LayerNorm``, ``Conv2d``, ``Embedding``, ``Dropout``,
+        activations, ...) of each class, most frequent first.
+    parts : DataFrame or None
+        For a whole net: one row per part (``ImageEncoder``, ``TextEncoder``, ``MultimodalEncoder``)
+        with ``arrays``, ``elements`` and ``layers``; the parts share the text tower's embeddings and
+        self-attention, so their elements add up to more than the total. ``None`` for a part.
+    """
+
+    name: str
+    arrays_element_counts: pd.DataFrame
+    arrays_total_element_count: int
+    layer_type_counts: pd.Series
+    parts: pd.DataFrame | None = None
+    part_information: dict[str, NetInformation] = field(default_factory=dict, repr=False)
+
+    def __repr__(self) -> str:
+        return (
+            f"NetInformation({self.name!r}, arrays={len(self.arrays_element_counts)}, "
+            f"elements={self.arrays_total_element_count:,}, layers={int(self.layer_type_counts.sum())})"
+        )
+
+    def part(self, name: str) -> NetInformation:
+        """The information of one part of a whole net."""
+        if name not in self.part_information:
+            raise InputError(f"no part {name!r}; this information has {sorted(self.part_information)}")
+        return self.part_information[name]
+
+    def to_pandas(self) -> pd.DataFrame:
+        """One-row summary: ``name``, ``arrays``, ``elements``, ``layers``."""
+        return pd.DataFrame([self._summary()]).set_index("name")
+
+    def _summary(self) -> dict[str, Any]:
+        return dict(
+            name=self.name,
+            arrays=len(self.arrays_element_counts),
+            elements=self.arrays_total_element_count,
+            layers=int(self.layer_type_counts.sum()),
+        )
+
+
+def _leaf_modules(model: nn.Module, keep: set[str] | None) -> list[nn.Module]:
+    """Leaf modules of ``model``; with ``keep`` (parameter names), those of that part only.
+
+    A leaf with weights belongs to the part if one of its weights does; a leaf without weights
+    (dropout, activation) if its parent's weights include one of the part's.
+    """
+    modules = dict(model.named_modules())
+    leaves = []
+    for name, module in modules.items():
+        if next(module.children(), None) is not None:
+            continue
+        if keep is None:
+            leaves.append(module)
+            continue
+        own = [f"{name}.{n}" for n, _ in module.named_parameters(recurse=False)]
+        if not own:
+            parent = name.rsplit(".", 1)[0] if "." in name else ""
+            own = [f"{parent}.{n}" if parent else n for n, _ in modules[parent].named_parameters()]
+        if any(n in keep for n in own):
+            leaves.append(module)
+    return leaves
+
+
+def _describe(model: nn.Module, name: str, keep: set[str] | None) -> NetInformation:
+    rows = [
+        (n, tuple(p.shape), int(p.numel())) for n, p in model.named_parameters() if keep is None or n in keep
+    ]
+    arrays = pd.DataFrame(rows, columns=["name", "shape", "elements"]).set_index("name")
+    layers = Counter(type(m).__name__ for m in _leaf_modules(model, keep))
+    counts = pd.Series(dict(layers.most_common()), name="count", dtype="int64")
+    counts.index.name = "layer type"
+    return NetInformation(
+        name=name,
+        arrays_element_counts=arrays,
+        arrays_total_element_count=int(arrays["elements"].sum()) if rows else 0,
+        layer_type_counts=counts,
+    )
+
+
+def _whole(hf_model: nn.Module) -> NetInformation:
+    from .models import PARTS, part_parameter_names
+
+    info = _describe(hf_model, type(hf_model).__name__, None)
+    info.part_information = {
+        part: _describe(hf_model, part, set(part_parameter_names(hf_model, part))) for part in PARTS
+    }
+    info.parts = pd.concat([p.to_pandas() for p in info.part_information.values()])
+    info.parts.index.name = "part"
+    return info
+
+
+def net_information(model_or_part: Any) -> NetInformation:
+    """Weight arrays, their element counts and the layer types of a net or of one of its parts.
+
+    Parameters
+    ----------
+    model_or_part : BlipITM, a part, torch.nn.Module, or str
+        A net from :func:`blipviz.load_model` (also with ``pretrained=False``); one of its parts
+        (``model.image_encoder``, ``model.text_encoder``, ``model.multimodal_encoder``); any module
+        (a ``BlipForImageTextRetrieval`` gets the per-part table too); or an architecture of the
+        family (``"ViT-B/16"``, ``"ViT-L/16"``), built on the ``meta`` device without weights.
+
+    Returns
+    -------
+    NetInformation
+        ``.arrays_element_counts`` (DataFrame), ``.arrays_total_element_count`` (int),
+        ``.layer_type_counts`` (Series); for a whole net also ``.parts`` and ``.part(name)``.
+
+    Examples
+    --------
+    >>> info = net_information("ViT-B/16")  # doctest: +SKIP
+    >>> info.arrays_total_element_count  # doctest: +SKIP
+    """
+    from .itm import BlipITM, _Part
+
+    if isinstance(model_or_part, str):
+        from transformers import BlipForImageTextRetrieval
+
+        from .models import blip_config
+
+        with torch.device("meta"):
+            hf_model = BlipForImageTextRetrieval(blip_config(model_or_part))
+        return _whole(hf_model)
+    if isinstance(model_or_part, BlipITM):
+        return _whole(model_or_part.hf)
+    if isinstance(model_or_part, _Part):
+        return _describe(model_or_part.model.hf, model_or_part.part, set(model_or_part.parameter_names()))
+    if isinstance(model_or_part, nn.Module):
+        from transformers import BlipForImageTextRetrieval
+
+        if isinstance(model_or_part, BlipForImageTextRetrieval):
+            return _whole(model_or_part)
+        return _describe(model_or_part, type(model_or_part).__name__, None)
+    raise InputTypeError(
+        "net_information takes a BlipITM, one of its parts, a torch.nn.Module or an architecture name, "
+        f"got {type(model_or_part).__name__}"
+    )

@@ -1,0 +1,121 @@
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from matplotlib.offsetbox import AnnotationBbox
+from PIL import Image
+
+import blipviz
+from blipviz.feature_space import FeatureSpaceDisplay, reduce_to_2d
+
+
+def _clusters(n_per=20, n_clusters=3, dim=256, seed=0):
+    """Separable synthetic embeddings on the unit sphere: tight clusters around random centres."""
+    rs = np.random.RandomState(seed)
+    centres = rs.randn(n_clusters, dim)
+    x = np.concatenate([c + 0.15 * rs.randn(n_per, dim) for c in centres])
+    x /= np.linalg.norm(x, axis=1, keepdims=True)
+    return x, np.repeat([f"class {k}" for k in range(n_clusters)], n_per)
+
+
+def _image_features(n, dim=256, seed=0):
+    rs = np.random.RandomState(seed)
+    emb = torch.nn.functional.normalize(torch.from_numpy(rs.randn(n, dim)).float(), dim=-1)
+    thumbs = [Image.new("RGB", (8, 6), tuple(int(v) for v in rs.randint(0, 255, 3))) for _ in range(n)]
+    return blipviz.ImageFeatures(emb, emb, None, [f"img{i}" for i in range(n)], thumbs)
+
+
+@pytest.fixture(scope="module")
+def umap_run():
+    x, labels = _clusters()
+    return x, labels, blipviz.feature_space_plot(embeddings=x, labels=labels, random_state=37)
+
+
+def test_umap_preserves_neighbourhoods(umap_run):
+    from sklearn.manifold import trustworthiness
+
+    x, labels, disp = umap_run
+    coords = disp.coords_[["x", "y"]].to_numpy()
+    assert trustworthiness(x, coords, n_neighbors=5, metric="cosine") > 0.9
+    # the clusters stay apart: every point's nearest neighbour in the map has its label
+    d = ((coords[:, None] - coords[None]) ** 2).sum(-1)
+    np.fill_diagonal(d, np.inf)
+    assert (labels[d.argmin(1)] == labels).mean() > 0.95
+
+
+def test_fixed_random_state_gives_identical_coordinates(umap_run):
+    x, labels, disp = umap_run
+    again = FeatureSpaceDisplay.from_items(embeddings=x, labels=labels, random_state=37)
+    pd.testing.assert_frame_equal(again.coords_, disp.coords_)
+    for method in ("tsne", "pca"):
+        a = reduce_to_2d(x, method, random_state=3)
+        np.testing.assert_array_equal(a, reduce_to_2d(x, method, random_state=3))
+
+
+def test_points_legend_and_coords_frame(umap_run):
+    _, labels, disp = umap_run
+    assert list(disp.coords_.columns) == ["x", "y", "kind", "label", "name"]
+    assert (disp.coords_["kind"] == "point").all()
+    assert list(disp.coords_["label"]) == list(labels)
+    np.testing.assert_allclose(disp.scatter_.get_offsets(), disp.coords_[["x", "y"]].to_numpy())
+    assert [t.get_text() for t in disp.legend_.get_texts()] == ["class 0", "class 1", "class 2"]
+    colours = disp.scatter_.get_facecolors()
+    assert len({tuple(c) for c in colours}) == 3
+    assert disp.thumbnails_ == [] and disp.texts_ == []
+
+
+@pytest.mark.parametrize("method", ["umap", "tsne", "pca"])
+def test_three_items_work_with_every_method(tiny_model, small_images, method):
+    disp = blipviz.feature_space_plot([*small_images[:2], "a red square"], tiny_model, method=method)
+    assert disp.coords_.shape == (3, 5)
+    assert list(disp.coords_["kind"]) == ["image", "image", "text"]
+    assert np.isfinite(disp.coords_[["x", "y"]].to_numpy()).all()
+    assert len([a for a in disp.ax_.artists if isinstance(a, AnnotationBbox)]) == len(disp.thumbnails_) == 2
+    assert [t.get_text() for t in disp.texts_] == ["a red square"]
+
+
+def test_model_embeddings_match_the_encoders(tiny_model, small_images):
+    texts = ["a dog", "a cat"]
+    disp = FeatureSpaceDisplay.from_items([*texts, small_images[0]], tiny_model, method="pca")
+    ref = blipviz.FeatureSpaceDisplay.from_items(
+        [tiny_model.encode_texts(texts), tiny_model.encode_images([small_images[0]])], method="pca"
+    )
+    np.testing.assert_allclose(disp.coords_[["x", "y"]], ref.coords_[["x", "y"]], atol=1e-5)
+    assert list(ref.coords_["name"]) == ["a dog", "a cat", "image 0"]
+
+
+def test_thousands_of_items_subsample_thumbnails_not_points():
+    feats = _image_features(1500)
+    disp = blipviz.feature_space_plot(feats, method="pca", max_thumbnails=25)
+    assert len(disp.scatter_.get_offsets()) == 1500
+    assert len(disp.thumbnails_) == 25
+    assert len([a for a in disp.ax_.artists if isinstance(a, AnnotationBbox)]) == 25
+    assert disp.legend_ is None  # one label only
+
+
+def test_given_axes_and_items_with_embeddings():
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots()
+    x, _ = _clusters(n_per=3, n_clusters=2)
+    texts = [f"caption {i}" for i in range(6)]
+    disp = blipviz.feature_space_plot(texts, embeddings=x, method="pca", ax=ax, max_texts=4)
+    assert disp.ax_ is ax and disp.figure_ is fig
+    assert len(disp.texts_) == 4
+    assert set(t.get_text() for t in disp.texts_) <= set(texts)
+
+
+def test_errors():
+    x, _ = _clusters(n_per=3, n_clusters=1)
+    with pytest.raises(ValueError, match="method"):
+        reduce_to_2d(x, "mds")
+    with pytest.raises(ValueError, match="labels"):
+        blipviz.feature_space_plot(embeddings=x, labels=["a"])
+    with pytest.raises(ValueError, match="model"):
+        blipviz.feature_space_plot(["a dog", "a cat", "a cow"])
+    with pytest.raises(ValueError, match="embeddings for"):
+        blipviz.feature_space_plot(["a", "b"], embeddings=x)
+    with pytest.raises(ValueError, match="n_neighbors"):
+        reduce_to_2d(x, "umap", n_neighbors=3)
+    assert reduce_to_2d(x[:1], "umap").tolist() == [[0.0, 0.0]]
+    assert reduce_to_2d(x[:2], "tsne").shape == (2, 2)
