@@ -219,13 +219,18 @@ class BlipITM:
         """Yield (states (b, 1 + P, width), labels, thumbnails) for any accepted image input."""
         if isinstance(images, ImageFeatures):
             self._check_features(images, need_raw=True)
+            names = self._check_labels(labels, len(images)) if labels is not None else images.labels
             for start in range(0, len(images), batch_size):
                 part = images[start : start + batch_size]
-                yield part.raw, part.labels, part.thumbnails
+                yield part.raw, names[start : start + batch_size], part.thumbnails
             return
         if isinstance(images, torch.Tensor):
             pixels = self._check_pixels(images)
-            names = list(labels) if labels is not None else [f"image {i}" for i in range(len(pixels))]
+            names = (
+                self._check_labels(labels, len(pixels))
+                if labels is not None
+                else [f"image {i}" for i in range(len(pixels))]
+            )
             for start in range(0, len(pixels), batch_size):
                 yield (
                     self._vision_states(pixels[start : start + batch_size]),
@@ -234,14 +239,21 @@ class BlipITM:
                 )
             return
         items = as_image_list(images)
-        if labels is not None and len(labels) != len(items):
-            raise InputError(f"got {len(labels)} labels for {len(items)} images")
+        if labels is not None:
+            labels = self._check_labels(labels, len(items))
         done = 0
         for pixels, names, thumbs in self._load_batches(items, batch_size, progress, "vision encoder"):
             if labels is not None:
                 names = list(labels[done : done + len(names)])
             done += len(names)
             yield self._vision_states(pixels), names, thumbs
+
+    @staticmethod
+    def _check_labels(labels: Sequence[str], n: int) -> list[str]:
+        labels = [labels] if isinstance(labels, str) else [str(label) for label in labels]
+        if len(labels) != n:
+            raise InputError(f"got {len(labels)} labels for {n} images")
+        return labels
 
     def _check_pixels(self, pixels: torch.Tensor) -> torch.Tensor:
         s = int(self.config.vision_config.image_size)
@@ -407,7 +419,13 @@ class BlipITM:
 
     # ------------------------------------------------------------------------------- scores
     def cosine_scores(
-        self, images: Images, texts: Texts, *, batch_size: int = 16, progress: bool | None = None
+        self,
+        images: Images,
+        texts: Texts,
+        *,
+        batch_size: int = 16,
+        labels: Sequence[str] | None = None,
+        progress: bool | None = None,
     ) -> ScoreMatrix:
         """Cosine similarity of the unimodal embeddings of every (image, text) pair.
 
@@ -415,6 +433,12 @@ class BlipITM:
         ----------
         images : images, pixel Tensor, or ImageFeatures
         texts : str, sequence of str, or TextFeatures
+        batch_size : int, default 16
+            Images per vision-encoder pass.
+        labels : sequence of str, optional
+            One label per image; default: file names, or ``"image i"``.
+        progress : bool, optional
+            Progress bar over image batches; default: for 64 images or more.
 
         Returns
         -------
@@ -423,9 +447,12 @@ class BlipITM:
         if isinstance(images, ImageFeatures):
             self._check_features(images, need_raw=False)
             image_features = images
+            if labels is not None:
+                image_features = images[:]
+                image_features.labels = self._check_labels(labels, len(images))
         else:
             image_features = self.encode_images(
-                images, batch_size=batch_size, keep_raw=False, progress=progress
+                images, batch_size=batch_size, keep_raw=False, labels=labels, progress=progress
             )
         text_features = texts if isinstance(texts, TextFeatures) else self.encode_texts(texts)
         values = (image_features.embeddings.double() @ text_features.embeddings.double().T).numpy()
@@ -446,13 +473,16 @@ class BlipITM:
         batch_size: int,
         text_batch_size: int,
         progress: bool | None,
+        labels: Sequence[str] | None,
     ) -> tuple[np.ndarray, np.ndarray | None, list[str], list[Any] | None]:
         """One pass over the images: ITM probabilities (and image embeddings for cosine)."""
         if text_batch_size < 1:
             raise InputError(f"text_batch_size must be at least 1, got {text_batch_size}")
         itm_rows, emb, names, thumbs = [], [], [], []
         with torch.inference_mode():
-            for states, batch_labels, batch_thumbs in self._iter_image_states(images, batch_size, progress):
+            for states, batch_labels, batch_thumbs in self._iter_image_states(
+                images, batch_size, progress, labels
+            ):
                 if cosine:
                     emb.append(F.normalize(self._image_projection(states).cpu(), dim=-1))
                 for b in range(states.shape[0]):
@@ -472,6 +502,7 @@ class BlipITM:
         *,
         batch_size: int = 16,
         text_batch_size: int = 128,
+        labels: Sequence[str] | None = None,
         progress: bool | None = None,
     ) -> ScoreMatrix:
         """ITM match probability of every (image, text) pair.
@@ -488,6 +519,8 @@ class BlipITM:
             Images per vision-encoder pass.
         text_batch_size : int, default 128
             Texts per multimodal pass.
+        labels : sequence of str, optional
+            One label per image; default: file names, or ``"image i"``.
         progress : bool, optional
             Progress bar over image batches; default: for 64 images or more.
 
@@ -503,6 +536,7 @@ class BlipITM:
             batch_size=batch_size,
             text_batch_size=text_batch_size,
             progress=progress,
+            labels=labels,
         )
         return ScoreMatrix(itm, list(tokenized.texts), names, "itm", thumbs)
 
@@ -513,6 +547,7 @@ class BlipITM:
         *,
         batch_size: int = 16,
         text_batch_size: int = 128,
+        labels: Sequence[str] | None = None,
         progress: bool | None = None,
     ) -> tuple[ScoreMatrix, ScoreMatrix]:
         """Both score matrices, ``(itm, cosine)``, from one pass of each image through the ViT."""
@@ -525,6 +560,7 @@ class BlipITM:
             batch_size=batch_size,
             text_batch_size=text_batch_size,
             progress=progress,
+            labels=labels,
         )
         cos = (image_emb.double() @ text_features.embeddings.double().T).numpy()
         texts_list = list(tokenized.texts)

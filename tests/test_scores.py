@@ -170,3 +170,17 @@ def test_truncated_texts_are_recorded(tiny):
     t = tiny.encode_texts(["short", "word " * 60])
     assert t.truncated == [False, True]
     assert len(t.tokens[1]) == 35
+
+
+def test_image_labels_can_be_given(tiny, images, texts):
+    names = ["a", "b", "c", "d"]
+    assert tiny.itm_scores(images, texts, labels=names).image_labels == names
+    assert tiny.cosine_scores(images, texts, labels=names).image_labels == names
+    itm, cos = tiny.scores(images, texts, labels=names)
+    assert itm.image_labels == cos.image_labels == names
+    feats = tiny.encode_images(images)
+    assert tiny.itm_scores(feats, texts, labels=names).image_labels == names
+    assert tiny.cosine_scores(feats, texts, labels=names).image_labels == names
+    assert feats.labels == [f"image {i}" for i in range(4)]  # the features themselves are unchanged
+    with pytest.raises(InputError, match="got 3 labels for 4 images"):
+        tiny.itm_scores(images, texts, labels=names[:3])
