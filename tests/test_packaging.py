@@ -44,6 +44,17 @@ def test_readme_quickstart_runs_and_prints_what_it_says():
     assert out.getvalue() == expected
 
 
+def test_readme_figures_block_runs_after_the_quickstart():
+    blocks = _readme_blocks("python")
+    figures = next(b for b in blocks if b.startswith("gallery = blipviz.datasets.sample_images()"))
+    namespace: dict = {}
+    with contextlib.redirect_stdout(io.StringIO()):
+        exec(compile(blocks[0], "README quickstart", "exec"), namespace)
+        exec(compile(figures, "README figures", "exec"), namespace)
+    att = namespace["att"]
+    assert att.weights.ndim == 4 and att.maps(layer=-1).shape[1:] == namespace["model"].grid
+
+
 def test_readme_has_exactly_the_two_make_commands():
     setup = _readme_blocks("bash")[0]
     commands = [line.split("#")[0].strip() for line in setup.strip().splitlines()]
