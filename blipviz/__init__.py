@@ -6,6 +6,7 @@ similarity or by the image-text matching (ITM) head, and rank descriptions of an
 
 from __future__ import annotations
 
+from . import testing
 from .attention import AttentionGridDisplay, CrossAttention, GradCAM
 from .errors import BlipvizError, ImageLoadError, InputError, InputTypeError, ModelLoadError, OfflineError
 from .info import NetInformation, net_information
@@ -45,4 +46,5 @@ __all__ = [
     "normalize_caption",
     "parameters_information",
     "style_ranking",
+    "testing",
 ]

@@ -56,10 +56,10 @@ def to_rgb(image: Image.Image) -> Image.Image:
     if mode in ("I;16", "I;16B", "I;16L", "I;16N", "I"):
         arr = np.asarray(image, dtype=np.float64)
         arr = np.clip(arr / 65535.0, 0.0, 1.0)
-        image = Image.fromarray(np.round(arr * 255.0).astype(np.uint8), mode="L")
+        image = Image.fromarray(np.round(arr * 255.0).astype(np.uint8))
     elif mode == "F":
         arr = np.clip(np.asarray(image, dtype=np.float64), 0.0, 1.0)
-        image = Image.fromarray(np.round(arr * 255.0).astype(np.uint8), mode="L")
+        image = Image.fromarray(np.round(arr * 255.0).astype(np.uint8))
     if image.mode != "RGB":
         image = image.convert("RGB")
     return image
@@ -91,8 +91,7 @@ def _from_array(arr: np.ndarray, where: str) -> Image.Image:
         raise InputError(f"{where}: numpy images must be uint8 (0-255) or float (0-1), got dtype {arr.dtype}")
     if pixels.ndim == 3 and pixels.shape[2] == 1:
         pixels = pixels[:, :, 0]
-    mode = {2: "L", 3: "RGB", 4: "RGBA"}[pixels.ndim if pixels.ndim == 2 else pixels.shape[2]]
-    return Image.fromarray(np.ascontiguousarray(pixels), mode=mode)
+    return Image.fromarray(np.ascontiguousarray(pixels))  # L, RGB or RGBA from the shape
 
 
 def load_image(item: ImageLike, index: int | None = None) -> Image.Image:

@@ -448,6 +448,8 @@ class BlipITM:
         progress: bool | None,
     ) -> tuple[np.ndarray, np.ndarray | None, list[str], list[Any] | None]:
         """One pass over the images: ITM probabilities (and image embeddings for cosine)."""
+        if text_batch_size < 1:
+            raise InputError(f"text_batch_size must be at least 1, got {text_batch_size}")
         itm_rows, emb, names, thumbs = [], [], [], []
         with torch.inference_mode():
             for states, batch_labels, batch_thumbs in self._iter_image_states(images, batch_size, progress):

@@ -100,13 +100,14 @@ def as_text_list(texts: str | Sequence[str], *, name: str = "texts") -> list[str
     """
     if isinstance(texts, str):
         return [texts]
-    if texts is None or isinstance(texts, bytes) or not isinstance(texts, Sequence | tuple | list):
-        try:
-            texts = list(texts)  # any other iterable (generator, pandas Series, numpy array of str)
-        except TypeError:
-            raise InputTypeError(
-                f"{name} must be a str or a sequence of str, got {type(texts).__name__}"
-            ) from None
+    if texts is None or isinstance(texts, bytes | bytearray | dict):
+        raise InputTypeError(f"{name} must be a str or a sequence of str, got {type(texts).__name__}")
+    try:
+        texts = list(texts)  # lists, tuples, generators, pandas Series, numpy arrays of str
+    except TypeError:
+        raise InputTypeError(
+            f"{name} must be a str or a sequence of str, got {type(texts).__name__}"
+        ) from None
     out = []
     for i, t in enumerate(texts):
         if not isinstance(t, str):

@@ -1,4 +1,7 @@
-"""Shared fixtures: one tiny offline net per session; every figure closed after each test."""
+"""Shared fixtures: offline nets built in code, synthetic images; every figure closed after each test.
+
+Nothing here touches the network.
+"""
 
 from __future__ import annotations
 
@@ -8,14 +11,46 @@ os.environ.setdefault("MPLBACKEND", "Agg")
 
 import numpy as np
 import pytest
+import torch
+
+import blipviz
+from blipviz.testing import synthetic_images as make_images
+
+TEXTS = [
+    "a dog running on the beach",
+    "two cats sleeping on a red sofa",
+    "A bowl of fresh fruit on a wooden table.",
+    "an empty street at night",
+    "a man riding a bicycle",
+]
 
 
 @pytest.fixture(scope="session")
-def tiny_model():
-    """The tiny offline net (64 px images, 8 x 8 patch grid, 2 layers, 4 heads per tower)."""
-    import blipviz
-
+def tiny():
     return blipviz.load_model("tiny-random")
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tiny):
+    """The tiny offline net (64 px images, 8 x 8 patch grid, 2 layers, 4 heads per tower)."""
+    return tiny
+
+
+@pytest.fixture(scope="session")
+def full_b():
+    """Full ViT-B/16 geometry with random weights (about 224M parameters)."""
+    torch.manual_seed(0)
+    return blipviz.load_model(pretrained=False)
+
+
+@pytest.fixture
+def images():
+    return make_images(4)
+
+
+@pytest.fixture
+def texts():
+    return list(TEXTS)
 
 
 @pytest.fixture(scope="session")

@@ -7,7 +7,7 @@ scores and attention maps differ from input to input. ``load_model("tiny-random"
 
 from __future__ import annotations
 
-__all__ = ["TINY_GEOMETRY", "tiny_random_config", "tiny_random_hf_model"]
+__all__ = ["TINY_GEOMETRY", "synthetic_images", "tiny_random_config", "tiny_random_hf_model"]
 
 #: Geometry of the tiny net: 64 px images in 8 px patches (an 8 x 8 grid, 65 image tokens), two
 #: layers of width 64 with 4 heads in each tower, the real vocabulary and the 256-d joint space.
@@ -55,3 +55,24 @@ def tiny_random_hf_model(seed: int = 0):
 
     model = BlipForImageTextRetrieval(tiny_random_config())
     return informative_init_(model, seed).eval()
+
+
+def synthetic_images(n: int, seed: int = 0, size: tuple[int, int] = (48, 64)) -> list:
+    """``n`` distinct uint8 RGB images of shape (*size, 3): smooth colour waves plus noise.
+
+    Returns
+    -------
+    list of ndarray of shape (height, width, 3), dtype uint8
+    """
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    h, w = size
+    yy, xx = np.mgrid[0:h, 0:w] / max(h, w)
+    images = []
+    for _ in range(n):
+        a, b, c = rng.uniform(-1, 1, 3)
+        base = np.stack([np.sin(6 * a * xx + 4 * b * yy + c * k) for k in range(3)], axis=-1)
+        noise = rng.normal(0, 0.15, (h, w, 3))
+        images.append(np.clip((base * 0.5 + 0.5 + noise) * 255, 0, 255).astype(np.uint8))
+    return images

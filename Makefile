@@ -1,0 +1,31 @@
+# Two entry points for a fresh machine: `make demo` runs the main job, `make test` runs every test.
+# Both create .venv and install what they need (torch==2.13.0 first: the CPU build).
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.blipviz-installed
+
+.PHONY: demo test lint clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet torch==2.13.0
+	$(PY) -m pip install --quiet -e ".[dev]"
+	touch $(STAMP)
+
+demo: $(STAMP)
+	$(PY) -m blipviz
+
+test: $(STAMP)
+	$(VENV)/bin/ruff check blipviz tests benchmarks
+	$(VENV)/bin/ruff format --check blipviz tests benchmarks
+	HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 BLIPVIZ_MODEL=tiny-random \
+		$(PY) -m pytest tests notebooks --nbmake --nbmake-timeout=300 -p no:cacheprovider
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check --fix blipviz tests benchmarks
+	$(VENV)/bin/ruff format blipviz tests benchmarks
+
+clean:
+	rm -rf $(VENV) .pytest_cache

@@ -1,0 +1,212 @@
+from __future__ import annotations
+
+import json
+import logging
+import time
+
+import numpy as np
+import pytest
+import torch
+
+import blipviz
+from blipviz import models
+from blipviz.errors import InputError, ModelLoadError, OfflineError
+from blipviz.testing import synthetic_images, tiny_random_config
+
+
+def test_list_models_is_the_whole_family():
+    table = blipviz.list_models()
+    assert len(table) == 12
+    assert set(table["part"]) == {"ImageEncoder", "TextEncoder", "MultimodalEncoder"}
+    assert set(table["architecture"]) == {"ViT-B/16", "ViT-L/16"}
+    assert set(table["dataset"]) == {"COCO", "Flickr30k"}
+    assert set(table["checkpoint"]) == {
+        "Salesforce/blip-itm-base-coco",
+        "Salesforce/blip-itm-large-coco",
+        "Salesforce/blip-itm-base-flickr",
+        "Salesforce/blip-itm-large-flickr",
+    }
+    default = table[table["default"]]
+    assert len(default) == 1
+    assert default.iloc[0][["part", "architecture", "dataset"]].tolist() == [
+        "MultimodalEncoder",
+        "ViT-B/16",
+        "COCO",
+    ]
+    b = table[(table.architecture == "ViT-B/16") & (table.dataset == "COCO")].set_index("part")["parameters"]
+    large = table[(table.architecture == "ViT-L/16") & (table.dataset == "COCO")].set_index("part")[
+        "parameters"
+    ]
+    assert large["ImageEncoder"] > 3 * b["ImageEncoder"]
+    assert large["TextEncoder"] == b["TextEncoder"]
+
+
+def test_part_parameter_counts_match_the_built_net(full_b):
+    counts = blipviz.list_models().query("architecture == 'ViT-B/16' and dataset == 'COCO'").set_index("part")
+    assert full_b.image_encoder.parameter_count == counts.loc["ImageEncoder", "parameters"]
+    assert full_b.text_encoder.parameter_count == counts.loc["TextEncoder", "parameters"]
+    assert full_b.multimodal_encoder.parameter_count == counts.loc["MultimodalEncoder", "parameters"]
+    vit = sum(p.numel() for p in full_b.hf.vision_model.parameters())
+    proj = sum(p.numel() for p in full_b.hf.vision_proj.parameters())
+    assert full_b.image_encoder.parameter_count == vit + proj
+
+
+def test_parameters_information():
+    info = blipviz.parameters_information()
+    assert info.loc["architecture", "default"] == "ViT-B/16"
+    assert info.loc["dataset", "values"] == ["COCO", "Flickr30k"]
+    assert info.loc["part", "values"] == ["ImageEncoder", "TextEncoder", "MultimodalEncoder"]
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "pattern"),
+    [
+        (dict(architecture="ViT-H/14"), r"architecture 'ViT-H/14'.*'ViT-B/16', 'ViT-L/16'"),
+        (dict(dataset="ImageNet"), r"dataset 'ImageNet'.*'COCO', 'Flickr30k'"),
+        (dict(first_token="sep"), r"first_token 'sep'"),
+    ],
+)
+def test_unknown_values_list_the_allowed_ones(kwargs, pattern):
+    with pytest.raises(ValueError, match=pattern):
+        blipviz.load_model(pretrained=False, **kwargs)
+
+
+def test_unknown_part_lists_the_allowed_ones():
+    with pytest.raises(ValueError, match="'ImageEncoder', 'TextEncoder', 'MultimodalEncoder'"):
+        blipviz.load_part("VisionEncoder", "tiny-random")
+
+
+def test_load_part_returns_that_part(texts):
+    part = blipviz.load_part("TextEncoder", "tiny-random")
+    assert isinstance(part, blipviz.TextEncoder)
+    assert part(texts).embeddings.shape == (5, 256)
+    mm = blipviz.load_part("MultimodalEncoder", "tiny-random")
+    feats = mm.model.image_encoder(synthetic_images(1))
+    assert mm(texts, feats).shape == (5, 2)
+
+
+@pytest.mark.parametrize("architecture", ["ViT-B/16", pytest.param("ViT-L/16", marks=pytest.mark.slow)])
+def test_uninitialized_nets_build_offline(architecture, full_b):
+    # sockets are blocked for the whole suite (pytest-socket); this must not try the network at all
+    model = (
+        full_b
+        if architecture == "ViT-B/16"
+        else blipviz.load_model(architecture=architecture, pretrained=False)
+    )
+    width = {"ViT-B/16": 768, "ViT-L/16": 1024}[architecture]
+    heads = {"ViT-B/16": 12, "ViT-L/16": 16}[architecture]
+    cfg = model.config
+    assert model.width == width and cfg.vision_config.num_attention_heads == heads
+    assert cfg.text_config.num_attention_heads == 12 and cfg.vision_config.layer_norm_eps == 1e-6
+    assert model.grid == (24, 24) and model.n_image_tokens == 577
+    if architecture == "ViT-L/16":
+        f = model.encode_images(synthetic_images(1))
+        assert f.raw.shape == (1, 577, 1024) and f.embeddings.shape == (1, 256)
+
+
+def test_random_weights_are_seeded():
+    a = blipviz.load_model("tiny-random", seed=1)
+    b = blipviz.load_model("tiny-random", seed=1)
+    c = blipviz.load_model("tiny-random", seed=2)
+    imgs = synthetic_images(2)
+    sa, sb, sc = (np.asarray(m.itm_scores(imgs, ["a", "b c"])) for m in (a, b, c))
+    np.testing.assert_array_equal(sa, sb)
+    assert np.abs(sa - sc).max() > 1e-3
+
+
+def test_save_and_load_folder_roundtrip(tiny, tmp_path, images, texts):
+    folder = tiny.save_pretrained(tmp_path / "net")
+    for name in ("config.json", "model.safetensors", "preprocessor_config.json", "tokenizer_config.json"):
+        assert (folder / name).is_file(), name
+    loaded = blipviz.load_model(folder)
+    np.testing.assert_array_equal(
+        np.asarray(loaded.itm_scores(images, texts)), np.asarray(tiny.itm_scores(images, texts))
+    )
+    np.testing.assert_array_equal(
+        np.asarray(loaded.cosine_scores(images, texts)), np.asarray(tiny.cosine_scores(images, texts))
+    )
+    assert loaded.preprocessing == tiny.preprocessing
+
+
+def test_known_config_defects_are_corrected_with_a_note(tmp_path, caplog):
+    from transformers import BlipConfig
+
+    config = BlipConfig.from_dict(models.blip_config("ViT-B/16").to_dict())
+    config.text_config.num_attention_heads = 8
+    config.vision_config.layer_norm_eps = 1e-5
+    with caplog.at_level(logging.INFO, logger="blipviz"):
+        models.correct_config(config, "demo")
+    assert config.text_config.num_attention_heads == 12
+    assert config.vision_config.layer_norm_eps == 1e-6
+    assert "num_attention_heads corrected from 8 to 12" in caplog.text
+    assert "layer_norm_eps corrected" in caplog.text
+
+
+def test_defective_config_on_disk_is_corrected_on_load(tiny, tmp_path, caplog):
+    folder = tiny.save_pretrained(tmp_path / "net")
+    cfg = json.loads((folder / "config.json").read_text())
+    cfg["vision_config"]["layer_norm_eps"] = 1e-5
+    (folder / "config.json").write_text(json.dumps(cfg))
+    with caplog.at_level(logging.INFO, logger="blipviz"):
+        loaded = blipviz.load_model(folder)
+    assert loaded.config.vision_config.layer_norm_eps == 1e-6
+    assert "layer_norm_eps corrected" in caplog.text
+
+
+def test_loading_errors_are_typed_and_say_what_to_do(tmp_path, tiny):
+    with pytest.raises(ModelLoadError, match="no such folder"):
+        blipviz.load_model(tmp_path / "missing")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ModelLoadError, match=r"no config\.json"):
+        blipviz.load_model(tmp_path / "empty")
+    # a BLIP captioning checkpoint is not an ITM net
+    from transformers import BlipForConditionalGeneration
+
+    cap = BlipForConditionalGeneration(tiny_random_config())
+    cap.config.architectures = ["BlipForConditionalGeneration"]
+    cap.save_pretrained(tmp_path / "captioner")
+    with pytest.raises(ModelLoadError, match="not an image-text matching net"):
+        blipviz.load_model(tmp_path / "captioner")
+    # corrupt weights
+    folder = tiny.save_pretrained(tmp_path / "corrupt")
+    (folder / "model.safetensors").write_bytes(b"\x00" * 100)
+    with pytest.raises(ModelLoadError, match="could not be loaded"):
+        blipviz.load_model(folder)
+
+
+def test_hub_id_offline_fails_fast_with_ways_forward(monkeypatch):
+    from huggingface_hub import constants
+
+    for offline_env in (True, False):  # HF_HUB_OFFLINE set, or the Hub unreachable (sockets blocked)
+        monkeypatch.setattr(constants, "HF_HUB_OFFLINE", offline_env)
+        start = time.perf_counter()
+        with pytest.raises(OfflineError) as info:
+            blipviz.load_model("Salesforce/blip-itm-base-coco")
+        assert time.perf_counter() - start < 10
+        message = str(info.value)
+        assert "'Salesforce/blip-itm-base-coco'" in message
+        assert "tiny-random" in message and "folder" in message
+        assert ("HF_HUB_OFFLINE" in message) == offline_env
+
+
+def test_offline_error_is_an_oserror():
+    assert issubclass(OfflineError, OSError) and issubclass(OfflineError, ModelLoadError)
+    assert issubclass(InputError, ValueError)
+
+
+def test_device_and_dtype_options(texts):
+    m = blipviz.load_model("tiny-random", dtype=torch.float64)
+    assert next(m.hf.parameters()).dtype == torch.float64
+    s = np.asarray(m.itm_scores(synthetic_images(1), texts))
+    ref = np.asarray(blipviz.load_model("tiny-random").itm_scores(synthetic_images(1), texts))
+    np.testing.assert_allclose(s, ref, atol=1e-4)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_cuda_matches_cpu(texts):
+    cpu = blipviz.load_model("tiny-random")
+    gpu = blipviz.load_model("tiny-random", device="cuda")
+    imgs = synthetic_images(2)
+    np.testing.assert_allclose(
+        np.asarray(gpu.itm_scores(imgs, texts)), np.asarray(cpu.itm_scores(imgs, texts)), atol=1e-4
+    )
