@@ -19,7 +19,20 @@ from .text import normalize_caption
 
 __version__ = "0.1.0"
 
+_WIDGETS = ("AttentionExplorer", "MatrixExplorer", "RankingExplorer")
+
+
+def __getattr__(name: str):
+    """The interactive explorers, imported on first use (``blipviz.widgets`` needs ipywidgets)."""
+    if name in _WIDGETS:
+        from . import widgets
+
+        return getattr(widgets, name)
+    raise AttributeError(f"module 'blipviz' has no attribute {name!r}")
+
+
 __all__ = [
+    "AttentionExplorer",
     "AttentionGridDisplay",
     "BlipITM",
     "BlipvizError",
@@ -30,11 +43,13 @@ __all__ = [
     "ImageLoadError",
     "InputError",
     "InputTypeError",
+    "MatrixExplorer",
     "ModelLoadError",
     "MultimodalEncoder",
     "NetInformation",
     "OfflineError",
     "Ranking",
+    "RankingExplorer",
     "ScoreMatrix",
     "ScoreMatrixDisplay",
     "TextEncoder",
