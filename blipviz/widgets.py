@@ -280,6 +280,8 @@ class RankingExplorer(_Explorer):
         self.message = w.HTML()
         for text in texts:
             self._append_row(text)
+        self.table.add_class("blipviz-ranking-table")
+        self.message.add_class("blipviz-message")
         self.widget = w.VBox(
             [
                 w.HBox(tiles, layout=w.Layout(flex_flow="row wrap")),
@@ -291,6 +293,7 @@ class RankingExplorer(_Explorer):
                 self.table,
             ]
         )
+        self.widget.add_class("blipviz-ranking-explorer")
         self._refresh()
 
     # -------------------------------------------------------------------------------- state
@@ -415,7 +418,10 @@ class MatrixExplorer(_Explorer):
         self.heatmap = w.Image(format="png")
         self.message = w.HTML()
         self._texts = texts
+        self.heatmap.add_class("blipviz-heatmap")
+        self.message.add_class("blipviz-message")
         self.widget = w.VBox([w.HBox([self.upload]), self.descriptions, self.message, self.heatmap])
+        self.widget.add_class("blipviz-matrix-explorer")
         self._redraw()
 
     @property
@@ -547,10 +553,11 @@ class AttentionExplorer(_Explorer):
         self.model = model
         self._cache = _ScoreCache(model)
         (self._key,) = self._cache.add_images(items)
-        picture = self._cache.images[self._key].copy()
-        if max(picture.size) > _OVERLAY_SIDE:
-            picture.thumbnail((_OVERLAY_SIDE, _OVERLAY_SIDE))
-        self._picture = picture
+        picture = self._cache.images[self._key]
+        scale = _OVERLAY_SIDE / max(picture.size)  # small images are enlarged, large ones reduced
+        self._picture = picture.resize(
+            (max(1, round(picture.width * scale)), max(1, round(picture.height * scale)))
+        )
         self._attention: dict[str, CrossAttention] = {}
         self._gradcam: dict[tuple[str, int], GradCAM] = {}
         n_layers = int(model.config.text_config.num_hidden_layers)
@@ -566,7 +573,7 @@ class AttentionExplorer(_Explorer):
         self.head = w.Dropdown(options=["mean", *range(n_heads)], value="mean", description="head")
         self.method = w.ToggleButtons(options=["attention", "GradCAM"], value=method, description="map")
         self.opacity = w.FloatSlider(value=alpha, min=0.0, max=1.0, step=0.05, description="opacity")
-        self.overlay = w.Image(format="png")
+        self.overlay = w.Image(format="png", width=self._picture.width, height=self._picture.height)
         self.caption = w.HTML()
         self.message = w.HTML()
         self._text = text
@@ -577,17 +584,29 @@ class AttentionExplorer(_Explorer):
         for control in (self.token, self.layer, self.head, self.opacity):
             control.observe(self._on_control, names="value")
         self.method.observe(self._on_method, names="value")
+        for control, name in (
+            (self.token, "token"),
+            (self.layer, "layer"),
+            (self.head, "head"),
+            (self.method, "method"),
+            (self.opacity, "opacity"),
+            (self.overlay, "overlay"),
+            (self.caption, "caption"),
+            (self.message, "message"),
+        ):
+            control.add_class(f"blipviz-{name}")
         self.widget = w.VBox(
             [
                 self.text,
-                w.HBox([self.token, self.method]),
-                w.HBox([self.layer, self.head]),
-                self.opacity,
+                self.method,
+                w.HBox([self.token, self.head]),
+                w.HBox([self.layer, self.opacity]),
                 self.message,
                 self.caption,
                 self.overlay,
             ]
         )
+        self.widget.add_class("blipviz-attention-explorer")
         self._render()
 
     # ------------------------------------------------------------------------------- caches
