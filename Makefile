@@ -4,8 +4,9 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.blipviz-installed
+CHROMIUM ?= /usr/bin/chromium
 
-.PHONY: demo test lint clean
+.PHONY: demo test lint clean browser
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -17,7 +18,17 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	$(PY) -m blipviz
 
-test: $(STAMP)
+# Debian's Chromium for tests/test_widgets_browser.py (Playwright drives it; no browser download):
+# installed with apt-get when missing and running as root, else the browser test is skipped.
+browser:
+	@if [ -x $(CHROMIUM) ]; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; \
+	else \
+		echo "note: $(CHROMIUM) is missing (apt-get install chromium as root): browser test skipped"; \
+	fi
+
+test: $(STAMP) browser
 	$(VENV)/bin/ruff check blipviz tests benchmarks
 	$(VENV)/bin/ruff format --check blipviz tests benchmarks
 	HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 BLIPVIZ_MODEL=tiny-random \

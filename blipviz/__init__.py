@@ -26,7 +26,20 @@ from .zero_shot import ZeroShotClassifier, ZeroShotEvaluation, evaluate_zero_sho
 
 __version__ = "0.1.0"
 
+_WIDGETS = ("AttentionExplorer", "MatrixExplorer", "RankingExplorer")
+
+
+def __getattr__(name: str):
+    """The interactive explorers, imported on first use (``blipviz.widgets`` needs ipywidgets)."""
+    if name in _WIDGETS:
+        from . import widgets
+
+        return getattr(widgets, name)
+    raise AttributeError(f"module 'blipviz' has no attribute {name!r}")
+
+
 __all__ = [
+    "AttentionExplorer",
     "AttentionGridDisplay",
     "BlipITM",
     "BlipvizError",
@@ -38,11 +51,13 @@ __all__ = [
     "ImageLoadError",
     "InputError",
     "InputTypeError",
+    "MatrixExplorer",
     "ModelLoadError",
     "MultimodalEncoder",
     "NetInformation",
     "OfflineError",
     "Ranking",
+    "RankingExplorer",
     "ScoreMatrix",
     "ScoreMatrixDisplay",
     "TextEncoder",
