@@ -6,7 +6,7 @@ similarity or by the image-text matching (ITM) head, and rank descriptions of an
 
 from __future__ import annotations
 
-from . import testing
+from . import cache, testing
 from .errors import BlipvizError, ImageLoadError, InputError, InputTypeError, ModelLoadError, OfflineError
 from .itm import BlipITM, ImageEncoder, MultimodalEncoder, TextEncoder
 from .models import list_models, load_model, load_part, parameters_information
@@ -29,6 +29,7 @@ __all__ = [
     "ScoreMatrix",
     "TextEncoder",
     "TextFeatures",
+    "cache",
     "list_models",
     "load_model",
     "load_part",
