@@ -64,3 +64,20 @@ def test_flop_counts_match_torch_flop_counter(tiny):
     expected_itm = 2 * common.cross_kv_flops(config) + common.itm_text_flops(config, lengths) + head
     assert vision_total == common.vision_flops(config)
     assert itm_total == expected_itm
+
+
+def test_report_shows_the_latest_full_record_of_each_benchmark(tmp_path):
+    from benchmarks import report
+
+    results = tmp_path / "results.jsonl"
+    lines = [
+        {"benchmark": "vision", "quick": False, "date": "d1", "device": "cpu", "cpu_cores": 2, "torch": "t",
+         "rows": [{"batch": 1, "images_per_s": 1.0}]},
+        {"benchmark": "vision", "quick": False, "date": "d2", "device": "cpu", "cpu_cores": 2, "torch": "t",
+         "rows": [{"batch": 1, "images_per_s": 2.0}]},
+        {"benchmark": "vision", "quick": True, "date": "d3", "device": "cpu", "cpu_cores": 2, "torch": "t",
+         "rows": [{"batch": 1, "images_per_s": 3.0}]},
+    ]  # fmt: skip
+    results.write_text("\n".join(json.dumps(line) for line in lines) + "\n")
+    text = report.main(["--results", str(results)])
+    assert "d2" in text and "| 1 | 2 |" in text and "d1" not in text and "d3" not in text
