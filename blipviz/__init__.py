@@ -9,6 +9,7 @@ in :mod:`blipviz.datasets` (FashionMNIST, and real photographs shipped with inst
 from __future__ import annotations
 
 from . import (
+    cache,
     datasets,  # the submodule: blipviz.datasets.load_fashion_mnist, sample_images
     testing,
 )
@@ -64,6 +65,7 @@ __all__ = [
     "TextFeatures",
     "ZeroShotClassifier",
     "ZeroShotEvaluation",
+    "cache",
     "datasets",
     "evaluate_zero_shot",
     "feature_space_plot",

@@ -85,6 +85,8 @@ class BlipITM:
         self.first_token = first_token
         self.normalize_text = normalize_text
         self.max_text_tokens = max_text_tokens
+        self.feature_cache = None  # a blipviz.cache.FeatureCache: image features looked up on disk first
+        self.quantization: str | None = None  # "int8" after blipviz.quantize.quantize_int8
         self.image_encoder = ImageEncoder(self)
         self.text_encoder = TextEncoder(self)
         self.multimodal_encoder = MultimodalEncoder(self)
@@ -241,6 +243,9 @@ class BlipITM:
         items = as_image_list(images)
         if labels is not None:
             labels = self._check_labels(labels, len(items))
+        if self.feature_cache is not None:
+            yield from self.feature_cache.iter_states(self, items, batch_size, progress, labels)
+            return
         done = 0
         for pixels, names, thumbs in self._load_batches(items, batch_size, progress, "vision encoder"):
             if labels is not None:
@@ -639,6 +644,35 @@ class BlipITM:
         from .attention import gradcam
 
         return gradcam(self, image, text, layer)
+
+    # ----------------------------------------------------------------------------- retrieval
+    def search_images(
+        self, query_texts: Texts, images: Images, *, k: int = 10, **options: Any
+    ) -> pd.DataFrame:
+        """Images that best match each text query: cosine over all images, ITM rerank of the top ``k``.
+
+        BLIP's two-stage retrieval; ``score="itm+cosine"`` ranks by BLIP's final score (ITM logit +
+        cosine). See :func:`blipviz.search.search_images` for the options and the columns.
+        """
+        from .search import search_images
+
+        return search_images(self, query_texts, images, k=k, **options)
+
+    def search_texts(
+        self, query_images: Images, texts: Texts, *, k: int = 10, **options: Any
+    ) -> pd.DataFrame:
+        """Texts that best describe each query image: cosine over all texts, ITM rerank of the top ``k``.
+
+        See :func:`blipviz.search.search_texts` for the options and the columns.
+        """
+        from .search import search_texts
+
+        return search_texts(self, query_images, texts, k=k, **options)
+
+    def search(self, query_texts: Texts, images: Images, *, k: int = 10, **options: Any) -> pd.DataFrame:
+        """Same as :meth:`search_images` (text queries, image collection); :meth:`search_texts` is the
+        reverse direction."""
+        return self.search_images(query_texts, images, k=k, **options)
 
     # ------------------------------------------------------------------------------ saving
     def save_pretrained(self, folder: str | os.PathLike) -> Path:

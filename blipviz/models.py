@@ -362,6 +362,9 @@ def load_model(
     normalize_text: bool = True,
     max_text_tokens: int | None = 35,
     seed: int = 0,
+    cache_dir: str | os.PathLike | Any | None = None,
+    fast_attention: bool = True,
+    quantize: str | None = None,
 ):
     """Load a BLIP image-text matching net: all three parts over one set of weights.
 
@@ -390,6 +393,16 @@ def load_model(
         BLIP's token limit; ``None`` keeps every token (up to the 512 positions of the text tower).
     seed : int, default 0
         Seed of the random weights when ``pretrained=False`` or ``"tiny-random"``.
+    cache_dir : str, path or blipviz.cache.FeatureCache, optional
+        Keep image features on disk there and look every image up first (see :mod:`blipviz.cache`):
+        a second run over the same images skips the vision encoder.
+    fast_attention : bool, default True
+        Use torch's fused ``scaled_dot_product_attention`` in the ViT whenever no attention weights
+        are requested (equal to transformers' attention to float32 rounding; see
+        :mod:`blipviz.fast_attention`). ``False`` keeps transformers' attention everywhere.
+    quantize : {None, "int8"}, default None
+        ``"int8"``: dynamic int8 quantisation of the encoder Linear layers, CPU only; faster, not
+        exact (see :mod:`blipviz.quantize`).
 
     Returns
     -------
@@ -407,6 +420,8 @@ def load_model(
     from .itm import BlipITM
 
     ckpt = checkpoint_for(architecture, dataset)
+    if quantize is not None:
+        _check_choice("quantize", quantize, ("int8",))
     if first_token not in ("enc", "cls"):
         raise InputError(f"unknown first_token {first_token!r}; allowed values: 'enc', 'cls'")
     name = None if name_or_path is None else os.fspath(name_or_path)
@@ -440,7 +455,7 @@ def load_model(
         hf_model = _load_hf_model(source)
         preprocessing = ImagePreprocessing(hf_model.config.vision_config.image_size)
         label = source
-    return BlipITM(
+    model = BlipITM(
         hf_model,
         name=label,
         preprocessing=preprocessing,
@@ -450,6 +465,22 @@ def load_model(
         normalize_text=normalize_text,
         max_text_tokens=max_text_tokens,
     )
+    _apply_speed_options(model, cache_dir=cache_dir, fast_attention=fast_attention, quantize=quantize)
+    return model
+
+
+def _apply_speed_options(model, *, cache_dir, fast_attention: bool, quantize: str | None) -> None:
+    from .cache import FeatureCache
+    from .fast_attention import enable_fast_attention
+    from .quantize import QUANTIZE_MODES, quantize_int8
+
+    if quantize is not None:
+        _check_choice("quantize", quantize, QUANTIZE_MODES)
+        quantize_int8(model)
+    if fast_attention:
+        enable_fast_attention(model.hf)
+    if cache_dir is not None:
+        model.feature_cache = cache_dir if isinstance(cache_dir, FeatureCache) else FeatureCache(cache_dir)
 
 
 def load_part(part: str = DEFAULT_PART, name_or_path: str | os.PathLike | None = None, **options):

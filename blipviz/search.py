@@ -1,0 +1,242 @@
+"""Two-stage retrieval, BLIP's own protocol: cosine over every candidate, ITM rerank of the top k.
+
+BLIP's retrieval evaluation ranks all candidates by the cosine of the unimodal embeddings, then runs
+the multimodal encoder on the ``k`` best only, and ranks those by the ITM head. Its final score adds
+the ITM *logit* of the "match" class and the cosine (``score + topk_sim`` in BLIP's
+``evaluation``); ``score="itm+cosine"`` gives that, ``score="itm"`` (default) the ITM probability.
+
+Cost: the cheap stage (one ViT pass per image, one text pass per text, one dot product per pair)
+grows with the collection; the expensive multimodal stage grows with ``k`` only: ``k`` text passes
+per query, and for text queries one set of cross-attention keys and values per candidate image.
+Images are streamed batch by batch; raw image states are kept only for the images currently in
+some query's top ``k``, so memory is bounded by ``n_queries x k`` images, not by the collection.
+With a feature cache (``load_model(..., cache_dir=...)``) a repeated search skips the ViT.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+import torch.nn.functional as F
+
+from .errors import InputError
+from .results import ImageFeatures, TextFeatures
+
+__all__ = ["SCORES", "search_images", "search_texts"]
+
+SCORES = ("itm", "itm+cosine")
+
+
+def _check_options(k: int, score: str) -> None:
+    if isinstance(k, bool) or not isinstance(k, int | np.integer) or k < 1:
+        raise InputError(f"k must be a positive integer, got {k!r}")
+    if score not in SCORES:
+        raise InputError(f"unknown score {score!r}; allowed values: {', '.join(map(repr, SCORES))}")
+
+
+def _top_k(sims: np.ndarray, k: int) -> np.ndarray:
+    """Indices of the k largest values, best first; ties keep the candidates' order."""
+    return np.argsort(-sims, kind="stable")[:k]
+
+
+def _text_features(model, texts) -> TextFeatures:
+    if isinstance(texts, TextFeatures):
+        if texts.tokenized is None:
+            raise InputError("these TextFeatures carry no token ids; compute them with model.encode_texts")
+        return texts
+    if isinstance(texts, str):
+        texts = [texts]
+    return model.encode_texts(texts)
+
+
+def _frame(rows: list[dict[str, Any]], query_col: str, item_col: str, score: str) -> pd.DataFrame:
+    columns = [
+        query_col,
+        "query_index",
+        "rank",
+        item_col,
+        f"{item_col}_index",
+        "score",
+        "itm",
+        "itm_logit",
+        "cosine",
+        "cosine_rank",
+    ]
+    frame = pd.DataFrame(rows, columns=columns)
+    if frame.empty:
+        return frame
+    frame["score"] = frame["itm"] if score == "itm" else frame["itm_logit"] + frame["cosine"]
+    frame = frame.sort_values(
+        ["query_index", "score", "cosine_rank"],
+        ascending=[True, False, True],
+        kind="stable",
+        ignore_index=True,
+    )
+    frame["rank"] = frame.groupby("query_index").cumcount() + 1
+    return frame
+
+
+def search_images(
+    model,
+    query_texts,
+    images,
+    *,
+    k: int = 10,
+    score: str = "itm",
+    batch_size: int = 16,
+    progress: bool | None = None,
+) -> pd.DataFrame:
+    """Find the images that best match each text query, BLIP's two-stage way.
+
+    Parameters
+    ----------
+    model : BlipITM
+    query_texts : str, sequence of str, or TextFeatures
+    images : images, or ImageFeatures with raw states
+        The collection searched.
+    k : int, default 10
+        Candidates per query passed to the multimodal encoder (all images if fewer).
+    score : {"itm", "itm+cosine"}, default "itm"
+        Final ranking: ITM probability, or BLIP's ITM logit + cosine.
+    batch_size : int, default 16
+        Images per vision-encoder pass.
+    progress : bool, optional
+        Progress bar over image batches; default: for 64 images or more.
+
+    Returns
+    -------
+    DataFrame with ``k`` rows per query (fewer if the collection is smaller), sorted by query then
+    ``rank`` (1 = best): ``query``, ``query_index``, ``rank``, ``image`` (label), ``image_index``,
+    ``score``, ``itm`` (probability), ``itm_logit`` (match logit), ``cosine``, ``cosine_rank``.
+    """
+    _check_options(k, score)
+    text_features = _text_features(model, query_texts)
+    tokenized = text_features.tokenized
+    queries = text_features.embeddings.double()  # (n_queries, 256)
+    n_queries = len(text_features)
+
+    sims_parts: list[np.ndarray] = []
+    labels: list[str] = []
+    kept: dict[int, torch.Tensor] = {}  # image index -> raw states (1 + P, width), only for top-k images
+    with torch.inference_mode():
+        if isinstance(images, ImageFeatures):
+            model._check_features(images, need_raw=True)
+            sims_parts.append((images.embeddings.double() @ queries.T).numpy())
+            labels = list(images.labels)
+            kept = {i: images.raw[i] for i in range(len(images))}
+        else:
+            for states, batch_labels, _ in model._iter_image_states(images, batch_size, progress):
+                start = len(labels)
+                emb = F.normalize(model._image_projection(states).cpu(), dim=-1).double()
+                sims_parts.append((emb @ queries.T).numpy())
+                labels.extend(batch_labels)
+                for b in range(states.shape[0]):
+                    kept[start + b] = states[b]
+                sims_so_far = np.concatenate(sims_parts)
+                wanted = {int(i) for q in range(n_queries) for i in _top_k(sims_so_far[:, q], k)}
+                kept = {i: s for i, s in kept.items() if i in wanted}
+        sims = np.concatenate(sims_parts) if sims_parts else np.zeros((0, n_queries))
+        candidates = [_top_k(sims[:, q], k) for q in range(n_queries)]
+        cosine_rank = [{int(i): r + 1 for r, i in enumerate(c)} for c in candidates]
+
+        # Multimodal stage: per candidate image, all queries that want it, in one batch.
+        by_image: dict[int, list[int]] = {}
+        for q, cand in enumerate(candidates):
+            for i in cand:
+                by_image.setdefault(int(i), []).append(q)
+        logits: dict[tuple[int, int], torch.Tensor] = {}
+        for i, qs in by_image.items():
+            out = model._itm_logits(tokenized.select(qs), kept[i].unsqueeze(0))
+            for q, row in zip(qs, out, strict=True):
+                logits[(q, i)] = row
+    rows = []
+    for q, cand in enumerate(candidates):
+        for i in map(int, cand):
+            row = logits[(q, i)].double()
+            rows.append(
+                {
+                    "query": text_features.texts[q],
+                    "query_index": q,
+                    "image": labels[i],
+                    "image_index": i,
+                    "itm": float(row.softmax(-1)[1]),
+                    "itm_logit": float(row[1]),
+                    "cosine": float(sims[i, q]),
+                    "cosine_rank": cosine_rank[q][i],
+                }
+            )
+    return _frame(rows, "query", "image", score)
+
+
+def search_texts(
+    model,
+    query_images,
+    texts,
+    *,
+    k: int = 10,
+    score: str = "itm",
+    batch_size: int = 16,
+    progress: bool | None = None,
+) -> pd.DataFrame:
+    """Find the texts that best describe each query image, BLIP's two-stage way.
+
+    Parameters
+    ----------
+    model : BlipITM
+    query_images : images, or ImageFeatures with raw states
+    texts : sequence of str, or TextFeatures
+        The collection searched.
+    k : int, default 10
+        Candidates per image passed to the multimodal encoder (all texts if fewer).
+    score : {"itm", "itm+cosine"}, default "itm"
+        Final ranking: ITM probability, or BLIP's ITM logit + cosine.
+    batch_size : int, default 16
+        Query images per vision-encoder pass.
+    progress : bool, optional
+
+    Returns
+    -------
+    DataFrame with ``k`` rows per query image, sorted by query then ``rank`` (1 = best): ``image``
+    (label), ``query_index``, ``rank``, ``text``, ``text_index``, ``score``, ``itm``, ``itm_logit``,
+    ``cosine``, ``cosine_rank``.
+    """
+    _check_options(k, score)
+    text_features = _text_features(model, texts)
+    tokenized = text_features.tokenized
+    text_emb = text_features.embeddings.double()
+    rows = []
+    with torch.inference_mode():
+        if isinstance(query_images, ImageFeatures):
+            model._check_features(query_images, need_raw=True)
+            batches = [(query_images.raw, list(query_images.labels))]
+        else:
+            batches = (
+                (states, names)
+                for states, names, _ in model._iter_image_states(query_images, batch_size, progress)
+            )
+        q = 0
+        for states, names in batches:
+            emb = F.normalize(model._image_projection(states).cpu(), dim=-1).double()
+            sims = (emb @ text_emb.T).numpy()
+            for b in range(states.shape[0]):
+                cand = [int(t) for t in _top_k(sims[b], k)]
+                out = model._itm_logits(tokenized.select(cand), states[b : b + 1]) if cand else []
+                for r, (t, row) in enumerate(zip(cand, out, strict=True)):
+                    row = row.double()
+                    rows.append(
+                        {
+                            "image": names[b],
+                            "query_index": q,
+                            "text": text_features.texts[t],
+                            "text_index": t,
+                            "itm": float(row.softmax(-1)[1]),
+                            "itm_logit": float(row[1]),
+                            "cosine": float(sims[b, t]),
+                            "cosine_rank": r + 1,
+                        }
+                    )
+                q += 1
+    return _frame(rows, "image", "text", score)

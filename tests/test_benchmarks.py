@@ -1,0 +1,83 @@
+"""The benchmark scripts run (``--quick`` on the tiny net, no timing asserted), and their analytic
+FLOP counts match what torch's FLOP counter sees."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from torch.utils.flop_counter import FlopCounterMode
+
+from benchmarks import _common as common
+from benchmarks import bench_cache, bench_itm_matrix, bench_memory, bench_quantize, bench_vision
+from blipviz.fast_attention import exact_attention
+from blipviz.testing import synthetic_images
+
+
+@pytest.fixture
+def shared_tiny(tiny, monkeypatch):
+    """The scripts reuse the session's tiny net instead of building their own."""
+    monkeypatch.setattr(common, "load", lambda args, **options: tiny)
+    return tiny
+
+
+@pytest.mark.parametrize(
+    ("script", "name", "extra"),
+    [
+        (bench_itm_matrix, "itm_matrix", []),
+        (bench_vision, "vision", ["--reps", "1"]),
+        (bench_cache, "cache", ["--reps", "1"]),
+        (bench_quantize, "quantize_int8", ["--reps", "1"]),
+        (bench_memory, "memory", ["--in-process"]),
+    ],
+)
+def test_scripts_run_quick(shared_tiny, tmp_path, script, name, extra):
+    results = tmp_path / "results.jsonl"
+    rows = script.main(["--quick", "--results", str(results), *extra])
+    assert rows
+    records = [json.loads(line) for line in results.read_text().splitlines()]
+    assert records[0]["benchmark"] == name and records[0]["quick"] is True
+    assert records[0]["torch"] == torch.__version__ and records[0]["rows"]
+    if name == "itm_matrix":  # blipviz and the per-pair recipe agree
+        assert all(r["max_abs_diff"] < 1e-5 for r in rows)
+        assert [r["shape"] for r in rows] == ["2 x 3", "3 x 3", "1 x 5", "5 x 1"]
+
+
+def test_flop_counts_match_torch_flop_counter(tiny):
+    """Vision pass, cross-attention keys/values and the text pass, against FlopCounterMode."""
+    config = tiny.config
+    image = synthetic_images(1)
+    with exact_attention(tiny), torch.inference_mode():
+        pixels = torch.stack([tiny.preprocessing(__import__("PIL").Image.fromarray(image[0]))])
+        with FlopCounterMode(display=False) as counter:
+            tiny._vision_states(pixels)
+        vision_total = counter.get_total_flops()
+        states = tiny._vision_states(pixels)
+        tok = tiny.tokenize(["a dog on the beach", "a cat"])
+        with FlopCounterMode(display=False) as counter:
+            tiny._itm_logits(tok.select([0]), states)
+            tiny._itm_logits(tok.select([1]), states)
+        itm_total = counter.get_total_flops()
+    head = 2 * (2 * config.text_config.hidden_size * 2)  # itm_head (hidden -> 2) of 2 texts
+    lengths = tok.attention_mask.sum(1).tolist()
+    expected_itm = 2 * common.cross_kv_flops(config) + common.itm_text_flops(config, lengths) + head
+    assert vision_total == common.vision_flops(config)
+    assert itm_total == expected_itm
+
+
+def test_report_shows_the_latest_full_record_of_each_benchmark(tmp_path):
+    from benchmarks import report
+
+    results = tmp_path / "results.jsonl"
+    lines = [
+        {"benchmark": "vision", "quick": False, "date": "d1", "device": "cpu", "cpu_cores": 2, "torch": "t",
+         "rows": [{"batch": 1, "images_per_s": 1.0}]},
+        {"benchmark": "vision", "quick": False, "date": "d2", "device": "cpu", "cpu_cores": 2, "torch": "t",
+         "rows": [{"batch": 1, "images_per_s": 2.0}]},
+        {"benchmark": "vision", "quick": True, "date": "d3", "device": "cpu", "cpu_cores": 2, "torch": "t",
+         "rows": [{"batch": 1, "images_per_s": 3.0}]},
+    ]  # fmt: skip
+    results.write_text("\n".join(json.dumps(line) for line in lines) + "\n")
+    text = report.main(["--results", str(results)])
+    assert "d2" in text and "| 1 | 2 |" in text and "d1" not in text and "d3" not in text

@@ -1,0 +1,100 @@
+"""Fused attention in the ViT equals transformers' attention; attention weights still come out exactly.
+
+Tolerance 1e-5: both paths compute softmax(q k^T / sqrt(d)) v in float32 from the same q, k, v; the
+fused kernel only sums in another order (and subtracts the running max blockwise), which moves each
+attention output by a few ulps; LayerNorm'd states of order one then differ by ~1e-6.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+import blipviz
+from blipviz import fast_attention
+from blipviz.fast_attention import exact_attention, fast_attention_enabled
+from blipviz.testing import synthetic_images
+
+ATOL = 1e-5
+
+
+@pytest.fixture
+def sdpa_calls(monkeypatch):
+    calls = []
+    original = fast_attention.F.scaled_dot_product_attention
+
+    def counting(*args, **kwargs):
+        calls.append(tuple(args[0].shape))
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(fast_attention.F, "scaled_dot_product_attention", counting)
+    return calls
+
+
+def test_enabled_by_default_and_optional(tiny):
+    assert fast_attention_enabled(tiny.hf)
+    assert not fast_attention_enabled(blipviz.load_model("tiny-random", fast_attention=False).hf)
+
+
+def test_fused_equals_exact_tiny(tiny, texts, sdpa_calls):
+    images = synthetic_images(3)
+    pixels = torch.stack([tiny.preprocessing(blipviz.images.load_image(im)) for im in images])
+    with torch.inference_mode():
+        fused_states = tiny._vision_states(pixels)
+    fused_itm = np.asarray(tiny.itm_scores(images, texts))
+    n_layers = tiny.config.vision_config.num_hidden_layers
+    assert len(sdpa_calls) == 2 * n_layers  # the fused path did run, in every layer, both times
+    with exact_attention(tiny):
+        assert not fast_attention_enabled(tiny.hf)
+        with torch.inference_mode():
+            exact_states = tiny._vision_states(pixels)
+        exact_itm = np.asarray(tiny.itm_scores(images, texts))
+    assert fast_attention_enabled(tiny.hf)  # restored
+    assert len(sdpa_calls) == 2 * n_layers
+    torch.testing.assert_close(fused_states, exact_states, rtol=0, atol=ATOL)
+    np.testing.assert_allclose(fused_itm, exact_itm, rtol=0, atol=ATOL)
+    assert exact_itm.std() > 0.01
+
+
+def test_attention_weights_requested_take_the_exact_path(tiny, sdpa_calls):
+    pixels = torch.randn(2, 3, 64, 64, generator=torch.Generator().manual_seed(0))
+    with torch.inference_mode():
+        out = tiny.hf.vision_model(pixel_values=pixels, output_attentions=True)
+        with exact_attention(tiny):
+            ref = tiny.hf.vision_model(pixel_values=pixels, output_attentions=True)
+        again = tiny.hf.vision_model(pixel_values=pixels)
+    n_layers = tiny.config.vision_config.num_hidden_layers
+    assert len(out.attentions) == n_layers
+    assert out.attentions[0].shape == (2, 4, 65, 65)
+    for a, b in zip(out.attentions, ref.attentions, strict=True):
+        assert torch.equal(a, b)
+    assert torch.equal(out.last_hidden_state, ref.last_hidden_state)
+    # transformers' capture hooks stay installed after the first request: later calls are fused again
+    assert len(sdpa_calls) == n_layers
+    torch.testing.assert_close(again.last_hidden_state, ref.last_hidden_state, rtol=0, atol=ATOL)
+
+
+def test_training_with_dropout_takes_the_exact_path(sdpa_calls):
+    model = blipviz.load_model("tiny-random")
+    for module in model.hf.vision_model.modules():
+        if hasattr(module, "qkv"):
+            module.dropout.p = 0.1
+    model.hf.vision_model.train()
+    model.hf.vision_model(pixel_values=torch.zeros(1, 3, 64, 64))
+    assert sdpa_calls == []
+
+
+@pytest.mark.slow
+def test_fused_equals_exact_full_vit_b(full_b, texts):
+    """Twelve layers of 577 tokens: the raw states (entries up to ~10 in size) agree to 1e-5 relative
+    and absolute; embeddings and ITM probabilities to 1e-5 absolute."""
+    image = synthetic_images(1, seed=3)
+    fused = full_b.encode_images(image)
+    fused_itm = np.asarray(full_b.itm_scores(fused, texts))
+    with exact_attention(full_b):
+        exact = full_b.encode_images(image)
+    exact_itm = np.asarray(full_b.itm_scores(exact, texts))
+    torch.testing.assert_close(fused.raw, exact.raw, rtol=ATOL, atol=ATOL)
+    torch.testing.assert_close(fused.embeddings, exact.embeddings, rtol=0, atol=ATOL)
+    np.testing.assert_allclose(fused_itm, exact_itm, rtol=0, atol=ATOL)

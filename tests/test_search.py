@@ -1,0 +1,111 @@
+"""Two-stage retrieval equals the full ITM ranking restricted to the cosine top k."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from blipviz.errors import InputError
+from blipviz.testing import synthetic_images
+
+ATOL = 1e-5  # same kernels on the same inputs; only padding and batch composition differ (see test_parity)
+
+
+@pytest.fixture(scope="module")
+def collection():
+    return synthetic_images(7, seed=11)
+
+
+@pytest.fixture(scope="module")
+def full(tiny, collection):
+    """Every pair scored the expensive way: ITM probabilities, ITM logits and cosines."""
+    from tests.conftest import TEXTS
+
+    itm, cos = tiny.scores(collection, TEXTS)
+    feats = tiny.encode_images(collection)
+    tok = tiny.tokenize(TEXTS)
+    with torch.inference_mode():
+        logits = torch.stack([tiny._itm_logits(tok, feats.raw[i : i + 1])[:, 1] for i in range(len(feats))])
+    return np.asarray(itm), np.asarray(cos), logits.double().numpy(), feats
+
+
+def _expected(itm, cos, logits, k, score):
+    """Ranked candidate indices per query, from full matrices of shape (n_queries, n_candidates)."""
+    ranked = []
+    for q in range(itm.shape[0]):
+        top = np.argsort(-cos[q], kind="stable")[:k]
+        final = itm[q, top] if score == "itm" else logits[q, top] + cos[q, top]
+        ranked.append(top[np.argsort(-final, kind="stable")])
+    return ranked
+
+
+@pytest.mark.parametrize("score", ["itm", "itm+cosine"])
+@pytest.mark.parametrize("k", [1, 3, 7])
+def test_search_images_equals_full_ranking_restricted_to_top_k(tiny, collection, full, texts, k, score):
+    itm, cos, logits, _ = full
+    frame = tiny.search(texts, collection, k=k, score=score, batch_size=3)  # streamed in 3 batches
+    expected = _expected(itm.T, cos.T, logits.T, k, score)
+    assert len(frame) == len(texts) * k
+    for q, group in frame.groupby("query_index"):
+        assert group["query"].iloc[0] == texts[q]
+        assert group["rank"].tolist() == list(range(1, k + 1))
+        assert group["image_index"].tolist() == expected[q].tolist()
+        i = group["image_index"].to_numpy()
+        np.testing.assert_allclose(group["itm"], itm[i, q], rtol=0, atol=ATOL)
+        np.testing.assert_allclose(group["cosine"], cos[i, q], rtol=0, atol=ATOL)
+        np.testing.assert_allclose(group["itm_logit"], logits[i, q], rtol=0, atol=1e-4)
+        assert group["image"].tolist() == [f"image {j}" for j in i]
+        assert set(group["cosine_rank"]) == set(range(1, k + 1))
+    if score == "itm+cosine":
+        np.testing.assert_allclose(frame["score"], frame["itm_logit"] + frame["cosine"])
+    else:
+        np.testing.assert_allclose(frame["score"], frame["itm"])
+
+
+def test_search_images_from_features_equals_streamed(tiny, collection, full, texts):
+    feats = full[3]
+    a = tiny.search_images(texts, feats, k=4)
+    b = tiny.search_images(texts, collection, k=4)
+    assert a["image_index"].tolist() == b["image_index"].tolist()
+    np.testing.assert_allclose(a["itm"], b["itm"], rtol=0, atol=ATOL)
+
+
+@pytest.mark.parametrize("score", ["itm", "itm+cosine"])
+def test_search_texts_equals_full_ranking_restricted_to_top_k(tiny, collection, full, texts, score):
+    itm, cos, logits, _ = full
+    k = 3
+    frame = tiny.search_texts(collection, texts, k=k, score=score)
+    expected = _expected(itm, cos, logits, k, score)
+    assert len(frame) == len(collection) * k
+    for q, group in frame.groupby("query_index"):
+        assert group["text_index"].tolist() == expected[q].tolist()
+        t = group["text_index"].to_numpy()
+        np.testing.assert_allclose(group["itm"], itm[q, t], rtol=0, atol=ATOL)
+        assert group["text"].tolist() == [texts[j] for j in t]
+
+
+def test_multimodal_stage_grows_with_k_not_with_the_collection(tiny, collection, texts, monkeypatch):
+    """The ITM pass sees k texts per image query, and at most n_queries x k image candidates."""
+    seen = []
+    original = tiny._itm_logits
+
+    def counting(tokenized, states, *args, **kwargs):
+        seen.append(len(tokenized))
+        return original(tokenized, states, *args, **kwargs)
+
+    monkeypatch.setattr(tiny, "_itm_logits", counting)
+    tiny.search_texts(collection[:2], texts, k=2)
+    assert seen == [2, 2]
+    seen.clear()
+    tiny.search_images(texts[:1], collection, k=2)
+    assert sum(seen) == 2 and len(seen) == 2
+
+
+def test_search_options_are_checked(tiny, collection, texts):
+    with pytest.raises(InputError, match="k must be"):
+        tiny.search(texts, collection, k=0)
+    with pytest.raises(InputError, match="unknown score"):
+        tiny.search(texts, collection, score="cosine")
+    frame = tiny.search("a dog", collection[:2], k=5)  # k larger than the collection
+    assert len(frame) == 2 and frame["query"].tolist() == ["a dog", "a dog"]
