@@ -14,6 +14,14 @@ traffic. :func:`enable_fast_attention` replaces the ``forward`` of each ``BlipAt
 - or inside :func:`exact_attention` (for code that reads ``output[1]`` with its own forward hooks).
 
 In the fused path the second output is ``None``, as in transformers' own SDPA attention classes.
+
+The same switch folds the multimodal encoder's cross-attention: when the image states have batch 1
+and the texts batch n (one image's texts scored together), transformers' ``torch.matmul`` broadcasts
+the image's keys and values by expanding and copying them for every text in every layer. Queries
+of cross-attention do not interact, so the n texts' T tokens are passed to transformers' own
+``BlipTextSelfAttention.forward`` as one sequence of n * T queries against the single image, and the
+outputs are reshaped back: the same products, without the copies. The attention probabilities are
+still returned, as (n, heads, T, 1 + P).
 """
 
 from __future__ import annotations
@@ -30,6 +38,7 @@ from torch import nn
 __all__ = ["disable_fast_attention", "enable_fast_attention", "exact_attention", "fast_attention_enabled"]
 
 _FLAG = "_blipviz_fast_attention"
+_FOLD_FLAG = "_blipviz_folded_cross_attention"
 
 
 def _blip_attention_class() -> type[nn.Module]:
@@ -63,6 +72,55 @@ def _fused_forward(self: nn.Module, hidden_states: torch.Tensor, **kwargs: Any):
     return self.projection(context), None
 
 
+def _folded_cross_forward(
+    self: nn.Module,
+    hidden_states: torch.Tensor,
+    attention_mask: torch.Tensor | None = None,
+    encoder_hidden_states: torch.Tensor | None = None,
+    encoder_attention_mask: torch.Tensor | None = None,
+    **kwargs: Any,
+):
+    """``BlipTextSelfAttention.forward`` of a cross-attention, with one image's texts folded into
+    one query sequence; transformers' own forward for anything else."""
+    forward = type(self).forward
+    foldable = (
+        encoder_hidden_states is not None
+        and encoder_hidden_states.shape[0] == 1
+        and hidden_states.shape[0] > 1
+        and encoder_attention_mask is None
+        and kwargs.get("cache") is None
+    )
+    if not foldable:
+        return forward(
+            self,
+            hidden_states,
+            attention_mask=attention_mask,
+            encoder_hidden_states=encoder_hidden_states,
+            encoder_attention_mask=encoder_attention_mask,
+            **kwargs,
+        )
+    n, t, width = hidden_states.shape
+    context, probs = forward(
+        self,
+        hidden_states.reshape(1, n * t, width),
+        attention_mask=attention_mask,  # ignored by transformers for cross-attention
+        encoder_hidden_states=encoder_hidden_states,
+        **kwargs,
+    )
+    heads = probs.shape[1]
+    return context.reshape(n, t, -1), probs.reshape(heads, n, t, -1).transpose(0, 1)
+
+
+def _cross_attention_modules(model: nn.Module) -> list[nn.Module]:
+    from transformers.models.blip.modeling_blip_text import BlipTextLayer
+
+    return [
+        m.crossattention.self
+        for m in model.modules()
+        if isinstance(m, BlipTextLayer) and hasattr(m, "crossattention")
+    ]
+
+
 def _attention_modules(model: nn.Module) -> list[nn.Module]:
     cls = _blip_attention_class()
     return [m for m in model.modules() if isinstance(m, cls)]
@@ -80,6 +138,9 @@ def enable_fast_attention(model: nn.Module) -> int:
     for module in modules:
         module.forward = types.MethodType(_fused_forward, module)
         setattr(module, _FLAG, True)
+    for module in _cross_attention_modules(model):
+        module.forward = types.MethodType(_folded_cross_forward, module)
+        setattr(module, _FOLD_FLAG, True)
     return len(modules)
 
 
@@ -97,6 +158,10 @@ def disable_fast_attention(model: nn.Module) -> int:
             del module.forward  # the instance attribute; the class's forward shows through again
             delattr(module, _FLAG)
             count += 1
+    for module in _cross_attention_modules(model):
+        if getattr(module, _FOLD_FLAG, False):
+            del module.forward
+            delattr(module, _FOLD_FLAG)
     return count
 
 

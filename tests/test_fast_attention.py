@@ -98,3 +98,26 @@ def test_fused_equals_exact_full_vit_b(full_b, texts):
     torch.testing.assert_close(fused.raw, exact.raw, rtol=ATOL, atol=ATOL)
     torch.testing.assert_close(fused.embeddings, exact.embeddings, rtol=0, atol=ATOL)
     np.testing.assert_allclose(fused_itm, exact_itm, rtol=0, atol=ATOL)
+
+
+def test_cross_attention_of_one_image_is_folded_and_equal_to_the_broadcast(tiny):
+    """One image's texts go through the cross-attention as one query sequence: same numbers, same
+    attention probabilities, no copies of the image's keys and values per text."""
+    from blipviz.fast_attention import _FOLD_FLAG, _cross_attention_modules, exact_attention
+
+    modules = _cross_attention_modules(tiny.hf)
+    assert len(modules) == tiny.config.text_config.num_hidden_layers
+    assert all(getattr(m, _FOLD_FLAG, False) for m in modules)
+    feats = tiny.encode_images(synthetic_images(1, seed=7))
+    tok = tiny.tokenize(["a dog on a beach", "two cats", "a much longer description of a red sofa"])
+    ids, mask = tiny.itm_input_ids(tok), tok.attention_mask
+    with torch.inference_mode():
+        folded = tiny._itm_forward(ids, mask, feats.raw, output_attentions=True)
+        with exact_attention(tiny):
+            assert not any(getattr(m, _FOLD_FLAG, False) for m in modules)
+            exact = tiny._itm_forward(ids, mask, feats.raw, output_attentions=True)
+    assert all(getattr(m, _FOLD_FLAG, False) for m in modules)  # restored
+    torch.testing.assert_close(folded.last_hidden_state, exact.last_hidden_state, rtol=0, atol=1e-6)
+    for a, b in zip(folded.cross_attentions, exact.cross_attentions, strict=True):
+        assert a.shape == b.shape == (3, 4, ids.shape[1], tiny.n_image_tokens)
+        torch.testing.assert_close(a, b, rtol=0, atol=1e-6)
