@@ -82,16 +82,20 @@ def _update_with(h, value: Any) -> None:
         h.update(repr(value).encode())
 
 
-def weights_fingerprint(hf_model) -> str:
-    """SHA-256 of the weights that produce image features (``vision_model``, ``vision_proj``).
+def weights_fingerprint(hf_model, parts: Sequence[str] = ("vision_model", "vision_proj")) -> str:
+    """SHA-256 of the weights of some sub-modules, by default those that produce image features.
 
     Parameters
     ----------
     hf_model : transformers.BlipForImageTextRetrieval
         Float or int8-quantised.
+    parts : sequence of str, default ("vision_model", "vision_proj")
+        Attribute names of the sub-modules to hash; ``("text_encoder", "itm_head")`` are the weights
+        that turn image states and a text into ITM logits.
     """
     h = hashlib.sha256()
-    for prefix, module in (("vision_model.", hf_model.vision_model), ("vision_proj.", hf_model.vision_proj)):
+    for part in parts:
+        prefix, module = part + ".", getattr(hf_model, part)
         for name, value in sorted(module.state_dict(keep_vars=False).items()):
             h.update((prefix + name).encode())
             _update_with(h, value)
@@ -100,11 +104,14 @@ def weights_fingerprint(hf_model) -> str:
 
 @dataclass
 class CacheStats:
-    """Counts since the cache was built: ``hits``, ``misses`` (computed and stored), ``corrupted``."""
+    """Counts since the cache was built: image ``hits``, ``misses`` (computed and stored),
+    ``corrupted`` entries, and ITM ``itm_hits`` / ``itm_misses`` counted per (image, text) pair."""
 
     hits: int = 0
     misses: int = 0
     corrupted: int = 0
+    itm_hits: int = 0
+    itm_misses: int = 0
 
 
 @dataclass
@@ -139,6 +146,7 @@ class FeatureCache:
         self.raw_dtype = raw_dtype
         self.stats = CacheStats()
         self._model_keys: dict[int, _ModelKey] = {}
+        self._itm_model_keys: dict[int, str] = {}
 
     def __repr__(self) -> str:
         return (
@@ -163,8 +171,27 @@ class FeatureCache:
         return cached
 
     def forget_model(self, model) -> None:
-        """Drop the remembered weights fingerprint of ``model`` (after editing its weights)."""
+        """Drop the remembered weights fingerprints of ``model`` (after editing its weights)."""
         self._model_keys.pop(id(model.hf), None)
+        self._itm_model_keys.pop(id(model.hf), None)
+
+    def _itm_model_key(self, model) -> str:
+        """The net's part of ITM entries: the text side's weights and every option that changes the
+        logits of given token ids and image states (first token, dtype, stored raw precision)."""
+        cached = self._itm_model_keys.get(id(model.hf))
+        if cached is None:
+            cached = json.dumps(
+                {
+                    "text_weights_sha256": weights_fingerprint(model.hf, ("text_encoder", "itm_head")),
+                    "first_token": model.first_token,
+                    "dtype": str(model.dtype),
+                    "raw_dtype": _RAW_DTYPES[self.raw_dtype],
+                    "quantization": str(getattr(model, "quantization", None) or ""),
+                },
+                sort_keys=True,
+            )
+            self._itm_model_keys[id(model.hf)] = cached
+        return cached
 
     @staticmethod
     def _preprocessing_text(model) -> str:
@@ -251,9 +278,10 @@ class FeatureCache:
             raise
 
     def clear(self) -> int:
-        """Delete every entry of this folder; returns the number of files removed."""
+        """Delete every entry of this folder (image features and ITM logits); returns the number of
+        files removed."""
         removed = 0
-        for path in self.directory.glob("*/*.safetensors"):
+        for path in [*self.directory.glob("*/*.safetensors"), *self.directory.glob("itm/*/*.json")]:
             with contextlib.suppress(OSError):
                 path.unlink()
                 removed += 1
@@ -261,6 +289,68 @@ class FeatureCache:
 
     def __len__(self) -> int:
         return sum(1 for _ in self.directory.glob("*/*.safetensors"))
+
+    # ------------------------------------------------------------------------------ ITM logits
+    def _itm_path(self, model, image_key: str) -> Path:
+        h = hashlib.sha256(f"{FORMAT_VERSION}\x00{image_key}\x00{self._itm_model_key(model)}".encode())
+        return self.directory / "itm" / image_key[:2] / f"{h.hexdigest()}.json"
+
+    def itm_logits(self, model, image_key: str, tokenized, compute) -> torch.Tensor:
+        """ITM logits (n_texts, 2) of one cached image against texts, computing only the new ones.
+
+        Parameters
+        ----------
+        model : BlipITM
+        image_key : str
+            The image's entry name (:meth:`key`).
+        tokenized : blipviz.text.TokenizedTexts
+        compute : callable
+            ``compute(subset_of_tokenized) -> Tensor (n_subset, 2)`` for the texts not stored yet.
+
+        A text is identified by its token ids (after normalisation and truncation), so the same
+        text always hits. The entry of an image is one small JSON file; an unreadable or malformed
+        one is logged, deleted and recomputed.
+        """
+        path = self._itm_path(model, image_key)
+        stored: dict[str, list[float]] = {}
+        if path.is_file():
+            try:
+                stored = json.loads(path.read_text())
+                if not isinstance(stored, dict) or not all(
+                    isinstance(v, list) and len(v) == 2 and all(isinstance(x, float) for x in v)
+                    for v in stored.values()
+                ):
+                    raise ValueError("not a mapping of text keys to two logits")
+            except (OSError, ValueError) as exc:
+                self._corrupted(path, f"ITM entry: {exc}")
+                stored = {}
+        text_keys = []
+        for i in range(len(tokenized)):
+            n = int(tokenized.attention_mask[i].sum())
+            ids = tokenized.input_ids[i, :n].tolist()
+            text_keys.append(hashlib.sha256(json.dumps(ids).encode()).hexdigest()[:32])
+        missing = [i for i, k in enumerate(text_keys) if k not in stored]
+        self.stats.itm_hits += len(text_keys) - len(missing)
+        self.stats.itm_misses += len(missing)
+        if missing:
+            computed = compute(tokenized.select(missing)).detach().float().cpu()
+            for j, i in enumerate(missing):
+                stored[text_keys[i]] = [float(x) for x in computed[j]]
+            self._write_atomically(path, json.dumps(stored))
+        return torch.tensor([stored[k] for k in text_keys], dtype=torch.float32).reshape(-1, 2)
+
+    @staticmethod
+    def _write_atomically(path: Path, text: str) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
+        try:
+            with os.fdopen(fd, "w") as f:
+                f.write(text)
+            os.replace(tmp, path)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+            raise
 
     # ------------------------------------------------------------------------------ iteration
     def iter_states(
@@ -270,11 +360,14 @@ class FeatureCache:
         batch_size: int,
         progress: bool | None = None,
         labels: Sequence[str] | None = None,
-    ) -> Iterator[tuple[torch.Tensor, list[str], list[Any]]]:
+        *,
+        with_keys: bool = False,
+    ) -> Iterator[tuple]:
         """Like ``BlipITM._iter_image_states`` for a list of images, through the cache.
 
         Each image is decoded once (for its content hash, label and thumbnail); only the misses of a
-        batch are preprocessed and go through the ViT, in one pass.
+        batch are preprocessed and go through the ViT, in one pass. With ``with_keys=True`` each
+        batch also carries the entry names of its images, for :meth:`itm_logits`.
         """
         from .images import load_image
         from .itm import _PROGRESS_MIN_IMAGES, THUMBNAIL_SIZE, _image_label
@@ -314,7 +407,7 @@ class FeatureCache:
                     self.store(model, keys[i], computed[j])
                     states[i] = computed[j].to(device="cpu", dtype=self.raw_dtype).float()
             batch = torch.stack(states).to(device=model.device, dtype=model.dtype)  # type: ignore[arg-type]
-            yield batch, names, thumbs
+            yield (batch, names, thumbs, keys) if with_keys else (batch, names, thumbs)
 
 
 def _checksum(t: torch.Tensor) -> str:

@@ -484,14 +484,31 @@ class BlipITM:
         if text_batch_size < 1:
             raise InputError(f"text_batch_size must be at least 1, got {text_batch_size}")
         itm_rows, emb, names, thumbs = [], [], [], []
+        cache = self.feature_cache
+        if cache is not None and not isinstance(images, ImageFeatures | torch.Tensor):
+            items = as_image_list(images)
+            if labels is not None:
+                labels = self._check_labels(labels, len(items))
+            source = cache.iter_states(self, items, batch_size, progress, labels, with_keys=True)
+        else:
+            source = (
+                (*batch, None) for batch in self._iter_image_states(images, batch_size, progress, labels)
+            )
         with torch.inference_mode():
-            for states, batch_labels, batch_thumbs in self._iter_image_states(
-                images, batch_size, progress, labels
-            ):
+            for states, batch_labels, batch_thumbs, keys in source:
                 if cosine:
                     emb.append(F.normalize(self._image_projection(states).cpu(), dim=-1))
                 for b in range(states.shape[0]):
-                    logits = self._itm_logits(tokenized, states[b : b + 1], text_batch_size)
+                    one = states[b : b + 1]
+                    if keys is None:
+                        logits = self._itm_logits(tokenized, one, text_batch_size)
+                    else:  # remembered logits of texts this image was scored against before
+                        logits = cache.itm_logits(
+                            self,
+                            keys[b],
+                            tokenized,
+                            lambda sub, one=one: self._itm_logits(sub, one, text_batch_size),
+                        )
                     itm_rows.append(logits.softmax(dim=-1)[:, 1].double().cpu())
                 names.extend(batch_labels)
                 thumbs.extend(batch_thumbs or [])

@@ -149,3 +149,75 @@ def test_float16_raw_storage(tiny, tmp_path):
     assert size(half) < 0.6 * size(full)
     with pytest.raises(blipviz.InputError):
         FeatureCache(tmp_path, raw_dtype=torch.int8)
+
+
+@pytest.fixture
+def itm_texts_seen(tiny, monkeypatch):
+    """Number of texts in each multimodal pass of the tiny net."""
+    seen = []
+    original = tiny._itm_logits
+
+    def counting(tokenized, states, text_batch_size=128):
+        seen.append(len(tokenized))
+        return original(tokenized, states, text_batch_size)
+
+    monkeypatch.setattr(tiny, "_itm_logits", counting)
+    return seen
+
+
+def test_itm_logits_are_remembered_per_image_and_text(tiny, vision_calls, itm_texts_seen, tmp_path, texts):
+    images = synthetic_images(3)
+    plain = np.asarray(tiny.itm_scores(images, texts))
+    vision_calls.clear()
+    itm_texts_seen.clear()
+    with feature_cache(tiny, tmp_path) as cache:
+        first = np.asarray(tiny.itm_scores(images, texts))
+        assert vision_calls == [3] and itm_texts_seen == [5, 5, 5]
+        second = np.asarray(tiny.itm_scores(images, texts))
+        assert vision_calls == [3] and itm_texts_seen == [5, 5, 5]  # nothing recomputed
+        assert cache.stats.itm_hits == 15 and cache.stats.itm_misses == 15
+        # a new description among known ones: only it goes through the multimodal encoder
+        more = np.asarray(tiny.itm_scores(images, [*texts, "a kite above the sea"]))
+        assert itm_texts_seen == [5, 5, 5, 1, 1, 1]
+        # the same texts normalise to the same tokens: a hit
+        tiny.itm_scores(images, [t.upper() + "!" for t in texts])
+        assert itm_texts_seen == [5, 5, 5, 1, 1, 1]
+        itm, _ = tiny.scores(images, texts)
+        assert itm_texts_seen == [5, 5, 5, 1, 1, 1]
+    np.testing.assert_array_equal(second, first)
+    np.testing.assert_allclose(first, plain, rtol=0, atol=1e-6)
+    np.testing.assert_allclose(more[:, :5], plain, rtol=0, atol=1e-6)
+    np.testing.assert_array_equal(np.asarray(itm), first)
+
+
+def test_itm_entries_are_not_shared_across_text_weights_or_first_token(tiny, tmp_path, texts):
+    images = synthetic_images(2)
+    cache = FeatureCache(tmp_path)
+    tiny_cached = blipviz.load_model("tiny-random", cache_dir=cache)
+    tiny_cached.itm_scores(images, texts)
+    for other in (
+        blipviz.load_model("tiny-random", seed=3, cache_dir=cache),
+        blipviz.load_model("tiny-random", first_token="cls", cache_dir=cache),
+    ):
+        expected = np.asarray(
+            blipviz.load_model(
+                "tiny-random", seed=3 if other.first_token == "enc" else 0, first_token=other.first_token
+            ).itm_scores(images, texts)
+        )
+        np.testing.assert_allclose(np.asarray(other.itm_scores(images, texts)), expected, rtol=0, atol=1e-6)
+
+
+def test_corrupted_itm_entry_is_logged_and_recomputed(tiny, tmp_path, texts, caplog):
+    images = synthetic_images(2)
+    with feature_cache(tiny, tmp_path) as cache:
+        first = np.asarray(tiny.itm_scores(images, texts))
+        entries = sorted((tmp_path / "itm").glob("*/*.json"))
+        assert len(entries) == 2
+        entries[0].write_text('{"abc": [1.0')
+        entries[1].write_text('{"abc": "not logits"}')
+        with caplog.at_level(logging.WARNING, logger="blipviz"):
+            again = np.asarray(tiny.itm_scores(images, texts))
+        assert cache.stats.corrupted == 2
+        assert "corrupted entry" in caplog.text and "ITM entry" in caplog.text
+        assert cache.clear() == 4 and len(cache) == 0
+    np.testing.assert_allclose(again, first, rtol=0, atol=1e-6)
