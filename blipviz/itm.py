@@ -260,6 +260,36 @@ class BlipITM:
             raise InputError(f"got {len(labels)} labels for {n} images")
         return labels
 
+    def _iter_keyed_image_states(
+        self,
+        images: Images,
+        batch_size: int,
+        progress: bool | None = None,
+        labels: Sequence[str] | None = None,
+    ) -> Iterator[tuple[torch.Tensor, list[str], list[Any] | None, list[str | None]]]:
+        """Like :meth:`_iter_image_states`, plus each image's feature-cache entry name (``None``
+        where there is no cache or the images came as features or pixels)."""
+        cache = self.feature_cache
+        if cache is not None and not isinstance(images, ImageFeatures | torch.Tensor):
+            items = as_image_list(images)
+            if labels is not None:
+                labels = self._check_labels(labels, len(items))
+            yield from cache.iter_states(self, items, batch_size, progress, labels, with_keys=True)
+            return
+        for states, names, thumbs in self._iter_image_states(images, batch_size, progress, labels):
+            yield states, names, thumbs, [None] * states.shape[0]
+
+    def _itm_logits_of_image(
+        self, tokenized: TokenizedTexts, states: torch.Tensor, key: str | None, text_batch_size: int = 128
+    ) -> torch.Tensor:
+        """:meth:`_itm_logits` of one image (states of batch 1), through the feature cache's
+        remembered logits when the image has an entry name."""
+        if key is None or self.feature_cache is None:
+            return self._itm_logits(tokenized, states, text_batch_size)
+        return self.feature_cache.itm_logits(
+            self, key, tokenized, lambda sub: self._itm_logits(sub, states, text_batch_size)
+        )
+
     def _check_pixels(self, pixels: torch.Tensor) -> torch.Tensor:
         s = int(self.config.vision_config.image_size)
         if pixels.ndim == 3:
@@ -484,31 +514,14 @@ class BlipITM:
         if text_batch_size < 1:
             raise InputError(f"text_batch_size must be at least 1, got {text_batch_size}")
         itm_rows, emb, names, thumbs = [], [], [], []
-        cache = self.feature_cache
-        if cache is not None and not isinstance(images, ImageFeatures | torch.Tensor):
-            items = as_image_list(images)
-            if labels is not None:
-                labels = self._check_labels(labels, len(items))
-            source = cache.iter_states(self, items, batch_size, progress, labels, with_keys=True)
-        else:
-            source = (
-                (*batch, None) for batch in self._iter_image_states(images, batch_size, progress, labels)
-            )
         with torch.inference_mode():
-            for states, batch_labels, batch_thumbs, keys in source:
+            for states, batch_labels, batch_thumbs, keys in self._iter_keyed_image_states(
+                images, batch_size, progress, labels
+            ):
                 if cosine:
                     emb.append(F.normalize(self._image_projection(states).cpu(), dim=-1))
                 for b in range(states.shape[0]):
-                    one = states[b : b + 1]
-                    if keys is None:
-                        logits = self._itm_logits(tokenized, one, text_batch_size)
-                    else:  # remembered logits of texts this image was scored against before
-                        logits = cache.itm_logits(
-                            self,
-                            keys[b],
-                            tokenized,
-                            lambda sub, one=one: self._itm_logits(sub, one, text_batch_size),
-                        )
+                    logits = self._itm_logits_of_image(tokenized, states[b : b + 1], keys[b], text_batch_size)
                     itm_rows.append(logits.softmax(dim=-1)[:, 1].double().cpu())
                 names.extend(batch_labels)
                 thumbs.extend(batch_thumbs or [])

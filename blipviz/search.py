@@ -121,18 +121,23 @@ def search_images(
     sims_parts: list[np.ndarray] = []
     labels: list[str] = []
     kept: dict[int, torch.Tensor] = {}  # image index -> raw states (1 + P, width), only for top-k images
+    keys: list[str | None] = []  # feature-cache entry names, for remembered ITM logits
     with torch.inference_mode():
         if isinstance(images, ImageFeatures):
             model._check_features(images, need_raw=True)
             sims_parts.append((images.embeddings.double() @ queries.T).numpy())
             labels = list(images.labels)
             kept = {i: images.raw[i] for i in range(len(images))}
+            keys = [None] * len(images)
         else:
-            for states, batch_labels, _ in model._iter_image_states(images, batch_size, progress):
+            for states, batch_labels, _, batch_keys in model._iter_keyed_image_states(
+                images, batch_size, progress
+            ):
                 start = len(labels)
                 emb = F.normalize(model._image_projection(states).cpu(), dim=-1).double()
                 sims_parts.append((emb @ queries.T).numpy())
                 labels.extend(batch_labels)
+                keys.extend(batch_keys)
                 for b in range(states.shape[0]):
                     kept[start + b] = states[b]
                 sims_so_far = np.concatenate(sims_parts)
@@ -149,7 +154,7 @@ def search_images(
                 by_image.setdefault(int(i), []).append(q)
         logits: dict[tuple[int, int], torch.Tensor] = {}
         for i, qs in by_image.items():
-            out = model._itm_logits(tokenized.select(qs), kept[i].unsqueeze(0))
+            out = model._itm_logits_of_image(tokenized.select(qs), kept[i].unsqueeze(0), keys[i])
             for q, row in zip(qs, out, strict=True):
                 logits[(q, i)] = row
     rows = []
@@ -211,19 +216,25 @@ def search_texts(
     with torch.inference_mode():
         if isinstance(query_images, ImageFeatures):
             model._check_features(query_images, need_raw=True)
-            batches = [(query_images.raw, list(query_images.labels))]
+            batches = [(query_images.raw, list(query_images.labels), [None] * len(query_images))]
         else:
             batches = (
-                (states, names)
-                for states, names, _ in model._iter_image_states(query_images, batch_size, progress)
+                (states, names, keys)
+                for states, names, _, keys in model._iter_keyed_image_states(
+                    query_images, batch_size, progress
+                )
             )
         q = 0
-        for states, names in batches:
+        for states, names, keys in batches:
             emb = F.normalize(model._image_projection(states).cpu(), dim=-1).double()
             sims = (emb @ text_emb.T).numpy()
             for b in range(states.shape[0]):
                 cand = [int(t) for t in _top_k(sims[b], k)]
-                out = model._itm_logits(tokenized.select(cand), states[b : b + 1]) if cand else []
+                out = (
+                    model._itm_logits_of_image(tokenized.select(cand), states[b : b + 1], keys[b])
+                    if cand
+                    else []
+                )
                 for r, (t, row) in enumerate(zip(cand, out, strict=True)):
                     row = row.double()
                     rows.append(

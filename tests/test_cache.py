@@ -221,3 +221,17 @@ def test_corrupted_itm_entry_is_logged_and_recomputed(tiny, tmp_path, texts, cap
         assert "corrupted entry" in caplog.text and "ITM entry" in caplog.text
         assert cache.clear() == 4 and len(cache) == 0
     np.testing.assert_allclose(again, first, rtol=0, atol=1e-6)
+
+
+def test_search_reuses_remembered_itm_logits(tiny, itm_texts_seen, tmp_path, texts):
+    images = synthetic_images(4)
+    plain = tiny.search(texts, images, k=2)
+    with feature_cache(tiny, tmp_path):
+        tiny.itm_scores(images, texts)  # every pair scored and remembered
+        itm_texts_seen.clear()
+        cached = tiny.search(texts, images, k=2)
+        reverse = tiny.search_texts(images, texts, k=3)
+        assert itm_texts_seen == []  # every reranked pair came from the cache
+    assert cached[["query", "image", "rank"]].equals(plain[["query", "image", "rank"]])
+    np.testing.assert_allclose(cached["itm"], plain["itm"], rtol=0, atol=1e-6)
+    assert len(reverse) == 4 * 3
