@@ -26,6 +26,7 @@ from PIL import Image
 
 from blipviz.errors import InputError, InputTypeError, OfflineError
 from blipviz.images import to_rgb
+from blipviz.models import HUB_ID
 
 if TYPE_CHECKING:
     import datasets as hf_datasets
@@ -57,7 +58,6 @@ FASHION_MNIST_LABELS = (
     "ankle boot",
 )
 
-_HUB_ID = re.compile(r"[A-Za-z0-9][\w.-]*/[\w.-]+")
 _TRUE = {"1", "ON", "YES", "TRUE"}
 
 
@@ -198,7 +198,7 @@ def _as_split(source: Any, split: str, limit: int | None, cache_dir: str | None)
         path = Path(source).expanduser()
         if path.exists():
             return _from_local(path, split, cache_dir)
-        if isinstance(source, str) and _HUB_ID.fullmatch(source):
+        if isinstance(source, str) and HUB_ID.fullmatch(source):
             return _from_hub(source, split, limit, cache_dir)
         raise InputError(f"source {str(path)!r}: no such file or folder")
     raise InputTypeError(

@@ -246,7 +246,8 @@ def parameters_information() -> pd.DataFrame:
 # ---------------------------------------------------------------------------------------- loading
 
 
-_HUB_ID = re.compile(r"[A-Za-z0-9][\w.-]*/[\w.-]+")
+#: Shape of a Hugging Face Hub id ("owner/name"), as opposed to a local folder.
+HUB_ID = re.compile(r"[A-Za-z0-9][\w.-]*/[\w.-]+")
 
 
 def _hub_reachable(timeout: float = 3.0) -> bool:
@@ -305,7 +306,7 @@ def _from_pretrained(source: str, *, local_only: bool):
 def _load_hf_model(name_or_path: str):
     """Load a BlipForImageTextRetrieval from a local folder or a hub id, failing fast offline."""
     path = Path(name_or_path).expanduser()
-    if path.exists() or not _HUB_ID.fullmatch(name_or_path):
+    if path.exists() or not HUB_ID.fullmatch(name_or_path):
         if not path.is_dir():
             raise ModelLoadError(
                 f"{str(path)!r}: no such folder (expected a folder in save_pretrained layout)"
