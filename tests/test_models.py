@@ -210,3 +210,17 @@ def test_cuda_matches_cpu(texts):
     np.testing.assert_allclose(
         np.asarray(gpu.itm_scores(imgs, texts)), np.asarray(cpu.itm_scores(imgs, texts)), atol=1e-4
     )
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_cuda_half_precision_agrees_with_float32(texts, dtype):
+    cpu = blipviz.load_model("tiny-random")
+    half = blipviz.load_model("tiny-random", device="cuda", dtype=dtype)
+    imgs = synthetic_images(3)
+    a, b = np.asarray(cpu.itm_scores(imgs, texts)), np.asarray(half.itm_scores(imgs, texts))
+    assert np.all((b >= 0) & (b <= 1))
+    # half precision keeps about 3 significant digits through 2 + 2 layers: a loose but real bound
+    np.testing.assert_allclose(b, a, atol=5e-2)
+    cos_a, cos_b = np.asarray(cpu.cosine_scores(imgs, texts)), np.asarray(half.cosine_scores(imgs, texts))
+    np.testing.assert_allclose(cos_b, cos_a, atol=5e-2)
