@@ -193,8 +193,10 @@ class ZeroShotClassifier:
         )
 
     # ---------------------------------------------------------------------------- scoring
-    def _itm_row(self, tokenized, states: torch.Tensor) -> np.ndarray:
-        logits = self.model._itm_logits(tokenized, states, self.text_batch_size)
+    def _itm_row(self, tokenized, states: torch.Tensor, key: str | None) -> np.ndarray:
+        """ITM probabilities of one image (states of batch 1) against class texts; ``key`` is the
+        image's feature-cache entry name, whose remembered logits are reused."""
+        logits = self.model._itm_logits_of_image(tokenized, states, key, self.text_batch_size)
         return logits.softmax(dim=-1)[:, 1].double().cpu().numpy()
 
     def _score(self, images: Images) -> _ClassScores:
@@ -220,7 +222,7 @@ class ZeroShotClassifier:
         values, cosines, names = [], [], []
         try:
             with torch.inference_mode():
-                for states, batch_labels, _ in self.model._iter_image_states(
+                for states, batch_labels, _, keys in self.model._iter_keyed_image_states(
                     images, self.batch_size, progress=False
                 ):
                     cos = None
@@ -230,13 +232,15 @@ class ZeroShotClassifier:
                         cosines.append(cos)
                     for b in range(states.shape[0]):
                         if self.method == "itm":
-                            values.append(self._itm_row(tokenized, states[b : b + 1]))
+                            values.append(self._itm_row(tokenized, states[b : b + 1], keys[b]))
                         elif self.method == "cosine":
                             values.append(cos[b])
                         else:
                             keep = np.sort(np.argsort(-cos[b], kind="stable")[: self.rerank_k])
                             row = np.full(n_labels, np.nan)
-                            row[keep] = self._itm_row(tokenized.select(keep.tolist()), states[b : b + 1])
+                            row[keep] = self._itm_row(
+                                tokenized.select(keep.tolist()), states[b : b + 1], keys[b]
+                            )
                             values.append(row)
                     names.extend(batch_labels)
                     if bar is not None:

@@ -235,3 +235,22 @@ def test_search_reuses_remembered_itm_logits(tiny, itm_texts_seen, tmp_path, tex
     assert cached[["query", "image", "rank"]].equals(plain[["query", "image", "rank"]])
     np.testing.assert_allclose(cached["itm"], plain["itm"], rtol=0, atol=1e-6)
     assert len(reverse) == 4 * 3
+
+
+def test_zero_shot_reuses_remembered_itm_logits(tiny, vision_calls, itm_texts_seen, tmp_path):
+    images = synthetic_images(3)
+    labels = ["dog", "cat", "car", "tree"]
+    plain = blipviz.ZeroShotClassifier(tiny, labels).predict_proba(images)
+    with feature_cache(tiny, tmp_path):
+        clf = blipviz.ZeroShotClassifier(tiny, labels)
+        first = clf.predict_proba(images)
+        vision_calls.clear()
+        itm_texts_seen.clear()
+        again = clf.predict_proba(images)
+        rerank = blipviz.ZeroShotClassifier(tiny, labels, method="rerank", rerank_k=2).predict_proba(images)
+        assert vision_calls == [] and itm_texts_seen == []  # neither the ViT nor the ITM pass ran
+    np.testing.assert_allclose(first.to_numpy(), plain.to_numpy(), rtol=0, atol=1e-6)
+    np.testing.assert_array_equal(again.to_numpy(), first.to_numpy())
+    kept = ~np.isnan(rerank.to_numpy())
+    assert kept.sum(axis=1).tolist() == [2, 2, 2]
+    np.testing.assert_allclose(rerank.to_numpy()[kept], first.to_numpy()[kept], rtol=0, atol=1e-6)
