@@ -623,14 +623,9 @@ class BlipITM:
         elif len(as_image_list(image)) != 1:
             raise InputError("rank takes one image; use itm_scores for several")
         itm, cos = self.scores(image, texts)
-        frame = pd.DataFrame({"text": itm.texts, "itm": itm.values[0], "cosine": cos.values[0]})
-        frame["itm_rank"] = frame["itm"].rank(ascending=False, method="first").astype(int)
-        frame["cosine_rank"] = frame["cosine"].rank(ascending=False, method="first").astype(int)
-        frame = frame.sort_values("itm", ascending=False, kind="stable", ignore_index=True)
-        frame.index = pd.RangeIndex(1, len(frame) + 1, name="rank")
-        from .tables import Ranking
+        from .tables import ranking
 
-        return Ranking(frame)
+        return ranking(itm.texts, itm.values[0], cos.values[0])
 
     # ---------------------------------------------------------------------------- attention
     def cross_attention(self, image: ImageLike | ImageFeatures | torch.Tensor, text: str):

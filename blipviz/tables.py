@@ -15,7 +15,7 @@ import pandas as pd
 
 from .errors import InputError
 
-__all__ = ["Ranking", "style_ranking"]
+__all__ = ["Ranking", "ranking", "style_ranking"]
 
 _SCORE_RANGES = {"itm": (0.0, 1.0), "cosine": (None, None)}
 _COLORS = {"itm": "#6baed6", "cosine": "#fd8d3c"}
@@ -78,6 +78,32 @@ def style_ranking(
     if caption:
         styler = styler.set_caption(caption)
     return styler
+
+
+def ranking(
+    texts: Sequence[str], itm: Sequence[float], cosine: Sequence[float], *, by: str = "itm"
+) -> Ranking:
+    """The ranking table of one image's descriptions from its two rows of scores.
+
+    Parameters
+    ----------
+    texts : sequence of str
+    itm, cosine : sequence of float, each of length len(texts)
+    by : {"itm", "cosine"}, default "itm"
+        Score the rows are sorted by (descending; ties keep the texts' order).
+
+    Returns
+    -------
+    Ranking
+        Columns ``text``, ``itm``, ``cosine``, ``itm_rank``, ``cosine_rank`` (1 = best); index
+        ``rank`` 1..n.
+    """
+    frame = pd.DataFrame({"text": list(texts), "itm": itm, "cosine": cosine})
+    frame["itm_rank"] = frame["itm"].rank(ascending=False, method="first").astype(int)
+    frame["cosine_rank"] = frame["cosine"].rank(ascending=False, method="first").astype(int)
+    frame = frame.sort_values(by, ascending=False, kind="stable", ignore_index=True)
+    frame.index = pd.RangeIndex(1, len(frame) + 1, name="rank")
+    return Ranking(frame)
 
 
 class Ranking(pd.DataFrame):

@@ -31,6 +31,7 @@ import pandas as pd
 
 from .errors import InputError
 from .images import ImageLike, as_image_list, load_image
+from .tables import ranking
 
 if TYPE_CHECKING:
     from .attention import CrossAttention, GradCAM
@@ -361,12 +362,8 @@ class RankingExplorer(_Explorer):
         texts = [t for t in self.texts if t.strip()]  # an empty box is reported, and left out
         key = self._keys[self._selected]
         itm, cosine = self._cache.scores([key], texts)
-        frame = pd.DataFrame({"text": texts, "itm": itm[0], "cosine": cosine[0]})
-        frame["itm_rank"] = frame["itm"].rank(ascending=False, method="first").astype(int)
-        frame["cosine_rank"] = frame["cosine"].rank(ascending=False, method="first").astype(int)
         by = "cosine" if self.method.value == "cosine" else "itm"
-        frame = frame.sort_values(by, ascending=False, kind="stable", ignore_index=True)
-        frame.index = pd.RangeIndex(1, len(frame) + 1, name="rank")
+        frame = ranking(texts, itm[0], cosine[0], by=by)
         self.table_ = frame
         columns = {"ITM": ["itm"], "cosine": ["cosine"], "both": ["itm", "cosine"]}[self.method.value]
         self.table.value = _ranking_html(frame, columns)
