@@ -3,8 +3,9 @@ and the cost of two-stage search against k with a warm cache.
 
 Each section gets a fresh cache folder; its first run computes and stores the image features, and
 the second and later runs (median of ``--reps``) read them back. Images are files, as in a notebook
-over a folder. The search rows time ``model.search(texts, images, k=k)`` with a warm cache: the ViT
-is skipped, so what is left grows with k (k ITM text passes per query), not with the collection.
+over a folder. The search rows time ``model.search(texts, features, k=k)`` against
+``model.itm_scores(features, texts)`` on the same cached image features (neither reuses remembered ITM
+logits): what is left grows with k (k ITM text passes per query), not with the collection.
 
     python benchmarks/bench_cache.py            # full ViT-B/16 geometry, about 2 minutes on 2 cores
     python benchmarks/bench_cache.py --quick
