@@ -104,9 +104,10 @@ def _image_and_states(model: BlipITM, image: Any) -> tuple[Any, torch.Tensor, st
             raise InputError(f"expected one image, got {len(image)}")
         image = image[0]
     rgb = load_image(image)
-    with torch.no_grad():
-        states = model._vision_states(model.preprocessing(rgb).unsqueeze(0))
-    return rgb, states, _image_label(image, 0)
+    label = _image_label(image, 0)
+    with torch.no_grad():  # through the net's image path, so a feature cache is used when set
+        states, _, _ = next(model._iter_image_states([rgb], 1, progress=False, labels=[label]))
+    return rgb, states, label
 
 
 def _text_input(model: BlipITM, text: str):

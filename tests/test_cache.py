@@ -254,3 +254,16 @@ def test_zero_shot_reuses_remembered_itm_logits(tiny, vision_calls, itm_texts_se
     kept = ~np.isnan(rerank.to_numpy())
     assert kept.sum(axis=1).tolist() == [2, 2, 2]
     np.testing.assert_allclose(rerank.to_numpy()[kept], first.to_numpy()[kept], rtol=0, atol=1e-6)
+
+
+def test_cross_attention_and_gradcam_use_the_cache(tiny, vision_calls, tmp_path):
+    image = synthetic_images(1, seed=11)[0]
+    plain = tiny.cross_attention(image, "a red sofa")
+    with feature_cache(tiny, tmp_path):
+        tiny.encode_images([image])
+        vision_calls.clear()
+        cached = tiny.cross_attention(image, "a red sofa")
+        cam = tiny.gradcam(image, "a red sofa")
+        assert vision_calls == []  # the image's states came from the cache
+    np.testing.assert_allclose(cached.weights, plain.weights, rtol=0, atol=1e-6)
+    assert (cam.maps >= 0).all()
