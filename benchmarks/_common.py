@@ -40,13 +40,28 @@ def parser(description: str) -> argparse.ArgumentParser:
         "--quick", action="store_true", help="smoke run on the tiny offline net with small sizes (seconds)"
     )
     p.add_argument("--results", type=Path, default=DEFAULT_RESULTS, help="JSON-lines file the figures go to")
+    p.add_argument(
+        "--dtype",
+        choices=sorted(DTYPES),
+        default="float32",
+        help="floating-point type of the net (float16 / bfloat16: mainly for --device cuda)",
+    )
     return p
+
+
+DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
+
+
+def dtype(args) -> torch.dtype:
+    """The torch dtype of ``--dtype`` (float32 for argument namespaces without one)."""
+    return DTYPES[getattr(args, "dtype", "float32")]
 
 
 def load(args, **options: Any):
     """The net of a run: ``tiny-random`` with ``--quick``, else full ViT-B/16 with random weights."""
     import blipviz
 
+    options.setdefault("dtype", dtype(args))
     if args.quick:
         return blipviz.load_model("tiny-random", device=args.device, **options)
     return blipviz.load_model(pretrained=False, device=args.device, **options)
@@ -89,11 +104,11 @@ def timed(fn: Callable[[], Any], device: str) -> tuple[float, Any]:
     return time.perf_counter() - start, out
 
 
-def matmul_rate(device: str, quick: bool, reps: int = 3) -> float:
-    """This machine's dense float32 matmul rate now (FLOP/s): median of ``reps`` large torch.mm."""
+def matmul_rate(device: str, quick: bool, reps: int = 3, dtype: torch.dtype = torch.float32) -> float:
+    """This machine's dense matmul rate in ``dtype`` now (FLOP/s): median of ``reps`` large torch.mm."""
     n = 256 if quick else (2048 if device == "cpu" else 8192)
-    a = torch.randn(n, n, device=device)
-    b = torch.randn(n, n, device=device)
+    a = torch.randn(n, n, device=device, dtype=dtype)
+    b = torch.randn(n, n, device=device, dtype=dtype)
     torch.mm(a, b)
     times = [timed(lambda: torch.mm(a, b), device)[0] for _ in range(reps)]
     return 2 * n**3 / statistics.median(times)
@@ -169,6 +184,7 @@ def append_results(path: Path, benchmark: str, args, rows: list[dict[str, Any]])
         "benchmark": benchmark,
         "quick": bool(args.quick),
         "device": args.device,
+        "dtype": getattr(args, "dtype", "float32"),
         **machine(),
         "rows": rows,
     }
@@ -193,6 +209,7 @@ def table(rows: list[dict[str, Any]], columns: Sequence[str] | None = None) -> s
 def header(args, model) -> str:
     m = machine()
     return (
-        f"{model.name} on {args.device} ({m['cpu_cores']} cores, torch {m['torch']}, "
+        f"{model.name} on {args.device}, {getattr(args, 'dtype', 'float32')} "
+        f"({m['cpu_cores']} cores, torch {m['torch']}, "
         f"{torch.get_num_threads()} threads), {m['date']}"
     )

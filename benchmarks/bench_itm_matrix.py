@@ -34,7 +34,7 @@ FULL_SHAPES = [(4, 8), (10, 10), (1, 50), (50, 1)]
 QUICK_SHAPES = [(2, 3), (3, 3), (1, 5), (5, 1)]
 
 
-def per_pair_recipe(model, device: str):
+def per_pair_recipe(model, device: str, dtype: torch.dtype = torch.float32):
     """A function (PIL image, text) -> ITM probability, the Hugging Face model card's way."""
     from transformers import BlipImageProcessorPil
 
@@ -47,7 +47,7 @@ def per_pair_recipe(model, device: str):
     tokenizer = blip_tokenizer()
 
     def score(image, text: str) -> float:
-        pixel_values = processor(image, return_tensors="pt")["pixel_values"].to(device)
+        pixel_values = processor(image, return_tensors="pt")["pixel_values"].to(device, dtype)
         enc = tokenizer(text, return_tensors="pt")
         with torch.no_grad():
             out = model.hf(
@@ -89,11 +89,12 @@ def main(argv: list[str] | None = None) -> list[dict]:
         name=model.name,
         preprocessing=model.preprocessing,
         device=args.device,
+        dtype=common.dtype(args),
         first_token="cls",
         normalize_text=False,
         max_text_tokens=None,
     )
-    baseline = per_pair_recipe(model, args.device)
+    baseline = per_pair_recipe(model, args.device, common.dtype(args))
     shapes = QUICK_SHAPES if args.quick else FULL_SHAPES
     warm = common.images(1, args.quick, seed=99)
     card.itm_scores(warm, ["warm up"])
@@ -105,11 +106,11 @@ def main(argv: list[str] | None = None) -> list[dict]:
         ims = common.images(n_images, args.quick, seed=n_images)
         caps = common.texts(n_texts, seed=n_texts)
         reps = 1 if n_images >= 50 else 2
-        rates, times = [common.matmul_rate(args.device, args.quick)], []
+        rates, times = [common.matmul_rate(args.device, args.quick, dtype=common.dtype(args))], []
         for rep in range(reps):
             elapsed, scores = common.timed(lambda: card.itm_scores(ims, caps), args.device)  # noqa: B023
             times.append(elapsed)
-            rates.append(common.matmul_rate(args.device, args.quick))
+            rates.append(common.matmul_rate(args.device, args.quick, dtype=common.dtype(args)))
             if rep == 0:  # the per-pair recipe between the repetitions of blipviz
                 pairs = pair_subset(n_images, n_texts, args.baseline_max_pairs)
                 pair_times, diffs = [], []
@@ -118,7 +119,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
                         t, prob = common.timed(lambda: baseline(ims[i], caps[j]), args.device)  # noqa: B023
                         pair_times.append(t)
                         diffs.append(abs(prob - scores.values[i, j]))
-                rates.append(common.matmul_rate(args.device, args.quick))
+                rates.append(common.matmul_rate(args.device, args.quick, dtype=common.dtype(args)))
         n_pairs = n_images * n_texts
         measured = len(pairs) == n_pairs
         per_pair_total = sum(pair_times) if measured else statistics.mean(pair_times) * n_pairs

@@ -1,9 +1,11 @@
 """Peak memory (RSS) of scoring 100 images x 10 texts with ``itm_scores``.
 
-Images are given as files (as in a notebook over a folder), so they are decoded batch by batch. Each
-measurement runs in a fresh process: peak RSS (``ru_maxrss``) after loading the net, then after the
-scoring; the difference is the working memory of the scoring. For scale, the table gives the size
-of the raw image states of all images (what holding them at once would cost) and of one batch.
+Images are given as files (as in a notebook over a folder), so they are decoded batch by batch. The
+files are written by the parent process, a few at a time, and each measurement runs in a fresh child
+process that only loads the net and scores: peak RSS (``ru_maxrss``) after loading the net, then
+after the scoring; the difference is the working memory of the scoring and of nothing else. For
+scale, the table gives the size of the raw image states of all images (what holding them at once
+would cost) and of one batch.
 
     python benchmarks/bench_memory.py            # full ViT-B/16 geometry, about 3 minutes on 2 cores
     python benchmarks/bench_memory.py --quick
@@ -29,19 +31,27 @@ def _peak_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # kB on Linux
 
 
+def write_images(folder: Path, n: int, quick: bool, chunk: int = 10) -> list[Path]:
+    """Write ``n`` distinct PNG files into ``folder``, ``chunk`` images in memory at a time."""
+    paths = []
+    for start in range(0, n, chunk):
+        batch = common.images(min(chunk, n - start), quick, seed=7 + start)
+        for i, image in enumerate(batch, start):
+            paths.append(folder / f"{i:04d}.png")
+            image.save(paths[-1])
+        del batch
+    return paths
+
+
 def measure(args) -> dict:
-    """In this process: load, then score; peak RSS before and after."""
+    """In this process: load, then score the files of ``args.image_dir``; peak RSS before and after."""
+    paths = sorted(Path(args.image_dir).glob("*.png"))
+    caps = common.texts(args.n_texts, seed=3)
     model = common.load(args)
     loaded = _peak_mb()
-    with tempfile.TemporaryDirectory() as folder:
-        paths = []
-        for i, image in enumerate(common.images(args.n_images, args.quick, seed=7)):
-            paths.append(Path(folder) / f"{i:03d}.png")
-            image.save(paths[-1])
-        caps = common.texts(args.n_texts, seed=3)
-        elapsed, scores = common.timed(
-            lambda: model.itm_scores(paths, caps, batch_size=args.batch_size, progress=False), args.device
-        )
+    elapsed, scores = common.timed(
+        lambda: model.itm_scores(paths, caps, batch_size=args.batch_size, progress=False), args.device
+    )
     peak = _peak_mb()
     raw_mb = model.n_image_tokens * model.width * 4 / 2**20
     return {
@@ -60,29 +70,38 @@ def measure(args) -> dict:
 
 def main(argv: list[str] | None = None) -> list[dict]:
     p = common.parser(__doc__.splitlines()[0])
-    p.add_argument("--n-images", type=int, default=None)
+    p.add_argument(
+        "--n-images",
+        default=None,
+        help="comma-separated collection sizes, one fresh process each (default 100,200; 8 with --quick)",
+    )
     p.add_argument("--n-texts", type=int, default=10)
     p.add_argument("--batch-size", type=int, default=16)
     p.add_argument("--in-process", action="store_true", help="measure in this process (used by the child)")
+    p.add_argument("--image-dir", type=Path, help="folder of the images to score (given to the child)")
     args = p.parse_args(argv)
-    if args.n_images is None:
-        args.n_images = 8 if args.quick else 100
-    if args.in_process:
-        row = measure(args)
-    else:
-        cmd = [sys.executable, str(Path(__file__).resolve()), "--in-process", "--device", args.device]
-        cmd += ["--n-images", str(args.n_images), "--n-texts", str(args.n_texts)]
-        cmd += ["--batch-size", str(args.batch_size), "--results", str(args.results)]
-        cmd += ["--quick"] if args.quick else []
-        lines = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout.strip().splitlines()
-        print("\n".join(lines[:-1]))
-        return json.loads(lines[-1])
+    sizes = [int(n) for n in (args.n_images or ("8" if args.quick else "100,200")).split(",")]
+    if args.in_process:  # the child: one size, its row as JSON on the last line
+        if args.image_dir is None or len(sizes) != 1:
+            p.error("--in-process needs --image-dir and one --n-images (see write_images)")
+        args.n_images = sizes[0]
+        print(json.dumps(measure(args)))
+        return []
+    rows = []
+    for n in sizes:
+        with tempfile.TemporaryDirectory() as folder:
+            write_images(Path(folder), n, args.quick)
+            cmd = [sys.executable, str(Path(__file__).resolve()), "--in-process", "--device", args.device]
+            cmd += ["--n-images", str(n), "--n-texts", str(args.n_texts), "--image-dir", folder]
+            cmd += ["--batch-size", str(args.batch_size), "--dtype", args.dtype]
+            cmd += ["--quick"] if args.quick else []
+            run = subprocess.run(cmd, check=True, capture_output=True, text=True)
+        rows.append(json.loads(run.stdout.strip().splitlines()[-1]))
     model_name = "tiny-random" if args.quick else "full ViT-B/16 geometry, random weights"
-    print(f"{model_name} on {args.device}; {common.machine()}")
-    print(common.table([row]))
-    common.append_results(args.results, "memory", args, [row])
-    print(json.dumps([row]))
-    return [row]
+    print(f"{model_name} on {args.device}, {args.dtype}; {common.machine()}")
+    print(common.table(rows))
+    common.append_results(args.results, "memory", args, rows)
+    return rows
 
 
 if __name__ == "__main__":

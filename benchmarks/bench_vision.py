@@ -40,13 +40,13 @@ def main(argv: list[str] | None = None) -> list[dict]:
         with exact_attention(model):
             run(1)
         times = {(b, path): [] for b in sizes for path in ("fused", "exact")}
-        rates = [common.matmul_rate(args.device, args.quick)]
+        rates = [common.matmul_rate(args.device, args.quick, dtype=common.dtype(args))]
         for _ in range(args.reps):
             for b in sizes:
                 times[(b, "fused")].append(run(b))
                 with exact_attention(model):
                     times[(b, "exact")].append(run(b))
-                rates.append(common.matmul_rate(args.device, args.quick))
+                rates.append(common.matmul_rate(args.device, args.quick, dtype=common.dtype(args)))
     rate = statistics.median(rates)
     flops = common.vision_flops(model.config)
     rows = []

@@ -1,4 +1,4 @@
-"""Print the latest full (non ``--quick``) figures of each benchmark from the results file as Markdown.
+"""Print the latest full (non ``--quick``) figures of each benchmark, per device and dtype, as Markdown.
 
 python benchmarks/report.py [--results benchmarks/results.jsonl]
 """
@@ -18,12 +18,14 @@ else:
 
 
 def latest(path: Path, include_quick: bool = False) -> dict[str, dict]:
+    """The last record of each (benchmark, device, dtype), keyed ``"benchmark, device, dtype"``."""
     records: dict[str, dict] = {}
     for line in Path(path).read_text().splitlines():
         if line.strip():
             record = json.loads(line)
             if include_quick or not record.get("quick"):
-                records[record["benchmark"]] = record
+                key = f"{record['benchmark']}, {record['device']}, {record.get('dtype', 'float32')}"
+                records[key] = record
     return records
 
 
@@ -35,7 +37,7 @@ def main(argv: list[str] | None = None) -> str:
     parts = []
     for name, record in latest(args.results, args.include_quick).items():
         parts.append(
-            f"### {name}\n\n{record['date']}, {record['device']}, {record['cpu_cores']} cores, "
+            f"### {name}\n\n{record['date']}, {record.get('gpu', 'no GPU')}, {record['cpu_cores']} cores, "
             f"torch {record['torch']}\n\n{common.table(record['rows'])}\n"
         )
     text = "\n".join(parts)

@@ -10,7 +10,7 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from benchmarks import _common as common
-from benchmarks import bench_cache, bench_itm_matrix, bench_memory, bench_quantize, bench_vision
+from benchmarks import bench_cache, bench_itm_matrix, bench_memory, bench_precision, bench_vision
 from blipviz.fast_attention import exact_attention
 from blipviz.testing import synthetic_images
 
@@ -28,8 +28,8 @@ def shared_tiny(tiny, monkeypatch):
         (bench_itm_matrix, "itm_matrix", []),
         (bench_vision, "vision", ["--reps", "1"]),
         (bench_cache, "cache", ["--reps", "1"]),
-        (bench_quantize, "quantize_int8", ["--reps", "1"]),
-        (bench_memory, "memory", ["--in-process"]),
+        (bench_precision, "precision", ["--reps", "1"]),
+        (bench_memory, "memory", ["--n-images", "2,3"]),
     ],
 )
 def test_scripts_run_quick(shared_tiny, tmp_path, script, name, extra):
@@ -39,6 +39,8 @@ def test_scripts_run_quick(shared_tiny, tmp_path, script, name, extra):
     records = [json.loads(line) for line in results.read_text().splitlines()]
     assert records[0]["benchmark"] == name and records[0]["quick"] is True
     assert records[0]["torch"] == torch.__version__ and records[0]["rows"]
+    if name == "memory":  # one fresh process per collection size
+        assert [r["images"] for r in rows] == [2, 3] and all(r["shape"] == [r["images"], 10] for r in rows)
     if name == "itm_matrix":  # blipviz and the per-pair recipe agree
         assert all(r["max_abs_diff"] < 1e-5 for r in rows)
         assert [r["shape"] for r in rows] == ["2 x 3", "3 x 3", "1 x 5", "5 x 1"]
@@ -77,7 +79,12 @@ def test_report_shows_the_latest_full_record_of_each_benchmark(tmp_path):
          "rows": [{"batch": 1, "images_per_s": 2.0}]},
         {"benchmark": "vision", "quick": True, "date": "d3", "device": "cpu", "cpu_cores": 2, "torch": "t",
          "rows": [{"batch": 1, "images_per_s": 3.0}]},
+        {"benchmark": "vision", "quick": False, "date": "d4", "device": "cuda", "dtype": "float16",
+         "gpu": "G", "cpu_cores": 2, "torch": "t", "rows": [{"batch": 1, "images_per_s": 400.0}]},
     ]  # fmt: skip
     results.write_text("\n".join(json.dumps(line) for line in lines) + "\n")
     text = report.main(["--results", str(results)])
     assert "d2" in text and "| 1 | 2 |" in text and "d1" not in text and "d3" not in text
+    # a GPU record is shown beside the CPU one, not instead of it
+    assert "### vision, cpu, float32" in text and "### vision, cuda, float16" in text
+    assert "| 1 | 400 |" in text
