@@ -174,6 +174,9 @@ def machine() -> dict[str, Any]:
     }
     if torch.cuda.is_available():
         info["gpu"] = torch.cuda.get_device_name(0)
+    allocator = {k: v for k, v in os.environ.items() if k.startswith("MALLOC_")}
+    if allocator:  # glibc allocator settings change the memory figures
+        info["malloc_env"] = allocator
     return info
 
 

@@ -20,6 +20,8 @@ import sys
 import tempfile
 from pathlib import Path
 
+import torch
+
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
     from benchmarks import _common as common
@@ -49,11 +51,18 @@ def measure(args) -> dict:
     caps = common.texts(args.n_texts, seed=3)
     model = common.load(args)
     loaded = _peak_mb()
+    on_gpu = str(args.device).startswith("cuda")
+    if on_gpu:
+        torch.cuda.reset_peak_memory_stats()
+        gpu_loaded = torch.cuda.memory_allocated() / 2**20
     elapsed, scores = common.timed(
         lambda: model.itm_scores(paths, caps, batch_size=args.batch_size, progress=False), args.device
     )
     peak = _peak_mb()
-    raw_mb = model.n_image_tokens * model.width * 4 / 2**20
+    gpu = {}
+    if on_gpu:  # the GPU's own memory: allocated by torch, above the loaded net
+        gpu = {"gpu_scoring_mb": torch.cuda.max_memory_allocated() / 2**20 - gpu_loaded}
+    raw_mb = model.n_image_tokens * model.width * torch.finfo(model.dtype).bits / 8 / 2**20
     return {
         "images": args.n_images,
         "texts": args.n_texts,
@@ -65,6 +74,7 @@ def measure(args) -> dict:
         "raw_all_images_mb": raw_mb * args.n_images,
         "raw_one_batch_mb": raw_mb * min(args.batch_size, args.n_images),
         "shape": list(scores.shape),
+        **gpu,
     }
 
 
