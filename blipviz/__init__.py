@@ -14,7 +14,15 @@ from . import (
     testing,
 )
 from .attention import AttentionGridDisplay, CrossAttention, GradCAM
-from .errors import BlipvizError, ImageLoadError, InputError, InputTypeError, ModelLoadError, OfflineError
+from .errors import (
+    BlipvizError,
+    ImageLoadError,
+    InputError,
+    InputTypeError,
+    ModelLoadError,
+    NumericalError,
+    OfflineError,
+)
 from .feature_space import FeatureSpaceDisplay, feature_space_plot
 from .info import NetInformation, net_information
 from .itm import BlipITM, ImageEncoder, MultimodalEncoder, TextEncoder
@@ -56,6 +64,7 @@ __all__ = [
     "ModelLoadError",
     "MultimodalEncoder",
     "NetInformation",
+    "NumericalError",
     "OfflineError",
     "Ranking",
     "RankingExplorer",

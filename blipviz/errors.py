@@ -14,6 +14,7 @@ __all__ = [
     "InputError",
     "InputTypeError",
     "ModelLoadError",
+    "NumericalError",
     "OfflineError",
 ]
 
@@ -40,3 +41,8 @@ class ModelLoadError(BlipvizError, OSError):
 
 class OfflineError(ModelLoadError):
     """A checkpoint is not available locally and the Hugging Face Hub could not be reached."""
+
+
+class NumericalError(BlipvizError, FloatingPointError):
+    """The net's output is not finite (NaN or inf): in practice float16 overflowing on a net whose
+    activations exceed 65504. Never returned as a score; load the net in float32 or bfloat16."""

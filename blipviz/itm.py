@@ -27,7 +27,7 @@ import pandas as pd
 import torch
 import torch.nn.functional as F
 
-from .errors import InputError
+from .errors import InputError, NumericalError
 from .images import ImageLike, ImagePreprocessing, as_image_list, load_image
 from .results import ImageFeatures, ScoreMatrix, TextFeatures
 from .text import TokenizedTexts, blip_tokenizer, tokenize
@@ -135,16 +135,28 @@ class BlipITM:
         pixel_values = pixel_values.to(device=self.device, dtype=self.dtype)
         return self.hf.vision_model(pixel_values=pixel_values).last_hidden_state
 
+    def _finite(self, values: torch.Tensor, what: str) -> torch.Tensor:
+        """``values`` (n, ...) unchanged, or :class:`NumericalError` when the net produced NaN or inf."""
+        finite = torch.isfinite(values.reshape(len(values), -1)).all(1)
+        if not bool(finite.all()):
+            bad = (~finite).nonzero().flatten().tolist()
+            raise NumericalError(
+                f"the net's {what} came out NaN or inf for {len(bad)} of {len(values)} items of a batch "
+                f"(positions {bad[:10]}) in {str(self.dtype).replace('torch.', '')}: the activations "
+                "overflowed; load the net with dtype=torch.float32 or torch.bfloat16"
+            )
+        return values
+
     def _image_projection(self, states: torch.Tensor) -> torch.Tensor:
         """(n, 1 + P, width) -> (n, 256) ``vision_proj`` of the [CLS] state, before normalising."""
-        return self.hf.vision_proj(states[:, 0, :]).float()
+        return self._finite(self.hf.vision_proj(states[:, 0, :]).float(), "image embeddings")
 
     def _text_projection(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         """Unimodal text pass -> (n, 256) ``text_proj`` of the [CLS] state, before normalising."""
         out = self.hf.text_encoder(
             input_ids=input_ids.to(self.device), attention_mask=attention_mask.to(self.device)
         )
-        return self.hf.text_proj(out.last_hidden_state[:, 0, :]).float()
+        return self._finite(self.hf.text_proj(out.last_hidden_state[:, 0, :]).float(), "text embeddings")
 
     def itm_input_ids(self, tokenized: TokenizedTexts) -> torch.Tensor:
         """Token ids of the ITM pass: ``[CLS]`` replaced by ``[ENC]`` unless ``first_token="cls"``."""
@@ -182,7 +194,7 @@ class BlipITM:
             sub_mask = mask[start:stop]
             n = int(sub_mask.sum(1).max())
             hidden = self._itm_forward(ids[start:stop, :n], sub_mask[:, :n], states).last_hidden_state
-            out.append(self.hf.itm_head(hidden[:, 0, :]).float())
+            out.append(self._finite(self.hf.itm_head(hidden[:, 0, :]).float(), "ITM logits"))
         if not out:
             return torch.zeros((0, 2))
         return torch.cat(out)

@@ -274,3 +274,25 @@ def test_no_test_can_reach_the_network():
 
     with pytest.raises(Exception, match="socket"):
         socket.create_connection(("example.org", 80), timeout=1)
+
+
+@pytest.mark.parametrize(
+    ("module", "call", "what"),
+    [
+        ("vision_model.post_layernorm", lambda m, im, t: m.encode_images(im), "image embeddings"),
+        ("text_encoder.embeddings.LayerNorm", lambda m, im, t: m.encode_texts(t), "text embeddings"),
+        ("text_encoder.embeddings.LayerNorm", lambda m, im, t: m.itm_scores(im, t), "ITM logits"),
+    ],
+)
+def test_float16_overflow_is_a_named_error_not_nan_scores(module, call, what):
+    """A float16 net whose activations overflow (made so here by scaling a LayerNorm past 65504)
+    raises NumericalError instead of returning NaN as scores."""
+    import torch
+
+    model = blipviz.load_model("tiny-random", dtype=torch.float16)
+    images, texts = synthetic_images(2), ["a dog", "two cats on a red sofa"]
+    call(model, images, texts)  # finite as built
+    with torch.no_grad():
+        model.hf.get_submodule(module).weight.fill_(6e4)
+    with pytest.raises(blipviz.NumericalError, match=f"{what} came out NaN or inf .* in float16"):
+        call(model, images, texts)
