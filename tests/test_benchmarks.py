@@ -88,3 +88,26 @@ def test_report_shows_the_latest_full_record_of_each_benchmark(tmp_path):
     # a GPU record is shown beside the CPU one, not instead of it
     assert "### vision, cpu, float32" in text and "### vision, cuda, float16" in text
     assert "| 1 | 400 |" in text
+
+
+@pytest.mark.slow
+def test_gpu_check_script_runs_its_steps_quick_on_cpu(tmp_path):
+    """benchmarks/gpu_check.sh is meant for a rare machine with a GPU; its plumbing runs here on CPU
+    with the tiny net (DEVICE=cpu QUICK=1), so it has not rotted when a GPU is there to use."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parent.parent
+    env = {**os.environ, "DEVICE": "cpu", "QUICK": "1", "PYTHON": sys.executable}
+    run = subprocess.run(
+        ["bash", "benchmarks/gpu_check.sh", str(tmp_path)], cwd=root, env=env, capture_output=True, text=True
+    )
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+    assert "passed" in (tmp_path / "tests.log").read_text()
+    report = (tmp_path / "report.md").read_text()
+    for name in ("vision", "itm_matrix", "precision", "cache", "memory"):
+        assert f"### {name}, cpu, float32" in report
+    records = [json.loads(line) for line in (tmp_path / "results.jsonl").read_text().splitlines()]
+    assert all(r["quick"] and r["device"] == "cpu" for r in records)
