@@ -6,6 +6,14 @@ precision. Analyses run on such a net prove nothing. :func:`informative_init_` d
 to each layer's fan-in instead (unit-variance activations, attention logits of order one, ITM
 logits spread over several units), so scores, rankings and attention maps vary from input to input.
 The draw is fully determined by ``seed``.
+
+Depth needs one correction. Every layer of the multimodal encoder adds the image's cross-attention
+output to each token and renormalises (post-LayerNorm BERT), so over 12 layers the image drowns the
+text: with full-size geometry and unit gain, an image's ITM logits varied 9x less from text to text
+than from image to image (std 0.13 against 1.16 over 6 images x 8 texts). The cross-attention output
+projection is therefore drawn with gain ``sqrt(3 / L)`` for ``L > 3`` cross-attention layers (0.5 at
+12), which brings the two to the same order (0.79 against 0.94; probabilities 0.17 to 0.97); nets
+of up to 3 layers, such as the tiny test net, keep unit gain.
 """
 
 from __future__ import annotations
@@ -21,6 +29,13 @@ __all__ = ["informative_init_"]
 # visibly non-uniform; the ITM head wider so that match probabilities spread over (0, 1).
 _QK_GAIN = 2.0
 _HEAD_GAIN = 3.0
+_CROSS_OUTPUT_NAME = "crossattention.output.dense.weight"
+
+
+def _cross_output_gain(model: nn.Module) -> float:
+    """``sqrt(3 / L)`` for ``L > 3`` cross-attention layers, else 1 (see the module docstring)."""
+    n_layers = sum(name.endswith(_CROSS_OUTPUT_NAME) for name, _ in model.named_parameters())
+    return min(1.0, math.sqrt(3 / n_layers)) if n_layers else 1.0
 
 
 def _normal(shape, std: float, generator: torch.Generator) -> torch.Tensor:
@@ -41,6 +56,7 @@ def informative_init_(model: nn.Module, seed: int = 0) -> nn.Module:
     The same ``model``.
     """
     generator = torch.Generator().manual_seed(seed)
+    cross_gain = _cross_output_gain(model)
     for name, param in model.named_parameters():
         leaf = name.rsplit(".", 1)[-1]
         shape = param.shape
@@ -51,6 +67,8 @@ def informative_init_(model: nn.Module, seed: int = 0) -> nn.Module:
                 gain = _QK_GAIN
             if "itm_head" in name:
                 gain = _HEAD_GAIN
+            if name.endswith(_CROSS_OUTPUT_NAME):
+                gain = cross_gain
             if "embeddings" in name and param.ndim == 2 and "patch" not in name:
                 std = 1.0  # token and position embeddings
             else:
