@@ -386,7 +386,7 @@ def load_model(
     dtype : torch.dtype, optional
         Default ``torch.float32`` (BLIP's numbers). ``torch.float16`` / ``torch.bfloat16`` on GPU;
         ``torch.bfloat16`` also on CPUs with bfloat16 instructions (about 2.5x faster there, scores
-        within about 0.04). Scores are always returned as float64; a half-precision overflow raises
+        within about 0.03 of float32). Scores are always returned as float64; a half-precision overflow raises
         :class:`blipviz.NumericalError`.
     first_token : {"enc", "cls"}, default "enc"
         First token of the ITM pass. ``"enc"`` is BLIP's ``[ENC]`` (30523); ``"cls"`` reproduces the
