@@ -86,7 +86,7 @@ def search_images(
     *,
     k: int = 10,
     score: str = "itm",
-    batch_size: int = 16,
+    batch_size: int | None = None,
     progress: bool | None = None,
 ) -> pd.DataFrame:
     """Find the images that best match each text query, BLIP's two-stage way.
@@ -101,8 +101,9 @@ def search_images(
         Candidates per query passed to the multimodal encoder (all images if fewer).
     score : {"itm", "itm+cosine"}, default "itm"
         Final ranking: ITM probability, or BLIP's ITM logit + cosine.
-    batch_size : int, default 16
-        Images per vision-encoder pass.
+    batch_size : int, optional
+        Images per vision-encoder pass; default 4 on CPU, 16 on a GPU
+        (:attr:`BlipITM.default_batch_size`).
     progress : bool, optional
         Progress bar over image batches; default: for 64 images or more.
 
@@ -183,7 +184,7 @@ def search_texts(
     *,
     k: int = 10,
     score: str = "itm",
-    batch_size: int = 16,
+    batch_size: int | None = None,
     progress: bool | None = None,
 ) -> pd.DataFrame:
     """Find the texts that best describe each query image, BLIP's two-stage way.
@@ -198,8 +199,9 @@ def search_texts(
         Candidates per image passed to the multimodal encoder (all texts if fewer).
     score : {"itm", "itm+cosine"}, default "itm"
         Final ranking: ITM probability, or BLIP's ITM logit + cosine.
-    batch_size : int, default 16
-        Query images per vision-encoder pass.
+    batch_size : int, optional
+        Query images per vision-encoder pass; default 4 on CPU, 16 on a GPU
+        (:attr:`BlipITM.default_batch_size`).
     progress : bool, optional
 
     Returns

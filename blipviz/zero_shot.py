@@ -113,8 +113,9 @@ class ZeroShotClassifier:
         classes of highest cosine only.
     rerank_k : int, default 5
         Classes re-scored by ITM with ``method="rerank"`` (at most the number of labels).
-    batch_size : int, default 16
-        Images per vision-encoder pass.
+    batch_size : int, optional
+        Images per vision-encoder pass; default 4 on CPU, 16 on a GPU
+        (:attr:`BlipITM.default_batch_size`).
     text_batch_size : int, default 128
         Class texts per multimodal pass.
     progress : bool, optional
@@ -147,7 +148,7 @@ class ZeroShotClassifier:
         template: str = DEFAULT_TEMPLATE,
         method: str = "itm",
         rerank_k: int = 5,
-        batch_size: int = 16,
+        batch_size: int | None = None,
         text_batch_size: int = 128,
         progress: bool | None = None,
     ) -> None:
@@ -172,8 +173,9 @@ class ZeroShotClassifier:
             seen[label.lower()] = label
         if isinstance(rerank_k, bool) or not isinstance(rerank_k, int) or rerank_k < 1:
             raise InputError(f"rerank_k must be a positive int, got {rerank_k!r}")
-        if batch_size < 1 or text_batch_size < 1:
-            raise InputError("batch_size and text_batch_size must be at least 1")
+        batch_size = model._batch_size(batch_size)
+        if isinstance(text_batch_size, bool) or not isinstance(text_batch_size, int) or text_batch_size < 1:
+            raise InputError(f"text_batch_size must be at least 1 (a whole number), got {text_batch_size!r}")
         self.model = model
         self.labels = labels
         self.template = template

@@ -123,6 +123,24 @@ CASES = [
         r"batch_size must be at least 1",
     ),
     (
+        "batch_size 0 with features",
+        lambda m, d: m.itm_scores(m.encode_images(synthetic_images(2)), "a", batch_size=0),
+        InputError,
+        r"batch_size must be at least 1",
+    ),
+    (
+        "batch_size not a whole number",
+        lambda m, d: m.encode_images(synthetic_images(2), batch_size=2.5),
+        InputError,
+        r"batch_size must be at least 1 \(a whole number\), got 2.5",
+    ),
+    (
+        "zero-shot batch_size 0",
+        lambda m, d: blipviz.ZeroShotClassifier(m, ["cat", "dog"], batch_size=0),
+        InputError,
+        r"batch_size must be at least 1",
+    ),
+    (
         "text_batch_size 0",
         lambda m, d: m.itm_scores(synthetic_images(1), "a", text_batch_size=0),
         InputError,

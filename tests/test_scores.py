@@ -119,6 +119,19 @@ def test_each_image_passes_the_vision_encoder_once(tiny, images, texts, count_vi
     assert count_vision == []
 
 
+def test_default_image_batch_is_four_on_cpu(tiny, texts, count_vision):
+    """Left out, ``batch_size`` is 4 on CPU (the ViT's best throughput there, least memory); the
+    scores do not depend on it."""
+    assert tiny.device.type == "cpu" and tiny.default_batch_size == 4
+    images = synthetic_images(9)
+    default = np.asarray(tiny.itm_scores(images, texts))
+    assert count_vision == [4, 4, 1]
+    count_vision.clear()
+    tiny.encode_images(images)
+    assert count_vision == [4, 4, 1]
+    np.testing.assert_allclose(np.asarray(tiny.itm_scores(images, texts, batch_size=16)), default, atol=1e-6)
+
+
 def test_features_and_images_give_the_same_scores(tiny, images, texts):
     direct = np.asarray(tiny.itm_scores(images, texts))
     via = np.asarray(tiny.itm_scores(tiny.encode_images(images), tiny.encode_texts(texts)))
