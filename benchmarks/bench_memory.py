@@ -55,8 +55,9 @@ def measure(args) -> dict:
     if on_gpu:
         torch.cuda.reset_peak_memory_stats()
         gpu_loaded = torch.cuda.memory_allocated() / 2**20
+    batch = args.batch_size or model.default_batch_size
     elapsed, scores = common.timed(
-        lambda: model.itm_scores(paths, caps, batch_size=args.batch_size, progress=False), args.device
+        lambda: model.itm_scores(paths, caps, batch_size=batch, progress=False), args.device
     )
     peak = _peak_mb()
     gpu = {}
@@ -66,13 +67,13 @@ def measure(args) -> dict:
     return {
         "images": args.n_images,
         "texts": args.n_texts,
-        "batch_size": args.batch_size,
+        "batch_size": batch,
         "seconds": elapsed,
         "rss_after_load_mb": loaded,
         "rss_peak_mb": peak,
         "scoring_mb": peak - loaded,
         "raw_all_images_mb": raw_mb * args.n_images,
-        "raw_one_batch_mb": raw_mb * min(args.batch_size, args.n_images),
+        "raw_one_batch_mb": raw_mb * min(batch, args.n_images),
         "shape": list(scores.shape),
         **gpu,
     }
@@ -86,7 +87,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
         help="comma-separated collection sizes, one fresh process each (default 100,200; 8 with --quick)",
     )
     p.add_argument("--n-texts", type=int, default=10)
-    p.add_argument("--batch-size", type=int, default=16)
+    p.add_argument("--batch-size", type=int, default=None, help="images per ViT pass (default: the net's)")
     p.add_argument("--in-process", action="store_true", help="measure in this process (used by the child)")
     p.add_argument("--image-dir", type=Path, help="folder of the images to score (given to the child)")
     args = p.parse_args(argv)
@@ -103,7 +104,8 @@ def main(argv: list[str] | None = None) -> list[dict]:
             write_images(Path(folder), n, args.quick)
             cmd = [sys.executable, str(Path(__file__).resolve()), "--in-process", "--device", args.device]
             cmd += ["--n-images", str(n), "--n-texts", str(args.n_texts), "--image-dir", folder]
-            cmd += ["--batch-size", str(args.batch_size), "--dtype", args.dtype]
+            cmd += ["--dtype", args.dtype]
+            cmd += ["--batch-size", str(args.batch_size)] if args.batch_size else []
             cmd += ["--quick"] if args.quick else []
             run = subprocess.run(cmd, check=True, capture_output=True, text=True)
         rows.append(json.loads(run.stdout.strip().splitlines()[-1]))
