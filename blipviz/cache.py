@@ -158,6 +158,7 @@ class FeatureCache:
     def _model_key(self, model) -> _ModelKey:
         cached = self._model_keys.get(id(model.hf))
         if cached is None:
+            model._require_part("ImageEncoder", "caching image features")
             revision = str(getattr(model.config, "_commit_hash", None) or "")
             metadata = {
                 "model_name": str(model.name),
@@ -180,6 +181,7 @@ class FeatureCache:
         logits of given token ids and image states (first token, dtype, stored raw precision)."""
         cached = self._itm_model_keys.get(id(model.hf))
         if cached is None:
+            model._require_part("MultimodalEncoder", "caching ITM logits")
             cached = json.dumps(
                 {
                     "text_weights_sha256": weights_fingerprint(model.hf, ("text_encoder", "itm_head")),

@@ -13,6 +13,7 @@ __all__ = [
     "ImageLoadError",
     "InputError",
     "InputTypeError",
+    "MissingPartError",
     "ModelLoadError",
     "NumericalError",
     "OfflineError",
@@ -25,6 +26,10 @@ class BlipvizError(Exception):
 
 class InputError(BlipvizError, ValueError):
     """An input has the right type but an unusable value (shape, range, count, option)."""
+
+
+class MissingPartError(InputError):
+    """A call needs a part of the net that was not loaded (``load_part`` keeps one part's weights)."""
 
 
 class InputTypeError(BlipvizError, TypeError):

@@ -27,7 +27,7 @@ import pandas as pd
 import torch
 import torch.nn.functional as F
 
-from .errors import InputError, NumericalError
+from .errors import InputError, MissingPartError, NumericalError
 from .images import ImageLike, ImagePreprocessing, as_image_list, load_image
 from .results import ImageFeatures, ScoreMatrix, TextFeatures
 from .text import TokenizedTexts, blip_tokenizer, tokenize
@@ -87,6 +87,8 @@ class BlipITM:
         self.max_text_tokens = max_text_tokens
         self.feature_cache = None  # a blipviz.cache.FeatureCache: image features looked up on disk first
         self.quantization: str | None = None  # "int8" after blipviz.quantize.quantize_int8
+        # The parts whose weights are in memory: all three, or the one kept by keep_only_part.
+        self.parts: frozenset[str] = frozenset(("ImageEncoder", "TextEncoder", "MultimodalEncoder"))
         self.image_encoder = ImageEncoder(self)
         self.text_encoder = TextEncoder(self)
         self.multimodal_encoder = MultimodalEncoder(self)
@@ -130,8 +132,44 @@ class BlipITM:
             return texts.tokenized
         return self.tokenize(texts)
 
+    def keep_only_part(self, part: str) -> BlipITM:
+        """Free the weights that ``part`` does not use (they move to the ``meta`` device); returns self.
+
+        ``"ImageEncoder"`` keeps the ViT and ``vision_proj``; ``"TextEncoder"`` the text tower without
+        its cross-attention, and ``text_proj``; ``"MultimodalEncoder"`` the whole text tower and the
+        ITM head, and takes image features from an ImageEncoder. A later call that needs another part
+        raises :class:`blipviz.MissingPartError`. Used by :func:`blipviz.load_part`.
+        """
+        from .models import PARTS, _check_choice, part_parameter_names
+
+        _check_choice("part", part, PARTS)
+        keep = set(part_parameter_names(self.hf, part))
+        for module_name, module in self.hf.named_modules():
+            for leaf, param in list(module._parameters.items()):
+                full = f"{module_name}.{leaf}" if module_name else leaf
+                if param is not None and full not in keep and not param.is_meta:
+                    module._parameters[leaf] = torch.nn.Parameter(
+                        torch.empty_like(param, device="meta"), requires_grad=False
+                    )
+        self.parts = frozenset((part,))
+        return self
+
+    def _require_part(self, part: str, use: str) -> None:
+        if part not in self.parts:
+            (held,) = self.parts
+            hint = {
+                "ImageEncoder": "pass ImageFeatures (keep_raw=True) from an ImageEncoder instead of images",
+                "TextEncoder": "load the TextEncoder too",
+                "MultimodalEncoder": "load the MultimodalEncoder too",
+            }[part]
+            raise MissingPartError(
+                f"{use} needs the {part}, but this net was loaded with load_part({held!r}) and holds only "
+                f"the {held}'s weights: {hint}, or load the whole net with load_model"
+            )
+
     def _vision_states(self, pixel_values: torch.Tensor) -> torch.Tensor:
         """(n, 3, s, s) pixels -> (n, 1 + P, width) last hidden state of the ViT."""
+        self._require_part("ImageEncoder", "encoding images")
         pixel_values = pixel_values.to(device=self.device, dtype=self.dtype)
         return self.hf.vision_model(pixel_values=pixel_values).last_hidden_state
 
@@ -149,10 +187,12 @@ class BlipITM:
 
     def _image_projection(self, states: torch.Tensor) -> torch.Tensor:
         """(n, 1 + P, width) -> (n, 256) ``vision_proj`` of the [CLS] state, before normalising."""
+        self._require_part("ImageEncoder", "embedding images")
         return self._finite(self.hf.vision_proj(states[:, 0, :]).float(), "image embeddings")
 
     def _text_projection(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         """Unimodal text pass -> (n, 256) ``text_proj`` of the [CLS] state, before normalising."""
+        self._require_part("TextEncoder", "embedding texts")
         out = self.hf.text_encoder(
             input_ids=input_ids.to(self.device), attention_mask=attention_mask.to(self.device)
         )
@@ -173,6 +213,7 @@ class BlipITM:
         **kwargs: Any,
     ):
         """Multimodal pass. ``image_states`` has batch 1 (broadcast over texts) or n_texts."""
+        self._require_part("MultimodalEncoder", "image-text matching")
         return self.hf.text_encoder(
             input_ids=input_ids.to(self.device),
             attention_mask=attention_mask.to(self.device),
@@ -739,6 +780,12 @@ class BlipITM:
         """Write the net in ``save_pretrained`` layout: config, safetensors weights, tokenizer and
         preprocessor config, loadable with ``load_model(folder)``."""
         import json
+
+        if len(self.parts) < 3:
+            (held,) = self.parts
+            raise MissingPartError(
+                f"this net holds only the {held}'s weights (load_part): save a net from load_model"
+            )
 
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)

@@ -491,10 +491,12 @@ def load_part(part: str = DEFAULT_PART, name_or_path: str | os.PathLike | None =
     """Load one part of a net: ``"ImageEncoder"``, ``"TextEncoder"`` or ``"MultimodalEncoder"``.
 
     Takes the same options as :func:`load_model` and returns ``model.image_encoder``,
-    ``model.text_encoder`` or ``model.multimodal_encoder``.
+    ``model.text_encoder`` or ``model.multimodal_encoder``. The weights the part does not use are
+    freed after loading (:meth:`BlipITM.keep_only_part`): an ImageEncoder of ViT-B/16 keeps 86M of
+    the net's 224M parameters. The MultimodalEncoder takes image features from an ImageEncoder.
     """
     _check_choice("part", part, PARTS)
-    model = load_model(name_or_path, **options)
+    model = load_model(name_or_path, **options).keep_only_part(part)
     return {
         "ImageEncoder": model.image_encoder,
         "TextEncoder": model.text_encoder,

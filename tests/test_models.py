@@ -76,13 +76,57 @@ def test_unknown_part_lists_the_allowed_ones():
         blipviz.load_part("VisionEncoder", "tiny-random")
 
 
-def test_load_part_returns_that_part(texts):
-    part = blipviz.load_part("TextEncoder", "tiny-random")
-    assert isinstance(part, blipviz.TextEncoder)
-    assert part(texts).embeddings.shape == (5, 256)
-    mm = blipviz.load_part("MultimodalEncoder", "tiny-random")
-    feats = mm.model.image_encoder(synthetic_images(1))
-    assert mm(texts, feats).shape == (5, 2)
+def _weights_in_memory(part) -> int:
+    return sum(p.numel() for p in part.model.hf.parameters() if not p.is_meta)
+
+
+@pytest.mark.parametrize(
+    ("name", "cls"),
+    [("ImageEncoder", blipviz.ImageEncoder), ("TextEncoder", blipviz.TextEncoder),
+     ("MultimodalEncoder", blipviz.MultimodalEncoder)],
+)  # fmt: skip
+def test_load_part_keeps_only_that_parts_weights(tiny, texts, name, cls):
+    """load_part frees the weights its part does not use, and computes what the whole net does."""
+    part = blipviz.load_part(name, "tiny-random")
+    assert isinstance(part, cls) and part.model.parts == {name}
+    whole = {"ImageEncoder": tiny.image_encoder, "TextEncoder": tiny.text_encoder,
+             "MultimodalEncoder": tiny.multimodal_encoder}[name]  # fmt: skip
+    assert _weights_in_memory(part) == part.parameter_count == whole.parameter_count
+    assert _weights_in_memory(part) < _weights_in_memory(tiny.image_encoder)
+    images = synthetic_images(2)
+    if name == "ImageEncoder":
+        torch.testing.assert_close(part(images).raw, tiny.encode_images(images).raw, rtol=0, atol=0)
+    elif name == "TextEncoder":
+        expected = tiny.encode_texts(texts).embeddings
+        torch.testing.assert_close(part(texts).embeddings, expected, rtol=0, atol=0)
+    else:  # image features from another net's ImageEncoder
+        feats = blipviz.load_part("ImageEncoder", "tiny-random")(images[:1])
+        torch.testing.assert_close(part(texts, feats), tiny.multimodal_encoder(texts, feats), rtol=0, atol=0)
+
+
+@pytest.mark.parametrize(
+    ("name", "call", "needs"),
+    [
+        ("ImageEncoder", lambda m, t: m.encode_texts(t), "TextEncoder"),
+        ("ImageEncoder", lambda m, t: m.itm_scores(synthetic_images(1), t), "MultimodalEncoder"),
+        ("TextEncoder", lambda m, t: m.encode_images(synthetic_images(1)), "ImageEncoder"),
+        ("MultimodalEncoder", lambda m, t: m.itm_scores(synthetic_images(1), t), "ImageEncoder"),
+        ("MultimodalEncoder", lambda m, t: m.cosine_scores(synthetic_images(1), t), "ImageEncoder"),
+    ],
+)
+def test_a_missing_part_is_a_named_error(texts, name, call, needs):
+    model = blipviz.load_part(name, "tiny-random").model
+    with pytest.raises(blipviz.MissingPartError, match=rf"needs the {needs}.*load_part\('{name}'\)"):
+        call(model, texts)
+
+
+def test_a_part_with_a_feature_cache_or_saved_is_a_named_error(texts, tmp_path):
+    text_part = blipviz.load_part("TextEncoder", "tiny-random", cache_dir=tmp_path / "cache")
+    with pytest.raises(blipviz.MissingPartError, match="caching image features needs the ImageEncoder"):
+        text_part.model.encode_images(synthetic_images(1))
+    with pytest.raises(blipviz.MissingPartError, match="holds only the TextEncoder"):
+        text_part.model.save_pretrained(tmp_path / "saved")
+    assert not (tmp_path / "saved").exists()
 
 
 @pytest.mark.parametrize("architecture", ["ViT-B/16", pytest.param("ViT-L/16", marks=pytest.mark.slow)])
