@@ -268,8 +268,8 @@ class BlipITM:
     def default_batch_size(self) -> int:
         """Images per vision-encoder pass when a call leaves ``batch_size`` out: 4 on CPU, 16 on a GPU.
 
-        On CPU the ViT's throughput is flat from 1 to 4 images and about 6% lower at 16
-        (``benchmarks/bench_vision.py``), while its activations grow with the batch (about 27 MB of
+        On CPU the ViT's throughput is highest at 4 images (1 to 5% lower at 1, 6 to 8% lower at 16;
+        ``benchmarks/bench_vision.py``), while its activations grow with the batch (about 27 MB of
         raw states and 110 MB of MLP activations per 16 ViT-B/16 images), so 4 is the better default.
         """
         return 4 if self.device.type == "cpu" else 16
