@@ -15,6 +15,7 @@ With a feature cache (``load_model(..., cache_dir=...)``) a repeated search skip
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -88,6 +89,7 @@ def search_images(
     score: str = "itm",
     batch_size: int | None = None,
     progress: bool | None = None,
+    labels: Sequence[str] | None = None,
 ) -> pd.DataFrame:
     """Find the images that best match each text query, BLIP's two-stage way.
 
@@ -106,6 +108,9 @@ def search_images(
         (:attr:`BlipITM.default_batch_size`).
     progress : bool, optional
         Progress bar over image batches; default: for 64 images or more.
+    labels : sequence of str, optional
+        Names of the images in the ``image`` column (default: file names, ``"image i"``, or the
+        labels of the ImageFeatures).
 
     Returns
     -------
@@ -120,24 +125,24 @@ def search_images(
     n_queries = len(text_features)
 
     sims_parts: list[np.ndarray] = []
-    labels: list[str] = []
+    names: list[str] = []
     kept: dict[int, torch.Tensor] = {}  # image index -> raw states (1 + P, width), only for top-k images
     keys: list[str | None] = []  # feature-cache entry names, for remembered ITM logits
     with torch.inference_mode():
         if isinstance(images, ImageFeatures):
             model._check_features(images, need_raw=True)
             sims_parts.append((images.embeddings.double() @ queries.T).numpy())
-            labels = list(images.labels)
+            names = list(images.labels) if labels is None else model._check_labels(labels, len(images))
             kept = {i: images.raw[i] for i in range(len(images))}
             keys = [None] * len(images)
         else:
             for states, batch_labels, _, batch_keys in model._iter_keyed_image_states(
-                images, batch_size, progress
+                images, batch_size, progress, labels
             ):
-                start = len(labels)
+                start = len(names)
                 emb = F.normalize(model._image_projection(states).cpu(), dim=-1).double()
                 sims_parts.append((emb @ queries.T).numpy())
-                labels.extend(batch_labels)
+                names.extend(batch_labels)
                 keys.extend(batch_keys)
                 for b in range(states.shape[0]):
                     kept[start + b] = states[b]
@@ -166,7 +171,7 @@ def search_images(
                 {
                     "query": text_features.texts[q],
                     "query_index": q,
-                    "image": labels[i],
+                    "image": names[i],
                     "image_index": i,
                     "itm": float(row.softmax(-1)[1]),
                     "itm_logit": float(row[1]),
@@ -186,6 +191,7 @@ def search_texts(
     score: str = "itm",
     batch_size: int | None = None,
     progress: bool | None = None,
+    labels: Sequence[str] | None = None,
 ) -> pd.DataFrame:
     """Find the texts that best describe each query image, BLIP's two-stage way.
 
@@ -203,6 +209,8 @@ def search_texts(
         Query images per vision-encoder pass; default 4 on CPU, 16 on a GPU
         (:attr:`BlipITM.default_batch_size`).
     progress : bool, optional
+    labels : sequence of str, optional
+        Names of the query images in the ``image`` column.
 
     Returns
     -------
@@ -218,12 +226,17 @@ def search_texts(
     with torch.inference_mode():
         if isinstance(query_images, ImageFeatures):
             model._check_features(query_images, need_raw=True)
-            batches = [(query_images.raw, list(query_images.labels), [None] * len(query_images))]
+            names = (
+                list(query_images.labels)
+                if labels is None
+                else model._check_labels(labels, len(query_images))
+            )
+            batches = [(query_images.raw, names, [None] * len(query_images))]
         else:
             batches = (
                 (states, names, keys)
                 for states, names, _, keys in model._iter_keyed_image_states(
-                    query_images, batch_size, progress
+                    query_images, batch_size, progress, labels
                 )
             )
         q = 0

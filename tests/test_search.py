@@ -109,3 +109,16 @@ def test_search_options_are_checked(tiny, collection, texts):
         tiny.search(texts, collection, score="cosine")
     frame = tiny.search("a dog", collection[:2], k=5)  # k larger than the collection
     assert len(frame) == 2 and frame["query"].tolist() == ["a dog", "a dog"]
+
+
+def test_search_takes_image_labels(tiny, collection, texts):
+    names = [f"photo {i}" for i in range(len(collection))]
+    by_images = tiny.search_images(texts[:2], collection, k=3, labels=names)
+    assert by_images["image"].tolist() == [names[i] for i in by_images["image_index"]]
+    feats = tiny.encode_images(collection)
+    by_features = tiny.search(texts[:2], feats, k=3, labels=names)
+    assert by_features["image"].tolist() == by_images["image"].tolist()
+    reverse = tiny.search_texts(collection[:2], texts, k=2, labels=names[:2])
+    assert reverse["image"].tolist() == [names[0]] * 2 + [names[1]] * 2
+    with pytest.raises(InputError, match="got 2 labels for"):
+        tiny.search_images(texts[:2], collection, k=3, labels=names[:2])
