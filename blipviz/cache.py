@@ -359,7 +359,7 @@ class FeatureCache:
         self,
         model,
         items: Sequence[Any],
-        batch_size: int,
+        batch_size: int | None,
         progress: bool | None = None,
         labels: Sequence[str] | None = None,
         *,
@@ -374,8 +374,7 @@ class FeatureCache:
         from .images import load_image
         from .itm import _PROGRESS_MIN_IMAGES, THUMBNAIL_SIZE, _image_label
 
-        if batch_size < 1:
-            raise InputError(f"batch_size must be at least 1, got {batch_size}")
+        batch_size = model._batch_size(batch_size)
         show = len(items) >= _PROGRESS_MIN_IMAGES if progress is None else progress
         starts: Any = range(0, len(items), batch_size)
         if show:

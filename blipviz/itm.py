@@ -29,6 +29,7 @@ import torch.nn.functional as F
 
 from .errors import InputError, MissingPartError, NumericalError
 from .images import ImageLike, ImagePreprocessing, as_image_list, load_image
+from .models import PARTS, _check_choice, part_parameter_names
 from .results import ImageFeatures, ScoreMatrix, TextFeatures
 from .text import TokenizedTexts, blip_tokenizer, tokenize
 
@@ -47,6 +48,13 @@ def _image_label(item: Any, index: int) -> str:
         return Path(item).name
     name = getattr(item, "filename", "") if not isinstance(item, np.ndarray | bytes) else ""
     return Path(name).name if name else f"image {index}"
+
+
+def _positive_int(name: str, value: Any) -> int:
+    """``value`` if it is a whole number of at least 1, else an :class:`InputError` naming ``name``."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise InputError(f"{name} must be at least 1 (a whole number), got {value!r}")
+    return value
 
 
 class BlipITM:
@@ -88,7 +96,7 @@ class BlipITM:
         self.feature_cache = None  # a blipviz.cache.FeatureCache: image features looked up on disk first
         self.quantization: str | None = None  # "int8" after blipviz.quantize.quantize_int8
         # The parts whose weights are in memory: all three, or the one kept by keep_only_part.
-        self.parts: frozenset[str] = frozenset(("ImageEncoder", "TextEncoder", "MultimodalEncoder"))
+        self.parts: frozenset[str] = frozenset(PARTS)
         self.image_encoder = ImageEncoder(self)
         self.text_encoder = TextEncoder(self)
         self.multimodal_encoder = MultimodalEncoder(self)
@@ -140,8 +148,6 @@ class BlipITM:
         ITM head, and takes image features from an ImageEncoder. A later call that needs another part
         raises :class:`blipviz.MissingPartError`. Used by :func:`blipviz.load_part`.
         """
-        from .models import PARTS, _check_choice, part_parameter_names
-
         _check_choice("part", part, PARTS)
         keep = set(part_parameter_names(self.hf, part))
         for module_name, module in self.hf.named_modules():
@@ -244,8 +250,6 @@ class BlipITM:
         self, images: Sequence[ImageLike], batch_size: int, progress: bool | None, desc: str
     ) -> Iterator[tuple[torch.Tensor, list[str], list[Any]]]:
         """Yield (pixel_values, labels, thumbnails) batch by batch, decoding each image once."""
-        if batch_size < 1:
-            raise InputError(f"batch_size must be at least 1, got {batch_size}")
         show = len(images) >= _PROGRESS_MIN_IMAGES if progress is None else progress
         starts = range(0, len(images), batch_size)
         if show:
@@ -276,11 +280,7 @@ class BlipITM:
 
     def _batch_size(self, batch_size: int | None) -> int:
         """``batch_size``, or :attr:`default_batch_size` for ``None``; an :class:`InputError` below 1."""
-        if batch_size is None:
-            return self.default_batch_size
-        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-            raise InputError(f"batch_size must be at least 1 (a whole number), got {batch_size!r}")
-        return batch_size
+        return self.default_batch_size if batch_size is None else _positive_int("batch_size", batch_size)
 
     def _iter_image_states(
         self,
@@ -586,8 +586,7 @@ class BlipITM:
         labels: Sequence[str] | None,
     ) -> tuple[np.ndarray, np.ndarray | None, list[str], list[Any] | None]:
         """One pass over the images: ITM probabilities (and image embeddings for cosine)."""
-        if text_batch_size < 1:
-            raise InputError(f"text_batch_size must be at least 1, got {text_batch_size}")
+        text_batch_size = _positive_int("text_batch_size", text_batch_size)
         itm_rows, emb, names, thumbs = [], [], [], []
         with torch.inference_mode():
             for states, batch_labels, batch_thumbs, keys in self._iter_keyed_image_states(
@@ -781,7 +780,7 @@ class BlipITM:
         preprocessor config, loadable with ``load_model(folder)``."""
         import json
 
-        if len(self.parts) < 3:
+        if self.parts != set(PARTS):
             (held,) = self.parts
             raise MissingPartError(
                 f"this net holds only the {held}'s weights (load_part): save a net from load_model"

@@ -28,7 +28,7 @@ import torch.nn.functional as F
 
 from .errors import InputError, InputTypeError
 from .images import as_image_list
-from .itm import _PROGRESS_MIN_IMAGES, BlipITM, Images
+from .itm import _PROGRESS_MIN_IMAGES, BlipITM, Images, _positive_int
 from .results import ImageFeatures
 from .text import as_text_list
 
@@ -174,8 +174,7 @@ class ZeroShotClassifier:
         if isinstance(rerank_k, bool) or not isinstance(rerank_k, int) or rerank_k < 1:
             raise InputError(f"rerank_k must be a positive int, got {rerank_k!r}")
         batch_size = model._batch_size(batch_size)
-        if isinstance(text_batch_size, bool) or not isinstance(text_batch_size, int) or text_batch_size < 1:
-            raise InputError(f"text_batch_size must be at least 1 (a whole number), got {text_batch_size!r}")
+        text_batch_size = _positive_int("text_batch_size", text_batch_size)
         self.model = model
         self.labels = labels
         self.template = template
