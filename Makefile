@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.blipviz-installed
 CHROMIUM ?= /usr/bin/chromium
 
-.PHONY: demo test lint clean browser
+.PHONY: demo test test-avx2 lint clean browser
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -33,6 +33,17 @@ test: $(STAMP) browser
 	$(VENV)/bin/ruff format --check blipviz tests benchmarks
 	HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 BLIPVIZ_MODEL=tiny-random \
 		$(PY) -m pytest tests notebooks --nbmake --nbmake-timeout=300 -p no:cacheprovider
+	$(MAKE) --no-print-directory test-avx2
+
+# The numerical tests again on another CPU's kernels (AVX2 only, as on older Intel and AMD CPUs):
+# their tolerances must hold wherever the suite runs (blipviz.testing.assert_close).
+NUMERICAL_TESTS := tests/test_numerics.py tests/test_parity.py tests/test_fast_attention.py \
+	tests/test_reliability.py tests/test_scores.py
+
+test-avx2: $(STAMP)
+	ATEN_CPU_CAPABILITY=avx2 ONEDNN_MAX_CPU_ISA=AVX2 \
+	HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 BLIPVIZ_MODEL=tiny-random \
+		$(PY) -m pytest $(NUMERICAL_TESTS) -p no:cacheprovider
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check --fix blipviz tests benchmarks

@@ -1,8 +1,9 @@
 """Fused attention in the ViT equals transformers' attention; attention weights still come out exactly.
 
-Tolerance 1e-5: both paths compute softmax(q k^T / sqrt(d)) v in float32 from the same q, k, v; the
-fused kernel only sums in another order (and subtracts the running max blockwise), which moves each
-attention output by a few ulps; LayerNorm'd states of order one then differ by ~1e-6.
+Both paths compute softmax(q k^T / sqrt(d)) v in float32 from the same q, k, v; the fused kernel only
+sums in another order (and subtracts the running max blockwise), which moves each attention output by
+a few ulps. Comparisons use :func:`blipviz.testing.assert_close`: a tolerance of 16 float32 ulps per
+layer the values went through, times their magnitude (which kernel runs differs between CPUs).
 """
 
 from __future__ import annotations
@@ -14,9 +15,7 @@ import torch
 import blipviz
 from blipviz import fast_attention
 from blipviz.fast_attention import exact_attention, fast_attention_enabled
-from blipviz.testing import synthetic_images
-
-ATOL = 1e-5
+from blipviz.testing import assert_close, synthetic_images
 
 
 @pytest.fixture
@@ -52,8 +51,9 @@ def test_fused_equals_exact_tiny(tiny, texts, sdpa_calls):
         exact_itm = np.asarray(tiny.itm_scores(images, texts))
     assert fast_attention_enabled(tiny.hf)  # restored
     assert len(sdpa_calls) == 2 * n_layers
-    torch.testing.assert_close(fused_states, exact_states, rtol=0, atol=ATOL)
-    np.testing.assert_allclose(fused_itm, exact_itm, rtol=0, atol=ATOL)
+    n_text_layers = tiny.config.text_config.num_hidden_layers
+    assert_close(fused_states, exact_states, depth=n_layers)
+    assert_close(fused_itm, exact_itm, depth=n_layers + n_text_layers, magnitude=1.0)
     assert exact_itm.std() > 0.01
 
 
@@ -72,7 +72,7 @@ def test_attention_weights_requested_take_the_exact_path(tiny, sdpa_calls):
     assert torch.equal(out.last_hidden_state, ref.last_hidden_state)
     # transformers' capture hooks stay installed after the first request: later calls are fused again
     assert len(sdpa_calls) == n_layers
-    torch.testing.assert_close(again.last_hidden_state, ref.last_hidden_state, rtol=0, atol=ATOL)
+    assert_close(again.last_hidden_state, ref.last_hidden_state, depth=n_layers)
 
 
 def test_training_with_dropout_takes_the_exact_path(sdpa_calls):
@@ -87,17 +87,20 @@ def test_training_with_dropout_takes_the_exact_path(sdpa_calls):
 
 @pytest.mark.slow
 def test_fused_equals_exact_full_vit_b(full_b, texts):
-    """Twelve layers of 577 tokens: the raw states (entries up to ~10 in size) agree to 1e-5 relative
-    and absolute; embeddings and ITM probabilities to 1e-5 absolute."""
+    """Twelve layers of 577 tokens: raw states, embeddings and ITM probabilities agree within 16 float32
+    ulps per layer of their magnitude (the raw states' entries reach ~10; the measured gap is 1.3e-5
+    on AVX-512 and AVX2 alike, against a bound of about 2e-4)."""
     image = synthetic_images(1, seed=3)
     fused = full_b.encode_images(image)
     fused_itm = np.asarray(full_b.itm_scores(fused, texts))
     with exact_attention(full_b):
         exact = full_b.encode_images(image)
     exact_itm = np.asarray(full_b.itm_scores(exact, texts))
-    torch.testing.assert_close(fused.raw, exact.raw, rtol=ATOL, atol=ATOL)
-    torch.testing.assert_close(fused.embeddings, exact.embeddings, rtol=0, atol=ATOL)
-    np.testing.assert_allclose(fused_itm, exact_itm, rtol=0, atol=ATOL)
+    n_vision = full_b.config.vision_config.num_hidden_layers
+    n_text = full_b.config.text_config.num_hidden_layers
+    assert_close(fused.raw, exact.raw, depth=n_vision)
+    assert_close(fused.embeddings, exact.embeddings, depth=n_vision + 1, magnitude=1.0)
+    assert_close(fused_itm, exact_itm, depth=n_vision + n_text, magnitude=1.0)
 
 
 def test_cross_attention_of_one_image_is_folded_and_equal_to_the_broadcast(tiny):
@@ -117,7 +120,8 @@ def test_cross_attention_of_one_image_is_folded_and_equal_to_the_broadcast(tiny)
             assert not any(getattr(m, _FOLD_FLAG, False) for m in modules)
             exact = tiny._itm_forward(ids, mask, feats.raw, output_attentions=True)
     assert all(getattr(m, _FOLD_FLAG, False) for m in modules)  # restored
-    torch.testing.assert_close(folded.last_hidden_state, exact.last_hidden_state, rtol=0, atol=1e-6)
+    depth = tiny.config.text_config.num_hidden_layers
+    assert_close(folded.last_hidden_state, exact.last_hidden_state, depth=depth)
     for a, b in zip(folded.cross_attentions, exact.cross_attentions, strict=True):
         assert a.shape == b.shape == (3, 4, ids.shape[1], tiny.n_image_tokens)
-        torch.testing.assert_close(a, b, rtol=0, atol=1e-6)
+        assert_close(a, b, depth=depth, magnitude=1.0)

@@ -4,6 +4,9 @@
 30,524-token vocabulary and weights drawn by :func:`blipviz.random_weights.informative_init_`, so that
 scores and attention maps differ from input to input. ``load_model("tiny-random")`` wraps it.
 
+``assert_close(actual, expected, depth=...)`` compares floats with a tolerance derived from the
+dtype, the depth of the computation and the magnitude of the values (:mod:`blipviz.testing.numerics`).
+
 ``write_fashion_mnist_fixture(folder)`` writes a tiny FashionMNIST-shaped dataset (same features and
 label names as the Hub's, generated pictures) that :func:`blipviz.datasets.load_fashion_mnist` loads.
 """
@@ -11,14 +14,18 @@ label names as the Hub's, generated pictures) that :func:`blipviz.datasets.load_
 from __future__ import annotations
 
 from .data import FASHION_MNIST_HUB_NAMES, fashion_mnist_fixture_image, write_fashion_mnist_fixture
+from .numerics import assert_close, net_depth, tolerance
 
 __all__ = [
     "FASHION_MNIST_HUB_NAMES",
     "TINY_GEOMETRY",
+    "assert_close",
     "fashion_mnist_fixture_image",
+    "net_depth",
     "synthetic_images",
     "tiny_random_config",
     "tiny_random_hf_model",
+    "tolerance",
     "write_fashion_mnist_fixture",
 ]
 
