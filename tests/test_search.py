@@ -7,9 +7,10 @@ import pytest
 import torch
 
 from blipviz.errors import InputError
-from blipviz.testing import synthetic_images
+from blipviz.testing import assert_close, net_depth, synthetic_images
 
-ATOL = 1e-5  # same kernels on the same inputs; only padding and batch composition differ (see test_parity)
+# Search scores only the top k of each query again, in other batches than the full matrices: they agree
+# within blipviz.testing.assert_close (16 float32 ulps per layer of the ViT and the text tower).
 
 
 @pytest.fixture(scope="module")
@@ -52,9 +53,9 @@ def test_search_images_equals_full_ranking_restricted_to_top_k(tiny, collection,
         assert group["rank"].tolist() == list(range(1, k + 1))
         assert group["image_index"].tolist() == expected[q].tolist()
         i = group["image_index"].to_numpy()
-        np.testing.assert_allclose(group["itm"], itm[i, q], rtol=0, atol=ATOL)
-        np.testing.assert_allclose(group["cosine"], cos[i, q], rtol=0, atol=ATOL)
-        np.testing.assert_allclose(group["itm_logit"], logits[i, q], rtol=0, atol=1e-4)
+        assert_close(group["itm"], itm[i, q], depth=net_depth(tiny), magnitude=1.0)
+        assert_close(group["cosine"], cos[i, q], depth=net_depth(tiny), magnitude=1.0)
+        assert_close(group["itm_logit"], logits[i, q], depth=net_depth(tiny), magnitude=np.abs(logits).max())
         assert group["image"].tolist() == [f"image {j}" for j in i]
         assert set(group["cosine_rank"]) == set(range(1, k + 1))
     if score == "itm+cosine":
@@ -68,7 +69,7 @@ def test_search_images_from_features_equals_streamed(tiny, collection, full, tex
     a = tiny.search_images(texts, feats, k=4)
     b = tiny.search_images(texts, collection, k=4)
     assert a["image_index"].tolist() == b["image_index"].tolist()
-    np.testing.assert_allclose(a["itm"], b["itm"], rtol=0, atol=ATOL)
+    assert_close(a["itm"], b["itm"], depth=net_depth(tiny), magnitude=1.0)
 
 
 @pytest.mark.parametrize("score", ["itm", "itm+cosine"])
@@ -81,7 +82,7 @@ def test_search_texts_equals_full_ranking_restricted_to_top_k(tiny, collection, 
     for q, group in frame.groupby("query_index"):
         assert group["text_index"].tolist() == expected[q].tolist()
         t = group["text_index"].to_numpy()
-        np.testing.assert_allclose(group["itm"], itm[q, t], rtol=0, atol=ATOL)
+        assert_close(group["itm"], itm[q, t], depth=net_depth(tiny), magnitude=1.0)
         assert group["text"].tolist() == [texts[j] for j in t]
 
 
