@@ -59,7 +59,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
                         "first_run_s": first,
                         "second_run_s": second,
                         "speedup": first / second,
-                        "cache_mb": sum(f.stat().st_size for f in cache.directory.glob("*/*")) / 2**20,
+                        "cache_mb": sum(f.stat().st_size for f in cache.directory.rglob("*.*")) / 2**20,
                         "hits": cache.stats.hits,
                         "misses": cache.stats.misses,
                     }

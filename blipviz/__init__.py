@@ -16,6 +16,7 @@ from . import (
 from .attention import AttentionGridDisplay, CrossAttention, GradCAM
 from .errors import (
     BlipvizError,
+    CacheFolderError,
     ImageLoadError,
     InputError,
     InputTypeError,
@@ -31,7 +32,7 @@ from .models import list_models, load_model, load_part, parameters_information
 from .plotting import ScoreMatrixDisplay
 from .results import ImageFeatures, ScoreMatrix, TextFeatures
 from .tables import Ranking, style_ranking
-from .text import normalize_caption
+from .text import TruncationWarning, normalize_caption
 from .zero_shot import ZeroShotClassifier, ZeroShotEvaluation, evaluate_zero_shot
 
 __version__ = "0.1.0"
@@ -53,6 +54,7 @@ __all__ = [
     "AttentionGridDisplay",
     "BlipITM",
     "BlipvizError",
+    "CacheFolderError",
     "CrossAttention",
     "FeatureSpaceDisplay",
     "GradCAM",
@@ -74,6 +76,7 @@ __all__ = [
     "ScoreMatrixDisplay",
     "TextEncoder",
     "TextFeatures",
+    "TruncationWarning",
     "ZeroShotClassifier",
     "ZeroShotEvaluation",
     "cache",

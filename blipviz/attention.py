@@ -103,7 +103,7 @@ def _image_and_states(model: BlipITM, image: Any) -> tuple[Any, torch.Tensor, st
         if len(image) != 1:
             raise InputError(f"expected one image, got {len(image)}")
         image = image[0]
-    rgb = load_image(image)
+    rgb = model.preprocessing.load(image)  # the net's EXIF rule
     label = _image_label(image, 0)
     with torch.no_grad():  # through the net's image path, so a feature cache is used when set
         states, _, _ = next(model._iter_image_states([rgb], 1, progress=False, labels=[label]))
@@ -113,7 +113,7 @@ def _image_and_states(model: BlipITM, image: Any) -> tuple[Any, torch.Tensor, st
 def _text_input(model: BlipITM, text: str):
     if not isinstance(text, str):
         raise InputError(f"expected one text (a str), got {type(text).__name__}")
-    tokenized = model.tokenize([text])
+    tokenized = model.tokenize([text])  # warns (TruncationWarning) when the text is cut
     ids = model.itm_input_ids(tokenized)
     tokens = tokenized.tokens(0)
     if model.first_token == "enc":
@@ -189,6 +189,9 @@ class CrossAttention:
         The ITM match probability of the pair, from the same pass.
     image : PIL.Image.Image or None
         The image (or its thumbnail), used by :meth:`overlay` when no image is given.
+    truncated_by : {"tokens", "words", None}
+        Whether the text was cut before the pass: at the net's token limit, by the word limit of
+        the caption normalisation, or not (``None``). :attr:`truncated` is the same as a bool.
     """
 
     weights: np.ndarray
@@ -198,6 +201,12 @@ class CrossAttention:
     image_label: str = ""
     score: float = float("nan")
     image: Any = field(default=None, repr=False)
+    truncated_by: str | None = None
+
+    @property
+    def truncated(self) -> bool:
+        """Whether the text was cut (the maps cover only the tokens kept)."""
+        return self.truncated_by is not None
 
     @property
     def n_layers(self) -> int:
@@ -338,6 +347,7 @@ def cross_attention(model: BlipITM, image: Any, text: str) -> CrossAttention:
         image_label=label,
         score=float(logits.softmax(-1)[0, 1]),
         image=picture,
+        truncated_by=tokenized.truncated_by[0],
     )
 
 
@@ -368,6 +378,8 @@ class GradCAM:
     score : float
         The ITM match probability of the pair.
     image : PIL.Image.Image or None
+    truncated_by : {"tokens", "words", None}
+        Whether the text was cut before the pass (see :class:`CrossAttention`).
     """
 
     maps: np.ndarray
@@ -379,6 +391,12 @@ class GradCAM:
     image_label: str = ""
     score: float = float("nan")
     image: Any = field(default=None, repr=False)
+    truncated_by: str | None = None
+
+    @property
+    def truncated(self) -> bool:
+        """Whether the text was cut (the maps cover only the tokens kept)."""
+        return self.truncated_by is not None
 
     def __repr__(self) -> str:
         return (
@@ -471,4 +489,5 @@ def gradcam(model: BlipITM, image: Any, text: str, layer: int | None = None) -> 
         image_label=label,
         score=float(logits.detach().softmax(-1)[0, 1]),
         image=picture,
+        truncated_by=tokenized.truncated_by[0],
     )

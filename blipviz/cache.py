@@ -1,30 +1,50 @@
-"""On-disk cache of image features, so that a notebook section run twice waits for the ViT once.
+"""On-disk cache of image features and ITM logits, so that a notebook section run twice waits for
+the ViT (and the multimodal encoder) once.
 
 ``load_model(..., cache_dir="features")`` (or ``model.feature_cache = FeatureCache("features")``, or
 ``with blipviz.cache.feature_cache(model, "features"):``) makes every image-feature computation of
 the net (``encode_images``, ``itm_scores``, ``cosine_scores``, ``scores``, ``rank``, ``search``)
-look each image up first. One image is one ``safetensors`` file holding its raw ViT states
-(1 + P, width), the "RawFeatures" port from which every other image feature is derived.
+look each image up first, and every ITM score of an (image, text) pair too.
 
-The key of an entry is a SHA-256 over
+What the cache guarantees
+-------------------------
+**Ownership.** A cache folder holds a marker, ``blipviz-cache.json`` (with the format version),
+written when the folder is created or found empty. A non-empty folder without the marker, a marker
+of another format version, or a path that is a file, is refused with
+:class:`blipviz.CacheFolderError` and nothing there is read, changed or deleted. Inside its folder
+the cache reads, counts (``len``) and deletes (:meth:`FeatureCache.clear`) only what it writes:
+``states/<2 hex>/<64 hex>.safetensors`` files, the ``itm.sqlite3`` database (with sqlite's own
+``-wal`` / ``-shm`` files), and its temporaries ``.blipviz-tmp-*`` (left behind by a killed writer;
+``clear`` removes them). Other files in the folder are left alone.
 
-- the **net**: its name (checkpoint id, or folder), the Hub revision it was loaded from when known,
-  and a fingerprint of the weights that produce image features (``vision_model`` and
-  ``vision_proj``, quantised or not) with their dtype. Hashing the weights (a fraction of a second
-  for ViT-B/16, once per net and cache) means that a different checkpoint, revision, random seed or
-  a quantised copy never reuses another net's entries;
-- the **preprocessing** (image size, mean, std, resampling) and the cache format version;
-- the **image content**: the decoded RGB pixels (mode, size, bytes), so the same picture given as a
-  path, bytes, PIL image or array hits the same entry, and an edited file misses.
+**Keys.** An image entry is a SHA-256 over the cache format version; the net (name, Hub revision,
+:meth:`BlipITM.fingerprint` ``("image")``, a SHA-256 of the content of the weights that produce image
+features, its dtype and quantisation); the preprocessing (image size, mean, std, resampling); the
+stored precision (``raw_dtype``); and the decoded pixels (mode, size, bytes), so the same picture
+given as a path, bytes, PIL image or array hits the same entry and an edited file misses. ITM logits
+are keyed by the image entry, the text's token ids (after normalisation and truncation), and the
+net's text side: ``fingerprint("text")``, ``first_token``, dtype, quantisation and ``raw_dtype``.
+Fingerprints are computed from the weights and remembered on the net object itself, never in a
+table keyed by ``id()``: another net, seed, dtype (float16 and float32 nets sharing a folder) or a
+quantised copy never reuses an entry. Weights edited in place after a fingerprint was taken are not
+noticed: call ``model.forget_fingerprints()`` after editing them.
 
-Each file records these in its metadata with a BLAKE2b checksum of the stored bytes. An entry that
-cannot be read, whose checksum, metadata, shape or dtype is wrong, or that holds NaN/inf, is
-treated as corrupted: a warning is logged on the ``"blipviz"`` logger, the file is deleted, and
-the features are recomputed and stored again. A corrupted entry is never returned. Writes go to a
-temporary file that is renamed into place, so a crash never leaves a half-written entry.
+**Validation.** Every entry carries a BLAKE2b checksum and is checked on each read: for image
+states the key, format, shape (1 + P, width), dtype, checksum and finite values; for ITM logits two
+finite values of magnitude at most ``MAX_ABS_LOGIT`` and their checksum. A bad entry is never
+returned: a warning is logged on the ``"blipviz"`` logger, ``stats.corrupted`` grows by one, and the
+value is recomputed and stored again (when the folder is writable). An unreadable ITM database is
+counted once, bypassed, and replaced by :meth:`FeatureCache.clear`.
 
-Weights edited in place after the fingerprint was taken are not noticed: call
-:meth:`FeatureCache.forget_model` (or build a new cache) after changing a net's weights.
+**Read-only use.** A folder that cannot be written (permissions, a read-only file system) is used
+read-only after one warning: entries are served, misses are computed and not stored. A failed write
+never makes a call fail.
+
+**Concurrency.** Image states are written to a temporary file renamed into place, so a reader never
+sees half an entry; ITM logits live in an sqlite database in WAL mode (one connection per thread
+and process, atomic transactions). Several processes or threads may read and write one cache at
+once; everything each of them stored is served to all afterwards. sqlite's WAL mode needs a local
+file system (not NFS).
 
 Pixel tensors given directly to the net are not cached (their preprocessing is unknown).
 """
@@ -32,26 +52,58 @@ Pixel tensors given directly to the net are not cached (their preprocessing is u
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import json
 import logging
+import math
 import os
+import re
+import sqlite3
+import struct
 import tempfile
+import threading
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from .errors import InputError
+from .errors import CacheFolderError, InputError
+from .fingerprint import weights_fingerprint
 
-__all__ = ["CacheStats", "FeatureCache", "feature_cache", "image_content_hash", "weights_fingerprint"]
+__all__ = [
+    "FORMAT_VERSION",
+    "MARKER_NAME",
+    "MAX_ABS_LOGIT",
+    "CacheStats",
+    "FeatureCache",
+    "feature_cache",
+    "image_content_hash",
+    "weights_fingerprint",
+]
 
 logger = logging.getLogger("blipviz")
 
-FORMAT_VERSION = "1"
+#: Version of the folder layout and of the keys; a folder of another version is refused.
+FORMAT_VERSION = "2"
+#: The file that marks a folder as a blipviz feature cache.
+MARKER_NAME = "blipviz-cache.json"
+#: ITM logits beyond this magnitude are treated as corrupted (BLIP's are within about +-20).
+MAX_ABS_LOGIT = 1e4
+
+_MARKER_FORMAT = "blipviz feature cache"
+_STATES = "states"
+_DB_NAME = "itm.sqlite3"
+_TEMP_PREFIX = ".blipviz-tmp-"
+_SHARD = re.compile(r"[0-9a-f]{2}")
+_ENTRY = re.compile(r"[0-9a-f]{64}\.safetensors")
+_DB_TIMEOUT_S = 60.0
+_SQL_CHUNK = 500  # text keys per SELECT (sqlite's variable limit is 999 in old builds)
 _RAW_DTYPES = {torch.float32: "float32", torch.float16: "float16"}
+_READ_ONLY_ERRNOS = {errno.EACCES, errno.EPERM, errno.EROFS}
+_FILE_MODE: int | None = None
 
 
 def image_content_hash(rgb) -> str:
@@ -62,50 +114,11 @@ def image_content_hash(rgb) -> str:
     return h.hexdigest()
 
 
-def _update_with(h, value: Any) -> None:
-    if isinstance(value, torch.Tensor):
-        t = value.detach()
-        if t.is_quantized:
-            if t.qscheme() in (torch.per_tensor_affine, torch.per_tensor_symmetric):
-                h.update(f"q{t.q_scale()!r},{t.q_zero_point()}".encode())
-            else:
-                _update_with(h, t.q_per_channel_scales())
-                _update_with(h, t.q_per_channel_zero_points())
-            t = t.int_repr()
-        t = t.to("cpu").contiguous()
-        h.update(f"{t.dtype}{tuple(t.shape)}".encode())
-        h.update(t.reshape(-1).view(torch.uint8).numpy())
-    elif isinstance(value, tuple | list):
-        for v in value:
-            _update_with(h, v)
-    else:
-        h.update(repr(value).encode())
-
-
-def weights_fingerprint(hf_model, parts: Sequence[str] = ("vision_model", "vision_proj")) -> str:
-    """SHA-256 of the weights of some sub-modules, by default those that produce image features.
-
-    Parameters
-    ----------
-    hf_model : transformers.BlipForImageTextRetrieval
-        Float or int8-quantised.
-    parts : sequence of str, default ("vision_model", "vision_proj")
-        Attribute names of the sub-modules to hash; ``("text_encoder", "itm_head")`` are the weights
-        that turn image states and a text into ITM logits.
-    """
-    h = hashlib.sha256()
-    for part in parts:
-        prefix, module = part + ".", getattr(hf_model, part)
-        for name, value in sorted(module.state_dict(keep_vars=False).items()):
-            h.update((prefix + name).encode())
-            _update_with(h, value)
-    return h.hexdigest()
-
-
 @dataclass
 class CacheStats:
-    """Counts since the cache was built: image ``hits``, ``misses`` (computed and stored),
-    ``corrupted`` entries, and ITM ``itm_hits`` / ``itm_misses`` counted per (image, text) pair."""
+    """Counts since the cache was built: image ``hits``, ``misses`` (computed, and stored when the
+    folder is writable), ``corrupted`` entries, and ITM ``itm_hits`` / ``itm_misses`` counted per
+    (image, text) pair."""
 
     hits: int = 0
     misses: int = 0
@@ -114,86 +127,209 @@ class CacheStats:
     itm_misses: int = 0
 
 
-@dataclass
-class _ModelKey:
-    text: str  # the net's part of every key
-    metadata: dict[str, str] = field(default_factory=dict)
-
-
 class FeatureCache:
-    """A folder of image features, one ``safetensors`` file per (net, preprocessing, image).
+    """A folder of image features (one ``safetensors`` file per image) and ITM logits (an sqlite
+    database), shared safely by several nets, threads and processes.
 
     Parameters
     ----------
     directory : str or path
-        Created if missing. Several nets can share one folder.
+        Created (with its marker) if missing or empty; otherwise it must hold the marker of this
+        format version. Several nets can share one folder.
     raw_dtype : torch.float32 or torch.float16, default torch.float32
         Storage type of the raw states. ``float16`` halves the disk use (0.9 MB instead of 1.8 MB per
         ViT-B/16 image); the states come back as float32 rounded to float16 (relative error about
         5e-4), so scores move by about 1e-3: use it when disk matters more than the last digits.
+        Caches of both types may share a folder; neither serves the other's entries.
 
     Attributes
     ----------
     stats : CacheStats
         Hits, misses and corrupted entries so far.
+    writable : bool
+        False when the folder cannot be written: entries are served, nothing new is stored.
+
+    Raises
+    ------
+    blipviz.CacheFolderError
+        ``directory`` is a file, a non-empty folder without the marker, or a cache of another
+        format version.
     """
 
     def __init__(self, directory: str | os.PathLike, *, raw_dtype: torch.dtype = torch.float32) -> None:
         if raw_dtype not in _RAW_DTYPES:
             raise InputError(f"raw_dtype must be torch.float32 or torch.float16, got {raw_dtype}")
         self.directory = Path(directory).expanduser()
-        self.directory.mkdir(parents=True, exist_ok=True)
         self.raw_dtype = raw_dtype
         self.stats = CacheStats()
-        self._model_keys: dict[int, _ModelKey] = {}
-        self._itm_model_keys: dict[int, str] = {}
+        self.writable = True
+        self._logged: set[str] = set()  # one-time warnings already logged
+        self._local = threading.local()  # this thread's sqlite connection, with its process id
+        self._db_unusable = False
+        self._open_folder()
 
     def __repr__(self) -> str:
+        mode = "" if self.writable else ", read-only"
         return (
-            f"FeatureCache({str(self.directory)!r}, raw_dtype={_RAW_DTYPES[self.raw_dtype]}, "
+            f"FeatureCache({str(self.directory)!r}, raw_dtype={_RAW_DTYPES[self.raw_dtype]}{mode}, "
             f"hits={self.stats.hits}, misses={self.stats.misses}, corrupted={self.stats.corrupted})"
         )
 
+    def __getstate__(self) -> dict[str, Any]:
+        state = dict(self.__dict__)
+        del state["_local"]  # connections stay with their process
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._local = threading.local()
+
+    # -------------------------------------------------------------------------- the folder
+    def _open_folder(self) -> None:
+        d = self.directory
+        if d.exists() and not d.is_dir():
+            raise CacheFolderError(
+                f"feature cache {str(d)!r} is a file, not a folder: give a folder path (created if missing)"
+            )
+        marker = d / MARKER_NAME
+        if not marker.is_file() and d.is_dir():
+            foreign = sorted(
+                p.name for p in d.iterdir() if p.name != MARKER_NAME and not p.name.startswith(_TEMP_PREFIX)
+            )
+            if foreign and not marker.is_file():  # (a concurrent creator may have just written it)
+                shown = ", ".join(foreign[:3]) + (", ..." if len(foreign) > 3 else "")
+                raise CacheFolderError(
+                    f"{str(d)!r} is not a blipviz feature cache: it holds {len(foreign)} entries "
+                    f"({shown}) and no {MARKER_NAME} marker (caches written before format version "
+                    f"{FORMAT_VERSION} have none either). Nothing in it will be read or deleted; give "
+                    "an empty or new folder"
+                )
+        if marker.is_file():
+            self._check_marker(marker)
+            self._probe_writable()
+            return
+        try:
+            d.mkdir(parents=True, exist_ok=True)
+            text = json.dumps(
+                {
+                    "format": _MARKER_FORMAT,
+                    "version": FORMAT_VERSION,
+                    "note": "written by blipviz.cache.FeatureCache; delete the whole folder to free it",
+                },
+                indent=1,
+            )
+            self._write_atomically(marker, lambda tmp: Path(tmp).write_text(text + "\n"))
+        except OSError as exc:  # never write entries into a folder left without its marker
+            self._go_read_only(exc)
+
+    @staticmethod
+    def _check_marker(marker: Path) -> None:
+        try:
+            data = json.loads(marker.read_text())
+        except (OSError, ValueError) as exc:
+            raise CacheFolderError(f"feature cache marker {str(marker)!r} is unreadable: {exc}") from exc
+        if not isinstance(data, dict) or data.get("format") != _MARKER_FORMAT:
+            raise CacheFolderError(f"{str(marker)!r} is not a blipviz feature-cache marker")
+        if str(data.get("version")) != FORMAT_VERSION:
+            raise CacheFolderError(
+                f"feature cache {str(marker.parent)!r} has format version {data.get('version')!r}; this "
+                f"blipviz reads version {FORMAT_VERSION}. Give another folder, or delete this one to "
+                "start afresh (nothing in it was changed)"
+            )
+
+    def _probe_writable(self) -> None:
+        try:
+            fd, tmp = tempfile.mkstemp(dir=self.directory, prefix=_TEMP_PREFIX, suffix=".probe")
+            os.close(fd)
+            os.unlink(tmp)
+        except OSError as exc:
+            self._write_failed(exc, "a probe file")
+
+    def _write_failed(self, exc: BaseException, what: str) -> None:
+        """Never raise from a write: a read-only folder turns the cache read-only (one warning);
+        another failure (disk full, a lock held too long) skips this write, logged once per kind."""
+        read_only = isinstance(exc, PermissionError) or getattr(exc, "errno", None) in _READ_ONLY_ERRNOS
+        if isinstance(exc, sqlite3.Error):
+            read_only = "readonly" in str(exc) or "unable to open" in str(exc)
+        if read_only:
+            self._go_read_only(exc)
+            return
+        kind = f"{what}:{type(exc).__name__}"
+        if kind not in self._logged:
+            self._logged.add(kind)
+            logger.warning(
+                "feature cache %s: could not store %s (%s: %s); continuing without storing it",
+                self.directory,
+                what,
+                type(exc).__name__,
+                exc,
+            )
+
+    def _go_read_only(self, exc: BaseException) -> None:
+        if self.writable:
+            self.writable = False
+            logger.warning(
+                "feature cache %s is not writable (%s: %s): using it read-only; new features are "
+                "computed and not stored",
+                self.directory,
+                type(exc).__name__,
+                exc,
+            )
+
+    def _write_atomically(self, path: Path, write) -> None:
+        """``write(temporary_path)`` then rename into ``path``; the temporary never outlives a failure
+        (a killed process leaves it, and :meth:`clear` removes it)."""
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=_TEMP_PREFIX, suffix=".part")
+        os.close(fd)
+        try:
+            write(tmp)
+            os.chmod(tmp, _new_file_mode())  # mkstemp's 0o600 would hide entries from other users
+            os.replace(tmp, path)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+            raise
+
+    def _corrupted(self, what: str, why: str) -> None:
+        self.stats.corrupted += 1
+        logger.warning("feature cache %s: corrupted entry %s (%s); recomputing it", self.directory, what, why)
+
     # ------------------------------------------------------------------------------------ keys
-    def _model_key(self, model) -> _ModelKey:
-        cached = self._model_keys.get(id(model.hf))
-        if cached is None:
-            model._require_part("ImageEncoder", "caching image features")
-            revision = str(getattr(model.config, "_commit_hash", None) or "")
-            metadata = {
-                "model_name": str(model.name),
-                "revision": revision,
-                "weights_sha256": weights_fingerprint(model.hf),
-                "dtype": str(model.dtype),
-                "quantization": str(getattr(model, "quantization", None) or ""),
-            }
-            cached = _ModelKey(json.dumps(metadata, sort_keys=True), metadata)
-            self._model_keys[id(model.hf)] = cached
-        return cached
+    def _net_description(self, model) -> dict[str, str]:
+        """The net's part of image keys, also written in each entry's metadata."""
+        model._require_part("ImageEncoder", "caching image features")
+        return {
+            "model_name": str(model.name),
+            "revision": str(getattr(model.config, "_commit_hash", None) or ""),
+            "image_weights_sha256": model.fingerprint("image"),
+            "dtype": str(model.dtype),
+            "quantization": str(model.quantization or ""),
+            "raw_dtype": _RAW_DTYPES[self.raw_dtype],
+            "preprocessing": self._preprocessing_text(model),
+        }
 
     def forget_model(self, model) -> None:
-        """Drop the remembered weights fingerprints of ``model`` (after editing its weights)."""
-        self._model_keys.pop(id(model.hf), None)
-        self._itm_model_keys.pop(id(model.hf), None)
+        """Drop the weights fingerprints remembered on ``model`` (after editing its weights in place);
+        the same as ``model.forget_fingerprints()``."""
+        model.forget_fingerprints()
 
-    def _itm_model_key(self, model) -> str:
+    def _itm_net_key(self, model) -> str:
         """The net's part of ITM entries: the text side's weights and every option that changes the
         logits of given token ids and image states (first token, dtype, stored raw precision)."""
-        cached = self._itm_model_keys.get(id(model.hf))
-        if cached is None:
-            model._require_part("MultimodalEncoder", "caching ITM logits")
-            cached = json.dumps(
-                {
-                    "text_weights_sha256": weights_fingerprint(model.hf, ("text_encoder", "itm_head")),
-                    "first_token": model.first_token,
-                    "dtype": str(model.dtype),
-                    "raw_dtype": _RAW_DTYPES[self.raw_dtype],
-                    "quantization": str(getattr(model, "quantization", None) or ""),
-                },
-                sort_keys=True,
-            )
-            self._itm_model_keys[id(model.hf)] = cached
-        return cached
+        model._require_part("MultimodalEncoder", "caching ITM logits")
+        text = json.dumps(
+            {
+                "format": FORMAT_VERSION,
+                "text_weights_sha256": model.fingerprint("text"),
+                "first_token": model.first_token,
+                "dtype": str(model.dtype),
+                "quantization": str(model.quantization or ""),
+                "raw_dtype": _RAW_DTYPES[self.raw_dtype],
+            },
+            sort_keys=True,
+        )
+        return hashlib.sha256(text.encode()).hexdigest()
 
     @staticmethod
     def _preprocessing_text(model) -> str:
@@ -203,28 +339,15 @@ class FeatureCache:
         )
 
     def key(self, model, content_hash: str) -> str:
-        """The entry name of an image (by :func:`image_content_hash`) for ``model``."""
-        h = hashlib.sha256()
-        for part in (
-            FORMAT_VERSION,
-            self._model_key(model).text,
-            self._preprocessing_text(model),
-            content_hash,
-        ):
-            h.update(part.encode())
-            h.update(b"\x00")
-        return h.hexdigest()
+        """The entry name (64 hex digits) of an image, by :func:`image_content_hash`, for ``model``."""
+        parts = {"format": FORMAT_VERSION, **self._net_description(model), "image": content_hash}
+        return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()
 
     def path(self, key: str) -> Path:
-        return self.directory / key[:2] / f"{key}.safetensors"
+        """The file of an image entry."""
+        return self.directory / _STATES / key[:2] / f"{key}.safetensors"
 
-    # ----------------------------------------------------------------------------- read/write
-    def _corrupted(self, path: Path, why: str) -> None:
-        self.stats.corrupted += 1
-        logger.warning("feature cache: corrupted entry %s (%s); recomputing it", path, why)
-        with contextlib.suppress(OSError):
-            path.unlink()
-
+    # ---------------------------------------------------------------------------- image states
     def load(self, model, key: str) -> torch.Tensor | None:
         """Raw states (1 + P, width) as float32, or ``None`` when missing or corrupted."""
         from safetensors import safe_open
@@ -232,70 +355,162 @@ class FeatureCache:
         path = self.path(key)
         if not path.is_file():
             return None
+        what = f"{path.name} (image states)"
         try:
             with safe_open(str(path), framework="pt") as f:
                 meta = f.metadata() or {}
                 raw = f.get_tensor("raw")
         except Exception as exc:
-            self._corrupted(path, f"unreadable: {type(exc).__name__}: {exc}")
+            self._corrupted(what, f"unreadable: {type(exc).__name__}: {exc}")
             return None
         expected_shape = (model.n_image_tokens, model.width)
         if meta.get("key") != key or meta.get("format") != FORMAT_VERSION:
-            self._corrupted(path, "metadata does not match its key")
+            self._corrupted(what, "metadata does not match its key")
             return None
-        if tuple(raw.shape) != expected_shape or raw.dtype not in _RAW_DTYPES:
-            self._corrupted(path, f"raw states of shape {tuple(raw.shape)} and dtype {raw.dtype}")
+        if tuple(raw.shape) != expected_shape or raw.dtype != self.raw_dtype:
+            self._corrupted(what, f"raw states of shape {tuple(raw.shape)} and dtype {raw.dtype}")
             return None
         if meta.get("checksum") != _checksum(raw):
-            self._corrupted(path, "checksum mismatch")
+            self._corrupted(what, "checksum mismatch")
             return None
         raw = raw.float()
         if not torch.isfinite(raw).all():
-            self._corrupted(path, "NaN or inf values")
+            self._corrupted(what, "NaN or inf values")
             return None
         return raw
 
     def store(self, model, key: str, raw: torch.Tensor) -> None:
-        """Write the raw states (1 + P, width) of one image atomically."""
+        """Write the raw states (1 + P, width) of one image atomically; a failed write is logged
+        (a read-only folder once), never raised."""
         from safetensors.torch import save_file
 
+        if not self.writable:
+            return
         stored = raw.detach().to(device="cpu", dtype=self.raw_dtype).contiguous()
-        meta = dict(self._model_key(model).metadata)
-        meta.update(
-            key=key,
-            format=FORMAT_VERSION,
-            preprocessing=self._preprocessing_text(model),
-            checksum=_checksum(stored),
-        )
-        path = self.path(key)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
-        os.close(fd)
+        if not torch.isfinite(stored).all():
+            return  # would be rejected on read; the net reports non-finite outputs itself
+        meta = self._net_description(model)
+        meta.update(key=key, format=FORMAT_VERSION, checksum=_checksum(stored))
         try:
-            save_file({"raw": stored}, tmp, metadata=meta)
-            os.replace(tmp, path)
-        except BaseException:
-            with contextlib.suppress(OSError):
-                os.unlink(tmp)
-            raise
-
-    def clear(self) -> int:
-        """Delete every entry of this folder (image features and ITM logits); returns the number of
-        files removed."""
-        removed = 0
-        for path in [*self.directory.glob("*/*.safetensors"), *self.directory.glob("itm/*/*.json")]:
-            with contextlib.suppress(OSError):
-                path.unlink()
-                removed += 1
-        return removed
-
-    def __len__(self) -> int:
-        return sum(1 for _ in self.directory.glob("*/*.safetensors"))
+            self._write_atomically(self.path(key), lambda tmp: save_file({"raw": stored}, tmp, metadata=meta))
+        except Exception as exc:
+            self._write_failed(exc, "image states")
 
     # ------------------------------------------------------------------------------ ITM logits
-    def _itm_path(self, model, image_key: str) -> Path:
-        h = hashlib.sha256(f"{FORMAT_VERSION}\x00{image_key}\x00{self._itm_model_key(model)}".encode())
-        return self.directory / "itm" / image_key[:2] / f"{h.hexdigest()}.json"
+    def _db(self) -> sqlite3.Connection | None:
+        """This thread's connection to the ITM database (opened on first use; read-only when the
+        folder is), or ``None`` when there is none to use."""
+        local = self._local
+        if getattr(local, "pid", None) == os.getpid():
+            return local.conn
+        if self._db_unusable:
+            return None
+        path = self.directory / _DB_NAME
+        conn = None
+        if self.writable:
+            try:
+                conn = sqlite3.connect(path, timeout=_DB_TIMEOUT_S, isolation_level=None)
+                conn.execute("PRAGMA journal_mode=WAL")
+                conn.execute("PRAGMA synchronous=NORMAL")
+                conn.execute(
+                    "CREATE TABLE IF NOT EXISTS itm (image_key TEXT NOT NULL, net_key TEXT NOT NULL, "
+                    "text_key TEXT NOT NULL, logit0 REAL, logit1 REAL, checksum TEXT NOT NULL, "
+                    "PRIMARY KEY (image_key, net_key, text_key)) WITHOUT ROWID"
+                )
+            except sqlite3.Error as exc:
+                if conn is not None:
+                    conn.close()
+                conn = None
+                if not self._db_failed(exc, "opening"):
+                    return None
+        if conn is None:  # read-only: sqlite needs -shm/-wal files it may not create; else immutable
+            if not path.is_file():
+                return None
+            for mode in ("mode=ro", "immutable=1"):
+                try:
+                    conn = sqlite3.connect(f"{path.as_uri()}?{mode}", uri=True, timeout=_DB_TIMEOUT_S)
+                    conn.execute("SELECT count(*) FROM itm").fetchone()
+                    break
+                except sqlite3.Error as exc:
+                    if conn is not None:
+                        conn.close()
+                    conn = None
+                    last = exc
+            if conn is None:
+                self._db_failed(last, "opening")
+                return None
+        local.conn, local.pid = conn, os.getpid()
+        return conn
+
+    def _db_failed(self, exc: sqlite3.Error, doing: str) -> bool:
+        """Handle an sqlite error; True when the cache just turned read-only (the database may still
+        be read)."""
+        if isinstance(exc, sqlite3.OperationalError):
+            # a read-only folder or file: read-only from now on; locked past the timeout, disk I/O:
+            # this write is skipped
+            self._write_failed(exc, "ITM logits")
+            return not self.writable
+        self._db_unusable = True  # not a database: corrupted as a whole
+        self.stats.corrupted += 1
+        logger.warning(
+            "feature cache %s: corrupted ITM database %s (%s while %s: %s); ITM logits are computed and "
+            "not remembered until clear() replaces it",
+            self.directory,
+            _DB_NAME,
+            type(exc).__name__,
+            doing,
+            exc,
+        )
+        return False
+
+    def _close_db(self) -> None:
+        conn = getattr(self._local, "conn", None)
+        if conn is not None and getattr(self._local, "pid", None) == os.getpid():
+            conn.close()
+        self._local = threading.local()
+
+    def _read_logits(self, image_key: str, net_key: str, text_keys: list[str]) -> dict[str, tuple]:
+        conn = self._db()
+        if conn is None or not text_keys:
+            return {}
+        rows: list[tuple] = []
+        try:
+            for start in range(0, len(text_keys), _SQL_CHUNK):
+                chunk = text_keys[start : start + _SQL_CHUNK]
+                rows += conn.execute(
+                    "SELECT text_key, logit0, logit1, checksum FROM itm WHERE image_key = ? AND net_key = ? "
+                    f"AND text_key IN ({','.join('?' * len(chunk))})",
+                    (image_key, net_key, *chunk),
+                ).fetchall()
+        except sqlite3.Error as exc:
+            self._db_failed(exc, "reading")
+            return {}
+        found = {}
+        for text_key, a, b, checksum in rows:
+            why = _logits_problem(a, b)
+            if why is None and checksum != _logits_checksum(image_key, net_key, text_key, a, b):
+                why = "checksum mismatch"
+            if why is not None:
+                self._corrupted(f"ITM entry (image {image_key[:12]}, text {text_key[:12]})", why)
+                continue
+            found[text_key] = (a, b)
+        return found
+
+    def _write_logits(self, rows: list[tuple]) -> None:
+        if not self.writable or not rows:
+            return
+        conn = self._db()
+        if conn is None or not self.writable:
+            return
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            conn.executemany("INSERT OR REPLACE INTO itm VALUES (?, ?, ?, ?, ?, ?)", rows)
+            conn.execute("COMMIT")
+        except sqlite3.Error as exc:
+            if conn.in_transaction:
+                with contextlib.suppress(sqlite3.Error):
+                    conn.execute("ROLLBACK")
+            self._db_failed(exc, "writing")
 
     def itm_logits(self, model, image_key: str, tokenized, compute) -> torch.Tensor:
         """ITM logits (n_texts, 2) of one cached image against texts, computing only the new ones.
@@ -309,50 +524,109 @@ class FeatureCache:
         compute : callable
             ``compute(subset_of_tokenized) -> Tensor (n_subset, 2)`` for the texts not stored yet.
 
+        Returns
+        -------
+        Tensor of shape (n_texts, 2), float32
+
         A text is identified by its token ids (after normalisation and truncation), so the same
-        text always hits. The entry of an image is one small JSON file; an unreadable or malformed
-        one is logged, deleted and recomputed.
+        text always hits. Stored logits that fail validation are logged, counted as corrupted,
+        recomputed and stored again.
         """
-        path = self._itm_path(model, image_key)
-        stored: dict[str, list[float]] = {}
-        if path.is_file():
-            try:
-                stored = json.loads(path.read_text())
-                if not isinstance(stored, dict) or not all(
-                    isinstance(v, list) and len(v) == 2 and all(isinstance(x, float) for x in v)
-                    for v in stored.values()
-                ):
-                    raise ValueError("not a mapping of text keys to two logits")
-            except (OSError, ValueError) as exc:
-                self._corrupted(path, f"ITM entry: {exc}")
-                stored = {}
+        net_key = self._itm_net_key(model)
         text_keys = []
         for i in range(len(tokenized)):
             n = int(tokenized.attention_mask[i].sum())
             ids = tokenized.input_ids[i, :n].tolist()
-            text_keys.append(hashlib.sha256(json.dumps(ids).encode()).hexdigest()[:32])
-        missing = [i for i, k in enumerate(text_keys) if k not in stored]
-        self.stats.itm_hits += len(text_keys) - len(missing)
-        self.stats.itm_misses += len(missing)
+            text_keys.append(hashlib.sha256(json.dumps(ids).encode()).hexdigest())
+        first: dict[str, int] = {}  # each distinct text, by its first position
+        for i, k in enumerate(text_keys):
+            first.setdefault(k, i)
+        found = self._read_logits(image_key, net_key, list(first))
+        n_hits = sum(k in found for k in text_keys)
+        self.stats.itm_hits += n_hits
+        self.stats.itm_misses += len(text_keys) - n_hits
+        missing = [i for k, i in first.items() if k not in found]
         if missing:
             computed = compute(tokenized.select(missing)).detach().float().cpu()
+            rows = []
             for j, i in enumerate(missing):
-                stored[text_keys[i]] = [float(x) for x in computed[j]]
-            self._write_atomically(path, json.dumps(stored))
-        return torch.tensor([stored[k] for k in text_keys], dtype=torch.float32).reshape(-1, 2)
+                a, b = (float(x) for x in computed[j])
+                found[text_keys[i]] = (a, b)
+                if _logits_problem(a, b) is None:
+                    rows.append(
+                        (
+                            image_key,
+                            net_key,
+                            text_keys[i],
+                            a,
+                            b,
+                            _logits_checksum(image_key, net_key, text_keys[i], a, b),
+                        )
+                    )
+            self._write_logits(rows)
+        return torch.tensor([found[k] for k in text_keys], dtype=torch.float32).reshape(-1, 2)
 
-    @staticmethod
-    def _write_atomically(path: Path, text: str) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
-        try:
-            with os.fdopen(fd, "w") as f:
-                f.write(text)
-            os.replace(tmp, path)
-        except BaseException:
-            with contextlib.suppress(OSError):
-                os.unlink(tmp)
-            raise
+    # ------------------------------------------------------------------------- housekeeping
+    def _entry_files(self) -> Iterator[Path]:
+        states = self.directory / _STATES
+        if not states.is_dir():
+            return
+        for shard in sorted(states.iterdir()):
+            if shard.is_dir() and _SHARD.fullmatch(shard.name):
+                for p in sorted(shard.iterdir()):
+                    if _ENTRY.fullmatch(p.name) and p.name.startswith(shard.name):
+                        yield p
+
+    def __len__(self) -> int:
+        """The number of image entries (files this cache names; nothing else in the folder counts)."""
+        return sum(1 for _ in self._entry_files())
+
+    def clear(self) -> int:
+        """Delete every entry of this cache: image states, ITM logits, and the temporaries a killed
+        writer left; other files in the folder stay. The folder stays a cache (marker kept).
+
+        Returns
+        -------
+        int
+            The number of entries removed: image entries plus ITM logits of (image, text) pairs.
+            A read-only cache removes nothing (and logs why).
+        """
+        if not self.writable:
+            logger.warning("feature cache %s is read-only: clear() removed nothing", self.directory)
+            return 0
+        removed = 0
+        for path in list(self._entry_files()):
+            with contextlib.suppress(FileNotFoundError):
+                path.unlink()
+                removed += 1
+        states = self.directory / _STATES
+        shards = (
+            [s for s in states.iterdir() if s.is_dir() and _SHARD.fullmatch(s.name)]
+            if states.is_dir()
+            else []
+        )
+        for folder in (self.directory, states, *shards):
+            if folder.is_dir():
+                for p in folder.iterdir():
+                    if p.name.startswith(_TEMP_PREFIX) and p.is_file():
+                        with contextlib.suppress(FileNotFoundError):
+                            p.unlink()
+        for shard in shards:
+            with contextlib.suppress(OSError):  # only when empty
+                shard.rmdir()
+        db = self.directory / _DB_NAME
+        if db.is_file() and not self._db_unusable and (conn := self._db()) is not None:
+            try:
+                removed += conn.execute("DELETE FROM itm").rowcount
+            except sqlite3.Error as exc:
+                self._db_failed(exc, "clearing")
+        if self._db_unusable:  # a corrupted database: replace it
+            self._close_db()
+            for suffix in ("", "-wal", "-shm"):
+                with contextlib.suppress(FileNotFoundError):
+                    (self.directory / (_DB_NAME + suffix)).unlink()
+            self._db_unusable = False
+        return removed
 
     # ------------------------------------------------------------------------------ iteration
     def iter_states(
@@ -371,7 +645,6 @@ class FeatureCache:
         batch are preprocessed and go through the ViT, in one pass. With ``with_keys=True`` each
         batch also carries the entry names of its images, for :meth:`itm_logits`.
         """
-        from .images import load_image
         from .itm import _PROGRESS_MIN_IMAGES, THUMBNAIL_SIZE, _image_label
 
         batch_size = model._batch_size(batch_size)
@@ -387,7 +660,7 @@ class FeatureCache:
             names, thumbs, keys, rgbs = [], [], [], []
             for offset, item in enumerate(chunk):
                 index = start + offset
-                rgb = load_image(item, index)
+                rgb = model.preprocessing.load(item, index)  # the net's EXIF rule
                 key = self.key(model, image_content_hash(rgb))
                 raw = self.load(model, key)
                 if raw is not None:
@@ -411,11 +684,46 @@ class FeatureCache:
             yield (batch, names, thumbs, keys) if with_keys else (batch, names, thumbs)
 
 
+def _new_file_mode() -> int:
+    """The mode ``open()`` gives a new file: 0o666 less the process's umask (read once)."""
+    global _FILE_MODE
+    if _FILE_MODE is None:
+        umask = None
+        with contextlib.suppress(OSError, ValueError, StopIteration):  # Linux: read it without changing it
+            with open("/proc/self/status") as f:
+                umask = int(next(line for line in f if line.startswith("Umask:")).split()[1], 8)
+        if umask is None:
+            umask = os.umask(0o022)
+            os.umask(umask)
+        _FILE_MODE = 0o666 & ~umask
+    return _FILE_MODE
+
+
 def _checksum(t: torch.Tensor) -> str:
     h = hashlib.blake2b(digest_size=16)
     h.update(f"{t.dtype}{tuple(t.shape)}".encode())
     h.update(t.contiguous().reshape(-1).view(torch.uint8).numpy())
     return h.hexdigest()
+
+
+def _logits_checksum(image_key: str, net_key: str, text_key: str, a: float, b: float) -> str:
+    h = hashlib.blake2b(digest_size=16)
+    h.update(f"{image_key}|{net_key}|{text_key}|".encode())
+    h.update(struct.pack("<2d", a, b))
+    return h.hexdigest()
+
+
+def _logits_problem(a: Any, b: Any) -> str | None:
+    """Why two stored ITM logits are unusable, or ``None`` (sqlite stores NaN as NULL)."""
+    if a is None or b is None:
+        return f"logits ({a!r}, {b!r}) are NaN or missing"
+    if type(a) is not float or type(b) is not float:
+        return f"logits ({a!r}, {b!r}) are not two numbers"
+    if not (math.isfinite(a) and math.isfinite(b)):
+        return f"logits ({a!r}, {b!r}) are not finite"
+    if max(abs(a), abs(b)) > MAX_ABS_LOGIT:
+        return f"logits ({a!r}, {b!r}) exceed {MAX_ABS_LOGIT:g} in magnitude"
+    return None
 
 
 @contextlib.contextmanager

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 __all__ = [
     "BlipvizError",
+    "CacheFolderError",
     "ImageLoadError",
     "InputError",
     "InputTypeError",
@@ -26,6 +27,11 @@ class BlipvizError(Exception):
 
 class InputError(BlipvizError, ValueError):
     """An input has the right type but an unusable value (shape, range, count, option)."""
+
+
+class CacheFolderError(InputError):
+    """A path cannot be a feature cache: it is a file, a non-empty folder without blipviz's cache
+    marker, or a cache of another format version. Nothing in it was read, changed or deleted."""
 
 
 class MissingPartError(InputError):
@@ -49,5 +55,7 @@ class OfflineError(ModelLoadError):
 
 
 class NumericalError(BlipvizError, FloatingPointError):
-    """The net's output is not finite (NaN or inf): in practice float16 overflowing on a net whose
-    activations exceed 65504. Never returned as a score; load the net in float32 or bfloat16."""
+    """The net's output is not finite (NaN or inf). Never returned as a score. The message says why:
+    weights that hold NaN or inf (named; a broken or edited checkpoint, or float32 weights beyond
+    float16's range), or activations that overflowed the net's dtype (in practice float16 past
+    65504: load the net in float32 or bfloat16)."""

@@ -3,6 +3,11 @@
 Image and text embeddings live in the same 256-d space (``vision_proj`` / ``text_proj``, both
 L2-normalised), so one map can hold both: images are drawn as thumbnails, texts as callout labels,
 and every point is coloured by its label. umap-learn and scikit-learn are imported when used.
+
+What is an image and what is a text is said, never guessed: ``images=`` and ``texts=`` take them
+apart (a ``str`` in ``images=`` is a path, in ``texts=`` a text). The positional ``items`` may mix
+only items whose kind their type tells (PIL images, arrays, ``pathlib.Path``, bytes, features); a
+plain ``str`` there is refused, whether or not a file of that name exists.
 """
 
 from __future__ import annotations
@@ -10,16 +15,18 @@ from __future__ import annotations
 import os
 import warnings
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
 import torch
 
-from .errors import InputError
-from .images import load_image
+from .errors import InputError, InputTypeError
+from .images import as_image_list, load_image
 from .plotting import _add_thumbnail, _new_axes, shorten
 from .results import ImageFeatures, TextFeatures
+from .text import as_text_list
 
 if TYPE_CHECKING:
     from .itm import BlipITM
@@ -114,75 +121,154 @@ def reduce_to_2d(
 
 
 # ---------------------------------------------------------------------------------------- items
-def _is_text(item: Any) -> bool:
-    """A str is a text unless it names an existing file (then it is an image path)."""
-    if not isinstance(item, str):
-        return False
-    return not (len(item) < 4096 and "\n" not in item and os.path.isfile(item))
+@dataclass
+class _Group:
+    """Consecutive items of one kind: raw images, raw texts, or one features object."""
+
+    kind: str  # "image" or "text"
+    items: list[Any] | None = None  # raw images or texts
+    features: ImageFeatures | TextFeatures | None = None
 
 
-def _collect(items: Any, model: BlipITM | None, need_embeddings: bool):
+def _is_image(item: Any) -> bool:
+    """Items whose type says they are an image (a ``str`` never does: it may be a text)."""
+    from PIL import Image
+
+    return isinstance(item, Image.Image | np.ndarray | bytes | os.PathLike)
+
+
+def _groups_of_items(items: Any) -> list[_Group]:
+    """The positional ``items``: features, or items whose type tells their kind."""
+    if items is None:
+        return []
+    if isinstance(items, ImageFeatures | TextFeatures):
+        items = [items]
+    elif isinstance(items, str) or _is_image(items):
+        items = [items]
+    elif not isinstance(items, list | tuple):
+        try:
+            items = list(items)
+        except TypeError:
+            raise InputTypeError(
+                f"items must be images, features or a list of them, got {type(items).__name__}"
+            ) from None
+    groups: list[_Group] = []
+    for i, item in enumerate(items):
+        if isinstance(item, ImageFeatures | TextFeatures):
+            groups.append(_Group("image" if isinstance(item, ImageFeatures) else "text", features=item))
+        elif isinstance(item, str):
+            raise InputError(
+                f"items[{i}] is a str ({item!r:.60}): it could be a text or the path of an image, and "
+                "blipviz does not guess: pass images=[...] for image files (or a pathlib.Path) and "
+                "texts=[...] for texts"
+            )
+        elif _is_image(item):
+            if isinstance(item, np.ndarray) and item.ndim == 4:
+                raw = list(item)  # a stack of images
+            else:
+                raw = [item]
+            if groups and groups[-1].kind == "image" and groups[-1].items is not None:
+                groups[-1].items.extend(raw)
+            else:
+                groups.append(_Group("image", items=raw))
+        else:
+            raise InputTypeError(
+                f"items[{i}] is a {type(item).__name__}: items take PIL images, numpy arrays, "
+                "pathlib.Path, bytes, ImageFeatures or TextFeatures; pass texts with texts=[...]"
+            )
+    return groups
+
+
+def _groups_of(value: Any, kind: str) -> list[_Group]:
+    """``images=`` or ``texts=``: features, a list of features, or raw items of that kind."""
+    features_type = ImageFeatures if kind == "image" else TextFeatures
+    if value is None:
+        return []
+    if isinstance(value, features_type):
+        return [_Group(kind, features=value)]
+    if isinstance(value, list | tuple) and value and all(isinstance(v, features_type) for v in value):
+        return [_Group(kind, features=v) for v in value]
+    if kind == "image":
+        items = as_image_list(value)
+        for i, item in enumerate(items):
+            if isinstance(item, TextFeatures):
+                raise InputTypeError(f"images[{i}] is TextFeatures: pass them with texts=")
+        return [_Group("image", items=items)] if items else []
+    items = as_text_list(value, name="texts")
+    return [_Group("text", items=items)] if items else []
+
+
+def _check_nets(groups: list[_Group], model: BlipITM | None) -> None:
+    """Features must come from ``model`` (when given), and features of one kind from one net."""
+    seen: dict[str, tuple[str, str]] = {}
+    for group in groups:
+        f = group.features
+        if f is None:
+            continue
+        if model is not None:
+            model.check_origin(f)
+        elif f.fingerprint:
+            first = seen.setdefault(group.kind, (f.fingerprint, f.model_name))
+            if first[0] != f.fingerprint:
+                raise InputError(
+                    f"these {type(f).__name__} come from two nets ({first[1]!r}, weights {first[0][:12]}; "
+                    f"{f.model_name!r}, weights {f.fingerprint[:12]}): their embeddings are not in one "
+                    "space; compute them with one net"
+                )
+
+
+def _collect(groups: list[_Group], model: BlipITM | None, need_embeddings: bool):
     """-> (kinds, names, thumbnails (per item, None for texts), embeddings (n, d) or None)."""
     from .itm import _image_label
 
-    if items is None:
-        return [], [], [], None
-    parts = (
-        items
-        if isinstance(items, list | tuple)
-        and items
-        and all(isinstance(i, ImageFeatures | TextFeatures) for i in items)
-        else [items]
-    )
+    _check_nets(groups, model)
     kinds: list[str] = []
     names: list[str] = []
     thumbs: list[Any] = []
     chunks: list[np.ndarray] = []
-    for part in parts:
-        if isinstance(part, ImageFeatures):
-            kinds += ["image"] * len(part)
-            names += list(part.labels)
-            thumbs += list(part.thumbnails) if part.thumbnails else [None] * len(part)
-            chunks.append(part.embeddings.float().numpy())
+    image_index = 0
+    for group in groups:
+        f = group.features
+        if isinstance(f, ImageFeatures):
+            kinds += ["image"] * len(f)
+            names += list(f.labels)
+            thumbs += list(f.thumbnails) if f.thumbnails else [None] * len(f)
+            chunks.append(f.embeddings.float().numpy())
+            image_index += len(f)
             continue
-        if isinstance(part, TextFeatures):
-            kinds += ["text"] * len(part)
-            names += list(part.texts)
-            thumbs += [None] * len(part)
-            chunks.append(part.embeddings.float().numpy())
+        if isinstance(f, TextFeatures):
+            kinds += ["text"] * len(f)
+            names += list(f.texts)
+            thumbs += [None] * len(f)
+            chunks.append(f.embeddings.float().numpy())
             continue
-        raw = [part] if isinstance(part, str) else list(part)
-        text_at = [i for i, item in enumerate(raw) if _is_text(item)]
-        image_at = [i for i, item in enumerate(raw) if not _is_text(item)]
-        row_kinds = ["text" if _is_text(item) else "image" for item in raw]
-        row_names = [
-            str(item) if kind == "text" else _image_label(item, i)
-            for i, (item, kind) in enumerate(zip(raw, row_kinds, strict=True))
-        ]
+        raw = group.items or []
+        if need_embeddings and model is None:
+            raise InputError("pass model=... to embed the items, or embeddings=... computed before")
+        if group.kind == "text":
+            kinds += ["text"] * len(raw)
+            names += list(raw)
+            thumbs += [None] * len(raw)
+            if need_embeddings:
+                chunks.append(model.encode_texts(raw).embeddings.float().numpy())
+            continue
+        labels = [_image_label(item, image_index + i) for i, item in enumerate(raw)]
         row_thumbs: list[Any] = [None] * len(raw)
-        emb = None
         if need_embeddings:
-            if model is None:
-                raise InputError("pass model=... to embed the items, or embeddings=... computed before")
-            emb = np.zeros((len(raw), int(model.config.image_text_hidden_size)), dtype=np.float32)
-            if image_at:
-                feats = model.encode_images([raw[i] for i in image_at], keep_raw=False)
-                emb[image_at] = feats.embeddings.float().numpy()
-                for k, i in enumerate(image_at):
-                    row_thumbs[i] = feats.thumbnails[k] if feats.thumbnails else None
-            if text_at:
-                emb[text_at] = model.encode_texts([raw[i] for i in text_at]).embeddings.float().numpy()
-        for i in image_at:
+            feats = model.encode_images(raw, keep_raw=False, labels=labels)
+            chunks.append(feats.embeddings.float().numpy())
+            row_thumbs = list(feats.thumbnails) if feats.thumbnails else row_thumbs
+        load = model.preprocessing.load if model is not None else load_image
+        for i, item in enumerate(raw):
             if row_thumbs[i] is None:
-                thumb = load_image(raw[i], i).copy()
+                thumb = load(item, image_index + i).copy()
                 thumb.thumbnail((_THUMBNAIL_PIXELS, _THUMBNAIL_PIXELS))
                 row_thumbs[i] = thumb
-        kinds += row_kinds
-        names += row_names
+        kinds += ["image"] * len(raw)
+        names += labels
         thumbs += row_thumbs
-        if emb is not None:
-            chunks.append(emb)
-    embeddings = np.concatenate(chunks) if chunks and len(chunks) == len(parts) else None
+        image_index += len(raw)
+    embeddings = np.concatenate(chunks) if chunks and len(chunks) == len(groups) else None
     return kinds, names, thumbs, embeddings
 
 
@@ -251,6 +337,8 @@ class FeatureSpaceDisplay:
         items: Any = None,
         model: BlipITM | None = None,
         *,
+        images: Any = None,
+        texts: Any = None,
         embeddings: np.ndarray | torch.Tensor | None = None,
         labels: Sequence[Any] | None = None,
         method: str = "umap",
@@ -261,7 +349,8 @@ class FeatureSpaceDisplay:
     ) -> FeatureSpaceDisplay:
         """Embed (if needed) and project the items; nothing is drawn. Arguments as in
         :func:`feature_space_plot`."""
-        kinds, names, thumbs, computed = _collect(items, model, need_embeddings=embeddings is None)
+        groups = _groups_of_items(items) + _groups_of(images, "image") + _groups_of(texts, "text")
+        kinds, names, thumbs, computed = _collect(groups, model, need_embeddings=embeddings is None)
         if embeddings is not None:
             emb = (
                 embeddings.detach().float().cpu().numpy()
@@ -269,14 +358,17 @@ class FeatureSpaceDisplay:
                 else embeddings
             )
             emb = np.asarray(emb, dtype=np.float64)
-            if items is None:
+            if not groups:
                 kinds = ["point"] * len(emb)
                 names = [f"point {i}" for i in range(len(emb))]
                 thumbs = [None] * len(emb)
             elif len(kinds) != len(emb):
                 raise InputError(f"got {len(emb)} embeddings for {len(kinds)} items")
         elif computed is None:
-            raise InputError("nothing to map: pass items (with a model, or as features) or embeddings=...")
+            raise InputError(
+                "nothing to map: pass images=... and / or texts=... (with a model, or as features), or "
+                "embeddings=..."
+            )
         else:
             emb = computed
         if labels is None:
@@ -405,6 +497,8 @@ def feature_space_plot(
     items: Any = None,
     model: BlipITM | None = None,
     *,
+    images: Any = None,
+    texts: Any = None,
     embeddings: np.ndarray | torch.Tensor | None = None,
     labels: Sequence[Any] | None = None,
     method: str = "umap",
@@ -419,16 +513,22 @@ def feature_space_plot(
 
     Parameters
     ----------
-    items : images, texts, features, or a list of ImageFeatures / TextFeatures, optional
-        A sequence mixing images (PIL images, arrays, ``pathlib.Path``, bytes, or a str naming an
-        existing file) and texts (any other str); or ``ImageFeatures`` / ``TextFeatures`` (or a
-        list of them), whose embeddings are used as they are. Images become thumbnails, texts
-        callouts.
+    items : features, images, or a list mixing them, optional
+        Items whose type tells their kind: ``ImageFeatures`` / ``TextFeatures`` (embeddings used as
+        they are), PIL images, numpy arrays, ``pathlib.Path``, encoded bytes. A plain ``str`` is
+        refused here (:class:`blipviz.InputError`): it could be a text or a path, so pass it with
+        ``images=`` or ``texts=``. Images become thumbnails, texts callouts.
     model : BlipITM, optional
-        Embeds raw items (``encode_images`` / ``encode_texts``).
+        Embeds raw images and texts (``encode_images`` / ``encode_texts``). Features given with it
+        must come from it (:meth:`blipviz.BlipITM.check_origin`); without it, features of one kind
+        must come from one net.
+    images : image, sequence of images, ImageFeatures, or a list of ImageFeatures, optional
+        Images: a ``str`` here is always a path (a missing file is an :class:`blipviz.ImageLoadError`).
+    texts : str, sequence of str, TextFeatures, or a list of TextFeatures, optional
+        Texts: a ``str`` is one text, even if a file of that name exists.
     embeddings : ndarray or Tensor of shape (n, d), optional
-        Precomputed embeddings (one per item, in order); ``items`` is then optional and only used for
-        drawing.
+        Precomputed embeddings, one per item in map order; the items are then optional and only used
+        for drawing.
     labels : sequence of length n, optional
         Colour groups; default: the kind of each item ("image", "text", "point").
     method : {"umap", "tsne", "pca"}, default "umap"
@@ -444,11 +544,19 @@ def feature_space_plot(
     -------
     FeatureSpaceDisplay
         ``.coords_`` (DataFrame with ``x``, ``y``, ``kind``, ``label``, ``name``), ``.ax_``,
-        ``.figure_``.
+        ``.figure_``. Map order: ``items``, then ``images``, then ``texts``.
+
+    Examples
+    --------
+    >>> blipviz.feature_space_plot(model=model, images=photos, texts=captions)  # doctest: +SKIP
+    >>> both = [model.encode_images(photos), model.encode_texts(captions)]  # doctest: +SKIP
+    >>> blipviz.feature_space_plot(both)  # doctest: +SKIP
     """
     disp = FeatureSpaceDisplay.from_items(
         items,
         model,
+        images=images,
+        texts=texts,
         embeddings=embeddings,
         labels=labels,
         method=method,

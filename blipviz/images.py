@@ -2,6 +2,12 @@
 
 BLIP's test transform is ``Resize((s, s), BICUBIC)`` on a PIL image, ``ToTensor()`` and
 ``Normalize(mean, std)``; this module does the same with PIL and numpy only (no torchvision).
+
+One difference, on by default and switchable: a photograph whose EXIF ``Orientation`` tag says it
+is stored rotated is turned upright first (``ImageOps.exif_transpose``, as transformers'
+``load_image`` does), so the net sees what a viewer shows. BLIP's dataset code
+(``Image.open(path).convert("RGB")``) and ``BlipImageProcessor`` do not; for their exact pixels use
+``ImagePreprocessing(..., exif_transpose=False)``. Images without the tag are unaffected.
 """
 
 from __future__ import annotations
@@ -43,15 +49,16 @@ def _describe(item: Any, index: int | None) -> str:
     return where
 
 
-def to_rgb(image: Image.Image) -> Image.Image:
+def to_rgb(image: Image.Image, *, exif_transpose: bool = True) -> Image.Image:
     """Convert any PIL mode to RGB the way ``Image.convert("RGB")`` does in BLIP's dataset code.
 
     Modes with more than 8 bits per channel (``I;16``, ``I``, ``F``) are first scaled to 0-255 from
     their type's range (``I;16``: 0-65535; ``I``: 0-65535 clipped; ``F``: 0-1 clipped), since Pillow
     would otherwise clip them to white. Alpha is dropped (not composited), as BLIP's ``convert`` does.
-    EXIF orientation is applied.
+    With ``exif_transpose=True`` (default) the EXIF orientation is applied first (BLIP does not).
     """
-    image = ImageOps.exif_transpose(image)
+    if exif_transpose:
+        image = ImageOps.exif_transpose(image)
     mode = image.mode
     if mode in ("I;16", "I;16B", "I;16L", "I;16N", "I"):
         arr = np.asarray(image, dtype=np.float64)
@@ -94,7 +101,7 @@ def _from_array(arr: np.ndarray, where: str) -> Image.Image:
     return Image.fromarray(np.ascontiguousarray(pixels))  # L, RGB or RGBA from the shape
 
 
-def load_image(item: ImageLike, index: int | None = None) -> Image.Image:
+def load_image(item: ImageLike, index: int | None = None, *, exif_transpose: bool = True) -> Image.Image:
     """Read one image into an RGB PIL image.
 
     Parameters
@@ -104,11 +111,15 @@ def load_image(item: ImageLike, index: int | None = None) -> Image.Image:
         (H, W, 3) or (H, W, 4), uint8 in 0-255 or float in [0, 1].
     index : int, optional
         Position of the item in the caller's list, used in error messages.
+    exif_transpose : bool, default True
+        Turn the image upright by its EXIF ``Orientation`` tag (as transformers' ``load_image``
+        does); ``False`` keeps the stored pixels, as BLIP's dataset code and ``BlipImageProcessor``
+        do. A net's own loading follows :attr:`ImagePreprocessing.exif_transpose`.
 
     Returns
     -------
     PIL.Image.Image
-        Mode ``"RGB"``, EXIF orientation applied.
+        Mode ``"RGB"``.
 
     Raises
     ------
@@ -131,7 +142,7 @@ def load_image(item: ImageLike, index: int | None = None) -> Image.Image:
                 opened.load()
                 if opened.width == 0 or opened.height == 0:
                     raise InputError(f"{where}: the image has no pixels")
-                return to_rgb(opened)
+                return to_rgb(opened, exif_transpose=exif_transpose)
         except Image.DecompressionBombError as exc:
             raise ImageLoadError(f"{where}: refused as a decompression bomb ({exc})") from None
         except UnidentifiedImageError:
@@ -149,7 +160,7 @@ def load_image(item: ImageLike, index: int | None = None) -> Image.Image:
     if image.width == 0 or image.height == 0:
         raise InputError(f"{where}: the image has no pixels ({image.width}x{image.height})")
     try:
-        return to_rgb(image)
+        return to_rgb(image, exif_transpose=exif_transpose)
     except (OSError, ValueError) as exc:
         raise ImageLoadError(f"{where}: could not be converted to RGB ({exc})") from None
 
@@ -182,11 +193,23 @@ class ImagePreprocessing:
         Side of the square the image is resized to (384 for every net of the family).
     mean, std : tuple of 3 floats
         Per-channel normalisation.
+    exif_transpose : bool, default True
+        Turn photographs upright by their EXIF ``Orientation`` tag when loading them (what a viewer
+        shows; transformers' ``load_image`` does the same). BLIP's dataset code and
+        ``BlipImageProcessor`` do not: ``False`` gives their exact pixels for tagged photographs.
+        Change a loaded net's with ``model.preprocessing = dataclasses.replace(model.preprocessing,
+        exif_transpose=False)``.
     """
 
     image_size: int = 384
     mean: tuple[float, float, float] = BLIP_IMAGE_MEAN
     std: tuple[float, float, float] = BLIP_IMAGE_STD
+    exif_transpose: bool = True
+
+    def load(self, item: ImageLike, index: int | None = None) -> Image.Image:
+        """Read one image into an RGB PIL image with this preprocessing's EXIF rule (see
+        :func:`load_image`)."""
+        return load_image(item, index, exif_transpose=self.exif_transpose)
 
     def __call__(self, image: Image.Image) -> torch.Tensor:
         """One RGB PIL image -> float32 tensor of shape (3, image_size, image_size)."""
@@ -202,4 +225,4 @@ class ImagePreprocessing:
         """
         if not images:
             return torch.zeros((0, 3, self.image_size, self.image_size))
-        return torch.stack([self(load_image(im, start + i)) for i, im in enumerate(images)])
+        return torch.stack([self(self.load(im, start + i)) for i, im in enumerate(images)])

@@ -3,6 +3,10 @@
 :func:`net_information` works on a loaded net, one of its parts, any ``torch.nn.Module``, or an
 architecture name of the family; with a name the net is built on PyTorch's ``meta`` device (shapes
 only, no memory, nothing downloaded), so it answers in about a second even for ViT-L/16.
+
+Counts cover every weight the net holds: an int8 net (``load_model(..., quantize="int8")``) packs
+its encoder Linear weights outside ``nn.Parameter``; they are counted under their float names and
+flagged ``quantized`` (see :func:`blipviz.quantize.held_weights`).
 """
 
 from __future__ import annotations
@@ -30,16 +34,21 @@ class NetInformation:
         What was described: ``"BlipForImageTextRetrieval"``, or a part (``"ImageEncoder"``, ...).
     arrays_element_counts : DataFrame
         One row per weight array, indexed by its name in the wrapped Hugging Face model; columns
-        ``shape`` (tuple) and ``elements`` (int).
+        ``shape`` (tuple), ``elements`` (int), ``dtype`` (str: ``"float32"``, ..., ``"qint8"``) and
+        ``quantized`` (bool: stored as int8). Int8-packed weights keep their float names.
     arrays_total_element_count : int
-        Number of weights (shared arrays counted once).
+        Number of weights (shared arrays counted once), int8-packed ones included.
     layer_type_counts : Series
         Number of leaf modules (``Linear``, ``LayerNorm``, ``Conv2d``, ``Embedding``, ``Dropout``,
-        activations, ...) of each class, most frequent first.
+        activations, ...) of each class, most frequent first; a dynamically quantised Linear counts
+        as ``"Linear (int8)"``.
     parts : DataFrame or None
         For a whole net: one row per part (``ImageEncoder``, ``TextEncoder``, ``MultimodalEncoder``)
-        with ``arrays``, ``elements`` and ``layers``; the parts share the text tower's embeddings and
-        self-attention, so their elements add up to more than the total. ``None`` for a part.
+        with ``arrays``, ``elements``, ``quantized_elements`` and ``layers``; the parts share the text
+        tower's embeddings and self-attention, so their elements add up to more than the total.
+        ``None`` for a part.
+    arrays_quantized_element_count : int
+        How many of the weights are stored as int8 (0 for a float net).
     """
 
     name: str
@@ -48,11 +57,18 @@ class NetInformation:
     layer_type_counts: pd.Series
     parts: pd.DataFrame | None = None
     part_information: dict[str, NetInformation] = field(default_factory=dict, repr=False)
+    arrays_quantized_element_count: int = 0
 
     def __repr__(self) -> str:
+        int8 = (
+            f", int8 elements={self.arrays_quantized_element_count:,}"
+            if self.arrays_quantized_element_count
+            else ""
+        )
         return (
             f"NetInformation({self.name!r}, arrays={len(self.arrays_element_counts)}, "
-            f"elements={self.arrays_total_element_count:,}, layers={int(self.layer_type_counts.sum())})"
+            f"elements={self.arrays_total_element_count:,}{int8}, "
+            f"layers={int(self.layer_type_counts.sum())})"
         )
 
     def part(self, name: str) -> NetInformation:
@@ -62,7 +78,7 @@ class NetInformation:
         return self.part_information[name]
 
     def to_pandas(self) -> pd.DataFrame:
-        """One-row summary: ``name``, ``arrays``, ``elements``, ``layers``."""
+        """One-row summary: ``name``, ``arrays``, ``elements``, ``quantized_elements``, ``layers``."""
         return pd.DataFrame([self._summary()]).set_index("name")
 
     def _summary(self) -> dict[str, Any]:
@@ -70,39 +86,72 @@ class NetInformation:
             name=self.name,
             arrays=len(self.arrays_element_counts),
             elements=self.arrays_total_element_count,
+            quantized_elements=self.arrays_quantized_element_count,
             layers=int(self.layer_type_counts.sum()),
         )
 
 
-def _leaf_modules(model: nn.Module, keep: set[str] | None) -> list[nn.Module]:
-    """Leaf modules of ``model``; with ``keep`` (parameter names), those of that part only.
+def _held_by_module(model: nn.Module) -> dict[str, list[str]]:
+    """Module name -> names of the weights it holds itself (packed int8 ones included)."""
+    from .quantize import held_weights
 
-    A leaf with weights belongs to the part if one of its weights does; a leaf without weights
-    (dropout, activation) if its parent's weights include one of the part's.
+    owners: dict[str, list[str]] = {}
+    for weight in held_weights(model):
+        module, _, _ = weight.name.rpartition(".")
+        owners.setdefault(module, []).append(weight.name)
+    return owners
+
+
+def _layer_type(module: nn.Module) -> str:
+    from .quantize import is_packed_linear
+
+    return f"{type(module).__name__} (int8)" if is_packed_linear(module) else type(module).__name__
+
+
+def _leaf_modules(model: nn.Module, keep: set[str] | None) -> list[nn.Module]:
+    """Leaf modules of ``model``; with ``keep`` (weight names), those of that part only.
+
+    A dynamically quantised Linear is a leaf (its packed weights are its own). A leaf with weights
+    belongs to the part if one of its weights does; a leaf without weights (dropout, activation) if
+    its parent's weights include one of the part's.
     """
+    from .quantize import is_packed_linear
+
     modules = dict(model.named_modules())
+    owners = _held_by_module(model)
+    packed = [name for name, m in modules.items() if is_packed_linear(m)]
     leaves = []
     for name, module in modules.items():
-        if next(module.children(), None) is not None:
+        if any(name.startswith(f"{p}.") for p in packed):
+            continue  # inside a packed Linear
+        if next(module.children(), None) is not None and name not in packed:
             continue
         if keep is None:
             leaves.append(module)
             continue
-        own = [f"{name}.{n}" for n, _ in module.named_parameters(recurse=False)]
+        own = owners.get(name, [])
         if not own:
             parent = name.rsplit(".", 1)[0] if "." in name else ""
-            own = [f"{parent}.{n}" if parent else n for n, _ in modules[parent].named_parameters()]
+            own = [
+                n for m, names in owners.items() if m == parent or m.startswith(f"{parent}.") for n in names
+            ]
         if any(n in keep for n in own):
             leaves.append(module)
     return leaves
 
 
 def _describe(model: nn.Module, name: str, keep: set[str] | None) -> NetInformation:
+    from .quantize import held_weights
+
     rows = [
-        (n, tuple(p.shape), int(p.numel())) for n, p in model.named_parameters() if keep is None or n in keep
+        (w.name, w.shape, w.elements, w.dtype, w.quantized)
+        for w in held_weights(model)
+        if keep is None or w.name in keep
     ]
-    arrays = pd.DataFrame(rows, columns=["name", "shape", "elements"]).set_index("name")
-    layers = Counter(type(m).__name__ for m in _leaf_modules(model, keep))
+    arrays = pd.DataFrame(rows, columns=["name", "shape", "elements", "dtype", "quantized"]).set_index("name")
+    arrays["elements"] = arrays["elements"].astype("int64")
+    arrays["quantized"] = arrays["quantized"].astype(bool)
+    layers = Counter(_layer_type(m) for m in _leaf_modules(model, keep))
     counts = pd.Series(dict(layers.most_common()), name="count", dtype="int64")
     counts.index.name = "layer type"
     return NetInformation(
@@ -110,15 +159,17 @@ def _describe(model: nn.Module, name: str, keep: set[str] | None) -> NetInformat
         arrays_element_counts=arrays,
         arrays_total_element_count=int(arrays["elements"].sum()) if rows else 0,
         layer_type_counts=counts,
+        arrays_quantized_element_count=int(arrays.loc[arrays["quantized"], "elements"].sum()) if rows else 0,
     )
 
 
 def _whole(hf_model: nn.Module) -> NetInformation:
-    from .models import PARTS, part_parameter_names
+    from .models import PARTS
+    from .quantize import part_weight_names
 
     info = _describe(hf_model, type(hf_model).__name__, None)
     info.part_information = {
-        part: _describe(hf_model, part, set(part_parameter_names(hf_model, part))) for part in PARTS
+        part: _describe(hf_model, part, set(part_weight_names(hf_model, part))) for part in PARTS
     }
     info.parts = pd.concat([p.to_pandas() for p in info.part_information.values()])
     info.parts.index.name = "part"

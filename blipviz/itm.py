@@ -27,8 +27,8 @@ import pandas as pd
 import torch
 import torch.nn.functional as F
 
-from .errors import InputError, MissingPartError, NumericalError
-from .images import ImageLike, ImagePreprocessing, as_image_list, load_image
+from .errors import InputError, InputTypeError, MissingPartError, NumericalError
+from .images import ImageLike, ImagePreprocessing, as_image_list
 from .models import PARTS, _check_choice, part_parameter_names
 from .results import ImageFeatures, ScoreMatrix, TextFeatures
 from .text import TokenizedTexts, blip_tokenizer, tokenize
@@ -57,6 +57,19 @@ def _positive_int(name: str, value: Any) -> int:
     return value
 
 
+def _as_tensor(value: Any, what: str) -> torch.Tensor:
+    """``value`` if it is a Tensor; a numeric numpy array as a CPU Tensor (sharing its memory where
+    it can); anything else an :class:`InputTypeError` naming ``what``."""
+    if isinstance(value, torch.Tensor):
+        return value
+    if isinstance(value, np.ndarray) and value.dtype.kind in "iuf":
+        if not (value.flags.writeable and value.flags.c_contiguous):
+            value = np.array(value, order="C")
+        return torch.from_numpy(value)
+    kind = f"a numpy array of dtype {value.dtype}" if isinstance(value, np.ndarray) else type(value).__name__
+    raise InputTypeError(f"{what} must be a Tensor or a numeric numpy array, got {kind}")
+
+
 class BlipITM:
     """A BLIP image-text matching net: image encoder, text encoder and multimodal encoder.
 
@@ -71,6 +84,8 @@ class BlipITM:
     first_token : {"enc", "cls"}
     normalize_text : bool
     max_text_tokens : int or None
+        Token limit of texts; ``None``: the text encoder's own (:attr:`text_token_limit`, 512). A
+        value above the encoder's positions is refused (:class:`blipviz.InputError`).
     """
 
     def __init__(
@@ -93,10 +108,13 @@ class BlipITM:
         self.first_token = first_token
         self.normalize_text = normalize_text
         self.max_text_tokens = max_text_tokens
+        self._token_limit()  # None, or at most the text encoder's positions: checked now, not mid-call
         self.feature_cache = None  # a blipviz.cache.FeatureCache: image features looked up on disk first
         self.quantization: str | None = None  # "int8" after blipviz.quantize.quantize_int8
         # The parts whose weights are in memory: all three, or the one kept by keep_only_part.
         self.parts: frozenset[str] = frozenset(PARTS)
+        # Weights fingerprints by (group, dtype, quantization): see fingerprint().
+        self._fingerprints: dict[tuple[str, str, str], str] = {}
         self.image_encoder = ImageEncoder(self)
         self.text_encoder = TextEncoder(self)
         self.multimodal_encoder = MultimodalEncoder(self)
@@ -131,14 +149,120 @@ class BlipITM:
         )
 
     # ----------------------------------------------------------------------------- low level
-    def tokenize(self, texts: str | Sequence[str]) -> TokenizedTexts:
-        """Tokenise texts with this net's text options (normalisation, 35-token limit)."""
-        return tokenize(texts, normalize=self.normalize_text, max_tokens=self.max_text_tokens)
+    @property
+    def text_token_limit(self) -> int:
+        """The token limit texts are cut to: ``max_text_tokens``, or for ``None`` the text encoder's
+        own, ``config.text_config.max_position_embeddings`` (512)."""
+        return self._token_limit()
+
+    def _token_limit(self) -> int:
+        positions = int(self.config.text_config.max_position_embeddings)
+        limit = self.max_text_tokens
+        if limit is None:
+            return positions
+        if isinstance(limit, int) and not isinstance(limit, bool) and limit > positions:
+            raise InputError(
+                f"max_text_tokens={limit} is more than the text encoder's {positions} positions: use at "
+                f"most {positions}, or None for the encoder's own limit"
+            )
+        if isinstance(limit, bool) or not isinstance(limit, int) or limit < 2:
+            raise InputError(
+                f"max_text_tokens must be None or a whole number from 2 ([CLS] and [SEP]) to {positions} "
+                f"(the text encoder's {positions} positions), got {limit!r}"
+            )
+        return limit
+
+    def tokenize(self, texts: str | Sequence[str], *, warn: bool = True) -> TokenizedTexts:
+        """Tokenise texts with this net's text options (normalisation, token limit).
+
+        A ``str`` is one text. Texts longer than the limits are cut (50 words by the normalisation,
+        then :attr:`text_token_limit` tokens); the result's ``truncated`` / ``truncated_by`` say
+        which, and with ``warn=True`` one :class:`blipviz.TruncationWarning` gives the count.
+        """
+        from .text import BLIP_MAX_TEXT_TOKENS, BLIP_MAX_WORDS, warn_truncated
+
+        limit = self._token_limit()
+        tokenized = tokenize(texts, normalize=self.normalize_text, max_tokens=limit)
+        if warn:
+            positions = int(self.config.text_config.max_position_embeddings)
+            note = (
+                "BLIP's limit"
+                if limit == BLIP_MAX_TEXT_TOKENS
+                else f"the text encoder's {positions} positions"
+                if limit == positions
+                else "max_text_tokens"
+            )
+            max_words = BLIP_MAX_WORDS if self.normalize_text else None
+            warn_truncated(tokenized.truncated_by, limit, max_words=max_words, limit_note=note)
+        return tokenized
+
+    def check_origin(self, features: ImageFeatures | TextFeatures) -> None:
+        """Refuse features computed by another net: :class:`blipviz.InputError` naming both nets.
+
+        ``ImageFeatures`` carry ``fingerprint("image")`` of the net that made them, ``TextFeatures``
+        its ``fingerprint("text")`` (text tower and ITM head: also TextFeatures used only for their
+        token ids by the ITM pass must come from this net). Features whose fingerprint is ``""``
+        (built by hand) are accepted. Nets with equal weights (same checkpoint, seed, dtype and
+        quantisation, also loaded separately or by :func:`blipviz.load_part`) accept each other's.
+        """
+        group = "image" if isinstance(features, ImageFeatures) else "text"
+        theirs = getattr(features, "fingerprint", "")
+        if not theirs:
+            return
+        mine = self.fingerprint(group)
+        if theirs != mine:
+            raise InputError(
+                f"these {type(features).__name__} were computed by another net: "
+                f"{features.model_name or 'unnamed'!r} ({group} weights {theirs[:12]}), not this net "
+                f"{self.name!r} ({group} weights {mine[:12]}); features only mean something to the net "
+                f"that made them: compute them again with this net"
+            )
 
     def _tokenized(self, texts: Texts) -> TokenizedTexts:
         if isinstance(texts, TextFeatures):
+            self.check_origin(texts)
             return texts.tokenized
         return self.tokenize(texts)
+
+    def _text_features(self, texts: Texts) -> TextFeatures:
+        """TextFeatures of this net: given ones checked (:meth:`check_origin`), or texts encoded."""
+        if isinstance(texts, TextFeatures):
+            self.check_origin(texts)
+            return texts
+        return self.encode_texts(texts)
+
+    def fingerprint(self, group: str = "image") -> str:
+        """SHA-256 of the content of the weights behind one kind of feature (64 hex digits).
+
+        Parameters
+        ----------
+        group : {"image", "text"}
+            ``"image"``: ``vision_model`` and ``vision_proj`` (image states and embeddings);
+            ``"text"``: ``text_encoder``, ``text_proj`` and ``itm_head`` (text embeddings, and ITM
+            logits given image states). See :data:`blipviz.fingerprint.WEIGHT_GROUPS`.
+
+        Computed from the weights (dtype and int8 packing included) on first use, then remembered on
+        this net for its current dtype and quantisation; :meth:`keep_only_part` takes both before
+        freeing weights. Weights edited in place later are not noticed: call
+        :meth:`forget_fingerprints` after editing them.
+        """
+        from .fingerprint import WEIGHT_GROUPS, weights_fingerprint
+
+        _check_choice("group", group, tuple(WEIGHT_GROUPS))
+        slot = (group, str(self.dtype), str(self.quantization or ""))
+        value = self._fingerprints.get(slot)
+        if value is None:
+            if any(p.is_meta for n, p in self.hf.named_parameters() if n.startswith(WEIGHT_GROUPS[group])):
+                raise MissingPartError(
+                    f"the {group} weights of this net were freed (load_part) before their fingerprint "
+                    "was taken"
+                )
+            value = self._fingerprints[slot] = weights_fingerprint(self.hf, WEIGHT_GROUPS[group])
+        return value
+
+    def forget_fingerprints(self) -> None:
+        """Drop the remembered weights fingerprints (call it after editing the weights in place)."""
+        self._fingerprints.clear()
 
     def keep_only_part(self, part: str) -> BlipITM:
         """Free the weights that ``part`` does not use (they move to the ``meta`` device); returns self.
@@ -149,6 +273,8 @@ class BlipITM:
         raises :class:`blipviz.MissingPartError`. Used by :func:`blipviz.load_part`.
         """
         _check_choice("part", part, PARTS)
+        for group in ("image", "text"):  # features stay identifiable after the weights are gone
+            self.fingerprint(group)
         keep = set(part_parameter_names(self.hf, part))
         for module_name, module in self.hf.named_modules():
             for leaf, param in list(module._parameters.items()):
@@ -186,10 +312,32 @@ class BlipITM:
             bad = (~finite).nonzero().flatten().tolist()
             raise NumericalError(
                 f"the net's {what} came out NaN or inf for {len(bad)} of {len(values)} items of a batch "
-                f"(positions {bad[:10]}) in {str(self.dtype).replace('torch.', '')}: the activations "
-                "overflowed; load the net with dtype=torch.float32 or torch.bfloat16"
+                f"(positions {bad[:10]}) in {str(self.dtype).replace('torch.', '')}: "
+                + self._nonfinite_cause()
             )
         return values
+
+    def _nonfinite_cause(self) -> str:
+        """Why the net produced NaN or inf: weights that hold NaN or inf (named), or activations that
+        overflowed this dtype; advice to change the dtype only where another dtype can help."""
+        dtype = str(self.dtype).replace("torch.", "")
+        params = [(n, p) for n, p in self.hf.named_parameters() if not p.is_meta and p.is_floating_point()]
+        broken = [n for n, p in params if not bool(torch.isfinite(p).all())]
+        if broken:
+            names = ", ".join(broken[:3]) + (", ..." if len(broken) > 3 else "")
+            cause = (
+                f"the weights themselves hold NaN or inf ({len(broken)} of {len(params)} weight tensors: "
+                f"{names}); "
+            )
+            nan = any(bool(torch.isnan(p).any()) for n, p in params if n in broken)
+            if self.dtype == torch.float16 and not nan:
+                return cause + "weights beyond float16's range (65504) become inf: load in torch.float32"
+            return cause + "the checkpoint is broken or its weights were edited: reload it from a sound copy"
+        if self.dtype == torch.float16:
+            return "the activations overflowed float16; load the net in torch.float32 or torch.bfloat16"
+        if self.dtype == torch.bfloat16:
+            return "the activations overflowed in bfloat16; load the net with dtype=torch.float32"
+        return f"the weights are finite, but the activations overflowed {dtype}: weights or inputs too large"
 
     def _image_projection(self, states: torch.Tensor) -> torch.Tensor:
         """(n, 1 + P, width) -> (n, 256) ``vision_proj`` of the [CLS] state, before normalising."""
@@ -260,7 +408,7 @@ class BlipITM:
             chunk = images[start : start + batch_size]
             pixels, labels, thumbs = [], [], []
             for offset, item in enumerate(chunk):
-                rgb = load_image(item, start + offset)
+                rgb = self.preprocessing.load(item, start + offset)  # its EXIF rule
                 pixels.append(self.preprocessing(rgb))
                 labels.append(_image_label(item, start + offset))
                 thumb = rgb.copy()
@@ -374,6 +522,16 @@ class BlipITM:
         return pixels
 
     def _check_features(self, features: ImageFeatures, need_raw: bool) -> None:
+        """Check ``features`` against this net: raw states kept if ``need_raw``, shapes, finite values.
+
+        Numeric numpy arrays in ``.embeddings``, ``.projected`` or ``.raw`` are replaced by Tensors
+        over the same memory (values unchanged); any other type is an :class:`InputTypeError`, NaN or
+        inf an :class:`InputError` naming the images.
+        """
+        for field in ("embeddings", "projected", "raw"):
+            value = getattr(features, field)
+            if value is not None and not isinstance(value, torch.Tensor):
+                setattr(features, field, _as_tensor(value, f"ImageFeatures.{field}"))
         if need_raw and features.raw is None:
             raise InputError(
                 "these ImageFeatures were computed with keep_raw=False; the multimodal encoder needs "
@@ -391,6 +549,7 @@ class BlipITM:
             raise InputError(
                 f"ImageFeatures embeddings have shape {tuple(features.embeddings.shape)}, expected (n, {dim})"
             )
+        self.check_origin(features)  # same geometry, but maybe another net's weights
         tensors = [features.embeddings] + ([features.raw] if features.raw is not None else [])
         for t in tensors:
             if not torch.isfinite(t).all():
@@ -451,6 +610,7 @@ class BlipITM:
             labels=names,
             thumbnails=thumbs if len(thumbs) == len(names) and names else None,
             model_name=self.name,
+            fingerprint=self.fingerprint("image"),
         )
 
     def encode_texts(self, texts: str | Sequence[str], *, batch_size: int = 128) -> TextFeatures:
@@ -460,12 +620,14 @@ class BlipITM:
         ----------
         texts : str or sequence of str
         batch_size : int, default 128
+            Texts per text-encoder pass; below 1: :class:`blipviz.InputError`.
 
         Returns
         -------
         TextFeatures
             ``.embeddings`` (n, 256), ``.tokens``, ``.truncated``.
         """
+        batch_size = _positive_int("batch_size", batch_size)
         tokenized = self.tokenize(texts)
         out = []
         with torch.inference_mode():
@@ -483,6 +645,8 @@ class BlipITM:
             truncated=list(tokenized.truncated),
             tokenized=tokenized,
             model_name=self.name,
+            fingerprint=self.fingerprint("text"),
+            truncated_by=list(tokenized.truncated_by),
         )
 
     def match_probabilities(self, texts: Texts, image_features: ImageFeatures | torch.Tensor) -> torch.Tensor:
@@ -493,8 +657,15 @@ class BlipITM:
         Parameters
         ----------
         texts : str, sequence of str, or TextFeatures
-        image_features : ImageFeatures (with raw states) or Tensor of shape (n, 1 + P, width)
+        image_features : ImageFeatures (with raw states), or Tensor or numpy array of shape (n, 1 + P, width)
             n must be 1 or the number of texts.
+
+        Raises
+        ------
+        InputError
+            States of the wrong shape or count, or holding NaN or inf (names the images).
+        InputTypeError
+            ``image_features`` of another type, or a numpy array that is not numeric.
         """
         tokenized = self._tokenized(texts)
         if isinstance(image_features, ImageFeatures):
@@ -512,8 +683,14 @@ class BlipITM:
         return logits.softmax(dim=-1)
 
     def _check_states(self, states: Any) -> torch.Tensor:
-        if not isinstance(states, torch.Tensor):
-            raise InputError(f"image_features must be ImageFeatures or a Tensor, got {type(states).__name__}")
+        """Image states (n, 1 + P, width), or (1 + P, width) for one image, as a Tensor: a numeric
+        numpy array is converted; NaN or inf is an :class:`InputError` naming the images."""
+        if not isinstance(states, torch.Tensor | np.ndarray):
+            raise InputTypeError(
+                "image_features must be ImageFeatures, a Tensor or a numpy array, "
+                f"got {type(states).__name__}"
+            )
+        states = _as_tensor(states, "image_features")
         expected = (self.n_image_tokens, self.width)
         if states.ndim == 2:
             states = states.unsqueeze(0)
@@ -523,7 +700,8 @@ class BlipITM:
                 f"{expected[1]})"
             )
         if not torch.isfinite(states).all():
-            raise InputError("image states contain NaN or inf values")
+            bad = (~torch.isfinite(states.reshape(len(states), -1))).any(1).nonzero().flatten().tolist()
+            raise InputError(f"image states contain NaN or inf values (images {bad[:10]})")
         return states
 
     # ------------------------------------------------------------------------------- scores
@@ -564,7 +742,7 @@ class BlipITM:
             image_features = self.encode_images(
                 images, batch_size=batch_size, keep_raw=False, labels=labels, progress=progress
             )
-        text_features = texts if isinstance(texts, TextFeatures) else self.encode_texts(texts)
+        text_features = self._text_features(texts)
         values = (image_features.embeddings.double() @ text_features.embeddings.double().T).numpy()
         return ScoreMatrix(
             values,
@@ -572,6 +750,7 @@ class BlipITM:
             image_labels=list(image_features.labels),
             kind="cosine",
             thumbnails=image_features.thumbnails,
+            truncated_by=list(text_features.truncated_by),
         )
 
     def _score_pass(
@@ -648,7 +827,7 @@ class BlipITM:
             progress=progress,
             labels=labels,
         )
-        return ScoreMatrix(itm, list(tokenized.texts), names, "itm", thumbs)
+        return ScoreMatrix(itm, list(tokenized.texts), names, "itm", thumbs, list(tokenized.truncated_by))
 
     def scores(
         self,
@@ -661,7 +840,7 @@ class BlipITM:
         progress: bool | None = None,
     ) -> tuple[ScoreMatrix, ScoreMatrix]:
         """Both score matrices, ``(itm, cosine)``, from one pass of each image through the ViT."""
-        text_features = texts if isinstance(texts, TextFeatures) else self.encode_texts(texts)
+        text_features = self._text_features(texts)
         tokenized = text_features.tokenized
         itm, image_emb, names, thumbs = self._score_pass(
             images,
@@ -673,10 +852,10 @@ class BlipITM:
             labels=labels,
         )
         cos = (image_emb.double() @ text_features.embeddings.double().T).numpy()
-        texts_list = list(tokenized.texts)
+        texts_list, cut = list(tokenized.texts), list(text_features.truncated_by)
         return (
-            ScoreMatrix(itm, texts_list, names, "itm", thumbs),
-            ScoreMatrix(cos, texts_list, names, "cosine", thumbs),
+            ScoreMatrix(itm, texts_list, names, "itm", thumbs, cut),
+            ScoreMatrix(cos, texts_list, names, "cosine", thumbs, cut),
         )
 
     def rank(self, image: ImageLike | ImageFeatures, texts: Texts) -> pd.DataFrame:
@@ -700,7 +879,7 @@ class BlipITM:
         itm, cos = self.scores(image, texts)
         from .tables import ranking
 
-        return ranking(itm.texts, itm.values[0], cos.values[0])
+        return ranking(itm.texts, itm.values[0], cos.values[0], truncated_by=itm.truncated_by)
 
     # ---------------------------------------------------------------------------- attention
     def cross_attention(self, image: ImageLike | ImageFeatures | torch.Tensor, text: str):
@@ -819,16 +998,20 @@ class _Part:
         self.model = model
 
     def parameter_names(self) -> list[str]:
-        """Names of the weights of the wrapped net that this part uses."""
-        from .models import part_parameter_names
+        """Names of the weights of the wrapped net that this part uses (int8-packed ones included,
+        under their float names: see :func:`blipviz.quantize.held_weights`)."""
+        from .quantize import part_weight_names
 
-        return part_parameter_names(self.model.hf, self.part)
+        return part_weight_names(self.model.hf, self.part)
 
     @property
     def parameter_count(self) -> int:
-        """Number of weights this part uses (parts share the text tower's embeddings and self-attention)."""
-        params = dict(self.model.hf.named_parameters())
-        return sum(params[n].numel() for n in self.parameter_names())
+        """Number of weights this part uses, int8-packed ones included (parts share the text tower's
+        embeddings and self-attention)."""
+        from .quantize import held_weights
+
+        sizes = {w.name: w.elements for w in held_weights(self.model.hf)}
+        return sum(sizes[n] for n in self.parameter_names())
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.model.name!r}, parameters={self.parameter_count:,})"

@@ -23,10 +23,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 import torch
 
-from .errors import InputError, ModelLoadError, OfflineError
+from .errors import InputError, InputTypeError, ModelLoadError, OfflineError
 from .images import BLIP_IMAGE_MEAN, BLIP_IMAGE_STD, ImagePreprocessing
 
 __all__ = [
@@ -303,17 +304,63 @@ def _from_pretrained(source: str, *, local_only: bool):
     return model
 
 
+def _could_be_hub_id(name: str) -> bool:
+    """Whether ``name`` has the shape of a Hugging Face Hub id (``owner/name``), not only of a path."""
+    return bool(HUB_ID.fullmatch(name)) and ".." not in name and "--" not in name and len(name) <= 96
+
+
+def _unsafe_pickle_message(source: str, exc: BaseException) -> str | None:
+    """The message for weights that torch's safe loader refused, or ``None`` for any other failure.
+
+    torch's own message advises retrying with ``weights_only=False`` or allow-listing the pickled
+    classes; both run code from the file, so neither is repeated here."""
+    import pickle
+
+    chain, seen = [], set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        chain.append(exc)
+        exc = exc.__cause__ or exc.__context__
+    if not any(isinstance(e, pickle.UnpicklingError) or "weights_only" in str(e) for e in chain):
+        return None
+    found = re.search(r"Unsupported global: GLOBAL ([\w.]+)", " ".join(str(e) for e in chain))
+    what = f" (it pickles the object {found.group(1)})" if found else ""
+    return (
+        f"{source!r} holds pickle weights (pytorch_model.bin) that torch's safe loader refuses{what}. "
+        "Only safetensors weights (model.safetensors) or weights loadable with torch's safe loader "
+        "(torch.load(..., weights_only=True): tensors and plain containers) are accepted: a pickle "
+        "can run arbitrary code when loaded. Ask the checkpoint's publisher for a safetensors copy"
+    )
+
+
+def _load_failure(source: str, exc: BaseException, what: str) -> ModelLoadError:
+    """A :class:`ModelLoadError` for ``source`` that failed to load with ``exc``."""
+    message = _unsafe_pickle_message(source, exc)
+    return ModelLoadError(message or f"{what}: {exc}")
+
+
 def _load_hf_model(name_or_path: str):
-    """Load a BlipForImageTextRetrieval from a local folder or a hub id, failing fast offline."""
+    """Load a BlipForImageTextRetrieval from a local folder or a hub id, failing fast offline.
+
+    A string that names an existing path is a folder. A string that does not, and cannot be a hub id
+    (it starts with ``.``, ``~`` or ``/``, or has no ``owner/name`` shape), is a missing folder. A
+    string that could be either (``"models/blip"``) is looked up as a hub id, and the error then
+    names the missing folder too.
+    """
     path = Path(name_or_path).expanduser()
-    if path.exists() or not HUB_ID.fullmatch(name_or_path):
-        if not path.is_dir():
+    folder = os.path.abspath(path)
+    hub_like = _could_be_hub_id(name_or_path) and not name_or_path.startswith((".", "~"))
+    if path.exists() or not hub_like:
+        if not path.exists():
             raise ModelLoadError(
-                f"{str(path)!r}: no such folder (expected a folder in save_pretrained layout)"
+                f"no such folder: {folder!r} (load_model expected a folder in save_pretrained layout"
+                + (f", given as {name_or_path!r})" if name_or_path != folder else ")")
             )
+        if not path.is_dir():
+            raise ModelLoadError(f"{folder!r} is a file, not a folder in save_pretrained layout")
         if not (path / "config.json").is_file():
             raise ModelLoadError(
-                f"{str(path)!r} has no config.json: expected a folder written by save_pretrained "
+                f"{folder!r} has no config.json: expected a folder written by save_pretrained "
                 "(config.json and model.safetensors)"
             )
         try:
@@ -321,34 +368,105 @@ def _load_hf_model(name_or_path: str):
         except ModelLoadError:
             raise
         except Exception as exc:
-            raise ModelLoadError(f"{str(path)!r} could not be loaded: {exc}") from None
-    # A hub id: the cache first, then (only if the Hub answers) a download.
+            raise _load_failure(folder, exc, f"{folder!r} could not be loaded") from None
+    # A hub id (or a missing relative folder of the same shape): the cache first, then (only if the
+    # Hub answers) a download.
+    either = (
+        ""
+        if _checkpoint_by_hub_id(name_or_path) is not None
+        else f"no folder {folder!r} exists, and as a hub id, "
+    )
     try:
         return _from_pretrained(name_or_path, local_only=True)
     except ModelLoadError:
         raise
-    except Exception:
-        pass
+    except Exception as exc:
+        if (message := _unsafe_pickle_message(name_or_path, exc)) is not None:
+            raise ModelLoadError(message) from None
     if _is_offline_env():
-        raise OfflineError(_offline_message(name_or_path, "HF_HUB_OFFLINE is set"))
+        raise OfflineError(either + _offline_message(name_or_path, "HF_HUB_OFFLINE is set"))
     if not _hub_reachable():
-        raise OfflineError(_offline_message(name_or_path, "the Hugging Face Hub could not be reached"))
+        raise OfflineError(
+            either + _offline_message(name_or_path, "the Hugging Face Hub could not be reached")
+        )
     try:
         return _from_pretrained(name_or_path, local_only=False)
     except ModelLoadError:
         raise
     except Exception as exc:
-        raise ModelLoadError(f"checkpoint {name_or_path!r} could not be loaded from the Hub: {exc}") from None
+        raise _load_failure(
+            name_or_path, exc, either + f"checkpoint {name_or_path!r} could not be loaded from the Hub"
+        ) from None
 
 
-def _random_hf_model(config, seed: int | None):
+def _random_hf_model(config, seed: int):
     from transformers import BlipForImageTextRetrieval
 
     from .random_weights import informative_init_
 
     model = BlipForImageTextRetrieval(config)
-    informative_init_(model, 0 if seed is None else seed)
+    informative_init_(model, seed)
     return model
+
+
+def _available_devices() -> list[str]:
+    """The devices this machine can run a net on: ``"cpu"``, then each GPU or other accelerator."""
+    devices = ["cpu"]
+    if torch.cuda.is_available():
+        devices += [f"cuda:{i}" for i in range(torch.cuda.device_count())]
+    if torch.backends.mps.is_available():
+        devices.append("mps")
+    xpu = getattr(torch, "xpu", None)
+    if xpu is not None and xpu.is_available():
+        devices += [f"xpu:{i}" for i in range(xpu.device_count())]
+    return devices
+
+
+def _check_device(device: str | torch.device | None) -> torch.device:
+    """``device`` as a ``torch.device`` this machine has (``None`` is ``"cpu"``).
+
+    Raises
+    ------
+    InputTypeError
+        ``device`` is neither a str nor a ``torch.device``.
+    InputError
+        Not a device string, a device type blipviz does not run on, or a device this machine lacks
+        (CUDA without a CUDA GPU, MPS off a Mac); the message lists the devices there are.
+    """
+    if device is None:
+        return torch.device("cpu")
+    if not isinstance(device, str | torch.device):
+        raise InputTypeError(
+            f"device must be a str such as 'cpu' or 'cuda:0', or a torch.device; got {type(device).__name__}"
+        )
+    available = _available_devices()
+    listed = ", ".join(map(repr, available))
+    try:
+        parsed = torch.device(device)
+    except (RuntimeError, ValueError, TypeError):
+        raise InputError(f"device {device!r} is not a device string; this machine has: {listed}") from None
+    kind = parsed.type
+    if kind not in ("cpu", "cuda", "mps", "xpu"):
+        raise InputError(f"device {str(parsed)!r} cannot run a net; this machine has: {listed}")
+    if kind == "cpu":
+        return parsed
+    count = sum(d.split(":")[0] == kind for d in available)
+    if count == 0:
+        name = {"cuda": "CUDA", "mps": "MPS (Apple GPU)", "xpu": "XPU (Intel GPU)"}[kind]
+        raise InputError(f"device {str(parsed)!r}: {name} is not available on this machine; it has: {listed}")
+    if parsed.index is not None and parsed.index >= count and kind != "mps":
+        raise InputError(f"device {str(parsed)!r}: this machine has {count} {kind} devices: {listed}")
+    return parsed
+
+
+def _check_seed(seed: Any) -> int:
+    """``seed`` as an int, or an error: a whole number (not a bool) that torch accepts as a seed."""
+    if isinstance(seed, bool) or not isinstance(seed, int | np.integer):
+        raise InputTypeError(f"seed must be an int, got {type(seed).__name__} {seed!r}")
+    seed = int(seed)
+    if not -(2**63) <= seed < 2**64:
+        raise InputError(f"seed must lie in [-2**63, 2**64), got {seed}")
+    return seed
 
 
 def load_model(
@@ -382,7 +500,8 @@ def load_model(
         nothing is downloaded. The random weights are scaled so that scores differ between inputs
         (see :func:`blipviz.random_weights.informative_init_`), drawn from ``seed``.
     device : str or torch.device, optional
-        Default ``"cpu"``. ``"cuda"`` works where a GPU is present.
+        Default ``"cpu"``. ``"cuda"`` works where a CUDA GPU is present, ``"mps"`` on a Mac with an
+        Apple GPU; a device this machine lacks raises :class:`blipviz.InputError` listing those it has.
     dtype : torch.dtype, optional
         Default ``torch.float32`` (BLIP's numbers). ``torch.float16`` / ``torch.bfloat16`` on GPU;
         ``torch.bfloat16`` also on CPUs with bfloat16 instructions (about 2.5x faster there, scores
@@ -394,9 +513,12 @@ def load_model(
     normalize_text : bool, default True
         Apply BLIP's caption normalisation (:func:`blipviz.text.normalize_caption`).
     max_text_tokens : int or None, default 35
-        BLIP's token limit; ``None`` keeps every token (up to the 512 positions of the text tower).
+        BLIP's token limit; ``None`` means the text encoder's own limit (its 512 positions); a larger
+        value raises :class:`blipviz.InputError`. Cut texts are flagged and warned about
+        (:class:`blipviz.TruncationWarning`).
     seed : int, default 0
-        Seed of the random weights when ``pretrained=False`` or ``"tiny-random"``.
+        Seed of the random weights when ``pretrained=False`` or ``"tiny-random"`` (an int, not
+        ``None``).
     cache_dir : str, path or blipviz.cache.FeatureCache, optional
         Keep image features on disk there and look every image up first (see :mod:`blipviz.cache`):
         a second run over the same images skips the vision encoder.
@@ -414,16 +536,24 @@ def load_model(
 
     Raises
     ------
-    ValueError
-        Unknown architecture, dataset or option (lists the allowed values).
+    InputError
+        Unknown architecture, dataset or option (lists the allowed values); a device this machine
+        does not have (lists those it has); a seed out of torch's range.
+    InputTypeError
+        ``seed`` that is not an int; ``device`` that is neither a str nor a ``torch.device``.
     OfflineError
-        A hub id that is not cached while the Hub cannot be reached.
+        A hub id that is not cached while the Hub cannot be reached. When the string could also be
+        a relative folder (``"models/blip"``), the message says that no such folder exists either.
     ModelLoadError
-        A missing or corrupt folder, or a checkpoint that is not a BLIP ITM net.
+        A missing folder (``"no such folder: <absolute path>"``), a corrupt one, a checkpoint that
+        is not a BLIP ITM net, or pickle weights (``pytorch_model.bin``) that torch's safe loader
+        refuses: only safetensors or weights loadable with ``weights_only=True`` are accepted.
     """
     from .itm import BlipITM
 
     ckpt = checkpoint_for(architecture, dataset)
+    device = _check_device(device)
+    seed = _check_seed(seed)
     if quantize is not None:
         _check_choice("quantize", quantize, ("int8",))
     if first_token not in ("enc", "cls"):

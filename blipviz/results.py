@@ -14,6 +14,7 @@ import pandas as pd
 import torch
 
 from .errors import InputError
+from .text import as_text_list
 
 __all__ = ["ImageFeatures", "ScoreMatrix", "TextFeatures"]
 
@@ -49,6 +50,10 @@ class ImageFeatures:
         Small RGB copies of the images, for plots.
     model_name : str
         Name of the net that computed them.
+    fingerprint : str
+        ``model.fingerprint("image")`` of that net: a SHA-256 of its image weights. A net refuses
+        features whose fingerprint is not its own (:meth:`blipviz.BlipITM.check_origin`); ``""``
+        (features built by hand) is accepted by every net.
     """
 
     embeddings: torch.Tensor
@@ -57,6 +62,7 @@ class ImageFeatures:
     labels: list[str]
     thumbnails: list[Any] | None = None
     model_name: str = ""
+    fingerprint: str = field(default="", repr=False)
 
     def __len__(self) -> int:
         return int(self.embeddings.shape[0])
@@ -75,6 +81,7 @@ class ImageFeatures:
             labels=[self.labels[i] for i in idx],
             thumbnails=None if self.thumbnails is None else [self.thumbnails[i] for i in idx],
             model_name=self.model_name,
+            fingerprint=self.fingerprint,
         )
 
     def __repr__(self) -> str:
@@ -99,9 +106,18 @@ class TextFeatures:
     tokens : list of list of str
         WordPiece tokens of each text, ``[CLS]`` first and ``[SEP]`` last.
     truncated : list of bool
-        Whether each text was cut at the token limit.
+        Whether each text was cut (by the word limit of the caption normalisation or at the token
+        limit).
     tokenized : blipviz.text.TokenizedTexts
         The token ids, reused by the multimodal encoder.
+    model_name : str
+        Name of the net that computed them.
+    fingerprint : str
+        ``model.fingerprint("text")`` of that net: a SHA-256 of its text tower and ITM head. A net
+        refuses features whose fingerprint is not its own; ``""`` is accepted by every net.
+    truncated_by : list of {"tokens", "words", None}
+        Why each text was cut (see :class:`blipviz.text.TokenizedTexts`); default: ``"tokens"``
+        where ``truncated``.
     """
 
     embeddings: torch.Tensor
@@ -112,9 +128,30 @@ class TextFeatures:
     truncated: list[bool]
     tokenized: Any = field(repr=False, default=None)
     model_name: str = ""
+    fingerprint: str = field(default="", repr=False)
+    truncated_by: list[str | None] | None = field(default=None, repr=False)
+
+    def __post_init__(self) -> None:
+        if self.truncated_by is None:
+            self.truncated_by = ["tokens" if t else None for t in self.truncated]
 
     def __len__(self) -> int:
         return int(self.embeddings.shape[0])
+
+    def __getitem__(self, index: int | slice | Sequence[int]) -> TextFeatures:
+        idx = _index_list(index, len(self))
+        return TextFeatures(
+            embeddings=self.embeddings[idx],
+            projected=self.projected[idx],
+            texts=[self.texts[i] for i in idx],
+            normalized=[self.normalized[i] for i in idx],
+            tokens=[self.tokens[i] for i in idx],
+            truncated=[self.truncated[i] for i in idx],
+            tokenized=None if self.tokenized is None else self.tokenized.select(idx),
+            model_name=self.model_name,
+            fingerprint=self.fingerprint,
+            truncated_by=[self.truncated_by[i] for i in idx],
+        )
 
     def __repr__(self) -> str:
         return f"TextFeatures(n={len(self)}, embeddings={tuple(self.embeddings.shape)})"
@@ -135,6 +172,9 @@ class ScoreMatrix:
     kind : {"itm", "cosine"}
     thumbnails : list of PIL.Image.Image or None
         Small copies of the images, for plots.
+    truncated_by : list of {"tokens", "words", None}
+        Per text: cut at the token limit, by the word limit of the caption normalisation, or not
+        cut; default: none cut. :attr:`truncated` is the same as booleans.
     """
 
     values: np.ndarray
@@ -142,8 +182,10 @@ class ScoreMatrix:
     image_labels: list[str]
     kind: str = "itm"
     thumbnails: list[Any] | None = None
+    truncated_by: list[str | None] | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
+        self.texts = as_text_list(self.texts)  # a bare str is one text
         self.values = np.asarray(self.values, dtype=np.float64)
         expected = (len(self.image_labels), len(self.texts))
         if self.values.shape != expected:
@@ -151,6 +193,16 @@ class ScoreMatrix:
                 f"score values have shape {self.values.shape}, but there are {expected[0]} image labels "
                 f"and {expected[1]} texts"
             )
+        if self.truncated_by is None:
+            self.truncated_by = [None] * len(self.texts)
+        self.truncated_by = list(self.truncated_by)
+        if len(self.truncated_by) != len(self.texts):
+            raise InputError(f"got {len(self.truncated_by)} truncation flags for {len(self.texts)} texts")
+
+    @property
+    def truncated(self) -> list[bool]:
+        """Whether each text was cut (by words or by tokens) before it was scored."""
+        return [reason is not None for reason in self.truncated_by]
 
     @property
     def shape(self) -> tuple[int, int]:

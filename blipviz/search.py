@@ -47,10 +47,14 @@ def _text_features(model, texts) -> TextFeatures:
     if isinstance(texts, TextFeatures):
         if texts.tokenized is None:
             raise InputError("these TextFeatures carry no token ids; compute them with model.encode_texts")
+        model.check_origin(texts)
         return texts
-    if isinstance(texts, str):
-        texts = [texts]
-    return model.encode_texts(texts)
+    return model.encode_texts(texts)  # a str is one text
+
+
+def _cut_texts(features: TextFeatures) -> dict[str, str]:
+    """Text -> "tokens" or "words" for the texts that were cut (the frame's ``attrs``)."""
+    return {t: r for t, r in zip(features.texts, features.truncated_by, strict=True) if r is not None}
 
 
 def _frame(rows: list[dict[str, Any]], query_col: str, item_col: str, score: str) -> pd.DataFrame:
@@ -117,6 +121,7 @@ def search_images(
     DataFrame with ``k`` rows per query (fewer if the collection is smaller), sorted by query then
     ``rank`` (1 = best): ``query``, ``query_index``, ``rank``, ``image`` (label), ``image_index``,
     ``score``, ``itm`` (probability), ``itm_logit`` (match logit), ``cosine``, ``cosine_rank``.
+    ``attrs["truncated_by"]`` maps each query that was cut to ``"tokens"`` or ``"words"``.
     """
     _check_options(k, score)
     text_features = _text_features(model, query_texts)
@@ -179,7 +184,9 @@ def search_images(
                     "cosine_rank": cosine_rank[q][i],
                 }
             )
-    return _frame(rows, "query", "image", score)
+    frame = _frame(rows, "query", "image", score)
+    frame.attrs["truncated_by"] = _cut_texts(text_features)
+    return frame
 
 
 def search_texts(
@@ -216,7 +223,8 @@ def search_texts(
     -------
     DataFrame with ``k`` rows per query image, sorted by query then ``rank`` (1 = best): ``image``
     (label), ``query_index``, ``rank``, ``text``, ``text_index``, ``score``, ``itm``, ``itm_logit``,
-    ``cosine``, ``cosine_rank``.
+    ``cosine``, ``cosine_rank``. ``attrs["truncated_by"]`` maps each text that was cut to
+    ``"tokens"`` or ``"words"``.
     """
     _check_options(k, score)
     text_features = _text_features(model, texts)
@@ -265,4 +273,6 @@ def search_texts(
                         }
                     )
                 q += 1
-    return _frame(rows, "image", "text", score)
+    frame = _frame(rows, "image", "text", score)
+    frame.attrs["truncated_by"] = _cut_texts(text_features)
+    return frame

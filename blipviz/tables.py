@@ -81,7 +81,12 @@ def style_ranking(
 
 
 def ranking(
-    texts: Sequence[str], itm: Sequence[float], cosine: Sequence[float], *, by: str = "itm"
+    texts: Sequence[str],
+    itm: Sequence[float],
+    cosine: Sequence[float],
+    *,
+    by: str = "itm",
+    truncated_by: Sequence[str | None] | None = None,
 ) -> Ranking:
     """The ranking table of one image's descriptions from its two rows of scores.
 
@@ -91,19 +96,27 @@ def ranking(
     itm, cosine : sequence of float, each of length len(texts)
     by : {"itm", "cosine"}, default "itm"
         Score the rows are sorted by (descending; ties keep the texts' order).
+    truncated_by : sequence of {"tokens", "words", None}, optional
+        Per text, whether it was cut before scoring (see :class:`blipviz.text.TokenizedTexts`).
 
     Returns
     -------
     Ranking
         Columns ``text``, ``itm``, ``cosine``, ``itm_rank``, ``cosine_rank`` (1 = best); index
-        ``rank`` 1..n.
+        ``rank`` 1..n. ``.truncated`` says which texts were cut.
     """
-    frame = pd.DataFrame({"text": list(texts), "itm": itm, "cosine": cosine})
+    texts = list(texts)
+    frame = pd.DataFrame({"text": texts, "itm": itm, "cosine": cosine})
     frame["itm_rank"] = frame["itm"].rank(ascending=False, method="first").astype(int)
     frame["cosine_rank"] = frame["cosine"].rank(ascending=False, method="first").astype(int)
     frame = frame.sort_values(by, ascending=False, kind="stable", ignore_index=True)
     frame.index = pd.RangeIndex(1, len(frame) + 1, name="rank")
-    return Ranking(frame)
+    table = Ranking(frame)
+    reasons = [None] * len(texts) if truncated_by is None else list(truncated_by)
+    if len(reasons) != len(texts):
+        raise InputError(f"got {len(reasons)} truncation flags for {len(texts)} texts")
+    table.attrs["truncated_by"] = {t: r for t, r in zip(texts, reasons, strict=True) if r is not None}
+    return table
 
 
 class Ranking(pd.DataFrame):
@@ -111,12 +124,29 @@ class Ranking(pd.DataFrame):
 
     Columns ``text``, ``itm``, ``cosine``, ``itm_rank``, ``cosine_rank``; index ``rank`` (1..n). Its
     HTML form is ``style_ranking(self)``: bars of the ITM probability and of the cosine similarity
-    side by side. Every DataFrame operation works; derived frames are plain DataFrames.
+    side by side, and a caption naming the texts that were cut. Every DataFrame operation works;
+    derived frames are plain DataFrames. ``attrs["truncated_by"]`` maps each text that was cut to
+    ``"tokens"`` or ``"words"``.
     """
 
     @property
     def _constructor(self):
         return pd.DataFrame
+
+    @property
+    def truncated(self) -> pd.Series:
+        """Per row, whether its text was cut (by words or by tokens) before it was scored."""
+        cut = self.attrs.get("truncated_by", {})
+        return pd.Series([t in cut for t in self["text"]], index=self.index, name="truncated", dtype=bool)
+
+    def _caption(self) -> str | None:
+        cut = self.attrs.get("truncated_by", {})
+        if not cut:
+            return None
+        n = len(cut)
+        return f"{n} {'text was' if n == 1 else 'texts were'} cut before scoring: " + "; ".join(
+            f"{text[:40]!r} (by {reason})" for text, reason in list(cut.items())[:5]
+        )
 
     def style_(self, **kwargs):
         """The styled table, :func:`style_ranking` of this frame (same options)."""
@@ -124,6 +154,6 @@ class Ranking(pd.DataFrame):
 
     def _repr_html_(self) -> str | None:
         try:
-            return style_ranking(pd.DataFrame(self)).to_html()
+            return style_ranking(pd.DataFrame(self), caption=self._caption()).to_html()
         except ImportError:  # jinja2 missing: pandas' plain table
             return pd.DataFrame(self)._repr_html_()

@@ -16,6 +16,11 @@ Nothing is recomputed when a control moves:
 
 Errors inside callbacks (an unreadable upload, an empty description) are shown in the explorer's
 ``message`` widget instead of being lost in the kernel log.
+
+Texts follow blipviz's input rules: a bare ``str`` is one description; a description cut to the
+net's token limit (or by the 50-word limit of the caption normalisation) is marked in the view and
+in the result (``table_.truncated``, ``scores_.truncated``), and a :class:`blipviz.TruncationWarning`
+is given once, when the description is first scored.
 """
 
 from __future__ import annotations
@@ -23,6 +28,7 @@ from __future__ import annotations
 import functools
 import html
 import io
+import warnings
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -30,8 +36,9 @@ import numpy as np
 import pandas as pd
 
 from .errors import InputError
-from .images import ImageLike, as_image_list, load_image
+from .images import ImageLike, as_image_list
 from .tables import ranking
+from .text import TruncationWarning, as_text_list
 
 if TYPE_CHECKING:
     from .attention import CrossAttention, GradCAM
@@ -88,6 +95,23 @@ def _reports_errors(method: Callable) -> Callable:
     return wrapper
 
 
+def _descriptions(texts: Any) -> list[str]:
+    """The first descriptions of an explorer: a bare ``str`` is one; each must hold a word."""
+    texts = as_text_list(texts, name="texts")
+    return [_check_description(t, f"description {i}") for i, t in enumerate(texts)]
+
+
+def _cut_note(model: BlipITM, reason: str | None) -> str:
+    """What happened to a cut text, for the views: "cut to 35 tokens" or "cut to 50 words"."""
+    if reason == "tokens":
+        return f"cut to {model.text_token_limit} tokens"
+    if reason == "words":
+        from .text import BLIP_MAX_WORDS
+
+        return f"cut to {BLIP_MAX_WORDS} words"
+    return ""
+
+
 def _check_description(text: Any, where: str = "description") -> str:
     if not isinstance(text, str):
         raise InputError(f"{where} must be a str, got {type(text).__name__}")
@@ -108,6 +132,7 @@ class _ScoreCache:
         self.features: dict[int, ImageFeatures] = {}
         self.images: dict[int, Any] = {}  # RGB PIL images, for overlays and thumbnails
         self._text_embeddings: dict[str, Any] = {}
+        self._truncated_by: dict[str, str | None] = {}  # text -> "tokens", "words" or None
         self._itm: dict[tuple[int, str], float] = {}
         self._next_key = 0
 
@@ -115,7 +140,7 @@ class _ScoreCache:
         """Decode and encode new images (one vision-encoder pass each); returns their keys."""
         if not images:
             return []
-        rgb = [load_image(item, i) for i, item in enumerate(images)]
+        rgb = [self.model.preprocessing.load(item, i) for i, item in enumerate(images)]
         if labels is None:
             from .itm import _image_label
 
@@ -137,12 +162,18 @@ class _ScoreCache:
         thumbs = self.features[key].thumbnails
         return thumbs[0] if thumbs else self.images[key]
 
+    def truncated_by(self, texts: Sequence[str]) -> list[str | None]:
+        """Per text (embedded before): cut at the token limit, by the word limit, or not."""
+        return [self._truncated_by[t] for t in texts]
+
     def _embed(self, texts: Sequence[str]) -> None:
+        """Encode new texts: the one place a TruncationWarning is given for them."""
         missing = list(dict.fromkeys(t for t in texts if t not in self._text_embeddings))
         if missing:
             features = self.model.encode_texts(missing)
             for i, text in enumerate(missing):
                 self._text_embeddings[text] = features.embeddings[i]
+                self._truncated_by[text] = features.truncated_by[i]
 
     def scores(self, keys: Sequence[int], texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
         """``(itm, cosine)``, each of shape (len(keys), len(texts)); only new pairs are computed."""
@@ -152,7 +183,9 @@ class _ScoreCache:
         for key in keys:
             missing = list(dict.fromkeys(t for t in texts if (key, t) not in self._itm))
             if missing:
-                probabilities = self.model.match_probabilities(missing, self.features[key])[:, 1]
+                with warnings.catch_warnings():  # warned once already, when the texts were embedded
+                    warnings.simplefilter("ignore", TruncationWarning)
+                    probabilities = self.model.match_probabilities(missing, self.features[key])[:, 1]
                 for text, p in zip(missing, probabilities.tolist(), strict=True):
                     self._itm[(key, text)] = float(p)
         itm = np.array([[self._itm[(key, t)] for t in texts] for key in keys], dtype=np.float64)
@@ -175,8 +208,9 @@ def _bar_cell(value: float, low: float, high: float, color: str) -> str:
     )
 
 
-def _ranking_html(frame: pd.DataFrame, columns: Sequence[str]) -> str:
-    """An HTML table of a ranking with a bar in each score cell (ITM on [0, 1], cosine on its range)."""
+def _ranking_html(frame: pd.DataFrame, columns: Sequence[str], cut: dict[str, str] | None = None) -> str:
+    """An HTML table of a ranking with a bar in each score cell (ITM on [0, 1], cosine on its range);
+    ``cut`` maps the texts that were cut to a note ("cut to 35 tokens"), shown beside them."""
     ranges = {"itm": (0.0, 1.0)}
     if "cosine" in columns and len(frame):
         values = frame["cosine"].to_numpy()
@@ -186,9 +220,14 @@ def _ranking_html(frame: pd.DataFrame, columns: Sequence[str]) -> str:
     rows = []
     for rank, row in frame.iterrows():
         cells = "".join(_bar_cell(float(row[c]), *ranges[c], _BAR_COLORS[c]) for c in columns)
+        note = (cut or {}).get(str(row["text"]), "")
+        flag = (
+            f' <span class="blipviz-cut" style="color:#b00020">({html.escape(note)})</span>' if note else ""
+        )
         rows.append(
             f'<tr><td style="padding:2px 6px">{rank}</td>'
-            f'<td style="text-align:left;padding:2px 6px">{html.escape(str(row["text"]))}</td>{cells}</tr>'
+            f'<td style="text-align:left;padding:2px 6px">{html.escape(str(row["text"]))}{flag}</td>'
+            f"{cells}</tr>"
         )
     return (
         '<table class="blipviz-ranking" style="border-collapse:collapse">'
@@ -223,8 +262,9 @@ class RankingExplorer(_Explorer):
     images : image or sequence of images
         Anything :func:`blipviz.load_model`'s nets accept (PIL images, paths, bytes, arrays). Each
         passes the vision encoder once, here.
-    texts : sequence of str
-        The first descriptions; more can be added, edited and removed in the widget.
+    texts : str or sequence of str
+        The first descriptions (a bare ``str`` is one); more can be added, edited and removed in
+        the widget.
     method : {"ITM", "cosine", "both"}, default "both"
 
     Attributes
@@ -241,13 +281,18 @@ class RankingExplorer(_Explorer):
         The sorted table with score bars.
     message : ipywidgets.HTML
         Errors of the last action (empty when it worked).
-    table_ : DataFrame
+    table_ : blipviz.Ranking
         The ranking shown: columns ``text``, ``itm``, ``cosine``, ``itm_rank``, ``cosine_rank``;
-        index ``rank`` (1..n), sorted by the chosen score.
+        index ``rank`` (1..n), sorted by the chosen score; ``table_.truncated`` says which
+        descriptions were cut (also marked in the table).
     """
 
     def __init__(
-        self, model: BlipITM, images: ImageLike | Sequence[ImageLike], texts: Sequence[str], method="both"
+        self,
+        model: BlipITM,
+        images: ImageLike | Sequence[ImageLike],
+        texts: str | Sequence[str],
+        method="both",
     ) -> None:
         import ipywidgets as w
 
@@ -258,7 +303,7 @@ class RankingExplorer(_Explorer):
         self._keys = self._cache.add_images(as_image_list(images))
         if not self._keys:
             raise InputError("RankingExplorer needs at least one image")
-        texts = [_check_description(t, f"description {i}") for i, t in enumerate(texts)]
+        texts = _descriptions(texts)
         self._selected = 0
 
         self.image_buttons = []
@@ -363,10 +408,12 @@ class RankingExplorer(_Explorer):
         key = self._keys[self._selected]
         itm, cosine = self._cache.scores([key], texts)
         by = "cosine" if self.method.value == "cosine" else "itm"
-        frame = ranking(texts, itm[0], cosine[0], by=by)
+        reasons = self._cache.truncated_by(texts)
+        frame = ranking(texts, itm[0], cosine[0], by=by, truncated_by=reasons)
         self.table_ = frame
         columns = {"ITM": ["itm"], "cosine": ["cosine"], "both": ["itm", "cosine"]}[self.method.value]
-        self.table.value = _ranking_html(frame, columns)
+        cut = {t: _cut_note(self.model, r) for t, r in zip(texts, reasons, strict=True) if r}
+        self.table.value = _ranking_html(frame, columns, cut)
 
 
 # ----------------------------------------------------------------------------------- matrix
@@ -378,8 +425,9 @@ class MatrixExplorer(_Explorer):
     model : BlipITM
     images : image or sequence of images
         More can be added with the upload control (PNG, JPEG, ... files).
-    texts : sequence of str
-        Shown in the text area, one per line; edit it to change them.
+    texts : str or sequence of str
+        Shown in the text area, one per line (a bare ``str`` is one description); edit it to change
+        them.
 
     Attributes
     ----------
@@ -391,16 +439,19 @@ class MatrixExplorer(_Explorer):
         The heatmap (PNG) with the image thumbnails above the columns.
     message : ipywidgets.HTML
     scores_ : ScoreMatrix
-        The ITM scores shown, of shape (n_images, n_texts).
+        The ITM scores shown, of shape (n_images, n_texts); ``scores_.truncated`` says which
+        descriptions were cut.
     """
 
-    def __init__(self, model: BlipITM, images: ImageLike | Sequence[ImageLike], texts: Sequence[str]) -> None:
+    def __init__(
+        self, model: BlipITM, images: ImageLike | Sequence[ImageLike], texts: str | Sequence[str]
+    ) -> None:
         import ipywidgets as w
 
         self.model = model
         self._cache = _ScoreCache(model)
         self._keys = self._cache.add_images(as_image_list(images))
-        texts = [_check_description(t, f"description {i}") for i, t in enumerate(texts)]
+        texts = _descriptions(texts)
         self.upload = w.FileUpload(accept="image/*", multiple=True, description="add images")
         self.upload.observe(self._on_upload, names="value")
         self.descriptions = w.Textarea(
@@ -445,7 +496,7 @@ class MatrixExplorer(_Explorer):
             for f in files:
                 name = f.get("name", "upload")
                 try:
-                    images.append(load_image(bytes(f["content"])))
+                    images.append(self.model.preprocessing.load(bytes(f["content"])))
                 except Exception as exc:
                     raise type(exc)(f"{name}: {exc}") from None
                 labels.append(name)
@@ -468,12 +519,14 @@ class MatrixExplorer(_Explorer):
         from .results import ScoreMatrix
 
         itm, _ = self._cache.scores(self._keys, self._texts)
+        reasons = self._cache.truncated_by(self._texts)
         self.scores_ = ScoreMatrix(
             itm,
             texts=list(self._texts),
             image_labels=[self._cache.label(k) for k in self._keys],
             kind="itm",
             thumbnails=[self._cache.thumbnail(k) for k in self._keys],
+            truncated_by=reasons,
         )
         if not self._keys:
             self.heatmap.value = b""
@@ -520,7 +573,8 @@ class AttentionExplorer(_Explorer):
     overlay : ipywidgets.Image
         The blended overlay (PNG).
     caption : ipywidgets.HTML
-        What the overlay shows, and the pair's ITM probability.
+        What the overlay shows, and the pair's ITM probability; says when the text was cut (the
+        maps cover only the tokens kept).
     message : ipywidgets.HTML
     map_ : ndarray of shape (gh, gw)
         The map drawn.
@@ -614,7 +668,10 @@ class AttentionExplorer(_Explorer):
 
     def _gradcam_of(self, text: str, layer: int) -> GradCAM:
         if (text, layer) not in self._gradcam:
-            self._gradcam[(text, layer)] = self.model.gradcam(self._cache.features[self._key], text, layer)
+            with warnings.catch_warnings():  # a cut text was warned about once, by _attention_of
+                warnings.simplefilter("ignore", TruncationWarning)
+                cam = self.model.gradcam(self._cache.features[self._key], text, layer)
+            self._gradcam[(text, layer)] = cam
         return self._gradcam[(text, layer)]
 
     def _set_tokens(self, tokens: Sequence[str]) -> None:
@@ -671,7 +728,13 @@ class AttentionExplorer(_Explorer):
         self.map_ = np.asarray(heat)
         self.overlay_ = blend_heatmap(self._picture, heat, alpha=float(self.opacity.value))
         self.overlay.value = _png(self.overlay_)
+        note = _cut_note(self.model, self._attention_of(self._text).truncated_by)
+        cut = (
+            f' <span class="blipviz-cut" style="color:#b00020">(text {html.escape(note)})</span>'
+            if note
+            else ""
+        )
         self.caption.value = (
             f"{html.escape(what)} &middot; ITM probability {score:.3f} &middot; "
-            f"<i>{html.escape(self._text)}</i>"
+            f"<i>{html.escape(self._text)}</i>{cut}"
         )

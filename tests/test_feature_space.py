@@ -66,7 +66,9 @@ def test_points_legend_and_coords_frame(umap_run):
 
 @pytest.mark.parametrize("method", ["umap", "tsne", "pca"])
 def test_three_items_work_with_every_method(tiny_model, small_images, method):
-    disp = blipviz.feature_space_plot([*small_images[:2], "a red square"], tiny_model, method=method)
+    disp = blipviz.feature_space_plot(
+        model=tiny_model, images=small_images[:2], texts=["a red square"], method=method
+    )
     assert disp.coords_.shape == (3, 5)
     assert list(disp.coords_["kind"]) == ["image", "image", "text"]
     assert np.isfinite(disp.coords_[["x", "y"]].to_numpy()).all()
@@ -76,12 +78,14 @@ def test_three_items_work_with_every_method(tiny_model, small_images, method):
 
 def test_model_embeddings_match_the_encoders(tiny_model, small_images):
     texts = ["a dog", "a cat"]
-    disp = FeatureSpaceDisplay.from_items([*texts, small_images[0]], tiny_model, method="pca")
+    disp = FeatureSpaceDisplay.from_items(
+        model=tiny_model, texts=texts, images=[small_images[0]], method="pca"
+    )
     ref = blipviz.FeatureSpaceDisplay.from_items(
-        [tiny_model.encode_texts(texts), tiny_model.encode_images([small_images[0]])], method="pca"
+        [tiny_model.encode_images([small_images[0]]), tiny_model.encode_texts(texts)], method="pca"
     )
     np.testing.assert_allclose(disp.coords_[["x", "y"]], ref.coords_[["x", "y"]], atol=1e-5)
-    assert list(ref.coords_["name"]) == ["a dog", "a cat", "image 0"]
+    assert list(disp.coords_["name"]) == list(ref.coords_["name"]) == ["image 0", "a dog", "a cat"]
 
 
 def test_thousands_of_items_subsample_thumbnails_not_points():
@@ -99,7 +103,7 @@ def test_given_axes_and_items_with_embeddings():
     fig, ax = plt.subplots()
     x, _ = _clusters(n_per=3, n_clusters=2)
     texts = [f"caption {i}" for i in range(6)]
-    disp = blipviz.feature_space_plot(texts, embeddings=x, method="pca", ax=ax, max_texts=4)
+    disp = blipviz.feature_space_plot(texts=texts, embeddings=x, method="pca", ax=ax, max_texts=4)
     assert disp.ax_ is ax and disp.figure_ is fig
     assert len(disp.texts_) == 4
     assert set(t.get_text() for t in disp.texts_) <= set(texts)
@@ -112,10 +116,65 @@ def test_errors():
     with pytest.raises(ValueError, match="labels"):
         blipviz.feature_space_plot(embeddings=x, labels=["a"])
     with pytest.raises(ValueError, match="model"):
-        blipviz.feature_space_plot(["a dog", "a cat", "a cow"])
+        blipviz.feature_space_plot(texts=["a dog", "a cat", "a cow"])
     with pytest.raises(ValueError, match="embeddings for"):
-        blipviz.feature_space_plot(["a", "b"], embeddings=x)
+        blipviz.feature_space_plot(texts=["a", "b"], embeddings=x)
     with pytest.raises(ValueError, match="n_neighbors"):
         reduce_to_2d(x, "umap", n_neighbors=3)
     assert reduce_to_2d(x[:1], "umap").tolist() == [[0.0, 0.0]]
     assert reduce_to_2d(x[:2], "tsne").shape == (2, 2)
+
+
+# --------------------------------------------------------------------------------- input rules
+def test_a_str_in_a_mixed_list_is_refused_never_guessed(tiny_model, small_images, tmp_path, monkeypatch):
+    with pytest.raises(blipviz.InputError, match=r"items\[1\].*images=.*texts="):
+        blipviz.feature_space_plot([small_images[0], "photos/dgo.jpg"], tiny_model, method="pca")
+    monkeypatch.chdir(tmp_path)
+    # a text that names an existing file
+    Image.fromarray(small_images[1]).save(tmp_path / "a dog", format="PNG")
+    with pytest.raises(blipviz.InputError, match=r"items\[1\]"):
+        blipviz.feature_space_plot([small_images[0], "a dog"], tiny_model, method="pca")
+
+
+def test_explicit_images_and_texts(tiny_model, small_images, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    Image.fromarray(small_images[1]).save(tmp_path / "a dog", format="PNG")
+    Image.fromarray(small_images[2]).save(tmp_path / "photo.png")
+    disp = blipviz.feature_space_plot(
+        model=tiny_model, images=[small_images[0], "photo.png"], texts=["a dog", "a cat"], method="pca"
+    )
+    assert list(disp.coords_["kind"]) == ["image", "image", "text", "text"]
+    assert list(disp.coords_["name"]) == ["image 0", "photo.png", "a dog", "a cat"]
+    one = blipviz.feature_space_plot(model=tiny_model, texts="a dog", images=small_images[0], method="pca")
+    assert list(one.coords_["kind"]) == ["image", "text"]
+    with pytest.raises(blipviz.ImageLoadError, match=r"dgo\.jpg"):  # a misspelled path stays an image
+        blipviz.feature_space_plot(model=tiny_model, images=["photos/dgo.jpg"], texts=["a dog"])
+
+
+def test_unambiguous_items_may_still_be_mixed(tiny_model, small_images, tmp_path):
+    from pathlib import Path
+
+    path = tmp_path / "photo.png"
+    Image.fromarray(small_images[2]).save(path)
+    texts = tiny_model.encode_texts(["a dog", "a cat"])
+    disp = blipviz.feature_space_plot(
+        [Image.fromarray(small_images[0]), small_images[1], Path(path), texts], tiny_model, method="pca"
+    )
+    assert list(disp.coords_["kind"]) == ["image"] * 3 + ["text"] * 2
+    assert list(disp.coords_["name"])[2:] == ["photo.png", "a dog", "a cat"]
+
+
+def test_features_of_another_net_are_refused(tiny_model, small_images):
+    other = blipviz.load_model("tiny-random", seed=1)
+    foreign = other.encode_texts(["a dog", "a cat"])
+    with pytest.raises(blipviz.InputError, match="another net"):
+        blipviz.feature_space_plot(images=small_images, texts=foreign, model=tiny_model, method="pca")
+    mine = tiny_model.encode_texts(["a bird"])
+    with pytest.raises(blipviz.InputError, match="two nets"):
+        blipviz.feature_space_plot(texts=[foreign, mine], method="pca")
+
+
+def test_explicit_texts_with_embeddings():
+    x, _ = _clusters(n_per=2, n_clusters=2)
+    disp = blipviz.feature_space_plot(texts=["a", "b", "c", "d"], embeddings=x, method="pca")
+    assert list(disp.coords_["kind"]) == ["text"] * 4 and disp.thumbnails == [None] * 4

@@ -101,3 +101,48 @@ def test_tiny_and_extreme_aspect_images_work():
     for shape in [(1, 1, 3), (1, 500, 3), (300, 2)]:
         out = pre(load_image(np.full(shape, 128, dtype=np.uint8)))
         assert out.shape == (3, 64, 64)
+
+
+def _rotated_jpeg(rgb_array) -> bytes:
+    exif = Image.Exif()
+    exif[0x0112] = 6  # stored sideways: rotate 90 degrees clockwise on display
+    buf = io.BytesIO()
+    Image.fromarray(rgb_array).save(buf, format="JPEG", exif=exif.tobytes(), quality=95)
+    return buf.getvalue()
+
+
+def test_exif_rotation_is_an_explicit_option(rgb_array, tmp_path):
+    data = _rotated_jpeg(rgb_array)
+    stored = Image.open(io.BytesIO(data)).convert("RGB")  # BLIP's dataset code
+    assert stored.size == (rgb_array.shape[1], rgb_array.shape[0])
+    upright = ImagePreprocessing(64)
+    assert upright.exif_transpose
+    assert upright.load(data).size == (stored.height, stored.width)
+    blip = ImagePreprocessing(64, exif_transpose=False)
+    assert np.array_equal(np.asarray(blip.load(data)), np.asarray(stored))
+    assert np.array_equal(np.asarray(load_image(data, exif_transpose=False)), np.asarray(stored))
+    path = tmp_path / "sideways.jpg"
+    path.write_bytes(data)
+    assert blip.pixel_values([path]).shape == (1, 3, 64, 64)
+    assert torch.equal(blip.pixel_values([path])[0], blip(stored))
+    assert not torch.equal(upright.pixel_values([path])[0], blip(stored))
+
+
+def test_a_net_loads_photos_by_its_preprocessing_exif_rule(tiny, rgb_array):
+    import dataclasses
+
+    import blipviz
+
+    data = _rotated_jpeg(rgb_array)
+    stored = Image.open(io.BytesIO(data)).convert("RGB")
+    net = blipviz.BlipITM(
+        tiny.hf, name="tiny", preprocessing=dataclasses.replace(tiny.preprocessing, exif_transpose=False)
+    )
+    blip_features = net.encode_images([data])
+    assert blip_features.thumbnails[0].size[0] > blip_features.thumbnails[0].size[1]  # stored, wide
+    torch.testing.assert_close(
+        blip_features.raw, tiny.encode_images([Image.fromarray(np.asarray(stored))]).raw
+    )
+    upright = tiny.encode_images([data])
+    assert upright.thumbnails[0].size[0] < upright.thumbnails[0].size[1]  # turned upright, tall
+    assert not torch.allclose(upright.raw, blip_features.raw)

@@ -88,3 +88,34 @@ def test_quantize_is_checked(tiny):
     with pytest.raises(InputError, match="float32"):
         quantize_int8(fake)
     assert not is_quantized(tiny.hf)
+
+
+def test_int8_net_information_counts_the_packed_weights(tiny, quantized):
+    assert tiny.image_encoder.parameter_count == 100_288
+    for part in ("image_encoder", "text_encoder", "multimodal_encoder"):
+        assert getattr(quantized, part).parameter_count == getattr(tiny, part).parameter_count
+        assert getattr(quantized, part).parameter_names() == getattr(tiny, part).parameter_names()
+    exact, int8 = blipviz.net_information(tiny), blipviz.net_information(quantized)
+    assert int8.arrays_total_element_count == exact.arrays_total_element_count
+    assert list(int8.arrays_element_counts.index) == list(exact.arrays_element_counts.index)
+    arrays = int8.arrays_element_counts
+    qkv = "vision_model.encoder.layers.0.self_attn.qkv"
+    assert arrays.loc[f"{qkv}.weight", "quantized"] and arrays.loc[f"{qkv}.weight", "dtype"] == "qint8"
+    assert not arrays.loc[f"{qkv}.bias", "quantized"] and not arrays.loc["itm_head.weight", "quantized"]
+    # the encoder Linear weights of both towers: 2 ViT layers x (qkv + proj + fc1 + fc2), 2 text
+    # layers x (6 self-attention and feed-forward + 4 cross-attention), width 64, MLP 128
+    vit = 2 * (64 * 192 + 64 * 64 + 2 * 64 * 128)
+    text = 2 * (4 * 64 * 64 + 2 * 64 * 128 + 4 * 64 * 64)
+    assert (
+        int8.arrays_quantized_element_count
+        == vit + text
+        == int(arrays.loc[arrays.quantized, "elements"].sum())
+    )
+    assert exact.arrays_quantized_element_count == 0
+    assert int8.layer_type_counts["Linear (int8)"] == 2 * 4 + 2 * 10
+    assert int8.layer_type_counts["Linear"] == 3  # vision_proj, text_proj, itm_head stay float
+    assert int(int8.layer_type_counts.sum()) == int(exact.layer_type_counts.sum())
+    image = int8.part("ImageEncoder")
+    assert image.arrays_total_element_count == 100_288 and image.layer_type_counts["Linear (int8)"] == 8
+    assert int8.parts.loc["ImageEncoder", "quantized_elements"] == vit
+    assert "int8 elements" in repr(int8)

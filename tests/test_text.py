@@ -83,3 +83,27 @@ def test_select_trims_padding():
     sub = tok.select([1])
     assert sub.input_ids.shape == (1, 3)
     assert sub.texts == ["hi"]
+
+
+def test_word_and_token_cuts_are_both_flagged():
+    sixty = " ".join(f"w{i}" for i in range(60))
+    forty = " ".join(["w"] * 40)
+    tok = tokenize([sixty, forty, "short"], max_tokens=None)
+    assert tok.truncated == [True, False, False] and tok.truncated_by == ["words", None, None]
+    tok = tokenize([sixty, forty, "short"])
+    assert tok.truncated == [True, True, False] and tok.truncated_by == ["tokens", "tokens", None]
+    assert tok.select([1, 0]).truncated_by == ["tokens", "tokens"]
+    raw = tokenize(sixty, normalize=False, max_tokens=None)  # no normalisation: no word limit
+    assert raw.truncated_by == [None]
+
+
+def test_truncation_message_counts_and_names_the_limit():
+    from blipviz.text import truncation_message
+
+    assert truncation_message([None, None], 35) is None
+    assert truncation_message(["tokens", None], 35, limit_note="BLIP's limit") == (
+        "1 of 2 texts was cut to 35 tokens (BLIP's limit): texts [0]; the result's .truncated says which"
+    )
+    assert truncation_message(["tokens", "words", None], 512).startswith(
+        "2 of 3 texts were cut: 1 to 512 tokens, 1 to 50 words (BLIP's caption normalisation)"
+    )

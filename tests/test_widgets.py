@@ -347,3 +347,38 @@ def test_attention_starts_in_gradcam_at_its_default_layer(tiny, gallery):
     assert explorer.layer.value == attention_module.default_gradcam_layer(2)
     assert explorer.opacity.value == pytest.approx(0.3) and explorer.head.disabled
     assert "GradCAM" in explorer.caption.value
+
+
+# --------------------------------------------------------------------------------- input rules
+LONG = " ".join(f"word{i}" for i in range(60))  # cut to 35 tokens
+
+
+def test_a_bare_string_is_one_description(tiny, gallery):
+    ranking = RankingExplorer(tiny, gallery, "a dog")
+    assert ranking.texts == ["a dog"] and list(ranking.table_["text"]) == ["a dog"]
+    matrix = MatrixExplorer(tiny, gallery, "a dog")
+    assert matrix.texts == ["a dog"] and matrix.scores_.shape == (3, 1)
+    assert matrix.descriptions.value == "a dog"
+    with pytest.raises(blipviz.InputTypeError, match=r"texts\[1\]"):
+        RankingExplorer(tiny, gallery, ["a dog", 3])
+    with pytest.raises(blipviz.InputTypeError, match=r"texts\[0\]"):
+        MatrixExplorer(tiny, gallery, [None])
+
+
+def test_explorers_flag_cut_descriptions_and_warn_once(tiny, gallery):
+    with pytest.warns(blipviz.TruncationWarning, match="1 of 2 texts was cut to 35 tokens") as record:
+        ranking = RankingExplorer(tiny, gallery, [TEXTS[0], LONG])
+    assert len([w for w in record if w.category is blipviz.TruncationWarning]) == 1
+    assert dict(zip(ranking.table_["text"], ranking.table_.truncated, strict=True)) == {
+        TEXTS[0]: False,
+        LONG: True,
+    }
+    assert "cut to 35 tokens" in ranking.table.value
+    with pytest.warns(blipviz.TruncationWarning) as record:
+        matrix = MatrixExplorer(tiny, gallery, [LONG, TEXTS[1]])
+    assert len([w for w in record if w.category is blipviz.TruncationWarning]) == 1
+    assert matrix.scores_.truncated == [True, False]
+    with pytest.warns(blipviz.TruncationWarning) as record:
+        attention = AttentionExplorer(tiny, gallery[0], LONG, method="GradCAM")
+    assert len([w for w in record if w.category is blipviz.TruncationWarning]) == 1
+    assert "cut to 35 tokens" in attention.caption.value
