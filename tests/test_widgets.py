@@ -15,7 +15,7 @@ from PIL import Image
 import blipviz
 from blipviz import attention as attention_module
 from blipviz.plotting import blend_heatmap
-from blipviz.testing import synthetic_images
+from blipviz.testing import assert_close, net_depth, synthetic_images
 from blipviz.widgets import AttentionExplorer, MatrixExplorer, RankingExplorer
 
 ipywidgets = pytest.importorskip("ipywidgets")
@@ -118,8 +118,8 @@ def test_ranking_matches_model_rank_and_encodes_each_image_once(tiny, gallery, c
     assert calls["vision"] == 3
     expected = tiny.rank(gallery[0], TEXTS)
     assert list(explorer.table_["text"]) == list(expected["text"])
-    np.testing.assert_allclose(explorer.table_["itm"], expected["itm"], atol=1e-6)
-    np.testing.assert_allclose(explorer.table_["cosine"], expected["cosine"], atol=1e-6)
+    assert_close(explorer.table_["itm"], expected["itm"], depth=net_depth(tiny), magnitude=1.0)
+    assert_close(explorer.table_["cosine"], expected["cosine"], depth=net_depth(tiny), magnitude=1.0)
     assert explorer.image_buttons[0].button_style == "primary"
 
     calls.clear()
@@ -205,7 +205,7 @@ def test_ranking_rejects_bad_arguments(tiny, gallery):
 def test_matrix_shows_the_itm_scores(tiny, gallery):
     explorer = MatrixExplorer(tiny, gallery, TEXTS)
     expected = tiny.itm_scores(gallery, TEXTS)
-    np.testing.assert_allclose(explorer.scores_.values, expected.values, atol=1e-6)
+    assert_close(explorer.scores_.values, expected.values, depth=net_depth(tiny), magnitude=1.0)
     assert bytes(explorer.heatmap.value).startswith(b"\x89PNG")
     np.testing.assert_allclose(explorer.display_.im_.get_array(), expected.values.T, atol=1e-6)
     assert len(explorer.display_.thumbnails_) == 3
@@ -221,7 +221,8 @@ def test_matrix_upload_adds_a_column_and_encodes_only_it(tiny, gallery, calls):
     assert explorer.message.value == "" and explorer.upload.value == ()  # cleared for the next upload
     assert explorer.scores_.shape == (4, 3) and explorer.scores_.image_labels[-1] == "new.png"
     assert calls["vision"] == 1 and calls["itm_texts"] == len(TEXTS) and calls["texts"] == 0
-    np.testing.assert_allclose(explorer.scores_.values[-1], tiny.itm_scores(new, TEXTS).values[0], atol=1e-6)
+    expected = tiny.itm_scores(new, TEXTS).values[0]
+    assert_close(explorer.scores_.values[-1], expected, depth=net_depth(tiny), magnitude=1.0)
     assert bytes(explorer.heatmap.value) != before
 
 
@@ -282,7 +283,7 @@ def test_attention_overlay_is_the_blend_of_the_chosen_map(tiny, gallery):
     explorer.opacity.value = 0.4
     reference = tiny.cross_attention(gallery[1], TEXTS[1])
     expected_map = reference.maps(0, heads=3)[1]
-    np.testing.assert_allclose(explorer.map_, expected_map, atol=1e-6)
+    assert_close(explorer.map_, expected_map, depth=net_depth(tiny))
     picture = Image.fromarray(gallery[1]).resize((320, 240))  # enlarged to 320 px on the long side
     np.testing.assert_array_equal(explorer.overlay_, blend_heatmap(picture, expected_map, alpha=0.4))
     decoded = np.asarray(Image.open(io.BytesIO(bytes(explorer.overlay.value))))
@@ -290,7 +291,7 @@ def test_attention_overlay_is_the_blend_of_the_chosen_map(tiny, gallery):
     assert "layer 0" in explorer.caption.value and "head 3" in explorer.caption.value
     explorer.token.value = "mean"
     words = reference.maps(0, heads=3)[1:-1].mean(axis=0)
-    np.testing.assert_allclose(explorer.map_, words, atol=1e-6)
+    assert_close(explorer.map_, words, depth=net_depth(tiny))
 
 
 def test_gradcam_is_computed_once_per_layer(tiny, gallery, calls):
@@ -300,7 +301,7 @@ def test_gradcam_is_computed_once_per_layer(tiny, gallery, calls):
     assert explorer.head.disabled
     assert calls["gradcam"] == 1
     reference = tiny.gradcam(gallery[0], TEXTS[0], explorer.layer.value)
-    np.testing.assert_allclose(explorer.map_, reference.mean_map, atol=1e-6)
+    assert_close(explorer.map_, reference.mean_map, depth=net_depth(tiny))
     other = 1 - explorer.layer.value
     explorer.layer.value = other
     explorer.token.value = 3
@@ -310,7 +311,7 @@ def test_gradcam_is_computed_once_per_layer(tiny, gallery, calls):
     explorer.layer.value = other
     assert calls["gradcam"] == 3  # two layers in the explorer, one reference above
     assert calls["vision"] == 1  # the reference only
-    np.testing.assert_allclose(explorer.map_, tiny.gradcam(gallery[0], TEXTS[0], other).maps[3], atol=1e-6)
+    assert_close(explorer.map_, tiny.gradcam(gallery[0], TEXTS[0], other).maps[3], depth=net_depth(tiny))
 
 
 def test_attention_text_edit_computes_each_text_once(tiny, gallery, calls):
