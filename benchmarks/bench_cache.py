@@ -20,9 +20,9 @@ from pathlib import Path
 
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-    from benchmarks import _common as common
+    from benchmarks import common
 else:
-    from . import _common as common
+    from . import common
 
 
 def main(argv: list[str] | None = None) -> list[dict]:
@@ -31,7 +31,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
     p.add_argument("--n-texts", type=int, default=10)
     p.add_argument("--reps", type=int, default=3)
     args = p.parse_args(argv)
-    from blipviz.cache import FeatureCache, feature_cache
+    from blipviz.store.cache import FeatureCache, feature_cache
 
     n_images = args.n_images or (4 if args.quick else 10)
     model = common.load(args)

@@ -8,7 +8,7 @@ the same token conventions (the model card's: ``[CLS]`` first, raw text), so the
 probabilities (the max |diff| column checks it).
 
 The floor is the matmul FLOPs of blipviz's work (one ViT pass per image, cross-attention keys and
-values once per image and layer, one text pass per pair; see _common.py) divided by this machine's
+values once per image and layer, one text pass per pair; see common.py) divided by this machine's
 dense matmul rate, measured with torch.mm between the timed runs.
 
     python benchmarks/bench_itm_matrix.py            # full ViT-B/16 geometry, about 10 minutes on 2 cores
@@ -26,9 +26,9 @@ import torch
 
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-    from benchmarks import _common as common
+    from benchmarks import common
 else:
-    from . import _common as common
+    from . import common
 
 FULL_SHAPES = [(4, 8), (10, 10), (1, 50), (50, 1)]
 QUICK_SHAPES = [(2, 3), (3, 3), (1, 5), (5, 1)]
@@ -38,7 +38,7 @@ def per_pair_recipe(model, device: str, dtype: torch.dtype = torch.float32):
     """A function (PIL image, text) -> ITM probability, the Hugging Face model card's way."""
     from transformers import BlipImageProcessorPil
 
-    from blipviz.text import blip_tokenizer
+    from blipviz.net.text import blip_tokenizer
 
     p = model.preprocessing
     processor = BlipImageProcessorPil(
@@ -81,7 +81,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
     )
     args = p.parse_args(argv)
     from blipviz import BlipITM
-    from blipviz.fast_attention import exact_attention
+    from blipviz.net.fast_attention import exact_attention
 
     model = common.load(args)
     card = BlipITM(

@@ -26,9 +26,9 @@ import torch
 
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-    from benchmarks import _common as common
+    from benchmarks import common
 else:
-    from . import _common as common
+    from . import common
 
 
 def _status_mb(field: str) -> float | None:

@@ -24,9 +24,9 @@ import torch
 
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-    from benchmarks import _common as common
+    from benchmarks import common
 else:
-    from . import _common as common
+    from . import common
 
 
 def _spearman(a: np.ndarray, b: np.ndarray) -> float:
@@ -38,7 +38,7 @@ def _spearman(a: np.ndarray, b: np.ndarray) -> float:
 def variant_model(model, variant: str, device: str):
     """A deep copy of ``model`` in ``variant`` (int8, float16 or bfloat16)."""
     from blipviz import BlipITM
-    from blipviz.quantize import quantize_int8
+    from blipviz.net.quantize import quantize_int8
 
     hf = copy.deepcopy(model.hf)
     name = f"{model.name} {variant}"
@@ -82,12 +82,12 @@ def main(argv: list[str] | None = None) -> list[dict]:
         times = {(kind, what): [] for kind in ("float32", variant) for what in ("vision", "itm")}
         scores = {}
         with torch.inference_mode():
-            model._vision_states(pixels[:1])
-            other._vision_states(pixels[:1])
+            model.vision_states(pixels[:1])
+            other.vision_states(pixels[:1])
         for _ in range(args.reps):
             for kind, m in (("float32", model), (variant, other)):
                 with torch.inference_mode():
-                    t = common.timed(lambda: m._vision_states(pixels), args.device)[0]  # noqa: B023
+                    t = common.timed(lambda: m.vision_states(pixels), args.device)[0]  # noqa: B023
                 times[(kind, "vision")].append(t)
                 t, out = common.timed(lambda: m.scores(ims, caps), args.device)  # noqa: B023
                 times[(kind, "itm")].append(t)

@@ -1,7 +1,7 @@
 """Vision encoder throughput: images/s and % of the measured matmul rate, batch sizes 1, 4 and 16,
 with the fused attention (blipviz's default) and with transformers' exact attention.
 
-The timed call is ``model._vision_states(pixels)`` on preprocessed pixels: the ViT alone. Runs of
+The timed call is ``model.vision_states(pixels)`` on preprocessed pixels: the ViT alone. Runs of
 the batch sizes and of both attention paths are interleaved with torch.mm rate measurements.
 
     python benchmarks/bench_vision.py            # full ViT-B/16 geometry, about 3 minutes on 2 cores
@@ -18,9 +18,9 @@ import torch
 
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-    from benchmarks import _common as common
+    from benchmarks import common
 else:
-    from . import _common as common
+    from . import common
 
 
 def main(argv: list[str] | None = None) -> list[dict]:
@@ -28,13 +28,13 @@ def main(argv: list[str] | None = None) -> list[dict]:
     p.add_argument("--batch-sizes", type=int, nargs="+", default=None)
     p.add_argument("--reps", type=int, default=2)
     args = p.parse_args(argv)
-    from blipviz.fast_attention import exact_attention
+    from blipviz.net.fast_attention import exact_attention
 
     model = common.load(args)
     sizes = args.batch_sizes or ([1, 2, 4] if args.quick else [1, 4, 16])
     s = model.preprocessing.image_size
     pixels = torch.randn(max(sizes), 3, s, s, generator=torch.Generator().manual_seed(0)).to(args.device)
-    run = lambda b: common.timed(lambda: model._vision_states(pixels[:b]), args.device)[0]  # noqa: E731
+    run = lambda b: common.timed(lambda: model.vision_states(pixels[:b]), args.device)[0]  # noqa: E731
     with torch.inference_mode():
         run(1)
         with exact_attention(model):

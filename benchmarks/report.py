@@ -12,9 +12,9 @@ from pathlib import Path
 
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-    from benchmarks import _common as common
+    from benchmarks import common
 else:
-    from . import _common as common
+    from . import common
 
 
 def latest(path: Path, include_quick: bool = False) -> dict[str, dict]:

@@ -4,16 +4,26 @@ Load a net of the family (:func:`load_model`), embed images and texts, score eve
 similarity or by the image-text matching (ITM) head, and rank descriptions of an image. Classify
 images zero-shot (:class:`ZeroShotClassifier`, :func:`evaluate_zero_shot`); data to try it on lives
 in :mod:`blipviz.datasets` (FashionMNIST, and real photographs shipped with installed packages).
+
+The package has four layers, each a folder (the README's "How blipviz is built"):
+:mod:`blipviz.net` (the model layer), :mod:`blipviz.store` (the feature cache),
+:mod:`blipviz.analysis` (what is computed from a net) and :mod:`blipviz.display` (figures, tables,
+widgets); :class:`BlipITM` puts every analysis one method away from a net.
 """
 
 from __future__ import annotations
 
-from . import (
-    cache,
-    datasets,  # the submodule: blipviz.datasets.load_fashion_mnist, sample_images
-    testing,
-)
-from .attention import AttentionGridDisplay, CrossAttention, GradCAM
+from . import datasets, testing  # blipviz.datasets.sample_images, blipviz.testing.synthetic_images
+from ._moved import install_moved_module_aliases
+from .analysis.attention import CrossAttention, GradCAM
+from .analysis.feature_space import feature_space_map, feature_space_plot
+from .analysis.info import NetInformation, net_information
+from .analysis.scores import Ranking, ScoreMatrix
+from .analysis.zero_shot import ZeroShotClassifier, ZeroShotEvaluation, evaluate_zero_shot
+from .display.attention import AttentionGridDisplay
+from .display.feature_space import FeatureSpaceDisplay
+from .display.plotting import ScoreMatrixDisplay
+from .display.tables import style_ranking
 from .errors import (
     BlipvizError,
     CacheFolderError,
@@ -25,15 +35,13 @@ from .errors import (
     NumericalError,
     OfflineError,
 )
-from .feature_space import FeatureSpaceDisplay, feature_space_plot
-from .info import NetInformation, net_information
-from .itm import BlipITM, ImageEncoder, MultimodalEncoder, TextEncoder
-from .models import list_models, load_model, load_part, parameters_information
-from .plotting import ScoreMatrixDisplay
-from .results import ImageFeatures, ScoreMatrix, TextFeatures
-from .tables import Ranking, style_ranking
-from .text import TruncationWarning, normalize_caption
-from .zero_shot import ZeroShotClassifier, ZeroShotEvaluation, evaluate_zero_shot
+from .itm import BlipITM, ImageEncoder, MultimodalEncoder, TextEncoder, load_model, load_part
+from .net.features import ImageFeatures, TextFeatures
+from .net.registry import list_models, parameters_information
+from .net.text import TruncationWarning, normalize_caption
+from .store import cache
+
+install_moved_module_aliases()
 
 __version__ = "0.1.0"
 
@@ -41,9 +49,9 @@ _WIDGETS = ("AttentionExplorer", "MatrixExplorer", "RankingExplorer")
 
 
 def __getattr__(name: str):
-    """The interactive explorers, imported on first use (``blipviz.widgets`` needs ipywidgets)."""
+    """The interactive explorers, imported on first use (``blipviz.display.widgets`` needs ipywidgets)."""
     if name in _WIDGETS:
-        from . import widgets
+        from .display import widgets
 
         return getattr(widgets, name)
     raise AttributeError(f"module 'blipviz' has no attribute {name!r}")
@@ -82,6 +90,7 @@ __all__ = [
     "cache",
     "datasets",
     "evaluate_zero_shot",
+    "feature_space_map",
     "feature_space_plot",
     "list_models",
     "load_model",

@@ -25,8 +25,9 @@ import pandas as pd
 from PIL import Image
 
 from blipviz.errors import InputError, InputTypeError, OfflineError
-from blipviz.images import to_rgb
-from blipviz.models import HUB_ID
+from blipviz.net import hub
+from blipviz.net.hub import HUB_ID, offline_message
+from blipviz.net.images import to_rgb
 
 if TYPE_CHECKING:
     import datasets as hf_datasets
@@ -103,15 +104,17 @@ def _offline_reason() -> str | None:
     return None
 
 
+_DATASET_WAYS_FORWARD = (
+    "load it once on a machine with access (it is then cached), or pass a local copy with "
+    "load_fashion_mnist(source=...): a folder written by Dataset.save_to_disk / "
+    "DatasetDict.save_to_disk, parquet files (e.g. a clone of the Hub repository), or an already "
+    "loaded datasets.Dataset; for tests, blipviz.testing.write_fashion_mnist_fixture(folder) "
+    "writes a tiny dataset of the same shape."
+)
+
+
 def _offline_message(repo: str, reason: str) -> str:
-    return (
-        f"dataset {repo!r} is not in the local Hugging Face datasets cache and {reason}. Ways forward: "
-        "load it once on a machine with access (it is then cached), or pass a local copy with "
-        "load_fashion_mnist(source=...): a folder written by Dataset.save_to_disk / "
-        "DatasetDict.save_to_disk, parquet files (e.g. a clone of the Hub repository), or an already "
-        "loaded datasets.Dataset; for tests, blipviz.testing.write_fashion_mnist_fixture(folder) "
-        "writes a tiny dataset of the same shape."
-    )
+    return offline_message("dataset", repo, "Hugging Face datasets cache", reason, _DATASET_WAYS_FORWARD)
 
 
 @contextlib.contextmanager
@@ -132,11 +135,9 @@ def _datasets_offline() -> Iterator[None]:
 def _from_hub(repo: str, split: str, limit: int | None, cache_dir: str | None) -> hf_datasets.Dataset:
     import datasets
 
-    from blipviz.models import _hub_reachable
-
     spec = split if limit is None else f"{split}[:{limit}]"
     reason = _offline_reason()
-    if reason is None and not _hub_reachable():
+    if reason is None and not hub.hub_reachable():
         reason = "the Hugging Face Hub could not be reached"
     if reason is None:
         return datasets.load_dataset(repo, split=spec, cache_dir=cache_dir)

@@ -8,6 +8,8 @@ a checkpoint) and say what was expected.
 
 from __future__ import annotations
 
+from typing import Any
+
 __all__ = [
     "BlipvizError",
     "CacheFolderError",
@@ -18,6 +20,8 @@ __all__ = [
     "ModelLoadError",
     "NumericalError",
     "OfflineError",
+    "check_choice",
+    "positive_int",
 ]
 
 
@@ -59,3 +63,20 @@ class NumericalError(BlipvizError, FloatingPointError):
     weights that hold NaN or inf (named; a broken or edited checkpoint, or float32 weights beyond
     float16's range), or activations that overflowed the net's dtype (in practice float16 past
     65504: load the net in float32 or bfloat16)."""
+
+
+def check_choice(kind: str, value: Any, allowed: tuple[str, ...]) -> str:
+    """``value`` if it is one of ``allowed``, else an :class:`InputError` listing the allowed values."""
+    if value not in allowed:
+        raise InputError(f"unknown {kind} {value!r}; allowed values: {', '.join(map(repr, allowed))}")
+    return value
+
+
+def positive_int(name: str, value: Any) -> int:
+    """``value`` as an int if it is a whole number of at least 1 (a Python or numpy integer, not a
+    bool), else an :class:`InputError` naming ``name``."""
+    import numpy as np
+
+    if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < 1:
+        raise InputError(f"{name} must be at least 1 (a whole number), got {value!r}")
+    return int(value)

@@ -3,8 +3,9 @@ import pytest
 import torch
 
 import blipviz
-from blipviz.attention import AttentionGridDisplay, default_gradcam_layer
-from blipviz.images import ImagePreprocessing
+from blipviz.analysis.attention import default_gradcam_layer
+from blipviz.display.attention import AttentionGridDisplay
+from blipviz.net.images import ImagePreprocessing
 from blipviz.testing import assert_close, net_depth
 
 TEXT = "a dog on a bench"
@@ -20,7 +21,7 @@ def other_geometry():
     """A net whose geometry differs from the tiny one: 48 px in 8 px patches (6 x 6), 3 layers, 2 heads."""
     from transformers import BlipConfig, BlipForImageTextRetrieval
 
-    from blipviz.random_weights import informative_init_
+    from blipviz.net.random_weights import informative_init_
     from blipviz.testing import TINY_GEOMETRY
 
     vision = dict(TINY_GEOMETRY["vision"], image_size=48, num_attention_heads=2)

@@ -9,9 +9,8 @@ import pytest
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from benchmarks import _common as common
-from benchmarks import bench_cache, bench_itm_matrix, bench_memory, bench_precision, bench_vision
-from blipviz.fast_attention import exact_attention
+from benchmarks import bench_cache, bench_itm_matrix, bench_memory, bench_precision, bench_vision, common
+from blipviz.net.fast_attention import exact_attention
 from blipviz.testing import synthetic_images
 
 
@@ -53,13 +52,13 @@ def test_flop_counts_match_torch_flop_counter(tiny):
     with exact_attention(tiny), torch.inference_mode():
         pixels = torch.stack([tiny.preprocessing(__import__("PIL").Image.fromarray(image[0]))])
         with FlopCounterMode(display=False) as counter:
-            tiny._vision_states(pixels)
+            tiny.vision_states(pixels)
         vision_total = counter.get_total_flops()
-        states = tiny._vision_states(pixels)
+        states = tiny.vision_states(pixels)
         tok = tiny.tokenize(["a dog on the beach", "a cat"])
         with FlopCounterMode(display=False) as counter:
-            tiny._itm_logits(tok.select([0]), states)
-            tiny._itm_logits(tok.select([1]), states)
+            tiny.itm_logits(tok.select([0]), states)
+            tiny.itm_logits(tok.select([1]), states)
         itm_total = counter.get_total_flops()
     head = 2 * (2 * config.text_config.hidden_size * 2)  # itm_head (hidden -> 2) of 2 texts
     lengths = tok.attention_mask.sum(1).tolist()

@@ -19,8 +19,8 @@ import pytest
 import torch
 
 import blipviz
-from blipviz.cache import MARKER_NAME, FeatureCache, feature_cache, weights_fingerprint
-from blipviz.images import ImagePreprocessing
+from blipviz.net.images import ImagePreprocessing
+from blipviz.store.cache import MARKER_NAME, FeatureCache, feature_cache, weights_fingerprint
 from blipviz.testing import synthetic_images
 
 
@@ -174,13 +174,13 @@ def test_float16_raw_storage(tiny, tmp_path):
 def itm_texts_seen(tiny, monkeypatch):
     """Number of texts in each multimodal pass of the tiny net."""
     seen = []
-    original = tiny._itm_logits
+    original = tiny.itm_logits
 
     def counting(tokenized, states, text_batch_size=128):
         seen.append(len(tokenized))
         return original(tokenized, states, text_batch_size)
 
-    monkeypatch.setattr(tiny, "_itm_logits", counting)
+    monkeypatch.setattr(tiny, "itm_logits", counting)
     return seen
 
 

@@ -200,7 +200,7 @@ def test_hub_path_asks_datasets_for_the_split_and_limit(monkeypatch, fixture_fol
 
     split_data = split
     monkeypatch.setattr(datasets, "load_dataset", fake_load_dataset)
-    monkeypatch.setattr("blipviz.models._hub_reachable", lambda timeout=3.0: True)
+    monkeypatch.setattr("blipviz.net.hub.hub_reachable", lambda timeout=3.0: True)
     _offline_env(monkeypatch)
     result = load_fashion_mnist(limit=5)
     assert seen[-1] == (FASHION_MNIST_HUB_ID, "test[:5]", False)

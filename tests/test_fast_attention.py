@@ -13,8 +13,8 @@ import pytest
 import torch
 
 import blipviz
-from blipviz import fast_attention
-from blipviz.fast_attention import exact_attention, fast_attention_enabled
+from blipviz.net import fast_attention
+from blipviz.net.fast_attention import exact_attention, fast_attention_enabled
 from blipviz.testing import assert_close, synthetic_images
 
 
@@ -38,16 +38,16 @@ def test_enabled_by_default_and_optional(tiny):
 
 def test_fused_equals_exact_tiny(tiny, texts, sdpa_calls):
     images = synthetic_images(3)
-    pixels = torch.stack([tiny.preprocessing(blipviz.images.load_image(im)) for im in images])
+    pixels = torch.stack([tiny.preprocessing(blipviz.net.images.load_image(im)) for im in images])
     with torch.inference_mode():
-        fused_states = tiny._vision_states(pixels)
+        fused_states = tiny.vision_states(pixels)
     fused_itm = np.asarray(tiny.itm_scores(images, texts))
     n_layers = tiny.config.vision_config.num_hidden_layers
     assert len(sdpa_calls) == 2 * n_layers  # the fused path did run, in every layer, both times
     with exact_attention(tiny):
         assert not fast_attention_enabled(tiny.hf)
         with torch.inference_mode():
-            exact_states = tiny._vision_states(pixels)
+            exact_states = tiny.vision_states(pixels)
         exact_itm = np.asarray(tiny.itm_scores(images, texts))
     assert fast_attention_enabled(tiny.hf)  # restored
     assert len(sdpa_calls) == 2 * n_layers
@@ -106,20 +106,20 @@ def test_fused_equals_exact_full_vit_b(full_b, texts):
 def test_cross_attention_of_one_image_is_folded_and_equal_to_the_broadcast(tiny):
     """One image's texts go through the cross-attention as one query sequence: same numbers, same
     attention probabilities, no copies of the image's keys and values per text."""
-    from blipviz.fast_attention import _FOLD_FLAG, _cross_attention_modules, exact_attention
+    from blipviz.net.fast_attention import cross_attention_folded, cross_attention_modules, exact_attention
 
-    modules = _cross_attention_modules(tiny.hf)
+    modules = cross_attention_modules(tiny.hf)
     assert len(modules) == tiny.config.text_config.num_hidden_layers
-    assert all(getattr(m, _FOLD_FLAG, False) for m in modules)
+    assert all(cross_attention_folded(m) for m in modules)
     feats = tiny.encode_images(synthetic_images(1, seed=7))
     tok = tiny.tokenize(["a dog on a beach", "two cats", "a much longer description of a red sofa"])
     ids, mask = tiny.itm_input_ids(tok), tok.attention_mask
     with torch.inference_mode():
-        folded = tiny._itm_forward(ids, mask, feats.raw, output_attentions=True)
+        folded = tiny.itm_forward(ids, mask, feats.raw, output_attentions=True)
         with exact_attention(tiny):
-            assert not any(getattr(m, _FOLD_FLAG, False) for m in modules)
-            exact = tiny._itm_forward(ids, mask, feats.raw, output_attentions=True)
-    assert all(getattr(m, _FOLD_FLAG, False) for m in modules)  # restored
+            assert not any(cross_attention_folded(m) for m in modules)
+            exact = tiny.itm_forward(ids, mask, feats.raw, output_attentions=True)
+    assert all(cross_attention_folded(m) for m in modules)  # restored
     depth = tiny.config.text_config.num_hidden_layers
     assert_close(folded.last_hidden_state, exact.last_hidden_state, depth=depth)
     for a, b in zip(folded.cross_attentions, exact.cross_attentions, strict=True):

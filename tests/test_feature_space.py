@@ -6,7 +6,7 @@ from matplotlib.offsetbox import AnnotationBbox
 from PIL import Image
 
 import blipviz
-from blipviz.feature_space import FeatureSpaceDisplay, reduce_to_2d
+from blipviz.analysis.feature_space import feature_space_map, reduce_to_2d
 
 
 def _clusters(n_per=20, n_clusters=3, dim=256, seed=0):
@@ -45,7 +45,7 @@ def test_umap_preserves_neighbourhoods(umap_run):
 
 def test_fixed_random_state_gives_identical_coordinates(umap_run):
     x, labels, disp = umap_run
-    again = FeatureSpaceDisplay.from_items(embeddings=x, labels=labels, random_state=37)
+    again = feature_space_map(embeddings=x, labels=labels, random_state=37)
     pd.testing.assert_frame_equal(again.coords_, disp.coords_)
     for method in ("tsne", "pca"):
         a = reduce_to_2d(x, method, random_state=3)
@@ -78,10 +78,8 @@ def test_three_items_work_with_every_method(tiny_model, small_images, method):
 
 def test_model_embeddings_match_the_encoders(tiny_model, small_images):
     texts = ["a dog", "a cat"]
-    disp = FeatureSpaceDisplay.from_items(
-        model=tiny_model, texts=texts, images=[small_images[0]], method="pca"
-    )
-    ref = blipviz.FeatureSpaceDisplay.from_items(
+    disp = feature_space_map(model=tiny_model, texts=texts, images=[small_images[0]], method="pca")
+    ref = blipviz.feature_space_map(
         [tiny_model.encode_images([small_images[0]]), tiny_model.encode_texts(texts)], method="pca"
     )
     np.testing.assert_allclose(disp.coords_[["x", "y"]], ref.coords_[["x", "y"]], atol=1e-5)

@@ -6,7 +6,7 @@ import torch
 from PIL import Image
 
 from blipviz.errors import ImageLoadError, InputError, InputTypeError
-from blipviz.images import BLIP_IMAGE_MEAN, BLIP_IMAGE_STD, ImagePreprocessing, load_image
+from blipviz.net.images import BLIP_IMAGE_MEAN, BLIP_IMAGE_STD, ImagePreprocessing, load_image
 from blipviz.testing import synthetic_images as make_images
 
 

@@ -3,7 +3,7 @@ import pytest
 import torch
 
 import blipviz
-from blipviz.models import blip_config
+from blipviz.net.registry import blip_config
 
 
 def _meta_net(architecture):

@@ -97,10 +97,10 @@ def test_an_int8_copy_is_another_net(tiny, gallery):
 
 # --------------------------------------------------------------------------------- truncation
 def test_word_cut_is_flagged_when_the_token_limit_does_not_cut():
-    tokenized = blipviz.text.tokenize([LONG, SHORT], max_tokens=None)
+    tokenized = blipviz.net.text.tokenize([LONG, SHORT], max_tokens=None)
     assert tokenized.truncated == [True, False]
     assert tokenized.truncated_by == ["words", None]
-    tokenized = blipviz.text.tokenize([LONG, SHORT])
+    tokenized = blipviz.net.text.tokenize([LONG, SHORT])
     assert tokenized.truncated_by == ["tokens", None]
 
 

@@ -9,8 +9,8 @@ import pytest
 import torch
 
 import blipviz
-from blipviz import models
 from blipviz.errors import InputError, ModelLoadError, OfflineError
+from blipviz.net import registry as models
 from blipviz.testing import assert_close, net_depth, synthetic_images, tiny_random_config
 
 

@@ -13,8 +13,8 @@ import pytest
 import torch
 
 import blipviz
+from blipviz.net.text import blip_tokenizer, normalize_caption
 from blipviz.testing import assert_close, net_depth, synthetic_images
-from blipviz.text import blip_tokenizer, normalize_caption
 
 # The third text is long on purpose: BLIP cuts it at 35 tokens and so does blipviz, which says so.
 pytestmark = pytest.mark.filterwarnings("ignore::blipviz.TruncationWarning")
@@ -27,7 +27,7 @@ TEXTS = [
 
 
 def _pixels(model, images):
-    return torch.stack([model.preprocessing(blipviz.images.load_image(im)) for im in images])
+    return torch.stack([model.preprocessing(blipviz.net.images.load_image(im)) for im in images])
 
 
 def _hf_itm(model, input_ids, attention_mask, pixel_values_one_image):
@@ -117,8 +117,8 @@ def test_broadcast_cross_attention_equals_expanded(fixture, request):
     feats = model.encode_images(synthetic_images(1, seed=2))
     tok = model.tokenize(TEXTS)
     with torch.inference_mode():
-        broadcast = model._itm_logits(tok, feats.raw)
-        expanded = model._itm_logits(tok, feats.raw.expand(len(TEXTS), -1, -1).contiguous())
+        broadcast = model.itm_logits(tok, feats.raw)
+        expanded = model.itm_logits(tok, feats.raw.expand(len(TEXTS), -1, -1).contiguous())
     # logits of order a few: their own magnitude
     assert_close(broadcast, expanded, depth=net_depth(model, "text"))
 

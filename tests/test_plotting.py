@@ -4,7 +4,7 @@ from matplotlib.offsetbox import AnnotationBbox
 from PIL import Image
 
 import blipviz
-from blipviz.plotting import ScoreMatrixDisplay, blend_heatmap, shorten
+from blipviz.display.plotting import ScoreMatrixDisplay, blend_heatmap, shorten
 
 
 def _scores(n_images, n_texts, kind="itm", thumbs=True, seed=0):

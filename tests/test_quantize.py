@@ -17,7 +17,7 @@ import torch
 
 import blipviz
 from blipviz.errors import InputError
-from blipviz.quantize import is_quantized, quantize_int8
+from blipviz.net.quantize import is_quantized, quantize_int8
 from blipviz.testing import synthetic_images
 
 TEXTS = [

@@ -95,7 +95,7 @@ def test_full_size_offline_net_scores_depend_on_the_text(full_b, images, texts):
     with torch.inference_mode():
         feats = full_b.encode_images(images, keep_raw=True)
         logits = torch.stack(
-            [full_b._itm_logits(full_b.tokenize(texts), feats.raw[i : i + 1]) for i in range(len(images))]
+            [full_b.itm_logits(full_b.tokenize(texts), feats.raw[i : i + 1]) for i in range(len(images))]
         )
     margin = (logits[..., 1] - logits[..., 0]).numpy()  # (images, texts)
     within, across = margin.std(axis=1).mean(), margin.mean(axis=1).std()
@@ -183,7 +183,7 @@ def test_empty_inputs_give_empty_matrices(tiny, images, texts):
 
 
 def test_pixel_tensor_input(tiny, images):
-    pixels = torch.stack([tiny.preprocessing(blipviz.images.load_image(im)) for im in images])
+    pixels = torch.stack([tiny.preprocessing(blipviz.net.images.load_image(im)) for im in images])
     np.testing.assert_array_equal(
         np.asarray(tiny.itm_scores(pixels, "a photo")), np.asarray(tiny.itm_scores(images, "a photo"))
     )

@@ -27,7 +27,7 @@ def full(tiny, collection):
     feats = tiny.encode_images(collection)
     tok = tiny.tokenize(TEXTS)
     with torch.inference_mode():
-        logits = torch.stack([tiny._itm_logits(tok, feats.raw[i : i + 1])[:, 1] for i in range(len(feats))])
+        logits = torch.stack([tiny.itm_logits(tok, feats.raw[i : i + 1])[:, 1] for i in range(len(feats))])
     return np.asarray(itm), np.asarray(cos), logits.double().numpy(), feats
 
 
@@ -89,13 +89,13 @@ def test_search_texts_equals_full_ranking_restricted_to_top_k(tiny, collection, 
 def test_multimodal_stage_grows_with_k_not_with_the_collection(tiny, collection, texts, monkeypatch):
     """The ITM pass sees k texts per image query, and at most n_queries x k image candidates."""
     seen = []
-    original = tiny._itm_logits
+    original = tiny.itm_logits
 
     def counting(tokenized, states, *args, **kwargs):
         seen.append(len(tokenized))
         return original(tokenized, states, *args, **kwargs)
 
-    monkeypatch.setattr(tiny, "_itm_logits", counting)
+    monkeypatch.setattr(tiny, "itm_logits", counting)
     tiny.search_texts(collection[:2], texts, k=2)
     assert seen == [2, 2]
     seen.clear()

@@ -2,7 +2,7 @@ import pandas as pd
 import pytest
 
 import blipviz
-from blipviz.tables import Ranking, style_ranking
+from blipviz import Ranking, style_ranking
 
 TEXTS = ["a dog", "a cat on a mat", "two birds in the sky"]
 

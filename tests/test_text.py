@@ -1,7 +1,7 @@
 import pytest
 
 from blipviz.errors import InputTypeError
-from blipviz.text import blip_tokenizer, normalize_caption, tokenize
+from blipviz.net.text import blip_tokenizer, normalize_caption, tokenize
 
 
 @pytest.mark.parametrize(
@@ -98,7 +98,7 @@ def test_word_and_token_cuts_are_both_flagged():
 
 
 def test_truncation_message_counts_and_names_the_limit():
-    from blipviz.text import truncation_message
+    from blipviz.net.text import truncation_message
 
     assert truncation_message([None, None], 35) is None
     assert truncation_message(["tokens", None], 35, limit_note="BLIP's limit") == (

@@ -13,10 +13,10 @@ import pytest
 from PIL import Image
 
 import blipviz
-from blipviz import attention as attention_module
-from blipviz.plotting import blend_heatmap
+from blipviz.analysis import attention as attention_module
+from blipviz.display.plotting import blend_heatmap
+from blipviz.display.widgets import AttentionExplorer, MatrixExplorer, RankingExplorer
 from blipviz.testing import assert_close, net_depth, synthetic_images
-from blipviz.widgets import AttentionExplorer, MatrixExplorer, RankingExplorer
 
 ipywidgets = pytest.importorskip("ipywidgets")
 
@@ -28,7 +28,7 @@ def calls(tiny, monkeypatch):
     """Counts of model passes: vision encoder, text encoder (texts encoded), multimodal encoder,
     cross-attention and GradCAM runs."""
     counts: Counter = Counter()
-    vision, texts, itm = tiny._vision_states, tiny.encode_texts, tiny._itm_forward
+    vision, texts, itm = tiny.vision_states, tiny.encode_texts, tiny.itm_forward
 
     def counted_vision(pixels):
         counts["vision"] += int(pixels.shape[0])
@@ -43,9 +43,9 @@ def calls(tiny, monkeypatch):
         counts["itm_texts"] += int(input_ids.shape[0])
         return itm(input_ids, *args, **kw)
 
-    monkeypatch.setattr(tiny, "_vision_states", counted_vision)
+    monkeypatch.setattr(tiny, "vision_states", counted_vision)
     monkeypatch.setattr(tiny, "encode_texts", counted_texts)
-    monkeypatch.setattr(tiny, "_itm_forward", counted_itm)
+    monkeypatch.setattr(tiny, "itm_forward", counted_itm)
     for name in ("cross_attention", "gradcam"):
         original = getattr(attention_module, name)
 
@@ -170,7 +170,7 @@ def test_add_and_remove_descriptions(tiny, gallery, calls):
     assert explorer.texts == [*TEXTS, "a man riding a horse"]
     assert len(explorer.table_) == 4 and explorer.new_description.value == ""
     assert calls["itm_texts"] == 1 and calls["vision"] == 0
-    remove = explorer._rows.children[0].children[1]
+    remove = explorer.rows.children[0].children[1]
     remove.click()
     assert explorer.texts == [*TEXTS[1:], "a man riding a horse"]
     assert TEXTS[0] not in set(explorer.table_["text"])
@@ -187,7 +187,7 @@ def test_ranking_errors_show_in_the_widget(tiny, gallery):
     assert explorer.table_.equals(table)
     explorer.description_boxes[0].value = "a cat"
     assert explorer.message.value == ""
-    explorer._rows.children[0].children[1].click()  # the last description
+    explorer.rows.children[0].children[1].click()  # the last description
     assert "at least one description" in explorer.message.value
     assert explorer.texts == ["a cat"]
 

@@ -15,9 +15,9 @@ import torch
 
 import blipviz
 from blipviz import InputError, InputTypeError, ZeroShotClassifier, ZeroShotEvaluation, evaluate_zero_shot
+from blipviz.analysis.zero_shot import DEFAULT_TEMPLATE, class_texts
 from blipviz.datasets import FASHION_MNIST_LABELS, sample_images
 from blipviz.testing import assert_close, fashion_mnist_fixture_image, net_depth
-from blipviz.zero_shot import DEFAULT_TEMPLATE, class_texts
 
 LABELS = list(FASHION_MNIST_LABELS)
 
@@ -158,7 +158,7 @@ def test_class_texts_are_encoded_once_and_each_image_passes_the_vision_encoder_o
             return _original(*args, **kwargs)
 
         monkeypatch.setattr(model, name, counted)
-    vision, text_proj = model._vision_states, model._text_projection
+    vision, text_proj = model.vision_states, model.text_projection
 
     def vision_counted(pixels):
         calls["vision_rows"].append(int(pixels.shape[0]))
@@ -168,8 +168,8 @@ def test_class_texts_are_encoded_once_and_each_image_passes_the_vision_encoder_o
         calls["text_proj"] += 1
         return text_proj(*args)
 
-    monkeypatch.setattr(model, "_vision_states", vision_counted)
-    monkeypatch.setattr(model, "_text_projection", text_counted)
+    monkeypatch.setattr(model, "vision_states", vision_counted)
+    monkeypatch.setattr(model, "text_projection", text_counted)
     for method in ("itm", "cosine", "rerank"):
         calls.update(tokenize=0, encode_texts=0, vision_rows=[], text_proj=0)
         clf = ZeroShotClassifier(model, LABELS, method=method, batch_size=5)

@@ -23,21 +23,24 @@ import numpy as np
 import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from .errors import ImageLoadError, InputError, InputTypeError
+from ..errors import ImageLoadError, InputError, InputTypeError
+from .registry import BLIP_IMAGE_MEAN, BLIP_IMAGE_STD, IMAGE_SIZE
 
 __all__ = [
     "BLIP_IMAGE_MEAN",
     "BLIP_IMAGE_STD",
+    "THUMBNAIL_SIZE",
     "ImageLike",
     "ImagePreprocessing",
     "as_image_list",
+    "image_label",
     "load_image",
+    "thumbnail",
     "to_rgb",
 ]
 
-#: Normalisation constants of BLIP's transforms (those of CLIP).
-BLIP_IMAGE_MEAN = (0.48145466, 0.4578275, 0.40821073)
-BLIP_IMAGE_STD = (0.26862954, 0.26130258, 0.27577711)
+#: Longest side of the thumbnails kept with features for plots, in pixels.
+THUMBNAIL_SIZE = 96
 
 ImageLike = Image.Image | str | os.PathLike | np.ndarray | bytes
 
@@ -165,6 +168,21 @@ def load_image(item: ImageLike, index: int | None = None, *, exif_transpose: boo
         raise ImageLoadError(f"{where}: could not be converted to RGB ({exc})") from None
 
 
+def image_label(item: Any, index: int) -> str:
+    """The label of an image in plots and tables: its file name, or ``"image {index}"``."""
+    if isinstance(item, str | os.PathLike):
+        return Path(item).name
+    name = getattr(item, "filename", "") if not isinstance(item, np.ndarray | bytes) else ""
+    return Path(name).name if name else f"image {index}"
+
+
+def thumbnail(rgb: Image.Image, size: int = THUMBNAIL_SIZE) -> Image.Image:
+    """A copy of ``rgb`` whose longest side is at most ``size`` pixels (aspect kept)."""
+    thumb = rgb.copy()
+    thumb.thumbnail((size, size))
+    return thumb
+
+
 def as_image_list(images: ImageLike | Sequence[ImageLike]) -> list[ImageLike]:
     """Accept one image or a sequence of images and return a list (no decoding yet)."""
     if isinstance(images, Image.Image | str | os.PathLike | bytes):
@@ -201,7 +219,7 @@ class ImagePreprocessing:
         exif_transpose=False)``.
     """
 
-    image_size: int = 384
+    image_size: int = IMAGE_SIZE
     mean: tuple[float, float, float] = BLIP_IMAGE_MEAN
     std: tuple[float, float, float] = BLIP_IMAGE_STD
     exif_transpose: bool = True

@@ -1,6 +1,7 @@
-"""Result objects: features of images and texts, and image x text score matrices.
+"""What the encoders return: features of images and of texts.
 
-They hold computed arrays plus labels and nothing else: no model runs inside them.
+They hold computed arrays plus labels and the fingerprint of the net that made them; no model runs
+inside them.
 """
 
 from __future__ import annotations
@@ -10,16 +11,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-import pandas as pd
 import torch
 
-from .errors import InputError
-from .text import as_text_list
-
-__all__ = ["ImageFeatures", "ScoreMatrix", "TextFeatures"]
+__all__ = ["ImageFeatures", "TextFeatures", "index_list"]
 
 
-def _index_list(index: int | slice | Sequence[int], n: int) -> list[int]:
+def index_list(index: int | slice | Sequence[int], n: int) -> list[int]:
+    """Positions picked by an int, a slice or a sequence of ints among ``n`` items."""
     if isinstance(index, int | np.integer):
         i = int(index)
         if not -n <= i < n:
@@ -73,7 +71,7 @@ class ImageFeatures:
         return None if self.raw is None else int(self.raw.shape[-1])
 
     def __getitem__(self, index: int | slice | Sequence[int]) -> ImageFeatures:
-        idx = _index_list(index, len(self))
+        idx = index_list(index, len(self))
         return ImageFeatures(
             embeddings=self.embeddings[idx],
             projected=self.projected[idx],
@@ -139,7 +137,7 @@ class TextFeatures:
         return int(self.embeddings.shape[0])
 
     def __getitem__(self, index: int | slice | Sequence[int]) -> TextFeatures:
-        idx = _index_list(index, len(self))
+        idx = index_list(index, len(self))
         return TextFeatures(
             embeddings=self.embeddings[idx],
             projected=self.projected[idx],
@@ -155,94 +153,3 @@ class TextFeatures:
 
     def __repr__(self) -> str:
         return f"TextFeatures(n={len(self)}, embeddings={tuple(self.embeddings.shape)})"
-
-
-@dataclass(eq=False)
-class ScoreMatrix:
-    """Scores of every (image, text) pair.
-
-    ``numpy.asarray(s)`` gives the float array of shape (n_images, n_texts).
-
-    Attributes
-    ----------
-    values : ndarray of shape (n_images, n_texts)
-        ITM match probabilities in [0, 1], or cosine similarities in [-1, 1].
-    texts : list of str
-    image_labels : list of str
-    kind : {"itm", "cosine"}
-    thumbnails : list of PIL.Image.Image or None
-        Small copies of the images, for plots.
-    truncated_by : list of {"tokens", "words", None}
-        Per text: cut at the token limit, by the word limit of the caption normalisation, or not
-        cut; default: none cut. :attr:`truncated` is the same as booleans.
-    """
-
-    values: np.ndarray
-    texts: list[str]
-    image_labels: list[str]
-    kind: str = "itm"
-    thumbnails: list[Any] | None = None
-    truncated_by: list[str | None] | None = field(default=None, repr=False)
-
-    def __post_init__(self) -> None:
-        self.texts = as_text_list(self.texts)  # a bare str is one text
-        self.values = np.asarray(self.values, dtype=np.float64)
-        expected = (len(self.image_labels), len(self.texts))
-        if self.values.shape != expected:
-            raise InputError(
-                f"score values have shape {self.values.shape}, but there are {expected[0]} image labels "
-                f"and {expected[1]} texts"
-            )
-        if self.truncated_by is None:
-            self.truncated_by = [None] * len(self.texts)
-        self.truncated_by = list(self.truncated_by)
-        if len(self.truncated_by) != len(self.texts):
-            raise InputError(f"got {len(self.truncated_by)} truncation flags for {len(self.texts)} texts")
-
-    @property
-    def truncated(self) -> list[bool]:
-        """Whether each text was cut (by words or by tokens) before it was scored."""
-        return [reason is not None for reason in self.truncated_by]
-
-    @property
-    def shape(self) -> tuple[int, int]:
-        return self.values.shape  # type: ignore[return-value]
-
-    def __array__(self, dtype=None, copy=None) -> np.ndarray:
-        return self.values if dtype is None else self.values.astype(dtype)
-
-    def __repr__(self) -> str:
-        return f"ScoreMatrix(kind={self.kind!r}, shape={self.shape})"
-
-    def to_pandas(self) -> pd.DataFrame:
-        """Long form: one row per pair with columns ``image``, ``text``, ``score``,
-        ``image_index``, ``text_index``."""
-        n_images, n_texts = self.shape
-        return pd.DataFrame(
-            {
-                "image": np.repeat(self.image_labels, n_texts) if n_images else [],
-                "text": np.tile(self.texts, n_images) if n_texts else [],
-                "score": self.values.reshape(-1),
-                "image_index": np.repeat(np.arange(n_images), n_texts),
-                "text_index": np.tile(np.arange(n_texts), n_images),
-            }
-        )
-
-    def to_frame(self) -> pd.DataFrame:
-        """Wide form: images as rows, texts as columns."""
-        return pd.DataFrame(self.values, index=self.image_labels, columns=self.texts)
-
-    def plot(self, ax=None, **kwargs: Any):
-        """Heatmap with texts as rows and image thumbnails as columns.
-
-        See :meth:`blipviz.plotting.ScoreMatrixDisplay.plot` for the options (``sort``,
-        ``annotate``, ``cmap``, ...).
-
-        Returns
-        -------
-        blipviz.plotting.ScoreMatrixDisplay
-            ``.im_.get_array()`` holds the scores as drawn, of shape (n_texts, n_images).
-        """
-        from .plotting import ScoreMatrixDisplay
-
-        return ScoreMatrixDisplay(self).plot(ax=ax, **kwargs)

@@ -23,8 +23,9 @@ import pandas as pd
 import torch
 import torch.nn.functional as F
 
-from .errors import InputError
-from .results import ImageFeatures, TextFeatures
+from ..errors import InputError, positive_int
+from ..net.features import ImageFeatures, TextFeatures
+from .scores import cosine_matrix
 
 __all__ = ["SCORES", "search_images", "search_texts"]
 
@@ -32,8 +33,7 @@ SCORES = ("itm", "itm+cosine")
 
 
 def _check_options(k: int, score: str) -> None:
-    if isinstance(k, bool) or not isinstance(k, int | np.integer) or k < 1:
-        raise InputError(f"k must be a positive integer, got {k!r}")
+    positive_int("k", k)
     if score not in SCORES:
         raise InputError(f"unknown score {score!r}; allowed values: {', '.join(map(repr, SCORES))}")
 
@@ -135,18 +135,18 @@ def search_images(
     keys: list[str | None] = []  # feature-cache entry names, for remembered ITM logits
     with torch.inference_mode():
         if isinstance(images, ImageFeatures):
-            model._check_features(images, need_raw=True)
-            sims_parts.append((images.embeddings.double() @ queries.T).numpy())
-            names = list(images.labels) if labels is None else model._check_labels(labels, len(images))
+            model.check_features(images, need_raw=True)
+            sims_parts.append(cosine_matrix(images.embeddings, queries))
+            names = list(images.labels) if labels is None else model.check_labels(labels, len(images))
             kept = {i: images.raw[i] for i in range(len(images))}
             keys = [None] * len(images)
         else:
-            for states, batch_labels, _, batch_keys in model._iter_keyed_image_states(
+            for states, batch_labels, _, batch_keys in model.iter_image_states(
                 images, batch_size, progress, labels
             ):
                 start = len(names)
-                emb = F.normalize(model._image_projection(states).cpu(), dim=-1).double()
-                sims_parts.append((emb @ queries.T).numpy())
+                emb = F.normalize(model.image_projection(states).cpu(), dim=-1).double()
+                sims_parts.append(cosine_matrix(emb, queries))
                 names.extend(batch_labels)
                 keys.extend(batch_keys)
                 for b in range(states.shape[0]):
@@ -165,7 +165,7 @@ def search_images(
                 by_image.setdefault(int(i), []).append(q)
         logits: dict[tuple[int, int], torch.Tensor] = {}
         for i, qs in by_image.items():
-            out = model._itm_logits_of_image(tokenized.select(qs), kept[i].unsqueeze(0), keys[i])
+            out = model.itm_logits_of_image(tokenized.select(qs), kept[i].unsqueeze(0), keys[i])
             for q, row in zip(qs, out, strict=True):
                 logits[(q, i)] = row
     rows = []
@@ -233,28 +233,26 @@ def search_texts(
     rows = []
     with torch.inference_mode():
         if isinstance(query_images, ImageFeatures):
-            model._check_features(query_images, need_raw=True)
+            model.check_features(query_images, need_raw=True)
             names = (
-                list(query_images.labels)
-                if labels is None
-                else model._check_labels(labels, len(query_images))
+                list(query_images.labels) if labels is None else model.check_labels(labels, len(query_images))
             )
             batches = [(query_images.raw, names, [None] * len(query_images))]
         else:
             batches = (
                 (states, names, keys)
-                for states, names, _, keys in model._iter_keyed_image_states(
+                for states, names, _, keys in model.iter_image_states(
                     query_images, batch_size, progress, labels
                 )
             )
         q = 0
         for states, names, keys in batches:
-            emb = F.normalize(model._image_projection(states).cpu(), dim=-1).double()
-            sims = (emb @ text_emb.T).numpy()
+            emb = F.normalize(model.image_projection(states).cpu(), dim=-1).double()
+            sims = cosine_matrix(emb, text_emb)
             for b in range(states.shape[0]):
                 cand = [int(t) for t in _top_k(sims[b], k)]
                 out = (
-                    model._itm_logits_of_image(tokenized.select(cand), states[b : b + 1], keys[b])
+                    model.itm_logits_of_image(tokenized.select(cand), states[b : b + 1], keys[b])
                     if cand
                     else []
                 )

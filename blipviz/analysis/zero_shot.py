@@ -26,11 +26,12 @@ import pandas as pd
 import torch
 import torch.nn.functional as F
 
-from .errors import InputError, InputTypeError
-from .images import as_image_list
-from .itm import _PROGRESS_MIN_IMAGES, BlipITM, Images, _positive_int
-from .results import ImageFeatures
-from .text import as_text_list
+from ..errors import InputError, InputTypeError, positive_int
+from ..net.features import ImageFeatures
+from ..net.images import as_image_list
+from ..net.net import PROGRESS_MIN_IMAGES, BlipNet, Images
+from ..net.text import as_text_list
+from .scores import cosine_matrix
 
 __all__ = [
     "DEFAULT_TEMPLATE",
@@ -102,7 +103,7 @@ class ZeroShotClassifier:
 
     Parameters
     ----------
-    model : BlipITM
+    model : BlipNet
     labels : sequence of str
         Class names, distinct after lower-casing.
     template : str, default "This is a photo of a {}"
@@ -115,7 +116,7 @@ class ZeroShotClassifier:
         Classes re-scored by ITM with ``method="rerank"`` (at most the number of labels).
     batch_size : int, optional
         Images per vision-encoder pass; default 4 on CPU, 16 on a GPU
-        (:attr:`BlipITM.default_batch_size`).
+        (:attr:`BlipNet.default_batch_size`).
     text_batch_size : int, default 128
         Class texts per multimodal pass.
     progress : bool, optional
@@ -142,7 +143,7 @@ class ZeroShotClassifier:
 
     def __init__(
         self,
-        model: BlipITM,
+        model: BlipNet,
         labels: Sequence[str],
         *,
         template: str = DEFAULT_TEMPLATE,
@@ -152,9 +153,9 @@ class ZeroShotClassifier:
         text_batch_size: int = 128,
         progress: bool | None = None,
     ) -> None:
-        if not isinstance(model, BlipITM):
+        if not isinstance(model, BlipNet):
             raise InputTypeError(
-                f"model must be a BlipITM (from blipviz.load_model), got {type(model).__name__}"
+                f"model must be a BlipNet (from blipviz.load_model), got {type(model).__name__}"
             )
         if method not in METHODS:
             raise InputError(f"method must be one of {METHODS}, got {method!r}")
@@ -171,10 +172,9 @@ class ZeroShotClassifier:
                     "labels must be distinct after lower-casing"
                 )
             seen[label.lower()] = label
-        if isinstance(rerank_k, bool) or not isinstance(rerank_k, int) or rerank_k < 1:
-            raise InputError(f"rerank_k must be a positive int, got {rerank_k!r}")
-        batch_size = model._batch_size(batch_size)
-        text_batch_size = _positive_int("text_batch_size", text_batch_size)
+        rerank_k = positive_int("rerank_k", rerank_k)
+        batch_size = model.resolve_batch_size(batch_size)
+        text_batch_size = positive_int("text_batch_size", text_batch_size)
         self.model = model
         self.labels = labels
         self.template = template
@@ -197,7 +197,7 @@ class ZeroShotClassifier:
     def _itm_row(self, tokenized, states: torch.Tensor, key: str | None) -> np.ndarray:
         """ITM probabilities of one image (states of batch 1) against class texts; ``key`` is the
         image's feature-cache entry name, whose remembered logits are reused."""
-        logits = self.model._itm_logits_of_image(tokenized, states, key, self.text_batch_size)
+        logits = self.model.itm_logits_of_image(tokenized, states, key, self.text_batch_size)
         return logits.softmax(dim=-1)[:, 1].double().cpu().numpy()
 
     def _score(self, images: Images) -> _ClassScores:
@@ -211,7 +211,7 @@ class ZeroShotClassifier:
         else:
             images = as_image_list(images)
             n_images = len(images)
-        show = n_images >= _PROGRESS_MIN_IMAGES if self.progress is None else self.progress
+        show = n_images >= PROGRESS_MIN_IMAGES if self.progress is None else self.progress
         bar = None
         if show:
             from tqdm.auto import tqdm
@@ -223,13 +223,13 @@ class ZeroShotClassifier:
         values, cosines, names = [], [], []
         try:
             with torch.inference_mode():
-                for states, batch_labels, _, keys in self.model._iter_keyed_image_states(
+                for states, batch_labels, _, keys in self.model.iter_image_states(
                     images, self.batch_size, progress=False
                 ):
                     cos = None
                     if self.method != "itm":
-                        emb = F.normalize(self.model._image_projection(states).cpu(), dim=-1).double()
-                        cos = (emb @ text_emb.T).numpy()
+                        emb = F.normalize(self.model.image_projection(states).cpu(), dim=-1).double()
+                        cos = cosine_matrix(emb, text_emb)
                         cosines.append(cos)
                     for b in range(states.shape[0]):
                         if self.method == "itm":
@@ -261,8 +261,8 @@ class ZeroShotClassifier:
         return _ClassScores(values_arr, rank_key, cosine, names)
 
     def _cosine_from_features(self, features: ImageFeatures) -> _ClassScores:
-        self.model._check_features(features, need_raw=False)
-        cos = (features.embeddings.double() @ self.text_features.embeddings.double().T).numpy()
+        self.model.check_features(features, need_raw=False)
+        cos = cosine_matrix(features.embeddings, self.text_features.embeddings)
         return _ClassScores(cos, cos, cos, list(features.labels))
 
     # ------------------------------------------------------------------------------- API
@@ -302,8 +302,7 @@ class ZeroShotClassifier:
         ``label`` and ``score`` (as in :meth:`predict_proba`), plus ``cosine`` for
         ``method="rerank"`` (the order of the classes that ITM did not score).
         """
-        if isinstance(k, bool) or not isinstance(k, int) or k < 1:
-            raise InputError(f"k must be a positive int, got {k!r}")
+        k = positive_int("k", k)
         if isinstance(image, ImageFeatures):
             n = len(image)
         elif isinstance(image, torch.Tensor):
@@ -468,8 +467,7 @@ class ZeroShotEvaluation:
 
     def top_k_accuracy(self, k: int = 5) -> float:
         """Fraction of images whose true class is among the ``k`` best-ranked classes."""
-        if isinstance(k, bool) or not isinstance(k, int) or k < 1:
-            raise InputError(f"k must be a positive int, got {k!r}")
+        k = positive_int("k", k)
         return float(np.mean(self.true_ranks <= k)) if self.n_images else float("nan")
 
     @property

@@ -1,6 +1,6 @@
 """Where each word looks: cross-attention maps and GradCAM of the ITM pass.
 
-Both run the multimodal encoder exactly as :class:`blipviz.BlipITM` scores a pair: ``[ENC]`` (or
+Both run the multimodal encoder exactly as :class:`blipviz.BlipNet` scores a pair: ``[ENC]`` (or
 ``[CLS]`` with ``first_token="cls"``) first, the image's last ViT states given with batch size 1.
 Geometry (layers, heads, patch grid) is read from the net's config.
 
@@ -22,16 +22,15 @@ import numpy as np
 import torch
 from PIL import Image
 
-from .errors import InputError
-from .images import ImageLike, load_image
-from .plotting import _panel_grid, blend_heatmap
-from .results import ImageFeatures
+from ..errors import InputError
+from ..net.features import ImageFeatures
+from ..net.images import ImageLike, image_label, load_image
 
 if TYPE_CHECKING:
-    from .itm import BlipITM
+    from ..display.attention import AttentionGridDisplay
+    from ..net.net import BlipNet
 
 __all__ = [
-    "AttentionGridDisplay",
     "CrossAttention",
     "GradCAM",
     "cross_attention",
@@ -78,39 +77,37 @@ def _token_index(tokens: Sequence[int] | None, n_tokens: int) -> list[int]:
     return [t % n_tokens for t in chosen]
 
 
-def _multimodal_layers(model: BlipITM) -> int:
+def _multimodal_layers(model: BlipNet) -> int:
     return int(model.config.text_config.num_hidden_layers)
 
 
-def _image_and_states(model: BlipITM, image: Any) -> tuple[Any, torch.Tensor, str]:
+def _image_and_states(model: BlipNet, image: Any) -> tuple[Any, torch.Tensor, str]:
     """(RGB PIL image or thumbnail or None, states of shape (1, 1 + P, width), label)."""
-    from .itm import _image_label
-
     if isinstance(image, ImageFeatures):
         if len(image) != 1:
             raise InputError(f"expected one image, got ImageFeatures of {len(image)} images")
-        model._check_features(image, need_raw=True)
+        model.check_features(image, need_raw=True)
         thumb = image.thumbnails[0] if image.thumbnails else None
         # clone: features computed under inference_mode cannot enter an autograd graph
         return thumb, image.raw.clone(), image.labels[0]
     if isinstance(image, torch.Tensor):
-        pixels = model._check_pixels(image)
+        pixels = model.check_pixels(image)
         if pixels.shape[0] != 1:
             raise InputError(f"expected one image, got pixel values of shape {tuple(pixels.shape)}")
         with torch.no_grad():
-            return None, model._vision_states(pixels), "image 0"
+            return None, model.vision_states(pixels), "image 0"
     if isinstance(image, list | tuple):
         if len(image) != 1:
             raise InputError(f"expected one image, got {len(image)}")
         image = image[0]
     rgb = model.preprocessing.load(image)  # the net's EXIF rule
-    label = _image_label(image, 0)
+    label = image_label(image, 0)
     with torch.no_grad():  # through the net's image path, so a feature cache is used when set
-        states, _, _ = next(model._iter_image_states([rgb], 1, progress=False, labels=[label]))
+        states = next(model.iter_image_states([rgb], 1, progress=False, labels=[label])).states
     return rgb, states, label
 
 
-def _text_input(model: BlipITM, text: str):
+def _text_input(model: BlipNet, text: str):
     if not isinstance(text, str):
         raise InputError(f"expected one text (a str), got {type(text).__name__}")
     tokenized = model.tokenize([text])  # warns (TruncationWarning) when the text is cut
@@ -133,46 +130,12 @@ def _default_size(image: Image.Image | np.ndarray) -> int | None:
     return _MAX_OVERLAY_SIDE if side > _MAX_OVERLAY_SIDE else None
 
 
-class AttentionGridDisplay:
-    """A labelled grid of maps or overlays, one panel per token.
-
-    Attributes
-    ----------
-    arrays_ : list of ndarray
-        What each panel shows: (gh, gw) maps, or (H, W, 3) uint8 overlays.
-    titles_ : list of str
-        Panel titles (the tokens).
-    images_ : list of matplotlib.image.AxesImage
-    axes_ : ndarray of matplotlib.axes.Axes
-    figure_ : matplotlib.figure.Figure
-    """
-
-    def __init__(self, arrays: Sequence[np.ndarray], titles: Sequence[str], title: str = "") -> None:
-        self.arrays_ = list(arrays)
-        self.titles_ = list(titles)
-        self.title = title
-
-    def plot(self, axes=None, *, ncols: int | None = None, panel_size: float = 1.8, **imshow_kw):
-        """Draw the panels; ``axes``: an array of at least ``len(arrays_)`` Axes, or None (new figure)."""
-        fig, flat, images = _panel_grid(
-            self.arrays_,
-            self.titles_,
-            ncols=ncols,
-            axes=axes,
-            panel_in=panel_size,
-            title=self.title,
-            **imshow_kw,
-        )
-        self.figure_, self.axes_, self.images_ = fig, flat, images
-        return self
-
-
 # ----------------------------------------------------------------------------- cross-attention
 @dataclass(eq=False)
 class CrossAttention:
     """Cross-attention probabilities of the multimodal encoder for one (image, text) pair.
 
-    Build it with :meth:`blipviz.BlipITM.cross_attention`.
+    Build it with :meth:`blipviz.BlipNet.cross_attention`.
 
     Attributes
     ----------
@@ -280,6 +243,8 @@ class CrossAttention:
         AttentionGridDisplay
             ``arrays_[i]`` is ``maps(layer, ...)[tokens[i]]``.
         """
+        from ..display.attention import AttentionGridDisplay
+
         maps = self.maps(layer, heads, subtract_min)
         index = _token_index(tokens, len(self.tokens))
         title = f"cross-attention, layer {_check_layer(layer, self.n_layers)}: {self.text}"
@@ -322,6 +287,9 @@ class CrossAttention:
         AttentionGridDisplay
             ``arrays_`` are uint8 arrays of shape (H, W, 3), the image's size.
         """
+        from ..display.attention import AttentionGridDisplay
+        from ..display.plotting import blend_heatmap
+
         picture = _overlay_image(self.image, image)
         maps = self.maps(layer, heads, subtract_min)
         index = _token_index(tokens, len(self.tokens))
@@ -331,12 +299,12 @@ class CrossAttention:
         return AttentionGridDisplay(arrays, [self.tokens[t] for t in index], title).plot(axes, ncols=ncols)
 
 
-def cross_attention(model: BlipITM, image: Any, text: str) -> CrossAttention:
-    """Cross-attention of the ITM pass for one image and one text (see :meth:`BlipITM.cross_attention`)."""
+def cross_attention(model: BlipNet, image: Any, text: str) -> CrossAttention:
+    """Cross-attention of the ITM pass for one image and one text (see :meth:`BlipNet.cross_attention`)."""
     picture, states, label = _image_and_states(model, image)
     tokenized, ids, tokens = _text_input(model, text)
     with torch.inference_mode():
-        out = model._itm_forward(ids, tokenized.attention_mask, states, output_attentions=True)
+        out = model.itm_forward(ids, tokenized.attention_mask, states, output_attentions=True)
         logits = model.hf.itm_head(out.last_hidden_state[:, 0, :]).float()
         weights = torch.stack([a[0] for a in out.cross_attentions]).float().cpu().numpy()
     return CrossAttention(
@@ -360,7 +328,7 @@ class GradCAM:
     cross-attention probabilities; map = mean over heads of attention x clamp(gradient, min=0),
     the image's ``[CLS]`` token dropped, patches reshaped to the grid.
 
-    Build it with :meth:`blipviz.BlipITM.gradcam`.
+    Build it with :meth:`blipviz.BlipNet.gradcam`.
 
     Attributes
     ----------
@@ -405,6 +373,8 @@ class GradCAM:
 
     def plot(self, *, axes=None, ncols: int | None = None, cmap: str = "viridis") -> AttentionGridDisplay:
         """Draw the mean map then each token's (gh, gw) map in a labelled grid."""
+        from ..display.attention import AttentionGridDisplay
+
         arrays = [self.mean_map, *self.maps]
         disp = AttentionGridDisplay(
             arrays, ["mean", *self.tokens], f"GradCAM, layer {self.layer}: {self.text}"
@@ -443,6 +413,9 @@ class GradCAM:
         AttentionGridDisplay
             ``arrays_`` are uint8 arrays of shape (H, W, 3).
         """
+        from ..display.attention import AttentionGridDisplay
+        from ..display.plotting import blend_heatmap
+
         picture = _overlay_image(self.image, image)
         index = _token_index(tokens, len(self.tokens))
         maps = ([self.mean_map] if include_mean else []) + [self.maps[t] for t in index]
@@ -460,8 +433,8 @@ def default_gradcam_layer(n_layers: int) -> int:
     return max(0, min(n_layers // 2, n_layers - 2))
 
 
-def gradcam(model: BlipITM, image: Any, text: str, layer: int | None = None) -> GradCAM:
-    """GradCAM of the ITM pass for one image and one text (see :meth:`BlipITM.gradcam`)."""
+def gradcam(model: BlipNet, image: Any, text: str, layer: int | None = None) -> GradCAM:
+    """GradCAM of the ITM pass for one image and one text (see :meth:`BlipNet.gradcam`)."""
     n_layers = _multimodal_layers(model)
     layer = default_gradcam_layer(n_layers) if layer is None else _check_layer(layer, n_layers)
     picture, states, label = _image_and_states(model, image)
@@ -470,7 +443,7 @@ def gradcam(model: BlipITM, image: Any, text: str, layer: int | None = None) -> 
     # accumulated in .grad: autograd.grad returns the one gradient and frees the graph.
     with torch.inference_mode(False), torch.enable_grad():
         states, ids, mask = states.detach().clone(), ids.clone(), tokenized.attention_mask.clone()
-        out = model._itm_forward(ids, mask, states, output_attentions=True)
+        out = model.itm_forward(ids, mask, states, output_attentions=True)
         logits = model.hf.itm_head(out.last_hidden_state[:, 0, :]).float()
         attention = out.cross_attentions[layer]  # (1, n_heads, n_tokens, 1 + P)
         (grad,) = torch.autograd.grad(logits[:, 1].sum(), attention)  # frees the graph

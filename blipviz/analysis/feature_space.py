@@ -22,16 +22,16 @@ import numpy as np
 import pandas as pd
 import torch
 
-from .errors import InputError, InputTypeError
-from .images import as_image_list, load_image
-from .plotting import _add_thumbnail, _new_axes, shorten
-from .results import ImageFeatures, TextFeatures
-from .text import as_text_list
+from ..errors import InputError, InputTypeError
+from ..net.features import ImageFeatures, TextFeatures
+from ..net.images import as_image_list, image_label, load_image, thumbnail
+from ..net.text import as_text_list
 
 if TYPE_CHECKING:
-    from .itm import BlipITM
+    from ..display.feature_space import FeatureSpaceDisplay
+    from ..net.net import BlipNet
 
-__all__ = ["FeatureSpaceDisplay", "feature_space_plot", "reduce_to_2d"]
+__all__ = ["feature_space_map", "feature_space_plot", "reduce_to_2d"]
 
 METHODS = ("umap", "tsne", "pca")
 _THUMBNAIL_PIXELS = 64
@@ -198,7 +198,7 @@ def _groups_of(value: Any, kind: str) -> list[_Group]:
     return [_Group("text", items=items)] if items else []
 
 
-def _check_nets(groups: list[_Group], model: BlipITM | None) -> None:
+def _check_nets(groups: list[_Group], model: BlipNet | None) -> None:
     """Features must come from ``model`` (when given), and features of one kind from one net."""
     seen: dict[str, tuple[str, str]] = {}
     for group in groups:
@@ -217,10 +217,8 @@ def _check_nets(groups: list[_Group], model: BlipITM | None) -> None:
                 )
 
 
-def _collect(groups: list[_Group], model: BlipITM | None, need_embeddings: bool):
+def _collect(groups: list[_Group], model: BlipNet | None, need_embeddings: bool):
     """-> (kinds, names, thumbnails (per item, None for texts), embeddings (n, d) or None)."""
-    from .itm import _image_label
-
     _check_nets(groups, model)
     kinds: list[str] = []
     names: list[str] = []
@@ -252,7 +250,7 @@ def _collect(groups: list[_Group], model: BlipITM | None, need_embeddings: bool)
             if need_embeddings:
                 chunks.append(model.encode_texts(raw).embeddings.float().numpy())
             continue
-        labels = [_image_label(item, image_index + i) for i, item in enumerate(raw)]
+        labels = [image_label(item, image_index + i) for i, item in enumerate(raw)]
         row_thumbs: list[Any] = [None] * len(raw)
         if need_embeddings:
             feats = model.encode_images(raw, keep_raw=False, labels=labels)
@@ -261,9 +259,7 @@ def _collect(groups: list[_Group], model: BlipITM | None, need_embeddings: bool)
         load = model.preprocessing.load if model is not None else load_image
         for i, item in enumerate(raw):
             if row_thumbs[i] is None:
-                thumb = load(item, image_index + i).copy()
-                thumb.thumbnail((_THUMBNAIL_PIXELS, _THUMBNAIL_PIXELS))
-                row_thumbs[i] = thumb
+                row_thumbs[i] = thumbnail(load(item, image_index + i), _THUMBNAIL_PIXELS)
         kinds += ["image"] * len(raw)
         names += labels
         thumbs += row_thumbs
@@ -272,230 +268,71 @@ def _collect(groups: list[_Group], model: BlipITM | None, need_embeddings: bool)
     return kinds, names, thumbs, embeddings
 
 
-def _palette(categories: Sequence[str]) -> dict[str, tuple[float, ...]]:
-    import matplotlib as mpl
+def feature_space_map(
+    items: Any = None,
+    model: BlipNet | None = None,
+    *,
+    images: Any = None,
+    texts: Any = None,
+    embeddings: np.ndarray | torch.Tensor | None = None,
+    labels: Sequence[Any] | None = None,
+    method: str = "umap",
+    random_state: int | None = 37,
+    n_neighbors: int | None = None,
+    perplexity: float | None = None,
+    metric: str = "cosine",
+) -> FeatureSpaceDisplay:
+    """Embed (if needed) and project the items to 2-D; nothing is drawn. Arguments as in
+    :func:`feature_space_plot`.
 
-    n = len(categories)
-    if n <= 10:
-        colors = [mpl.colormaps["tab10"](i) for i in range(n)]
-    elif n <= 20:
-        colors = [mpl.colormaps["tab20"](i) for i in range(n)]
-    else:
-        colors = [mpl.colormaps["turbo"](v) for v in np.linspace(0.05, 0.95, n)]
-    return dict(zip(categories, colors, strict=True))
-
-
-# -------------------------------------------------------------------------------------- display
-class FeatureSpaceDisplay:
-    """A 2-D map of image and text embeddings.
-
-    Build it with :func:`feature_space_plot` (computes and draws) or
-    :meth:`FeatureSpaceDisplay.from_items` (computes only), then ``.plot(ax=None, ...)``.
-
-    Parameters
-    ----------
-    coords : DataFrame
-        One row per item: ``x``, ``y``, ``kind`` ("image", "text" or "point"), ``label`` (the
-        colour group) and ``name`` (file name or text).
-    thumbnails : list of PIL.Image.Image or None, optional
-        Per item (None for texts and points).
-    method : str
-    random_state : int or None
-
-    Attributes
-    ----------
-    coords_ : DataFrame
-    scatter_ : matplotlib.collections.PathCollection
-        All points; ``scatter_.get_offsets()`` equals ``coords_[["x", "y"]]``.
-    thumbnails_ : list of matplotlib.offsetbox.AnnotationBbox
-        The image thumbnails drawn (at most ``max_thumbnails``).
-    texts_ : list of matplotlib.text.Annotation
-        The text callouts drawn (at most ``max_texts``).
-    colors_ : dict
-        Label -> RGBA colour.
-    legend_ : matplotlib.legend.Legend or None
-    ax_ : matplotlib.axes.Axes
-    figure_ : matplotlib.figure.Figure
+    Returns
+    -------
+    blipviz.FeatureSpaceDisplay
+        ``.coords_`` set; call ``.plot(ax=None, ...)`` to draw it.
     """
+    from ..display.feature_space import FeatureSpaceDisplay
 
-    def __init__(
-        self,
-        coords: pd.DataFrame,
-        thumbnails: Sequence[Any] | None = None,
-        *,
-        method: str = "",
-        random_state: int | None = 37,
-    ) -> None:
-        self.coords_ = coords
-        self.thumbnails = list(thumbnails) if thumbnails is not None else [None] * len(coords)
-        self.method = method
-        self.random_state = random_state
-
-    @classmethod
-    def from_items(
-        cls,
-        items: Any = None,
-        model: BlipITM | None = None,
-        *,
-        images: Any = None,
-        texts: Any = None,
-        embeddings: np.ndarray | torch.Tensor | None = None,
-        labels: Sequence[Any] | None = None,
-        method: str = "umap",
-        random_state: int | None = 37,
-        n_neighbors: int | None = None,
-        perplexity: float | None = None,
-        metric: str = "cosine",
-    ) -> FeatureSpaceDisplay:
-        """Embed (if needed) and project the items; nothing is drawn. Arguments as in
-        :func:`feature_space_plot`."""
-        groups = _groups_of_items(items) + _groups_of(images, "image") + _groups_of(texts, "text")
-        kinds, names, thumbs, computed = _collect(groups, model, need_embeddings=embeddings is None)
-        if embeddings is not None:
-            emb = (
-                embeddings.detach().float().cpu().numpy()
-                if isinstance(embeddings, torch.Tensor)
-                else embeddings
-            )
-            emb = np.asarray(emb, dtype=np.float64)
-            if not groups:
-                kinds = ["point"] * len(emb)
-                names = [f"point {i}" for i in range(len(emb))]
-                thumbs = [None] * len(emb)
-            elif len(kinds) != len(emb):
-                raise InputError(f"got {len(emb)} embeddings for {len(kinds)} items")
-        elif computed is None:
-            raise InputError(
-                "nothing to map: pass images=... and / or texts=... (with a model, or as features), or "
-                "embeddings=..."
-            )
-        else:
-            emb = computed
-        if labels is None:
-            group = list(kinds)
-        else:
-            group = [str(v) for v in labels]
-            if len(group) != len(emb):
-                raise InputError(f"got {len(group)} labels for {len(emb)} items")
-        xy = reduce_to_2d(
-            emb,
-            method,
-            random_state=random_state,
-            n_neighbors=n_neighbors,
-            perplexity=perplexity,
-            metric=metric,
+    groups = _groups_of_items(items) + _groups_of(images, "image") + _groups_of(texts, "text")
+    kinds, names, thumbs, computed = _collect(groups, model, need_embeddings=embeddings is None)
+    if embeddings is not None:
+        emb = (
+            embeddings.detach().float().cpu().numpy() if isinstance(embeddings, torch.Tensor) else embeddings
         )
-        coords = pd.DataFrame({"x": xy[:, 0], "y": xy[:, 1], "kind": kinds, "label": group, "name": names})
-        return cls(coords, thumbs, method=method, random_state=random_state)
-
-    def plot(
-        self,
-        ax=None,
-        *,
-        max_thumbnails: int = 100,
-        max_texts: int = 40,
-        thumbnail_size: float = 28.0,
-        marker_size: float | None = None,
-        max_text_chars: int = 32,
-        legend: bool | None = None,
-        title: str | None = None,
-    ) -> FeatureSpaceDisplay:
-        """Draw the map: every item as a point coloured by label, images as thumbnails, texts as
-        callout labels.
-
-        Parameters
-        ----------
-        ax : matplotlib Axes, optional
-        max_thumbnails : int, default 100
-            At most this many thumbnails (a random subset for a fixed ``random_state``); the points
-            of all images are still drawn.
-        max_texts : int, default 40
-            At most this many text callouts.
-        thumbnail_size : float, default 28
-            Longest side of a thumbnail, in points.
-        marker_size : float, optional
-            Point area; default shrinks from 40 to 4 as the number of items grows.
-        max_text_chars : int, default 32
-            Callouts longer than this are shortened.
-        legend : bool, optional
-            Default: when there are 2 to 20 labels.
-        title : str, optional
-
-        Returns
-        -------
-        FeatureSpaceDisplay
-        """
-        c = self.coords_
-        n = len(c)
-        fig, ax = _new_axes((7.0, 6.0), ax)
-        categories = list(dict.fromkeys(c["label"]))
-        self.colors_ = _palette(categories)
-        colors = [self.colors_[v] for v in c["label"]]
-        size = marker_size if marker_size is not None else float(np.clip(400.0 / max(n, 1), 4.0, 40.0))
-        self.scatter_ = ax.scatter(c["x"], c["y"], c=colors, s=size, linewidths=0, zorder=2)
-        rng = np.random.RandomState(self.random_state)
-
-        def pick(index: np.ndarray, limit: int) -> np.ndarray:
-            if len(index) <= limit:
-                return index
-            return np.sort(rng.choice(index, size=limit, replace=False))
-
-        self.thumbnails_ = []
-        with_thumbs = np.array([i for i in range(n) if self.thumbnails[i] is not None], dtype=int)
-        for i in pick(with_thumbs, max_thumbnails):
-            self.thumbnails_.append(
-                _add_thumbnail(
-                    ax,
-                    self.thumbnails[i],
-                    (c["x"].iloc[i], c["y"].iloc[i]),
-                    size_pt=thumbnail_size,
-                    frameon=True,
-                    pad=0.15,
-                    bboxprops=dict(edgecolor=colors[i], linewidth=1.5),
-                    zorder=3,
-                )
-            )
-        self.texts_ = []
-        text_rows = np.flatnonzero((c["kind"] == "text").to_numpy())
-        for k, i in enumerate(pick(text_rows, max_texts)):
-            dx, dy = [(12, 10), (-12, 10), (12, -10), (-12, -10)][k % 4]
-            self.texts_.append(
-                ax.annotate(
-                    shorten(c["name"].iloc[i], max_text_chars),
-                    (c["x"].iloc[i], c["y"].iloc[i]),
-                    xytext=(dx, dy),
-                    textcoords="offset points",
-                    ha="left" if dx > 0 else "right",
-                    fontsize=8,
-                    bbox=dict(boxstyle="round,pad=0.25", facecolor="white", edgecolor=colors[i], alpha=0.9),
-                    arrowprops=dict(arrowstyle="-", color=colors[i], linewidth=0.8),
-                    zorder=4,
-                )
-            )
-        self.legend_ = None
-        if legend if legend is not None else 2 <= len(categories) <= 20:
-            from matplotlib.lines import Line2D
-
-            handles = [
-                Line2D([], [], marker="o", linestyle="", color=self.colors_[v], label=str(v))
-                for v in categories
-            ]
-            self.legend_ = ax.legend(handles=handles, loc="best", fontsize=8, framealpha=0.8)
-        pad_x = 0.08 * (np.ptp(c["x"]) or 1.0)
-        pad_y = 0.08 * (np.ptp(c["y"]) or 1.0)
-        ax.set_xlim(c["x"].min() - pad_x, c["x"].max() + pad_x)
-        ax.set_ylim(c["y"].min() - pad_y, c["y"].max() + pad_y)
-        ax.set_xticks([])
-        ax.set_yticks([])
-        ax.set_title(title if title is not None else f"{self.method.upper()} of {n} embeddings", fontsize=10)
-        self.ax_ = ax
-        self.figure_ = fig
-        return self
+        emb = np.asarray(emb, dtype=np.float64)
+        if not groups:
+            kinds = ["point"] * len(emb)
+            names = [f"point {i}" for i in range(len(emb))]
+            thumbs = [None] * len(emb)
+        elif len(kinds) != len(emb):
+            raise InputError(f"got {len(emb)} embeddings for {len(kinds)} items")
+    elif computed is None:
+        raise InputError(
+            "nothing to map: pass images=... and / or texts=... (with a model, or as features), or "
+            "embeddings=..."
+        )
+    else:
+        emb = computed
+    if labels is None:
+        group = list(kinds)
+    else:
+        group = [str(v) for v in labels]
+        if len(group) != len(emb):
+            raise InputError(f"got {len(group)} labels for {len(emb)} items")
+    xy = reduce_to_2d(
+        emb,
+        method,
+        random_state=random_state,
+        n_neighbors=n_neighbors,
+        perplexity=perplexity,
+        metric=metric,
+    )
+    coords = pd.DataFrame({"x": xy[:, 0], "y": xy[:, 1], "kind": kinds, "label": group, "name": names})
+    return FeatureSpaceDisplay(coords, thumbs, method=method, random_state=random_state)
 
 
 def feature_space_plot(
     items: Any = None,
-    model: BlipITM | None = None,
+    model: BlipNet | None = None,
     *,
     images: Any = None,
     texts: Any = None,
@@ -552,7 +389,7 @@ def feature_space_plot(
     >>> both = [model.encode_images(photos), model.encode_texts(captions)]  # doctest: +SKIP
     >>> blipviz.feature_space_plot(both)  # doctest: +SKIP
     """
-    disp = FeatureSpaceDisplay.from_items(
+    disp = feature_space_map(
         items,
         model,
         images=images,

@@ -19,7 +19,7 @@ import pandas as pd
 import torch
 from torch import nn
 
-from .errors import InputError, InputTypeError
+from ..errors import InputError, InputTypeError
 
 __all__ = ["NetInformation", "net_information"]
 
@@ -93,7 +93,7 @@ class NetInformation:
 
 def _held_by_module(model: nn.Module) -> dict[str, list[str]]:
     """Module name -> names of the weights it holds itself (packed int8 ones included)."""
-    from .quantize import held_weights
+    from ..net.quantize import held_weights
 
     owners: dict[str, list[str]] = {}
     for weight in held_weights(model):
@@ -103,7 +103,7 @@ def _held_by_module(model: nn.Module) -> dict[str, list[str]]:
 
 
 def _layer_type(module: nn.Module) -> str:
-    from .quantize import is_packed_linear
+    from ..net.quantize import is_packed_linear
 
     return f"{type(module).__name__} (int8)" if is_packed_linear(module) else type(module).__name__
 
@@ -115,7 +115,7 @@ def _leaf_modules(model: nn.Module, keep: set[str] | None) -> list[nn.Module]:
     belongs to the part if one of its weights does; a leaf without weights (dropout, activation) if
     its parent's weights include one of the part's.
     """
-    from .quantize import is_packed_linear
+    from ..net.quantize import is_packed_linear
 
     modules = dict(model.named_modules())
     owners = _held_by_module(model)
@@ -141,7 +141,7 @@ def _leaf_modules(model: nn.Module, keep: set[str] | None) -> list[nn.Module]:
 
 
 def _describe(model: nn.Module, name: str, keep: set[str] | None) -> NetInformation:
-    from .quantize import held_weights
+    from ..net.quantize import held_weights
 
     rows = [
         (w.name, w.shape, w.elements, w.dtype, w.quantized)
@@ -164,8 +164,8 @@ def _describe(model: nn.Module, name: str, keep: set[str] | None) -> NetInformat
 
 
 def _whole(hf_model: nn.Module) -> NetInformation:
-    from .models import PARTS
-    from .quantize import part_weight_names
+    from ..net.quantize import part_weight_names
+    from ..net.registry import PARTS
 
     info = _describe(hf_model, type(hf_model).__name__, None)
     info.part_information = {
@@ -181,7 +181,7 @@ def net_information(model_or_part: Any) -> NetInformation:
 
     Parameters
     ----------
-    model_or_part : BlipITM, a part, torch.nn.Module, or str
+    model_or_part : BlipNet, a part, torch.nn.Module, or str
         A net from :func:`blipviz.load_model` (also with ``pretrained=False``); one of its parts
         (``model.image_encoder``, ``model.text_encoder``, ``model.multimodal_encoder``); any module
         (a ``BlipForImageTextRetrieval`` gets the per-part table too); or an architecture of the
@@ -198,19 +198,19 @@ def net_information(model_or_part: Any) -> NetInformation:
     >>> info = net_information("ViT-B/16")  # doctest: +SKIP
     >>> info.arrays_total_element_count  # doctest: +SKIP
     """
-    from .itm import BlipITM, _Part
+    from ..net.net import BlipNet, NetPart
 
     if isinstance(model_or_part, str):
         from transformers import BlipForImageTextRetrieval
 
-        from .models import blip_config
+        from ..net.registry import blip_config
 
         with torch.device("meta"):
             hf_model = BlipForImageTextRetrieval(blip_config(model_or_part))
         return _whole(hf_model)
-    if isinstance(model_or_part, BlipITM):
+    if isinstance(model_or_part, BlipNet):
         return _whole(model_or_part.hf)
-    if isinstance(model_or_part, _Part):
+    if isinstance(model_or_part, NetPart):
         return _describe(model_or_part.model.hf, model_or_part.part, set(model_or_part.parameter_names()))
     if isinstance(model_or_part, nn.Module):
         from transformers import BlipForImageTextRetrieval
@@ -219,6 +219,6 @@ def net_information(model_or_part: Any) -> NetInformation:
             return _whole(model_or_part)
         return _describe(model_or_part, type(model_or_part).__name__, None)
     raise InputTypeError(
-        "net_information takes a BlipITM, one of its parts, a torch.nn.Module or an architecture name, "
+        "net_information takes a BlipNet, one of its parts, a torch.nn.Module or an architecture name, "
         f"got {type(model_or_part).__name__}"
     )

@@ -35,15 +35,15 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
-from .errors import InputError
-from .images import ImageLike, as_image_list
-from .tables import ranking
-from .text import TruncationWarning, as_text_list
+from ..analysis.scores import ranking
+from ..errors import InputError
+from ..net.images import ImageLike, as_image_list, image_label
+from ..net.text import TruncationWarning, as_text_list
 
 if TYPE_CHECKING:
-    from .attention import CrossAttention, GradCAM
-    from .itm import BlipITM
-    from .results import ImageFeatures
+    from ..analysis.attention import CrossAttention, GradCAM
+    from ..itm import BlipITM
+    from ..net.features import ImageFeatures
 
 __all__ = ["AttentionExplorer", "MatrixExplorer", "RankingExplorer"]
 
@@ -106,7 +106,7 @@ def _cut_note(model: BlipITM, reason: str | None) -> str:
     if reason == "tokens":
         return f"cut to {model.text_token_limit} tokens"
     if reason == "words":
-        from .text import BLIP_MAX_WORDS
+        from ..net.text import BLIP_MAX_WORDS
 
         return f"cut to {BLIP_MAX_WORDS} words"
     return ""
@@ -142,9 +142,7 @@ class _ScoreCache:
             return []
         rgb = [self.model.preprocessing.load(item, i) for i, item in enumerate(images)]
         if labels is None:
-            from .itm import _image_label
-
-            labels = [_image_label(item, self._next_key + i) for i, item in enumerate(images)]
+            labels = [image_label(item, self._next_key + i) for i, item in enumerate(images)]
         features = self.model.encode_images(rgb, labels=list(labels))
         keys = []
         for i, picture in enumerate(rgb):
@@ -179,6 +177,8 @@ class _ScoreCache:
         """``(itm, cosine)``, each of shape (len(keys), len(texts)); only new pairs are computed."""
         import torch
 
+        from ..analysis.scores import cosine_matrix
+
         self._embed(texts)
         for key in keys:
             missing = list(dict.fromkeys(t for t in texts if (key, t) not in self._itm))
@@ -191,9 +191,9 @@ class _ScoreCache:
         itm = np.array([[self._itm[(key, t)] for t in texts] for key in keys], dtype=np.float64)
         itm = itm.reshape(len(keys), len(texts))
         if keys and texts:
-            images = torch.cat([self.features[key].embeddings for key in keys]).double()
-            words = torch.stack([self._text_embeddings[t] for t in texts]).double()
-            cosine = (images @ words.T).numpy()
+            images = torch.cat([self.features[key].embeddings for key in keys])
+            words = torch.stack([self._text_embeddings[t] for t in texts])
+            cosine = cosine_matrix(images, words)
         else:
             cosine = np.zeros((len(keys), len(texts)))
         return itm, cosine
@@ -318,7 +318,7 @@ class RankingExplorer(_Explorer):
         self.method = w.ToggleButtons(options=list(_METHODS), value=method, description="score")
         self.method.observe(self._on_method, names="value")
         self.description_boxes: list = []
-        self._rows = w.VBox([])
+        self.rows = w.VBox([])
         self.new_description = w.Text(placeholder="a new description", layout=w.Layout(width="28em"))
         self.add_button = w.Button(description="add", icon="plus")
         self.add_button.on_click(self._on_add)
@@ -333,7 +333,7 @@ class RankingExplorer(_Explorer):
                 w.HBox(tiles, layout=w.Layout(flex_flow="row wrap")),
                 self.method,
                 w.HTML("<b>descriptions</b>"),
-                self._rows,
+                self.rows,
                 w.HBox([self.new_description, self.add_button]),
                 self.message,
                 self.table,
@@ -367,7 +367,7 @@ class RankingExplorer(_Explorer):
         remove.on_click(functools.partial(self._on_remove, box))
         box._blipviz_row = w.HBox([box, remove])
         self.description_boxes.append(box)
-        self._rows.children = [b._blipviz_row for b in self.description_boxes]
+        self.rows.children = [b._blipviz_row for b in self.description_boxes]
 
     @_reports_errors
     def _on_pick(self, index: int, _button=None) -> None:
@@ -398,7 +398,7 @@ class RankingExplorer(_Explorer):
         if len(self.description_boxes) == 1:
             raise InputError("keep at least one description")
         self.description_boxes.remove(box)
-        self._rows.children = [b._blipviz_row for b in self.description_boxes]
+        self.rows.children = [b._blipviz_row for b in self.description_boxes]
         self._refresh()
 
     def _refresh(self) -> None:
@@ -516,7 +516,8 @@ class MatrixExplorer(_Explorer):
     def _refresh(self) -> None:
         from matplotlib.figure import Figure
 
-        from .results import ScoreMatrix
+        from ..analysis.scores import ScoreMatrix
+        from .plotting import score_matrix_figsize
 
         itm, _ = self._cache.scores(self._keys, self._texts)
         reasons = self._cache.truncated_by(self._texts)
@@ -531,13 +532,7 @@ class MatrixExplorer(_Explorer):
         if not self._keys:
             self.heatmap.value = b""
             raise InputError("no images yet: add some with the upload control")
-        n_texts, n_images = len(self._texts), len(self._keys)
-        cell = float(np.clip(7.0 / max(n_texts, n_images), 0.35, 0.7))
-        label_in = 0.07 * max(len(t) for t in self._texts[:40]) if self._texts else 1.0
-        figure = Figure(
-            figsize=(max(3.5, min(label_in, 4.0) + n_images * cell + 1.5), max(2.5, n_texts * cell + 2.0)),
-            layout="constrained",
-        )
+        figure = Figure(figsize=score_matrix_figsize(self.scores_), layout="constrained")
         ax = figure.add_subplot()
         self.display_ = self.scores_.plot(ax=ax)
         self.heatmap.value = _figure_png(figure)
@@ -593,7 +588,7 @@ class AttentionExplorer(_Explorer):
     ) -> None:
         import ipywidgets as w
 
-        from .attention import default_gradcam_layer
+        from ..analysis.attention import default_gradcam_layer
 
         if method not in ("attention", "GradCAM"):
             raise InputError(f"unknown method {method!r}; allowed values: 'attention', 'GradCAM'")

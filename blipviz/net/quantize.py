@@ -31,7 +31,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from .errors import InputError
+from ..errors import InputError
 
 __all__ = [
     "QUANTIZE_MODES",
@@ -186,7 +186,7 @@ def held_weights(module: nn.Module) -> Iterator[HeldWeight]:
 
 
 class _Names:
-    """What :func:`blipviz.models.part_parameter_names` reads of a net: the names of its weights."""
+    """What :func:`blipviz.net.registry.part_parameter_names` reads of a net: the names of its weights."""
 
     def __init__(self, names: list[str]) -> None:
         self._names = names
@@ -198,9 +198,9 @@ class _Names:
 def part_weight_names(hf_model: nn.Module, part: str) -> list[str]:
     """Names of the weights (packed int8 ones included) that ``part`` of ``hf_model`` uses.
 
-    The same selection as :func:`blipviz.models.part_parameter_names`, over :func:`held_weights`
+    The same selection as :func:`blipviz.net.registry.part_parameter_names`, over :func:`held_weights`
     instead of ``named_parameters()``.
     """
-    from .models import part_parameter_names
+    from .registry import part_parameter_names
 
     return part_parameter_names(_Names([w.name for w in held_weights(hf_model)]), part)

@@ -35,7 +35,14 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-__all__ = ["disable_fast_attention", "enable_fast_attention", "exact_attention", "fast_attention_enabled"]
+__all__ = [
+    "cross_attention_folded",
+    "cross_attention_modules",
+    "disable_fast_attention",
+    "enable_fast_attention",
+    "exact_attention",
+    "fast_attention_enabled",
+]
 
 _FLAG = "_blipviz_fast_attention"
 _FOLD_FLAG = "_blipviz_folded_cross_attention"
@@ -111,7 +118,7 @@ def _folded_cross_forward(
     return context.reshape(n, t, -1), probs.reshape(heads, n, t, -1).transpose(0, 1)
 
 
-def _cross_attention_modules(model: nn.Module) -> list[nn.Module]:
+def cross_attention_modules(model: nn.Module) -> list[nn.Module]:
     from transformers.models.blip.modeling_blip_text import BlipTextLayer
 
     return [
@@ -126,6 +133,12 @@ def _attention_modules(model: nn.Module) -> list[nn.Module]:
     return [m for m in model.modules() if isinstance(m, cls)]
 
 
+def cross_attention_folded(module: nn.Module) -> bool:
+    """Whether a cross-attention module (of :func:`cross_attention_modules`) folds one image's texts
+    into one query sequence."""
+    return bool(getattr(module, _FOLD_FLAG, False))
+
+
 def enable_fast_attention(model: nn.Module) -> int:
     """Use fused attention in every ViT self-attention of ``model`` (any BLIP module); idempotent.
 
@@ -138,7 +151,7 @@ def enable_fast_attention(model: nn.Module) -> int:
     for module in modules:
         module.forward = types.MethodType(_fused_forward, module)
         setattr(module, _FLAG, True)
-    for module in _cross_attention_modules(model):
+    for module in cross_attention_modules(model):
         module.forward = types.MethodType(_folded_cross_forward, module)
         setattr(module, _FOLD_FLAG, True)
     return len(modules)
@@ -158,7 +171,7 @@ def disable_fast_attention(model: nn.Module) -> int:
             del module.forward  # the instance attribute; the class's forward shows through again
             delattr(module, _FLAG)
             count += 1
-    for module in _cross_attention_modules(model):
+    for module in cross_attention_modules(model):
         if getattr(module, _FOLD_FLAG, False):
             del module.forward
             delattr(module, _FOLD_FLAG)

@@ -63,15 +63,15 @@ import sqlite3
 import struct
 import tempfile
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from .errors import CacheFolderError, InputError
-from .fingerprint import weights_fingerprint
+from ..errors import CacheFolderError, InputError
+from ..net.fingerprint import weights_fingerprint
 
 __all__ = [
     "FORMAT_VERSION",
@@ -298,7 +298,7 @@ class FeatureCache:
     # ------------------------------------------------------------------------------------ keys
     def _net_description(self, model) -> dict[str, str]:
         """The net's part of image keys, also written in each entry's metadata."""
-        model._require_part("ImageEncoder", "caching image features")
+        model.require_part("ImageEncoder", "caching image features")
         return {
             "model_name": str(model.name),
             "revision": str(getattr(model.config, "_commit_hash", None) or ""),
@@ -317,7 +317,7 @@ class FeatureCache:
     def _itm_net_key(self, model) -> str:
         """The net's part of ITM entries: the text side's weights and every option that changes the
         logits of given token ids and image states (first token, dtype, stored raw precision)."""
-        model._require_part("MultimodalEncoder", "caching ITM logits")
+        model.require_part("MultimodalEncoder", "caching ITM logits")
         text = json.dumps(
             {
                 "format": FORMAT_VERSION,
@@ -395,6 +395,26 @@ class FeatureCache:
             self._write_atomically(self.path(key), lambda tmp: save_file({"raw": stored}, tmp, metadata=meta))
         except Exception as exc:
             self._write_failed(exc, "image states")
+
+    # ------------------------------------------------------------------ the net's feature store
+    def image_key(self, model, rgb) -> str:
+        """The entry name of a decoded RGB image (PIL) for ``model``: :meth:`key` of its content."""
+        return self.key(model, image_content_hash(rgb))
+
+    def get_states(self, model, key: str) -> torch.Tensor | None:
+        """Raw states (1 + P, width) of an entry as float32, counted as a hit, or ``None``."""
+        raw = self.load(model, key)
+        if raw is not None:
+            self.stats.hits += 1
+        return raw
+
+    def put_states(self, model, key: str, raw: torch.Tensor) -> torch.Tensor:
+        """Store the states (1 + P, width) a miss computed, counted as a miss; returns them as the
+        cache will serve them later (rounded to ``raw_dtype``, as float32 on the CPU), so that a first
+        run and its repetition give the same numbers."""
+        self.stats.misses += 1
+        self.store(model, key, raw)
+        return raw.detach().to(device="cpu", dtype=self.raw_dtype).float()
 
     # ------------------------------------------------------------------------------ ITM logits
     def _db(self) -> sqlite3.Connection | None:
@@ -629,59 +649,6 @@ class FeatureCache:
         return removed
 
     # ------------------------------------------------------------------------------ iteration
-    def iter_states(
-        self,
-        model,
-        items: Sequence[Any],
-        batch_size: int | None,
-        progress: bool | None = None,
-        labels: Sequence[str] | None = None,
-        *,
-        with_keys: bool = False,
-    ) -> Iterator[tuple]:
-        """Like ``BlipITM._iter_image_states`` for a list of images, through the cache.
-
-        Each image is decoded once (for its content hash, label and thumbnail); only the misses of a
-        batch are preprocessed and go through the ViT, in one pass. With ``with_keys=True`` each
-        batch also carries the entry names of its images, for :meth:`itm_logits`.
-        """
-        from .itm import _PROGRESS_MIN_IMAGES, THUMBNAIL_SIZE, _image_label
-
-        batch_size = model._batch_size(batch_size)
-        show = len(items) >= _PROGRESS_MIN_IMAGES if progress is None else progress
-        starts: Any = range(0, len(items), batch_size)
-        if show:
-            from tqdm.auto import tqdm
-
-            starts = tqdm(starts, desc="vision encoder (cached)", unit="batch", total=len(starts))
-        for start in starts:
-            chunk = items[start : start + batch_size]
-            states: list[torch.Tensor | None] = []
-            names, thumbs, keys, rgbs = [], [], [], []
-            for offset, item in enumerate(chunk):
-                index = start + offset
-                rgb = model.preprocessing.load(item, index)  # the net's EXIF rule
-                key = self.key(model, image_content_hash(rgb))
-                raw = self.load(model, key)
-                if raw is not None:
-                    self.stats.hits += 1
-                states.append(raw)
-                keys.append(key)
-                rgbs.append(rgb)
-                names.append(labels[index] if labels is not None else _image_label(item, index))
-                thumb = rgb.copy()
-                thumb.thumbnail((THUMBNAIL_SIZE, THUMBNAIL_SIZE))
-                thumbs.append(thumb)
-            missing = [i for i, s in enumerate(states) if s is None]
-            if missing:
-                pixels = torch.stack([model.preprocessing(rgbs[i]) for i in missing])
-                computed = model._vision_states(pixels)
-                for j, i in enumerate(missing):
-                    self.stats.misses += 1
-                    self.store(model, keys[i], computed[j])
-                    states[i] = computed[j].to(device="cpu", dtype=self.raw_dtype).float()
-            batch = torch.stack(states).to(device=model.device, dtype=model.dtype)  # type: ignore[arg-type]
-            yield (batch, names, thumbs, keys) if with_keys else (batch, names, thumbs)
 
 
 def _new_file_mode() -> int:

@@ -18,7 +18,7 @@ from importlib import resources
 
 import torch
 
-from .errors import InputError, InputTypeError
+from ..errors import InputError, InputTypeError
 
 __all__ = [
     "BLIP_MAX_TEXT_TOKENS",
@@ -296,7 +296,7 @@ def truncation_message(
 def _caller_stacklevel() -> int:
     """``stacklevel`` for the :func:`warnings.warn` of this function's caller that points at the first
     frame outside blipviz (the user's line)."""
-    package = os.path.dirname(os.path.abspath(__file__)) + os.sep
+    package = os.path.dirname(os.path.dirname(os.path.abspath(__file__))) + os.sep  # blipviz/
     frame, level = sys._getframe(2), 2  # level 1 is the frame that calls warnings.warn
     while frame is not None and os.path.abspath(frame.f_code.co_filename).startswith(package):
         frame, level = frame.f_back, level + 1

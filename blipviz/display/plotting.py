@@ -14,10 +14,10 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from PIL import Image
 
-from .errors import InputError
+from ..errors import InputError
 
 if TYPE_CHECKING:
-    from .results import ScoreMatrix
+    from ..analysis.scores import ScoreMatrix
 
 __all__ = ["ScoreMatrixDisplay", "blend_heatmap", "shorten"]
 
@@ -46,7 +46,7 @@ def _rgb_array(image: Any) -> np.ndarray:
     return np.ascontiguousarray(arr[:, :, :3].astype(np.uint8))
 
 
-def _new_axes(figsize: tuple[float, float], ax=None):
+def new_axes(figsize: tuple[float, float], ax=None):
     """The given Axes and its figure, or a new figure with one Axes."""
     if ax is not None:
         return ax.figure, ax
@@ -56,7 +56,7 @@ def _new_axes(figsize: tuple[float, float], ax=None):
     return fig, ax
 
 
-def _add_thumbnail(ax, image: Any, xy, *, size_pt: float, xycoords="data", box_alignment=(0.5, 0.5), **kw):
+def add_thumbnail(ax, image: Any, xy, *, size_pt: float, xycoords="data", box_alignment=(0.5, 0.5), **kw):
     """Draw ``image`` (longest side ``size_pt`` points) at ``xy``; returns the AnnotationBbox."""
     from matplotlib.offsetbox import AnnotationBbox, OffsetImage
 
@@ -130,7 +130,7 @@ def _grid_axes(n: int, ncols: int | None, panel_in: float, axes=None):
     return fig, flat[:n]
 
 
-def _panel_grid(
+def panel_grid(
     panels: Sequence[np.ndarray], titles: Sequence[str], *, ncols, axes, panel_in, title, **imshow_kw
 ):
     """Draw arrays as a labelled grid of images. Returns (figure, axes, images)."""
@@ -147,6 +147,26 @@ def _panel_grid(
 
 
 # --------------------------------------------------------------------------------- heatmap
+def _cell_inches(n_texts: int, n_images: int) -> float:
+    """Side of one heatmap cell, in inches: smaller for bigger matrices, within [0.28, 0.6]."""
+    return float(np.clip(7.0 / max(n_texts, n_images, 1), 0.28, 0.6))
+
+
+def score_matrix_figsize(
+    scores: ScoreMatrix, *, max_label_chars: int | None = 40, colorbar: bool = True, thumbnails: bool = True
+) -> tuple[float, float]:
+    """(width, height) in inches of a figure that holds the heatmap of ``scores`` with its labels,
+    thumbnails and colorbar (what :meth:`ScoreMatrixDisplay.plot` uses when given no Axes)."""
+    n_images, n_texts = scores.shape
+    cell = _cell_inches(n_texts, n_images)
+    labels = [shorten(t, max_label_chars) for t in scores.texts] or [""]
+    label_in = 0.07 * max(len(t) for t in labels) + 0.3
+    image_label_in = 0.07 * max(len(str(t)) for t in scores.image_labels) if n_images > 1 else 0.3
+    width = label_in + n_images * cell + (1.3 if colorbar else 0.3)
+    height = n_texts * cell + (cell * 1.3 + 0.2 if thumbnails else 0) + min(image_label_in, 2.0) + 0.6
+    return max(width, 3.0), max(height, 2.2)
+
+
 class ScoreMatrixDisplay:
     """Heatmap of a :class:`~blipviz.ScoreMatrix`: texts as rows, images as columns.
 
@@ -239,14 +259,11 @@ class ScoreMatrixDisplay:
         shown = values[rows][:, cols]
 
         thumbs = s.thumbnails if thumbnails and s.thumbnails and len(s.thumbnails) == n_images else None
-        cell = float(np.clip(7.0 / max(n_texts, n_images), 0.28, 0.6))
         if ax is None:
-            labels = [shorten(s.texts[i], max_label_chars) for i in rows]
-            label_in = 0.07 * max(len(t) for t in labels) + 0.3
-            image_label_in = 0.07 * max(len(str(t)) for t in s.image_labels) if n_images > 1 else 0.3
-            width = label_in + n_images * cell + (1.3 if colorbar else 0.3)
-            height = n_texts * cell + (cell * 1.3 + 0.2 if thumbs else 0) + min(image_label_in, 2.0) + 0.6
-            fig, ax = _new_axes((max(width, 3.0), max(height, 2.2)))
+            figsize = score_matrix_figsize(
+                s, max_label_chars=max_label_chars, colorbar=colorbar, thumbnails=thumbs is not None
+            )
+            fig, ax = new_axes(figsize)
             fig.set_layout_engine("constrained")
         else:
             fig = ax.figure
@@ -275,7 +292,7 @@ class ScoreMatrixDisplay:
                 thumbnail_size = float(np.clip(0.9 * col_pt, 8.0, 56.0))
             for x, j in enumerate(cols):
                 self.thumbnails_.append(
-                    _add_thumbnail(
+                    add_thumbnail(
                         ax,
                         thumbs[j],
                         (x, 1.0),

@@ -1,0 +1,404 @@
+"""Scores of every (image, text) pair, by cosine similarity and by the ITM head, and the ranking of
+one image's descriptions.
+
+Every function takes a :class:`blipviz.net.BlipNet` and uses only its public ports; ``BlipITM``'s
+methods of the same names call them. Each image passes the ViT once per call, however many texts.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+import torch.nn.functional as F
+
+from ..errors import InputError, positive_int
+from ..net.features import ImageFeatures
+from ..net.images import ImageLike, as_image_list
+from ..net.net import BlipNet, Images, Texts
+from ..net.text import TokenizedTexts, as_text_list
+
+__all__ = [
+    "Ranking",
+    "ScoreMatrix",
+    "cosine_matrix",
+    "cosine_scores",
+    "itm_scores",
+    "rank",
+    "ranking",
+    "scores",
+]
+
+
+@dataclass(eq=False)
+class ScoreMatrix:
+    """Scores of every (image, text) pair.
+
+    ``numpy.asarray(s)`` gives the float array of shape (n_images, n_texts).
+
+    Attributes
+    ----------
+    values : ndarray of shape (n_images, n_texts)
+        ITM match probabilities in [0, 1], or cosine similarities in [-1, 1].
+    texts : list of str
+    image_labels : list of str
+    kind : {"itm", "cosine"}
+    thumbnails : list of PIL.Image.Image or None
+        Small copies of the images, for plots.
+    truncated_by : list of {"tokens", "words", None}
+        Per text: cut at the token limit, by the word limit of the caption normalisation, or not
+        cut; default: none cut. :attr:`truncated` is the same as booleans.
+    """
+
+    values: np.ndarray
+    texts: list[str]
+    image_labels: list[str]
+    kind: str = "itm"
+    thumbnails: list[Any] | None = None
+    truncated_by: list[str | None] | None = field(default=None, repr=False)
+
+    def __post_init__(self) -> None:
+        self.texts = as_text_list(self.texts)  # a bare str is one text
+        self.values = np.asarray(self.values, dtype=np.float64)
+        expected = (len(self.image_labels), len(self.texts))
+        if self.values.shape != expected:
+            raise InputError(
+                f"score values have shape {self.values.shape}, but there are {expected[0]} image labels "
+                f"and {expected[1]} texts"
+            )
+        if self.truncated_by is None:
+            self.truncated_by = [None] * len(self.texts)
+        self.truncated_by = list(self.truncated_by)
+        if len(self.truncated_by) != len(self.texts):
+            raise InputError(f"got {len(self.truncated_by)} truncation flags for {len(self.texts)} texts")
+
+    @property
+    def truncated(self) -> list[bool]:
+        """Whether each text was cut (by words or by tokens) before it was scored."""
+        return [reason is not None for reason in self.truncated_by]
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return self.values.shape  # type: ignore[return-value]
+
+    def __array__(self, dtype=None, copy=None) -> np.ndarray:
+        return self.values if dtype is None else self.values.astype(dtype)
+
+    def __repr__(self) -> str:
+        return f"ScoreMatrix(kind={self.kind!r}, shape={self.shape})"
+
+    def to_pandas(self) -> pd.DataFrame:
+        """Long form: one row per pair with columns ``image``, ``text``, ``score``,
+        ``image_index``, ``text_index``."""
+        n_images, n_texts = self.shape
+        return pd.DataFrame(
+            {
+                "image": np.repeat(self.image_labels, n_texts) if n_images else [],
+                "text": np.tile(self.texts, n_images) if n_texts else [],
+                "score": self.values.reshape(-1),
+                "image_index": np.repeat(np.arange(n_images), n_texts),
+                "text_index": np.tile(np.arange(n_texts), n_images),
+            }
+        )
+
+    def to_frame(self) -> pd.DataFrame:
+        """Wide form: images as rows, texts as columns."""
+        return pd.DataFrame(self.values, index=self.image_labels, columns=self.texts)
+
+    def plot(self, ax=None, **kwargs: Any):
+        """Heatmap with texts as rows and image thumbnails as columns.
+
+        See :meth:`blipviz.display.plotting.ScoreMatrixDisplay.plot` for the options (``sort``,
+        ``annotate``, ``cmap``, ...).
+
+        Returns
+        -------
+        blipviz.display.plotting.ScoreMatrixDisplay
+            ``.im_.get_array()`` holds the scores as drawn, of shape (n_texts, n_images).
+        """
+        from ..display.plotting import ScoreMatrixDisplay
+
+        return ScoreMatrixDisplay(self).plot(ax=ax, **kwargs)
+
+
+def cosine_matrix(image_embeddings: torch.Tensor, text_embeddings: torch.Tensor) -> np.ndarray:
+    """Cosine similarities of L2-normalised embeddings, in float64.
+
+    Parameters
+    ----------
+    image_embeddings : Tensor of shape (n_images, 256)
+    text_embeddings : Tensor of shape (n_texts, 256)
+
+    Returns
+    -------
+    ndarray of shape (n_images, n_texts)
+    """
+    return (image_embeddings.double() @ text_embeddings.double().T).numpy()
+
+
+def cosine_scores(
+    net: BlipNet,
+    images: Images,
+    texts: Texts,
+    *,
+    batch_size: int | None = None,
+    labels: Sequence[str] | None = None,
+    progress: bool | None = None,
+) -> ScoreMatrix:
+    """Cosine similarity of the unimodal embeddings of every (image, text) pair.
+
+    Parameters
+    ----------
+    images : images, pixel Tensor, or ImageFeatures
+    texts : str, sequence of str, or TextFeatures
+    batch_size : int, optional
+        Images per vision-encoder pass; default 4 on CPU, 16 on a GPU
+        (:attr:`BlipNet.default_batch_size`).
+    labels : sequence of str, optional
+        One label per image; default: file names, or ``"image i"``.
+    progress : bool, optional
+        Progress bar over image batches; default: for 64 images or more.
+
+    Returns
+    -------
+    ScoreMatrix of shape (n_images, n_texts), values in [-1, 1].
+    """
+    if isinstance(images, ImageFeatures):
+        net.check_features(images, need_raw=False)
+        image_features = images
+        if labels is not None:
+            image_features = images[:]
+            image_features.labels = net.check_labels(labels, len(images))
+    else:
+        image_features = net.encode_images(
+            images, batch_size=batch_size, keep_raw=False, labels=labels, progress=progress
+        )
+    text_features = net.text_features(texts)
+    values = cosine_matrix(image_features.embeddings, text_features.embeddings)
+    return ScoreMatrix(
+        values,
+        texts=list(text_features.texts),
+        image_labels=list(image_features.labels),
+        kind="cosine",
+        thumbnails=image_features.thumbnails,
+        truncated_by=list(text_features.truncated_by),
+    )
+
+
+def _score_pass(
+    net: BlipNet,
+    images: Images,
+    tokenized: TokenizedTexts,
+    *,
+    cosine: bool,
+    batch_size: int,
+    text_batch_size: int,
+    progress: bool | None,
+    labels: Sequence[str] | None,
+) -> tuple[np.ndarray, np.ndarray | None, list[str], list[Any] | None]:
+    """One pass over the images: ITM probabilities (and image embeddings for cosine)."""
+    text_batch_size = positive_int("text_batch_size", text_batch_size)
+    itm_rows, emb, names, thumbs = [], [], [], []
+    with torch.inference_mode():
+        for states, batch_labels, batch_thumbs, keys in net.iter_image_states(
+            images, batch_size, progress, labels
+        ):
+            if cosine:
+                emb.append(F.normalize(net.image_projection(states).cpu(), dim=-1))
+            for b in range(states.shape[0]):
+                logits = net.itm_logits_of_image(tokenized, states[b : b + 1], keys[b], text_batch_size)
+                itm_rows.append(logits.softmax(dim=-1)[:, 1].double().cpu())
+            names.extend(batch_labels)
+            thumbs.extend(batch_thumbs or [])
+    itm = torch.stack(itm_rows).numpy() if itm_rows else np.zeros((0, len(tokenized)))
+    dim = int(net.config.image_text_hidden_size)
+    image_emb = (torch.cat(emb) if emb else torch.zeros((0, dim))) if cosine else None
+    return itm, image_emb, names, (thumbs if thumbs and len(thumbs) == len(names) else None)
+
+
+def itm_scores(
+    net: BlipNet,
+    images: Images,
+    texts: Texts,
+    *,
+    batch_size: int | None = None,
+    text_batch_size: int = 128,
+    labels: Sequence[str] | None = None,
+    progress: bool | None = None,
+) -> ScoreMatrix:
+    """ITM match probability of every (image, text) pair.
+
+    Each image passes the vision encoder once; all texts of an image go through the multimodal
+    encoder as one batch (``text_batch_size`` at most) with that image's cross-attention keys and
+    values computed once per layer. Raw image states are dropped batch by batch.
+
+    Parameters
+    ----------
+    images : images, pixel Tensor, or ImageFeatures (with raw states)
+    texts : str, sequence of str, or TextFeatures
+    batch_size : int, optional
+        Images per vision-encoder pass; default 4 on CPU, 16 on a GPU
+        (:attr:`BlipNet.default_batch_size`).
+    text_batch_size : int, default 128
+        Texts per multimodal pass.
+    labels : sequence of str, optional
+        One label per image; default: file names, or ``"image i"``.
+    progress : bool, optional
+        Progress bar over image batches; default: for 64 images or more.
+
+    Returns
+    -------
+    ScoreMatrix of shape (n_images, n_texts), values in [0, 1].
+    """
+    tokenized = net.tokenized(texts)
+    itm, _, names, thumbs = _score_pass(
+        net,
+        images,
+        tokenized,
+        cosine=False,
+        batch_size=batch_size,
+        text_batch_size=text_batch_size,
+        progress=progress,
+        labels=labels,
+    )
+    return ScoreMatrix(itm, list(tokenized.texts), names, "itm", thumbs, list(tokenized.truncated_by))
+
+
+def scores(
+    net: BlipNet,
+    images: Images,
+    texts: Texts,
+    *,
+    batch_size: int | None = None,
+    text_batch_size: int = 128,
+    labels: Sequence[str] | None = None,
+    progress: bool | None = None,
+) -> tuple[ScoreMatrix, ScoreMatrix]:
+    """Both score matrices, ``(itm, cosine)``, from one pass of each image through the ViT."""
+    text_features = net.text_features(texts)
+    tokenized = text_features.tokenized
+    itm, image_emb, names, thumbs = _score_pass(
+        net,
+        images,
+        tokenized,
+        cosine=True,
+        batch_size=batch_size,
+        text_batch_size=text_batch_size,
+        progress=progress,
+        labels=labels,
+    )
+    cos = cosine_matrix(image_emb, text_features.embeddings)
+    texts_list, cut = list(tokenized.texts), list(text_features.truncated_by)
+    return (
+        ScoreMatrix(itm, texts_list, names, "itm", thumbs, cut),
+        ScoreMatrix(cos, texts_list, names, "cosine", thumbs, cut),
+    )
+
+
+def rank(net: BlipNet, image: ImageLike | ImageFeatures, texts: Texts) -> Ranking:
+    """Rank descriptions of one image by ITM probability, with the cosine score beside it.
+
+    Returns
+    -------
+    blipviz.Ranking (a DataFrame)
+        One row per text, sorted by ``itm`` (descending), columns ``text``, ``itm``,
+        ``cosine``, ``itm_rank``, ``cosine_rank`` (1 = best); index 1..n. Notebooks show it
+        styled, with bars of both scores side by side (see :func:`blipviz.style_ranking`).
+    """
+    if isinstance(image, ImageFeatures):
+        if len(image) != 1:
+            raise InputError(f"rank takes one image, got ImageFeatures of {len(image)} images")
+    elif isinstance(image, torch.Tensor):
+        if image.ndim == 4 and image.shape[0] != 1:
+            raise InputError(f"rank takes one image, got pixel values of shape {tuple(image.shape)}")
+    elif len(as_image_list(image)) != 1:
+        raise InputError("rank takes one image; use itm_scores for several")
+    itm, cos = scores(net, image, texts)
+    return ranking(itm.texts, itm.values[0], cos.values[0], truncated_by=itm.truncated_by)
+
+
+def ranking(
+    texts: Sequence[str],
+    itm: Sequence[float],
+    cosine: Sequence[float],
+    *,
+    by: str = "itm",
+    truncated_by: Sequence[str | None] | None = None,
+) -> Ranking:
+    """The ranking table of one image's descriptions from its two rows of scores.
+
+    Parameters
+    ----------
+    texts : sequence of str
+    itm, cosine : sequence of float, each of length len(texts)
+    by : {"itm", "cosine"}, default "itm"
+        Score the rows are sorted by (descending; ties keep the texts' order).
+    truncated_by : sequence of {"tokens", "words", None}, optional
+        Per text, whether it was cut before scoring (see :class:`blipviz.text.TokenizedTexts`).
+
+    Returns
+    -------
+    Ranking
+        Columns ``text``, ``itm``, ``cosine``, ``itm_rank``, ``cosine_rank`` (1 = best); index
+        ``rank`` 1..n. ``.truncated`` says which texts were cut.
+    """
+    texts = list(texts)
+    frame = pd.DataFrame({"text": texts, "itm": itm, "cosine": cosine})
+    frame["itm_rank"] = frame["itm"].rank(ascending=False, method="first").astype(int)
+    frame["cosine_rank"] = frame["cosine"].rank(ascending=False, method="first").astype(int)
+    frame = frame.sort_values(by, ascending=False, kind="stable", ignore_index=True)
+    frame.index = pd.RangeIndex(1, len(frame) + 1, name="rank")
+    table = Ranking(frame)
+    reasons = [None] * len(texts) if truncated_by is None else list(truncated_by)
+    if len(reasons) != len(texts):
+        raise InputError(f"got {len(reasons)} truncation flags for {len(texts)} texts")
+    table.attrs["truncated_by"] = {t: r for t, r in zip(texts, reasons, strict=True) if r is not None}
+    return table
+
+
+class Ranking(pd.DataFrame):
+    """A ranking of texts for one image: a ``pandas.DataFrame`` that notebooks show styled.
+
+    Columns ``text``, ``itm``, ``cosine``, ``itm_rank``, ``cosine_rank``; index ``rank`` (1..n). Its
+    HTML form is ``style_ranking(self)``: bars of the ITM probability and of the cosine similarity
+    side by side, and a caption naming the texts that were cut. Every DataFrame operation works;
+    derived frames are plain DataFrames. ``attrs["truncated_by"]`` maps each text that was cut to
+    ``"tokens"`` or ``"words"``.
+    """
+
+    @property
+    def _constructor(self):
+        return pd.DataFrame
+
+    @property
+    def truncated(self) -> pd.Series:
+        """Per row, whether its text was cut (by words or by tokens) before it was scored."""
+        cut = self.attrs.get("truncated_by", {})
+        return pd.Series([t in cut for t in self["text"]], index=self.index, name="truncated", dtype=bool)
+
+    def _caption(self) -> str | None:
+        cut = self.attrs.get("truncated_by", {})
+        if not cut:
+            return None
+        n = len(cut)
+        return f"{n} {'text was' if n == 1 else 'texts were'} cut before scoring: " + "; ".join(
+            f"{text[:40]!r} (by {reason})" for text, reason in list(cut.items())[:5]
+        )
+
+    def style_(self, **kwargs):
+        """The styled table, :func:`blipviz.style_ranking` of this frame (same options)."""
+        from ..display.tables import style_ranking
+
+        return style_ranking(self, **kwargs)
+
+    def _repr_html_(self) -> str | None:
+        from ..display.tables import style_ranking
+
+        try:
+            return style_ranking(pd.DataFrame(self), caption=self._caption()).to_html()
+        except ImportError:  # jinja2 missing: pandas' plain table
+            return pd.DataFrame(self)._repr_html_()

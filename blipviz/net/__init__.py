@@ -1,0 +1,22 @@
+"""The model layer: the family registry, loading, the wrapped net with its public ports, and the
+preprocessing of images and texts. It knows no analysis, no store and no screen.
+
+=================  ==============================================================================
+``registry``       the family table, every geometry, config corrections, constants, token ids
+``hub``            hub ids, reachability, the offline message
+``loading``        :func:`load_net`: checkpoints and random weights, fused attention, int8
+``net``            :class:`BlipNet` and its ports (``vision_states``, ``itm_logits``, ...)
+``features``       :class:`ImageFeatures`, :class:`TextFeatures`
+``images``         decoding and BLIP's image preprocessing
+``text``           caption normalisation and tokenisation
+``fast_attention``, ``quantize``, ``random_weights``, ``fingerprint``: how the net is run and named
+=================  ==============================================================================
+"""
+
+from __future__ import annotations
+
+from .features import ImageFeatures, TextFeatures
+from .loading import load_net
+from .net import BlipNet, ImageBatch
+
+__all__ = ["BlipNet", "ImageBatch", "ImageFeatures", "TextFeatures", "load_net"]
