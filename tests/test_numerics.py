@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -31,6 +32,22 @@ def test_a_few_ulps_pass_and_a_real_difference_fails():
     with pytest.raises(AssertionError, match="NaN in one array only"):
         assert_close(torch.tensor([float("nan"), 1.0]), torch.tensor([0.0, 1.0]))
     assert assert_close(np.zeros(3), np.zeros(3)) == 0.0
+
+
+@pytest.mark.parametrize(
+    ("actual", "expected"),
+    [([np.inf, 0.0], [np.inf, 100.0]), ([0.0, 5.0], [np.inf, 1.0]), ([-np.inf, 3.0], [-np.inf, 1.0])],
+)
+def test_infinities_neither_hide_a_difference_nor_widen_the_tolerance(actual, expected):
+    with pytest.raises(AssertionError):
+        assert_close(np.array(actual), np.array(expected))
+
+
+def test_equal_infinities_and_nans_compare_equal():
+    values = np.array([np.inf, -np.inf, np.nan, 1.0])
+    assert assert_close(values, values.copy()) == 0.0
+    with pytest.raises(AssertionError, match="infinities differ"):
+        assert_close(np.array([np.inf, 1.0]), np.array([-np.inf, 1.0]))
 
 
 def test_the_magnitude_defaults_to_the_largest_expected_value():
@@ -62,7 +79,15 @@ def test_the_tolerance_catches_a_wrong_first_token(tiny):
         assert_close(cls, enc, depth=net_depth(tiny), magnitude=1.0)
 
 
+def _cpu_has_avx2() -> bool:
+    try:
+        return " avx2" in Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False
+
+
 @pytest.mark.skipif("ATEN_CPU_CAPABILITY" not in os.environ, reason="runs in the second numerical pass")
+@pytest.mark.skipif(not _cpu_has_avx2(), reason="torch falls back to its DEFAULT kernels without AVX2")
 def test_the_kernels_follow_ATEN_CPU_CAPABILITY():
     """`make test` runs the numerical tests again with ATEN_CPU_CAPABILITY=avx2: they did run on
     another CPU's kernels."""

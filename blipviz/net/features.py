@@ -49,7 +49,7 @@ class ImageFeatures:
     model_name : str
         Name of the net that computed them.
     fingerprint : str
-        ``model.fingerprint("image")`` of that net: a SHA-256 of its image weights. A net refuses
+        ``model.fingerprint("image")`` of that net: a BLAKE2b-256 of its image weights. A net refuses
         features whose fingerprint is not its own (:meth:`blipviz.BlipITM.check_origin`); ``""``
         (features built by hand) is accepted by every net.
     """
@@ -111,7 +111,7 @@ class TextFeatures:
     model_name : str
         Name of the net that computed them.
     fingerprint : str
-        ``model.fingerprint("text")`` of that net: a SHA-256 of its text tower and ITM head. A net
+        ``model.fingerprint("text")`` of that net: a BLAKE2b-256 of its text tower and ITM head. A net
         refuses features whose fingerprint is not its own; ``""`` is accepted by every net.
     truncated_by : list of {"tokens", "words", None}
         Why each text was cut (see :class:`blipviz.text.TokenizedTexts`); default: ``"tokens"``

@@ -1,6 +1,6 @@
 """Content fingerprints of a net's weights: what identifies the net that computed a feature.
 
-A fingerprint is a SHA-256 over the names, dtypes, shapes and bytes of the weights of some
+A fingerprint is a BLAKE2b-256 (twice as fast as SHA-256 here, as collision-resistant) over the names, dtypes, shapes and bytes of the weights of some
 sub-modules of the wrapped ``BlipForImageTextRetrieval`` (int8-packed weights included, by their
 integer values, scales and zero points). Two nets with equal fingerprints compute the same
 features; a different checkpoint, revision, random seed, dtype or a quantised copy never shares
@@ -47,7 +47,7 @@ def _update_with(h, value: Any) -> None:
 
 
 def weights_fingerprint(hf_model, parts: Sequence[str] = WEIGHT_GROUPS["image"]) -> str:
-    """SHA-256 of the weights of some sub-modules, by default those that produce image features.
+    """BLAKE2b-256 of the weights of some sub-modules, by default those that produce image features.
 
     Parameters
     ----------
@@ -61,7 +61,7 @@ def weights_fingerprint(hf_model, parts: Sequence[str] = WEIGHT_GROUPS["image"])
     str
         64 hexadecimal digits.
     """
-    h = hashlib.sha256()
+    h = hashlib.blake2b(digest_size=32)
     for part in parts:
         prefix, module = part + ".", getattr(hf_model, part)
         for name, value in sorted(module.state_dict(keep_vars=False).items()):

@@ -255,7 +255,7 @@ class BlipNet:
         return self.encode_texts(texts)
 
     def fingerprint(self, group: str = "image") -> str:
-        """SHA-256 of the content of the weights behind one kind of feature (64 hex digits).
+        """BLAKE2b-256 of the content of the weights behind one kind of feature (64 hex digits).
 
         Parameters
         ----------

@@ -18,7 +18,7 @@ the cache reads, counts (``len``) and deletes (:meth:`FeatureCache.clear`) only 
 ``clear`` removes them). Other files in the folder are left alone.
 
 **Keys.** An image entry is a SHA-256 over the cache format version; the net (name, Hub revision,
-:meth:`BlipITM.fingerprint` ``("image")``, a SHA-256 of the content of the weights that produce image
+:meth:`BlipITM.fingerprint` ``("image")``, a BLAKE2b-256 of the content of the weights that produce image
 features, its dtype and quantisation); the preprocessing (image size, mean, std, resampling); the
 stored precision (``raw_dtype``); and the decoded pixels (mode, size, bytes), so the same picture
 given as a path, bytes, PIL image or array hits the same entry and an edited file misses. ITM logits
@@ -186,11 +186,28 @@ class FeatureCache:
 
     # -------------------------------------------------------------------------- the folder
     def _open_folder(self) -> None:
+        try:
+            self._open_folder_checked()
+        except CacheFolderError:
+            raise
+        except OSError as exc:  # a folder that cannot even be looked into (permissions)
+            raise CacheFolderError(
+                f"feature cache {str(self.directory)!r} cannot be read ({type(exc).__name__}: {exc}); "
+                "give a folder you may read"
+            ) from None
+
+    def _open_folder_checked(self) -> None:
         d = self.directory
         if d.exists() and not d.is_dir():
             raise CacheFolderError(
                 f"feature cache {str(d)!r} is a file, not a folder: give a folder path (created if missing)"
             )
+        for parent in d.parents:
+            if parent.exists() and not parent.is_dir():
+                raise CacheFolderError(
+                    f"feature cache {str(d)!r} lies under {str(parent)!r}, which is a file: give a folder "
+                    "path (created if missing)"
+                )
         marker = d / MARKER_NAME
         if not marker.is_file() and d.is_dir():
             foreign = sorted(
@@ -281,8 +298,8 @@ class FeatureCache:
         (a killed process leaves it, and :meth:`clear` removes it)."""
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=_TEMP_PREFIX, suffix=".part")
-        os.close(fd)
         try:
+            _lock(fd)  # held while writing: clear() leaves a live writer's temporary alone
             write(tmp)
             os.chmod(tmp, _new_file_mode())  # mkstemp's 0o600 would hide entries from other users
             os.replace(tmp, path)
@@ -290,6 +307,8 @@ class FeatureCache:
             with contextlib.suppress(OSError):
                 os.unlink(tmp)
             raise
+        finally:
+            os.close(fd)
 
     def _corrupted(self, what: str, why: str) -> None:
         self.stats.corrupted += 1
@@ -421,10 +440,10 @@ class FeatureCache:
         """This thread's connection to the ITM database (opened on first use; read-only when the
         folder is), or ``None`` when there is none to use."""
         local = self._local
-        if getattr(local, "pid", None) == os.getpid():
-            return local.conn
         if self._db_unusable:
             return None
+        if getattr(local, "pid", None) == os.getpid():
+            return local.conn
         path = self.directory / _DB_NAME
         conn = None
         if self.writable:
@@ -470,7 +489,10 @@ class FeatureCache:
             # this write is skipped
             self._write_failed(exc, "ITM logits")
             return not self.writable
+        if self._db_unusable:  # another thread already counted and reported it
+            return False
         self._db_unusable = True  # not a database: corrupted as a whole
+        self._close_db()
         self.stats.corrupted += 1
         logger.warning(
             "feature cache %s: corrupted ITM database %s (%s while %s: %s); ITM logits are computed and "
@@ -628,7 +650,7 @@ class FeatureCache:
         for folder in (self.directory, states, *shards):
             if folder.is_dir():
                 for p in folder.iterdir():
-                    if p.name.startswith(_TEMP_PREFIX) and p.is_file():
+                    if p.name.startswith(_TEMP_PREFIX) and p.is_file() and _orphan(p):
                         with contextlib.suppress(FileNotFoundError):
                             p.unlink()
         for shard in shards:
@@ -649,6 +671,35 @@ class FeatureCache:
         return removed
 
     # ------------------------------------------------------------------------------ iteration
+
+
+def _lock(fd: int) -> None:
+    """An exclusive advisory lock on an open file (released when it is closed or its process dies);
+    nothing where the platform has no ``fcntl``."""
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - Windows
+        return
+    fcntl.flock(fd, fcntl.LOCK_EX)
+
+
+def _orphan(path: Path) -> bool:
+    """Whether a temporary was left by a writer that is gone (no process holds its lock)."""
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - Windows: a temporary may be removed at any time
+        return True
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        return True
+    except OSError:  # locked: a live writer
+        return False
+    finally:
+        os.close(fd)
 
 
 def _new_file_mode() -> int:

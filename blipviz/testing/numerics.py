@@ -126,7 +126,8 @@ def assert_close(
     Raises
     ------
     AssertionError
-        On a shape mismatch, a NaN in one array only, or a difference above the tolerance; the
+        On a shape mismatch, a NaN or an infinity in one array only (or infinities of other signs),
+        or a difference above the tolerance of the finite values; the
         message gives the largest difference, where it is, and the tolerance with its terms.
     """
     a, b = _as_numpy(actual), _as_numpy(expected)
@@ -135,12 +136,17 @@ def assert_close(
     nan_a, nan_b = np.isnan(a), np.isnan(b)
     if (nan_a != nan_b).any():
         raise AssertionError(f"NaN in one array only, at {np.argwhere(nan_a != nan_b)[:5].tolist()}. {msg}")
-    finite = ~nan_a
+    inf_a, inf_b = np.isinf(a), np.isinf(b)
+    if (inf_a != inf_b).any() or (a[inf_a] != b[inf_b]).any():
+        where = np.argwhere((inf_a != inf_b) | (inf_a & (a != b)))[:5].tolist()
+        raise AssertionError(f"infinities differ (place or sign), at {where}. {msg}".strip())
+    finite = np.isfinite(a) & np.isfinite(b)
     if magnitude is None:
         magnitude = float(np.abs(b[finite]).max()) if finite.any() else 0.0
         magnitude = max(magnitude, float(np.finfo(np.float32).tiny))
     atol = tolerance(dtype, depth=depth, magnitude=magnitude, ulps=ulps)
-    diff = np.where(finite, np.abs(a - b), 0.0)
+    with np.errstate(invalid="ignore"):  # inf - inf where both are the same infinity
+        diff = np.where(finite, np.abs(a - b), 0.0)
     worst = float(diff.max()) if diff.size else 0.0
     if worst > atol:
         where = np.unravel_index(int(diff.argmax()), diff.shape)
