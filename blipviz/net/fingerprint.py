@@ -1,11 +1,12 @@
 """Content fingerprints of a net's weights: what identifies the net that computed a feature.
 
-A fingerprint is a BLAKE2b-256 (twice as fast as SHA-256 here, as collision-resistant) over the names, dtypes, shapes and bytes of the weights of some
-sub-modules of the wrapped ``BlipForImageTextRetrieval`` (int8-packed weights included, by their
-integer values, scales and zero points). Two nets with equal fingerprints compute the same
-features; a different checkpoint, revision, random seed, dtype or a quantised copy never shares
-one. The feature cache keys its entries with them, and :class:`blipviz.ImageFeatures` /
-:class:`blipviz.TextFeatures` carry the fingerprint of the net that made them.
+A fingerprint is a BLAKE2b-256 (as collision-resistant as SHA-256, and twice as fast on CPUs
+without SHA instructions) over the names, dtypes, shapes and bytes of the weights of some sub-modules
+of the wrapped ``BlipForImageTextRetrieval`` (int8-packed weights included, by their integer values,
+scales and zero points). Two nets with equal fingerprints compute the same features; a different
+checkpoint, revision, random seed, dtype or a quantised copy never shares one. The feature cache
+keys its entries with them, and :class:`blipviz.ImageFeatures` / :class:`blipviz.TextFeatures`
+carry the fingerprint of the net that made them.
 """
 
 from __future__ import annotations
