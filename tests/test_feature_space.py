@@ -54,7 +54,7 @@ def test_fixed_random_state_gives_identical_coordinates(umap_run):
 
 def test_points_legend_and_coords_frame(umap_run):
     _, labels, disp = umap_run
-    assert list(disp.coords_.columns) == ["x", "y", "kind", "label", "name"]
+    assert list(disp.coords_.columns) == ["x", "y", "kind", "label", "name", "truncated_by"]
     assert (disp.coords_["kind"] == "point").all()
     assert list(disp.coords_["label"]) == list(labels)
     np.testing.assert_allclose(disp.scatter_.get_offsets(), disp.coords_[["x", "y"]].to_numpy())
@@ -69,7 +69,7 @@ def test_three_items_work_with_every_method(tiny_model, small_images, method):
     disp = blipviz.feature_space_plot(
         model=tiny_model, images=small_images[:2], texts=["a red square"], method=method
     )
-    assert disp.coords_.shape == (3, 5)
+    assert disp.coords_.shape == (3, 6)
     assert list(disp.coords_["kind"]) == ["image", "image", "text"]
     assert np.isfinite(disp.coords_[["x", "y"]].to_numpy()).all()
     assert len([a for a in disp.ax_.artists if isinstance(a, AnnotationBbox)]) == len(disp.thumbnails_) == 2

@@ -204,3 +204,20 @@ def test_search_tables_say_which_texts_were_cut(tiny, gallery):
     assert frame.attrs["truncated_by"] == {LONG: "tokens"}
     with pytest.warns(blipviz.TruncationWarning):
         assert tiny.search_texts(gallery, [LONG, SHORT], k=1).attrs["truncated_by"] == {LONG: "tokens"}
+
+
+def test_zero_shot_results_say_which_class_texts_were_cut(tiny, gallery):
+    labels = ["dog", "a " + "very " * 60 + "long class name"]
+    with pytest.warns(blipviz.TruncationWarning, match="1 of 2 texts"):
+        clf = blipviz.ZeroShotClassifier(tiny, labels)
+    assert clf.truncated_by == {labels[1]: "tokens"}
+    assert clf.predict_proba(gallery).attrs["truncated_by"] == {labels[1]: "tokens"}
+    assert clf.top_k(gallery[0], k=2).attrs["truncated_by"] == {labels[1]: "tokens"}
+    assert blipviz.ZeroShotClassifier(tiny, ["dog", "cat"]).predict_proba(gallery).attrs["truncated_by"] == {}
+
+
+def test_the_feature_space_map_says_which_texts_were_cut(tiny, gallery):
+    long = "a " + "very " * 60 + "long caption"
+    with pytest.warns(blipviz.TruncationWarning):
+        disp = blipviz.feature_space_map(model=tiny, images=gallery[:2], texts=["a dog", long], method="pca")
+    assert disp.coords_["truncated_by"].tolist() == [None, None, None, "tokens"]

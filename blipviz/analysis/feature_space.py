@@ -218,17 +218,20 @@ def _check_nets(groups: list[_Group], model: BlipNet | None) -> None:
 
 
 def _collect(groups: list[_Group], model: BlipNet | None, need_embeddings: bool):
-    """-> (kinds, names, thumbnails (per item, None for texts), embeddings (n, d) or None)."""
+    """-> (kinds, names, thumbnails (per item, None for texts), embeddings (n, d) or None, and per
+    item why its text was cut: "tokens", "words" or None)."""
     _check_nets(groups, model)
     kinds: list[str] = []
     names: list[str] = []
     thumbs: list[Any] = []
+    cut: list[str | None] = []
     chunks: list[np.ndarray] = []
     image_index = 0
     for group in groups:
         f = group.features
         if isinstance(f, ImageFeatures):
             kinds += ["image"] * len(f)
+            cut += [None] * len(f)
             names += list(f.labels)
             thumbs += list(f.thumbnails) if f.thumbnails else [None] * len(f)
             chunks.append(f.embeddings.float().numpy())
@@ -236,6 +239,7 @@ def _collect(groups: list[_Group], model: BlipNet | None, need_embeddings: bool)
             continue
         if isinstance(f, TextFeatures):
             kinds += ["text"] * len(f)
+            cut += list(f.truncated_by)
             names += list(f.texts)
             thumbs += [None] * len(f)
             chunks.append(f.embeddings.float().numpy())
@@ -248,7 +252,11 @@ def _collect(groups: list[_Group], model: BlipNet | None, need_embeddings: bool)
             names += list(raw)
             thumbs += [None] * len(raw)
             if need_embeddings:
-                chunks.append(model.encode_texts(raw).embeddings.float().numpy())
+                encoded = model.encode_texts(raw)
+                chunks.append(encoded.embeddings.float().numpy())
+                cut += list(encoded.truncated_by)
+            else:
+                cut += [None] * len(raw)
             continue
         labels = [image_label(item, image_index + i) for i, item in enumerate(raw)]
         row_thumbs: list[Any] = [None] * len(raw)
@@ -261,11 +269,12 @@ def _collect(groups: list[_Group], model: BlipNet | None, need_embeddings: bool)
             if row_thumbs[i] is None:
                 row_thumbs[i] = thumbnail(load(item, image_index + i), _THUMBNAIL_PIXELS)
         kinds += ["image"] * len(raw)
+        cut += [None] * len(raw)
         names += labels
         thumbs += row_thumbs
         image_index += len(raw)
     embeddings = np.concatenate(chunks) if chunks and len(chunks) == len(groups) else None
-    return kinds, names, thumbs, embeddings
+    return kinds, names, thumbs, embeddings, cut
 
 
 def feature_space_map(
@@ -293,7 +302,7 @@ def feature_space_map(
     from ..display.feature_space import FeatureSpaceDisplay
 
     groups = _groups_of_items(items) + _groups_of(images, "image") + _groups_of(texts, "text")
-    kinds, names, thumbs, computed = _collect(groups, model, need_embeddings=embeddings is None)
+    kinds, names, thumbs, computed, cut = _collect(groups, model, need_embeddings=embeddings is None)
     if embeddings is not None:
         emb = (
             embeddings.detach().float().cpu().numpy() if isinstance(embeddings, torch.Tensor) else embeddings
@@ -303,6 +312,7 @@ def feature_space_map(
             kinds = ["point"] * len(emb)
             names = [f"point {i}" for i in range(len(emb))]
             thumbs = [None] * len(emb)
+            cut = [None] * len(emb)
         elif len(kinds) != len(emb):
             raise InputError(f"got {len(emb)} embeddings for {len(kinds)} items")
     elif computed is None:
@@ -326,7 +336,16 @@ def feature_space_map(
         perplexity=perplexity,
         metric=metric,
     )
-    coords = pd.DataFrame({"x": xy[:, 0], "y": xy[:, 1], "kind": kinds, "label": group, "name": names})
+    coords = pd.DataFrame(
+        {
+            "x": xy[:, 0],
+            "y": xy[:, 1],
+            "kind": kinds,
+            "label": group,
+            "name": names,
+            "truncated_by": pd.Series(cut, dtype=object),  # None where not cut
+        }
+    )
     return FeatureSpaceDisplay(coords, thumbs, method=method, random_state=random_state)
 
 
@@ -380,7 +399,8 @@ def feature_space_plot(
     Returns
     -------
     FeatureSpaceDisplay
-        ``.coords_`` (DataFrame with ``x``, ``y``, ``kind``, ``label``, ``name``), ``.ax_``,
+        ``.coords_`` (DataFrame with ``x``, ``y``, ``kind``, ``label``, ``name``, and
+        ``truncated_by``: "tokens" or "words" for a text cut before it was embedded), ``.ax_``,
         ``.figure_``. Map order: ``items``, then ``images``, then ``texts``.
 
     Examples

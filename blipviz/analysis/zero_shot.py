@@ -186,6 +186,14 @@ class ZeroShotClassifier:
         self.texts = class_texts(labels, template)
         self.text_features = model.encode_texts(self.texts)
 
+    @property
+    def truncated_by(self) -> dict[str, str]:
+        """The class labels whose class text was cut before scoring, each with ``"tokens"`` or
+        ``"words"`` (empty when none was). Frames of :meth:`predict_proba` and :meth:`top_k` carry it
+        in ``attrs["truncated_by"]``."""
+        reasons = self.text_features.truncated_by
+        return {label: r for label, r in zip(self.labels, reasons, strict=True) if r is not None}
+
     def __repr__(self) -> str:
         extra = f", rerank_k={self.rerank_k}" if self.method == "rerank" else ""
         return (
@@ -279,14 +287,17 @@ class ZeroShotClassifier:
         DataFrame of shape (n_images, n_labels)
             Index: image labels (file names or ``"image i"``); columns: the class labels. Values:
             ITM probabilities (``"itm"``), cosines (``"cosine"``), or, for ``"rerank"``, ITM
-            probabilities of the ``rerank_k`` kept classes and NaN elsewhere.
+            probabilities of the ``rerank_k`` kept classes and NaN elsewhere. ``attrs["truncated_by"]``
+            names the classes whose text was cut (:attr:`truncated_by`).
         """
         scores = self._score(images)
-        return pd.DataFrame(
+        frame = pd.DataFrame(
             scores.values,
             index=pd.Index(scores.image_labels, name="image"),
             columns=pd.Index(self.labels, name="label"),
         )
+        frame.attrs["truncated_by"] = self.truncated_by
+        return frame
 
     def predict(self, images: Images) -> list[str]:
         """The best-matching label of each image (argmax of :meth:`predict_proba`'s rows)."""
@@ -317,6 +328,7 @@ class ZeroShotClassifier:
         if self.method == "rerank":
             frame["cosine"] = scores.cosine[0, order]
         frame.index = pd.RangeIndex(1, len(frame) + 1, name="rank")
+        frame.attrs["truncated_by"] = self.truncated_by
         return frame
 
 

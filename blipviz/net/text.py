@@ -175,6 +175,23 @@ class TokenizedTexts:
         n = int(self.attention_mask[i].sum())
         return blip_tokenizer().convert_ids_to_tokens(self.input_ids[i, :n].tolist())
 
+    def content_keys(self) -> list[str]:
+        """Per text, a SHA-256 of its token ids (after normalisation and truncation): equal texts get
+        equal keys. Computed once per object (a feature store asks for them once per image)."""
+        keys = self.__dict__.get("_content_keys")
+        if keys is None:
+            import hashlib
+            import json
+
+            lengths = self.attention_mask.sum(1).tolist()
+            rows = self.input_ids.tolist()
+            keys = [
+                hashlib.sha256(json.dumps(row[: int(n)]).encode()).hexdigest()
+                for row, n in zip(rows, lengths, strict=True)
+            ]
+            self.__dict__["_content_keys"] = keys
+        return keys
+
     def select(self, index: Sequence[int]) -> TokenizedTexts:
         """The texts at ``index``, trimmed to their own longest length."""
         index = list(index)

@@ -575,11 +575,7 @@ class FeatureCache:
         recomputed and stored again.
         """
         net_key = self._itm_net_key(model)
-        text_keys = []
-        for i in range(len(tokenized)):
-            n = int(tokenized.attention_mask[i].sum())
-            ids = tokenized.input_ids[i, :n].tolist()
-            text_keys.append(hashlib.sha256(json.dumps(ids).encode()).hexdigest())
+        text_keys = tokenized.content_keys()
         first: dict[str, int] = {}  # each distinct text, by its first position
         for i, k in enumerate(text_keys):
             first.setdefault(k, i)
