@@ -18,6 +18,7 @@ from ._moved import install_moved_module_aliases
 from .analysis.attention import CrossAttention, GradCAM
 from .analysis.feature_space import feature_space_map, feature_space_plot
 from .analysis.info import NetInformation, net_information
+from .analysis.retrieval import RetrievalEvaluation, evaluate_retrieval
 from .analysis.scores import Ranking, ScoreMatrix
 from .analysis.zero_shot import ZeroShotClassifier, ZeroShotEvaluation, evaluate_zero_shot
 from .display.attention import AttentionGridDisplay
@@ -80,6 +81,7 @@ __all__ = [
     "OfflineError",
     "Ranking",
     "RankingExplorer",
+    "RetrievalEvaluation",
     "ScoreMatrix",
     "ScoreMatrixDisplay",
     "TextEncoder",
@@ -89,6 +91,7 @@ __all__ = [
     "ZeroShotEvaluation",
     "cache",
     "datasets",
+    "evaluate_retrieval",
     "evaluate_zero_shot",
     "feature_space_map",
     "feature_space_plot",
