@@ -17,12 +17,21 @@ import torch
 from .analysis import scores as _scores
 from .errors import check_choice
 from .net.features import ImageFeatures
-from .net.images import ImageLike
+from .net.images import THUMBNAIL_SIZE, ImageLike
 from .net.loading import load_net
 from .net.net import BlipNet, ImageEncoder, Images, MultimodalEncoder, NetPart, TextEncoder, Texts
-from .net.registry import DEFAULT_ARCHITECTURE, DEFAULT_DATASET, DEFAULT_PART, PARTS
+from .net.registry import DEFAULT_ARCHITECTURE, DEFAULT_DATASET, DEFAULT_PART, ENC_TOKEN_ID, PARTS
 
-__all__ = ["BlipITM", "ImageEncoder", "MultimodalEncoder", "TextEncoder", "load_model", "load_part"]
+__all__ = [
+    "ENC_TOKEN_ID",
+    "THUMBNAIL_SIZE",
+    "BlipITM",
+    "ImageEncoder",
+    "MultimodalEncoder",
+    "TextEncoder",
+    "load_model",
+    "load_part",
+]
 
 
 class BlipITM(BlipNet):

@@ -220,3 +220,48 @@ def test_the_checks_see_a_cycle_and_a_private_import(tmp_path):
     path = tmp_path / "probe.py"
     path.write_text(source)
     assert imports_of("blipviz.net.probe", path) == {"blipviz.analysis.scores", "blipviz.analysis"}
+
+
+#: Every public name of the first version's modules (their ``__all__``), by old module path.
+FIRST_VERSION_NAMES = {
+    "attention": "AttentionGridDisplay CrossAttention GradCAM cross_attention default_gradcam_layer gradcam",
+    "cache": "CacheStats FORMAT_VERSION FeatureCache MARKER_NAME MAX_ABS_LOGIT feature_cache "
+    "image_content_hash weights_fingerprint",
+    "fast_attention": "disable_fast_attention enable_fast_attention exact_attention fast_attention_enabled",
+    "feature_space": "FeatureSpaceDisplay feature_space_plot reduce_to_2d",
+    "fingerprint": "WEIGHT_GROUPS weights_fingerprint",
+    "images": "BLIP_IMAGE_MEAN BLIP_IMAGE_STD ImageLike ImagePreprocessing as_image_list load_image to_rgb",
+    "info": "NetInformation net_information",
+    "models": "ARCHITECTURES Checkpoint DATASETS PARTS blip_config list_models load_model load_part "
+    "parameters_information HUB_ID",
+    "plotting": "ScoreMatrixDisplay blend_heatmap shorten",
+    "quantize": "HeldWeight QUANTIZE_MODES held_weights is_packed_linear is_quantized part_weight_names "
+    "quantize_int8",
+    "random_weights": "informative_init_",
+    "results": "ImageFeatures ScoreMatrix TextFeatures",
+    "search": "SCORES search_images search_texts",
+    "tables": "Ranking ranking style_ranking",
+    "text": "BLIP_MAX_TEXT_TOKENS BLIP_MAX_WORDS TokenizedTexts TruncationWarning as_text_list "
+    "blip_tokenizer normalize_caption tokenize truncation_message warn_truncated",
+    "widgets": "AttentionExplorer MatrixExplorer RankingExplorer",
+    "zero_shot": "DEFAULT_TEMPLATE ZeroShotClassifier ZeroShotEvaluation class_texts evaluate_zero_shot",
+    "itm": "BlipITM ImageEncoder MultimodalEncoder TextEncoder ENC_TOKEN_ID THUMBNAIL_SIZE",
+}
+
+
+@pytest.mark.parametrize("old", sorted(FIRST_VERSION_NAMES))
+def test_the_first_version_s_module_paths_still_import_every_name(old):
+    import importlib
+
+    module = importlib.import_module(f"blipviz.{old}")
+    missing = [n for n in FIRST_VERSION_NAMES[old].split() if not hasattr(module, n)]
+    assert missing == []
+
+
+def test_an_old_path_leaves_the_real_module_s_spec_alone():
+    import blipviz.cache
+
+    import blipviz.store.cache
+
+    assert blipviz.store.cache.__spec__.name == "blipviz.store.cache"
+    assert blipviz.cache.FeatureCache is blipviz.store.cache.FeatureCache

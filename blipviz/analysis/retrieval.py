@@ -32,6 +32,7 @@ import torch.nn.functional as F
 
 from ..errors import InputError, check_choice, positive_int
 from ..net.features import ImageFeatures
+from ..net.images import as_image_list
 from ..net.net import BlipNet, Images
 from ..net.text import BLIP_MAX_TEXT_TOKENS, as_text_list, tokenize, warn_truncated
 from .scores import cosine_matrix
@@ -66,8 +67,8 @@ _FILL = -100.0  # BLIP's score of a pair outside the candidates
 
 
 def _ranks(scores: np.ndarray, truths: Sequence[Sequence[int]]) -> np.ndarray:
-    """Per row, the best 0-based rank of any of its true columns, with BLIP's order: descending
-    ``np.argsort(score)[::-1]`` (among equal scores the higher index comes first)."""
+    """Per row, the best 0-based rank of any of its true columns, in BLIP's order:
+    ``np.argsort(score)[::-1]`` (numpy's default sort, reversed; so ties fall as they fall in BLIP)."""
     ranks = np.zeros(len(scores), dtype=np.int64)
     for row, (score, true) in enumerate(zip(scores, truths, strict=True)):
         order = np.argsort(score)[::-1]
@@ -256,13 +257,17 @@ def evaluate_retrieval(
             if len(tokenized)
             else torch.zeros((0, int(model.config.image_text_hidden_size)))
         )
-        # stage 1: image embeddings (and raw states, kept unless a store holds them)
-        keep = model.feature_cache is None or isinstance(images, ImageFeatures | torch.Tensor)
+        if not isinstance(images, ImageFeatures | torch.Tensor):
+            images = as_image_list(images)  # read twice with a feature cache: never a spent generator
+        # stage 1: image embeddings (and raw states on the CPU, kept unless a store holds them)
+        keep = score != "itc" and (
+            model.feature_cache is None or isinstance(images, ImageFeatures | torch.Tensor)
+        )
         image_emb, raw, labels = [], [], []
         for batch in model.iter_image_states(images, batch_size, progress):
             image_emb.append(F.normalize(model.image_projection(batch.states).cpu(), dim=-1))
             if keep:
-                raw.append(batch.states)
+                raw.append(batch.states.cpu())
             labels.extend(batch.labels)
         n_images, n_texts = len(labels), len(texts)
         if n_images == 0 or n_texts == 0:
@@ -297,6 +302,8 @@ def evaluate_retrieval(
                 cand = sorted(wanted[i])
                 out = model.itm_logits_of_image(tokenized.select(cand), states, key, text_batch_size)
                 logits[i, cand] = out[:, 1].double().cpu().numpy()
+    if score != "itc" and any(np.isnan(logits[i, sorted(w)]).any() for i, w in enumerate(wanted)):
+        raise InputError("the images changed between the two passes (a generator or a changing source?)")
     itm_pairs = sum(len(w) for w in wanted) if score != "itc" else 0
     sims_np = sims.numpy()
     value = {"itm+itc": logits + sims_np, "itm": logits, "itc": sims_np}[score]
@@ -314,7 +321,7 @@ def evaluate_retrieval(
         metrics=metrics,
         ranks_i2t=ranks_i2t,
         ranks_t2i=ranks_t2i,
-        k_test=k_test,
+        k_test=min(k_test, max(n_images, n_texts)),
         score=score,
         itm_pairs=itm_pairs,
         texts=texts,
