@@ -162,3 +162,31 @@ def test_a_feature_cache_gives_the_same_evaluation_and_remembers_the_pairs(tiny,
     assert_close(first.score_i2t, plain.score_i2t, depth=net_depth(tiny), magnitude=10)
     np.testing.assert_array_equal(again.score_i2t, first.score_i2t)
     assert again.metrics == first.metrics
+
+
+@pytest.mark.filterwarnings("ignore::blipviz.TruncationWarning")
+def test_the_protocol_puts_enc_first_and_keeps_photos_as_stored(tiny, photos):
+    """BLIP's ITM pass starts with [ENC] and its loaders ignore EXIF tags, whatever the net's own
+    options; the net's options come back afterwards."""
+    import io
+
+    from PIL import Image
+
+    reference = evaluate_retrieval(tiny, photos, CAPTIONS, text_image=TEXT_IMAGE, k_test=3)
+    card = blipviz.BlipITM(tiny.hf, name="card", preprocessing=tiny.preprocessing, first_token="cls")
+    as_card = evaluate_retrieval(card, photos, CAPTIONS, text_image=TEXT_IMAGE, k_test=3)
+    np.testing.assert_array_equal(as_card.score_i2t, reference.score_i2t)
+    assert card.first_token == "cls" and card.preprocessing.exif_transpose
+    sideways = []
+    for photo in photos:
+        buf = io.BytesIO()
+        exif = Image.Exif()
+        exif[0x0112] = 6  # rotate 90 degrees clockwise on display
+        Image.fromarray(photo).save(buf, format="PNG", exif=exif.tobytes())
+        sideways.append(buf.getvalue())
+    stored = evaluate_retrieval(tiny, sideways, CAPTIONS, text_image=TEXT_IMAGE, k_test=3)
+    np.testing.assert_array_equal(stored.score_i2t, reference.score_i2t)
+    upright = evaluate_retrieval(
+        tiny, sideways, CAPTIONS, text_image=TEXT_IMAGE, k_test=3, exif_transpose=True
+    )
+    assert not np.array_equal(upright.score_i2t, reference.score_i2t)

@@ -21,7 +21,9 @@ image's states (broadcast over the texts).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import contextlib
+import dataclasses
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -33,7 +35,7 @@ import torch.nn.functional as F
 from ..errors import InputError, check_choice, positive_int
 from ..net.features import ImageFeatures
 from ..net.images import as_image_list
-from ..net.net import BlipNet, Images
+from ..net.net import PROGRESS_MIN_IMAGES, BlipNet, Images
 from ..net.text import BLIP_MAX_TEXT_TOKENS, as_text_list, tokenize, warn_truncated
 from .scores import cosine_matrix
 
@@ -190,6 +192,7 @@ def evaluate_retrieval(
     batch_size: int | None = None,
     text_batch_size: int = 128,
     progress: bool | None = None,
+    exif_transpose: bool = False,
 ) -> RetrievalEvaluation:
     """Evaluate image-text retrieval with BLIP's protocol (see the module documentation).
 
@@ -211,7 +214,10 @@ def evaluate_retrieval(
     text_batch_size : int, default 128
         Texts per multimodal pass.
     progress : bool, optional
-        Progress bars; default for 64 images or more.
+        Progress bars over both stages; default for 64 images or more.
+    exif_transpose : bool, default False
+        Turn photos upright by their EXIF tag. BLIP's retrieval loaders do not, so the protocol does
+        not either, whatever the net's own preprocessing says.
 
     Returns
     -------
@@ -223,8 +229,47 @@ def evaluate_retrieval(
     -----
     Each image passes the ViT once. Without a feature cache the raw states of all images are held
     in memory for the ITM stage (1.8 MB per ViT-B/16 image); with one (``model.feature_cache``) the
-    second stage reads them back from it instead.
+    second stage reads them back from it instead. The ITM pass always puts ``[ENC]`` first, as BLIP
+    does, also for a net loaded with ``first_token="cls"``; the net's options are restored afterwards.
     """
+    with _blip_protocol(model, exif_transpose):
+        return _evaluate(
+            model,
+            images,
+            texts,
+            text_image=text_image,
+            k_test=k_test,
+            score=score,
+            batch_size=batch_size,
+            text_batch_size=text_batch_size,
+            progress=progress,
+        )
+
+
+@contextlib.contextmanager
+def _blip_protocol(model: BlipNet, exif_transpose: bool) -> Iterator[None]:
+    """The net with BLIP's retrieval settings ([ENC] first, BLIP's EXIF rule) inside the block."""
+    saved = model.first_token, model.preprocessing
+    model.first_token = "enc"
+    model.preprocessing = dataclasses.replace(model.preprocessing, exif_transpose=bool(exif_transpose))
+    try:
+        yield
+    finally:
+        model.first_token, model.preprocessing = saved
+
+
+def _evaluate(
+    model: BlipNet,
+    images: Images,
+    texts: Sequence[str],
+    *,
+    text_image: Sequence[int],
+    k_test: int,
+    score: str,
+    batch_size: int | None,
+    text_batch_size: int,
+    progress: bool | None,
+) -> RetrievalEvaluation:
     check_choice("score", score, RETRIEVAL_SCORES)
     k_test = positive_int("k_test", k_test)
     texts = as_text_list(texts)
@@ -298,6 +343,11 @@ def evaluate_retrieval(
                     for b in range(batch.states.shape[0])
                 )
             )
+            show = n_images >= PROGRESS_MIN_IMAGES if progress is None else progress
+            if show:
+                from tqdm.auto import tqdm
+
+                stream = tqdm(stream, desc="ITM candidates", unit="image", total=n_images)
             for i, states, key in stream:
                 cand = sorted(wanted[i])
                 out = model.itm_logits_of_image(tokenized.select(cand), states, key, text_batch_size)
