@@ -289,19 +289,7 @@ def _evaluate(
         limit_note="BLIP's retrieval limits",
     )
     with torch.inference_mode():
-        text_emb = (
-            torch.cat(
-                [
-                    F.normalize(model.text_projection(sub.input_ids, sub.attention_mask).cpu(), dim=-1)
-                    for sub in (
-                        tokenized.select(range(s, min(s + text_batch_size, len(tokenized))))
-                        for s in range(0, len(tokenized), text_batch_size)
-                    )
-                ]
-            )
-            if len(tokenized)
-            else torch.zeros((0, int(model.config.image_text_hidden_size)))
-        )
+        text_emb = F.normalize(model.text_projections(tokenized, text_batch_size), dim=-1)
         if not isinstance(images, ImageFeatures | torch.Tensor):
             images = as_image_list(images)  # read twice with a feature cache: never a spent generator
         # stage 1: image embeddings (and raw states on the CPU, kept unless a store holds them)

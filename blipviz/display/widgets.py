@@ -37,7 +37,7 @@ import pandas as pd
 
 from ..analysis.scores import ranking
 from ..errors import InputError
-from ..net.images import ImageLike, as_image_list, image_label
+from ..net.images import ImageLike, as_image_list, image_label, thumbnail
 from ..net.text import TruncationWarning, as_text_list
 
 if TYPE_CHECKING:
@@ -309,8 +309,7 @@ class RankingExplorer(_Explorer):
         self.image_buttons = []
         tiles = []
         for i, key in enumerate(self._keys):
-            thumb = self._cache.thumbnail(key).copy()
-            thumb.thumbnail((_PICKER_SIDE, _PICKER_SIDE))
+            thumb = thumbnail(self._cache.thumbnail(key), _PICKER_SIDE)
             button = w.Button(description=self._cache.label(key), layout=w.Layout(width="auto"))
             button.on_click(functools.partial(self._on_pick, i))
             self.image_buttons.append(button)

@@ -375,6 +375,19 @@ class BlipNet:
         )
         return self._finite(self.hf.text_proj(out.last_hidden_state[:, 0, :]).float(), "text embeddings")
 
+    def text_projections(self, tokenized: TokenizedTexts, batch_size: int = 128) -> torch.Tensor:
+        """:meth:`text_projection` of tokenised texts, ``batch_size`` texts per pass -> (m, 256) on the
+        CPU, before normalising."""
+        batch_size = positive_int("batch_size", batch_size)
+        out = [
+            self.text_projection(sub.input_ids, sub.attention_mask).cpu()
+            for sub in (
+                tokenized.select(range(start, min(start + batch_size, len(tokenized))))
+                for start in range(0, len(tokenized), batch_size)
+            )
+        ]
+        return torch.cat(out) if out else torch.zeros((0, int(self.config.image_text_hidden_size)))
+
     def itm_input_ids(self, tokenized: TokenizedTexts) -> torch.Tensor:
         """Token ids of the ITM pass: ``[CLS]`` replaced by ``[ENC]`` unless ``first_token="cls"``."""
         ids = tokenized.input_ids.clone()
@@ -509,17 +522,15 @@ class BlipNet:
             if store is not None:
                 keys = [store.image_key(self, rgb) for rgb in rgbs]
                 states = [store.get_states(self, key) for key in keys]
-            missing = [i for i, s in enumerate(states) if s is None]
-            if len(missing) == len(chunk) and store is None:
+            if store is None:
                 batch = self.vision_states(torch.stack([self.preprocessing(rgb) for rgb in rgbs]))
             else:
+                missing = [i for i, s in enumerate(states) if s is None]
                 if missing:
                     computed = self.vision_states(torch.stack([self.preprocessing(rgbs[i]) for i in missing]))
                     for j, i in enumerate(missing):
                         # the store returns the states as it will serve them later (its precision)
-                        states[i] = (
-                            store.put_states(self, keys[i], computed[j]) if store is not None else computed[j]
-                        )
+                        states[i] = store.put_states(self, keys[i], computed[j])
                 batch = torch.stack([s.to(device=self.device, dtype=self.dtype) for s in states])  # type: ignore[union-attr]
             yield ImageBatch(batch, names, thumbs, keys)
 
@@ -661,13 +672,8 @@ class BlipNet:
         """
         batch_size = positive_int("batch_size", batch_size)
         tokenized = self.tokenize(texts)
-        out = []
         with torch.inference_mode():
-            for start in range(0, len(tokenized), batch_size):
-                sub = tokenized.select(range(start, min(start + batch_size, len(tokenized))))
-                out.append(self.text_projection(sub.input_ids, sub.attention_mask).cpu())
-        dim = int(self.config.image_text_hidden_size)
-        proj = torch.cat(out) if out else torch.zeros((0, dim))
+            proj = self.text_projections(tokenized, batch_size)
         return TextFeatures(
             embeddings=F.normalize(proj, dim=-1),
             projected=proj,
