@@ -1,0 +1,146 @@
+"""Text and colour rules shared by every figure: whole texts up to 80 characters, a middle ellipsis
+beyond (never a cut inside a word), wrapping, numbered repeated tokens, and a qualitative palette
+without near-identical pairs.
+
+These are pure functions (no matplotlib at import); the figures call them so that one rule holds
+everywhere.
+"""
+
+from __future__ import annotations
+
+import textwrap
+from collections import Counter
+from collections.abc import Sequence
+
+import numpy as np
+
+__all__ = ["MAX_LABEL_CHARS", "fit_text", "number_repeats", "palette", "wrap_text"]
+
+#: Texts up to this many characters are always shown whole.
+MAX_LABEL_CHARS = 80
+_ELLIPSIS = "…"
+
+
+def fit_text(text: str, max_chars: int | None = MAX_LABEL_CHARS) -> str:
+    """``text`` whole when it has at most ``max_chars`` characters, else elided in the middle.
+
+    The cut keeps whole words from the start and the end (the end of a caption is often what tells
+    two hard negatives apart: "... drinking tea" / "... eating pizza") and joins them with " … ".
+    A single word longer than the budget is elided inside itself, the only case where a word is cut.
+
+    Parameters
+    ----------
+    text : str
+    max_chars : int or None, default 80
+        ``None``: never elided.
+
+    Returns
+    -------
+    str of at most ``max_chars`` characters.
+    """
+    text = " ".join(str(text).split())
+    if max_chars is None or len(text) <= max_chars:
+        return text
+    if max_chars < 3:
+        raise ValueError(f"max_chars must be at least 3, got {max_chars}")
+    words = text.split(" ")
+    budget = max_chars - 3  # " … " joins the two halves
+    head: list[str] = []
+    tail: list[str] = []
+    used = 0
+    i, j = 0, len(words) - 1
+    take_tail = False  # alternate, starting with the head
+    while i <= j:
+        word = words[j] if take_tail else words[i]
+        cost = len(word) + (1 if (tail if take_tail else head) else 0)
+        if used + cost > budget:
+            # the other side may still fit a shorter word
+            other = words[i] if take_tail else words[j]
+            other_cost = len(other) + (1 if (head if take_tail else tail) else 0)
+            if i < j and used + other_cost <= budget:
+                take_tail = not take_tail
+                continue
+            break
+        used += cost
+        if take_tail:
+            tail.insert(0, word)
+            j -= 1
+        else:
+            head.append(word)
+            i += 1
+        take_tail = not take_tail
+    if not head and not tail:  # one very long word: elide characters
+        keep = max_chars - 1
+        return text[: (keep + 1) // 2] + _ELLIPSIS + text[len(text) - keep // 2 :]
+    return f"{' '.join(head)} {_ELLIPSIS} {' '.join(tail)}".strip()
+
+
+def wrap_text(text: str, width: int = 28, max_chars: int | None = MAX_LABEL_CHARS) -> str:
+    """``fit_text(text, max_chars)`` wrapped into lines of about ``width`` characters (``\\n``).
+
+    Words are never broken; a word longer than ``width`` has a line of its own.
+    """
+    return "\n".join(
+        textwrap.wrap(fit_text(text, max_chars), width, break_long_words=False, break_on_hyphens=False)
+    ) or fit_text(text, max_chars)
+
+
+def number_repeats(tokens: Sequence[str]) -> list[str]:
+    """Tokens with repeats told apart: ``["a", "cat", "a"] -> ["a (1)", "cat", "a (2)"]``."""
+    counts = Counter(tokens)
+    seen: Counter[str] = Counter()
+    out = []
+    for token in tokens:
+        if counts[token] > 1:
+            seen[token] += 1
+            out.append(f"{token} ({seen[token]})")
+        else:
+            out.append(str(token))
+    return out
+
+
+# ------------------------------------------------------------------------------------ colours
+# Candidates in order of preference: tab10, then the distinct members of Dark2, Set1 and dark
+# shades (no yellow: it vanishes on white). A colour joins the palette only when it is at least
+# _MIN_DELTA_E (CIE76 in CIELAB) from every colour already in it, so no two look alike (tab20's
+# blue / light blue pair reads as "the same blue" at marker size; it never gets in).
+_CANDIDATES = [
+    "#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f",
+    "#bcbd22", "#17becf",  # tab10
+    "#1b9e77", "#d95f02", "#7570b3", "#e7298a", "#66a61e", "#e6ab02", "#a6761d", "#666666",  # Dark2
+    "#e41a1c", "#377eb8", "#4daf4a", "#984ea3", "#ff7f00", "#a65628", "#f781bf",  # Set1
+    "#000000", "#393b79", "#637939", "#8c6d31", "#843c39", "#7b4173", "#3182bd", "#31a354",
+    "#756bb1", "#e6550d", "#636363", "#005f5f", "#5f005f", "#5f5f00", "#00005f", "#5f0000",
+]  # fmt: skip
+_MIN_DELTA_E = 20.0
+
+
+def _lab(hex_colours: Sequence[str]) -> np.ndarray:
+    """sRGB hex colours -> CIELAB (D65), shape (n, 3)."""
+    rgb = np.array([[int(h[k : k + 2], 16) / 255.0 for k in (1, 3, 5)] for h in hex_colours])
+    lin = np.where(rgb <= 0.04045, rgb / 12.92, ((rgb + 0.055) / 1.055) ** 2.4)
+    m = np.array([[0.4124, 0.3576, 0.1805], [0.2126, 0.7152, 0.0722], [0.0193, 0.1192, 0.9505]])
+    xyz = lin @ m.T / np.array([0.95047, 1.0, 1.08883])
+    f = np.where(xyz > (6 / 29) ** 3, np.cbrt(xyz), xyz / (3 * (6 / 29) ** 2) + 4 / 29)
+    return np.stack([116 * f[:, 1] - 16, 500 * (f[:, 0] - f[:, 1]), 200 * (f[:, 1] - f[:, 2])], axis=1)
+
+
+def _distinct(candidates: Sequence[str], min_delta: float) -> list[str]:
+    lab = _lab(candidates)
+    kept: list[int] = []
+    for i in range(len(candidates)):
+        if all(np.linalg.norm(lab[i] - lab[k]) >= min_delta for k in kept):
+            kept.append(i)
+    return [candidates[i] for i in kept]
+
+
+_PALETTE = _distinct(_CANDIDATES, _MIN_DELTA_E)
+
+
+def palette(n: int) -> list[str]:
+    """``n`` qualitative colours (hex), no two closer than ΔE 20 in CIELAB while ``n <= len`` of the
+    palette (about 20); beyond that the colours repeat and figures add a second cue (marker, label).
+    """
+    if n < 0:
+        raise ValueError(f"n must be >= 0, got {n}")
+    return [_PALETTE[i % len(_PALETTE)] for i in range(n)]

@@ -1,0 +1,153 @@
+"""Geometric checks of drawn figures, for the cases an image diff is too blunt for: labels that do
+not overlap and lie inside the figure, thumbnails inside their cells, a colorbar where values matter.
+
+Every function draws the figure first (``fig.canvas.draw()``) so that extents are final, and
+measures in display pixels.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+
+__all__ = [
+    "FIGURE_STYLE",
+    "FIGURE_TOLERANCE",
+    "assert_inside_figure",
+    "assert_no_overlap",
+    "colorbars",
+    "image_comparison",
+    "overlapping_pairs",
+    "visible_texts",
+    "window_extent",
+]
+
+#: The pinned style of blipviz's image tests (as matplotlib's own tests pin theirs): matplotlib's
+#: bundled DejaVu Sans, no hinting, fixed DPI; baselines then match on any machine within a tolerance.
+FIGURE_STYLE = str(Path(__file__).with_name("figure_tests.mplstyle"))
+
+
+def _drawn(fig):
+    fig.canvas.draw()
+    return fig.canvas.get_renderer()
+
+
+def window_extent(artist, renderer=None):
+    """The artist's extent in display pixels (a ``matplotlib.transforms.Bbox``)."""
+    fig = artist.figure
+    renderer = renderer or _drawn(fig)
+    return artist.get_window_extent(renderer)
+
+
+def visible_texts(fig, *, include_ticks: bool = True) -> list:
+    """Every visible, non-empty Text artist in ``fig`` (titles, labels, annotations, tick labels)."""
+    from matplotlib.text import Text
+
+    _drawn(fig)
+    ticks = {
+        id(label)
+        for ax in fig.axes
+        for axis in (ax.xaxis, ax.yaxis)
+        for tick in axis.majorTicks + axis.minorTicks
+        for label in (tick.label1, tick.label2)
+    }
+    found = []
+    for artist in fig.findobj(Text):
+        if not artist.get_visible() or not artist.get_text().strip():
+            continue
+        if not include_ticks and id(artist) in ticks:
+            continue
+        axes = artist.axes
+        if axes is not None and not axes.get_visible():
+            continue
+        found.append(artist)
+    return found
+
+
+def overlapping_pairs(artists: Sequence, *, pad_px: float = 0.0) -> list[tuple]:
+    """Pairs of artists whose display extents overlap by more than ``pad_px`` pixels each way."""
+    if not artists:
+        return []
+    renderer = _drawn(artists[0].figure)
+    boxes = [a.get_window_extent(renderer) for a in artists]
+    pairs = []
+    for i in range(len(boxes)):
+        for j in range(i + 1, len(boxes)):
+            a, b = boxes[i], boxes[j]
+            dx = min(a.x1, b.x1) - max(a.x0, b.x0)
+            dy = min(a.y1, b.y1) - max(a.y0, b.y0)
+            if dx > pad_px and dy > pad_px:
+                pairs.append((artists[i], artists[j]))
+    return pairs
+
+
+def assert_no_overlap(artists: Sequence, *, pad_px: float = 0.5, what: str = "labels") -> None:
+    """Raise AssertionError naming the first overlapping pairs of ``artists``."""
+    pairs = overlapping_pairs(artists, pad_px=pad_px)
+    if pairs:
+        shown = "; ".join(f"{_name(a)!r} / {_name(b)!r}" for a, b in pairs[:5])
+        raise AssertionError(f"{len(pairs)} overlapping pair(s) of {what}: {shown}")
+
+
+def assert_inside_figure(artists: Iterable, *, tol_px: float = 0.5) -> None:
+    """Raise AssertionError when an artist reaches outside its figure."""
+    artists = list(artists)
+    if not artists:
+        return
+    fig = artists[0].figure
+    renderer = _drawn(fig)
+    frame = fig.bbox
+    outside = []
+    for artist in artists:
+        box = artist.get_window_extent(renderer)
+        if (
+            box.x0 < frame.x0 - tol_px
+            or box.y0 < frame.y0 - tol_px
+            or box.x1 > frame.x1 + tol_px
+            or box.y1 > frame.y1 + tol_px
+        ):
+            outside.append(_name(artist))
+    if outside:
+        raise AssertionError(f"{len(outside)} artist(s) outside the figure: {outside[:5]}")
+
+
+def colorbars(fig) -> list:
+    """The colorbars drawn in ``fig`` (``matplotlib.colorbar.Colorbar`` objects)."""
+    found = []
+    for ax in fig.axes:
+        bar = getattr(ax, "_colorbar", None)
+        if bar is not None:
+            found.append(bar)
+    return found
+
+
+def _name(artist) -> str:
+    get_text = getattr(artist, "get_text", None)
+    if get_text is not None:
+        return get_text()
+    return type(artist).__name__
+
+
+#: RMS tolerance (0-255 scale) of the image tests: text antialiasing and the last bits of a float
+#: kernel move a few pixels between machines; a changed layout, colour or label moves far more.
+FIGURE_TOLERANCE = 3.0
+
+
+def image_comparison(**options):
+    """The pytest mark of blipviz's image tests: pytest-mpl's ``mpl_image_compare`` with the pinned
+    style, the tolerance and the baselines in ``tests/baseline``. The test returns its figure.
+
+    Regenerate baselines (then open every changed PNG) with
+    ``pytest tests -k figure --mpl-generate-path=tests/baseline``.
+    """
+    import pytest
+
+    settings = {
+        "style": FIGURE_STYLE,
+        "tolerance": FIGURE_TOLERANCE,
+        "baseline_dir": "baseline",
+        "savefig_kwargs": {"dpi": 72},
+        "deterministic": True,
+    }
+    settings.update(options)
+    return pytest.mark.mpl_image_compare(**settings)
