@@ -147,19 +147,22 @@ def test_imports_point_down(layer, forbidden):
     assert {m: d for m, d in wrong.items() if d} == {}
 
 
+EXPLORERS = {"blipviz.display.widgets", "blipviz.display.feature_space_explorer"}
+
+
 def test_displays_never_run_a_net():
     """A display draws computed data: it imports neither the net, its loading, nor an analysis
-    (the explorers in display.widgets are the exception: they call analyses, never a forward pass
+    (the explorers in display.widgets and display.feature_space_explorer are the exception: they call analyses, never a forward pass
     of their own)."""
     runs = {"blipviz.net.net", "blipviz.net.loading", "blipviz.itm"}
     wrong = {
         m: sorted(d for d in deps if d in runs or _layer(d) == "analysis")
         for m, deps in GRAPH.items()
-        if _layer(m) == "display" and m != "blipviz.display.widgets"
+        if _layer(m) == "display" and m not in EXPLORERS
     }
     assert {m: d for m, d in wrong.items() if d} == {}
-    widgets = GRAPH["blipviz.display.widgets"]
-    assert not widgets & {"blipviz.net.net", "blipviz.net.loading"}
+    for explorer in EXPLORERS & set(GRAPH):
+        assert not GRAPH[explorer] & {"blipviz.net.net", "blipviz.net.loading"}
 
 
 def _private_definitions() -> dict[str, set[Path]]:
