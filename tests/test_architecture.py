@@ -152,8 +152,8 @@ EXPLORERS = {"blipviz.display.widgets", "blipviz.display.feature_space_explorer"
 
 def test_displays_never_run_a_net():
     """A display draws computed data: it imports neither the net, its loading, nor an analysis
-    (the explorers in display.widgets and display.feature_space_explorer are the exception: they call analyses, never a forward pass
-    of their own)."""
+    (the explorers, ``EXPLORERS``, are the exception: they call analyses, never a forward pass of
+    their own)."""
     runs = {"blipviz.net.net", "blipviz.net.loading", "blipviz.itm"}
     wrong = {
         m: sorted(d for d in deps if d in runs or _layer(d) == "analysis")

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from blipviz.display.labels import MAX_LABEL_CHARS, _lab, fit_text, number_repeats, palette, wrap_text
+from blipviz.display.labels import MAX_LABEL_CHARS, cielab, fit_text, number_repeats, palette, wrap_text
 from blipviz.testing.figures import (
     assert_inside_figure,
     assert_no_overlap,
@@ -79,12 +79,12 @@ def test_repeated_tokens_are_numbered():
 def test_palette_has_no_near_identical_pair():
     colours = palette(20)
     assert len(set(colours)) == 20
-    lab = _lab(colours)
+    lab = cielab(colours)
     gaps = [np.linalg.norm(lab[i] - lab[j]) for i, j in itertools.combinations(range(20), 2)]
     assert min(gaps) >= 20.0
     # tab20 fails the same rule (its blue / light blue pair)
     tab20 = ["#1f77b4", "#aec7e8"]
-    assert np.linalg.norm(np.subtract(*_lab(tab20))) < 40 and "#aec7e8" not in palette(30)
+    assert np.linalg.norm(np.subtract(*cielab(tab20))) < 40 and "#aec7e8" not in palette(30)
 
 
 def test_geometry_checks_catch_overlap_and_spill():

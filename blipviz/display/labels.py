@@ -14,7 +14,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-__all__ = ["MAX_LABEL_CHARS", "fit_text", "number_repeats", "palette", "wrap_text"]
+__all__ = ["MAX_LABEL_CHARS", "cielab", "fit_text", "number_repeats", "palette", "wrap_text"]
 
 #: Texts up to this many characters are always shown whole.
 MAX_LABEL_CHARS = 80
@@ -115,7 +115,7 @@ _CANDIDATES = [
 _MIN_DELTA_E = 20.0
 
 
-def _lab(hex_colours: Sequence[str]) -> np.ndarray:
+def cielab(hex_colours: Sequence[str]) -> np.ndarray:
     """sRGB hex colours -> CIELAB (D65), shape (n, 3)."""
     rgb = np.array([[int(h[k : k + 2], 16) / 255.0 for k in (1, 3, 5)] for h in hex_colours])
     lin = np.where(rgb <= 0.04045, rgb / 12.92, ((rgb + 0.055) / 1.055) ** 2.4)
@@ -126,7 +126,7 @@ def _lab(hex_colours: Sequence[str]) -> np.ndarray:
 
 
 def _distinct(candidates: Sequence[str], min_delta: float) -> list[str]:
-    lab = _lab(candidates)
+    lab = cielab(candidates)
     kept: list[int] = []
     for i in range(len(candidates)):
         if all(np.linalg.norm(lab[i] - lab[k]) >= min_delta for k in kept):
