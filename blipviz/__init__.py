@@ -16,6 +16,7 @@ from __future__ import annotations
 from . import datasets, testing  # blipviz.datasets.sample_images, blipviz.testing.synthetic_images
 from ._moved import install_moved_module_aliases
 from .analysis.attention import CrossAttention, GradCAM
+from .analysis.explanations import Explanation, ExplanationEvaluation, evaluate_explanations
 from .analysis.feature_space import feature_space_map, feature_space_plot
 from .analysis.info import NetInformation, net_information
 from .analysis.retrieval import RetrievalEvaluation, evaluate_retrieval
@@ -65,6 +66,8 @@ __all__ = [
     "BlipvizError",
     "CacheFolderError",
     "CrossAttention",
+    "Explanation",
+    "ExplanationEvaluation",
     "FeatureSpaceDisplay",
     "GradCAM",
     "ImageEncoder",
@@ -91,6 +94,7 @@ __all__ = [
     "ZeroShotEvaluation",
     "cache",
     "datasets",
+    "evaluate_explanations",
     "evaluate_retrieval",
     "evaluate_zero_shot",
     "feature_space_map",

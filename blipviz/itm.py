@@ -148,6 +148,30 @@ class BlipITM(BlipNet):
 
         return gradcam(self, image, text, layer)
 
+    def explain(
+        self, image: ImageLike | torch.Tensor, text: str, method: str = "relevancy", **options: Any
+    ):
+        """Explain the ITM decision for one image and one text with one of five methods.
+
+        Parameters
+        ----------
+        image : image (path, PIL image, array) or Tensor of shape (1, 3, s, s)
+        text : str
+        method : {"relevancy", "attention", "gradcam", "rollout", "occlusion"}, default "relevancy"
+            See :mod:`blipviz.analysis.explanations` for each method's exact rules and sources.
+        **options
+            ``layer`` (attention, GradCAM); ``window``, ``stride``, ``baseline``, ``batch_size``
+            (occlusion).
+
+        Returns
+        -------
+        blipviz.Explanation
+            ``.maps`` (n_tokens, gh, gw), ``.match_map`` (gh, gw), ``.tokens``, ``.itm_probability``.
+        """
+        from .analysis.explanations import explain
+
+        return explain(self, image, text, method, **options)
+
     # ----------------------------------------------------------------------------- retrieval
     def search_images(
         self, query_texts: Texts, images: Images, *, k: int = 10, **options: Any
