@@ -508,6 +508,15 @@ class ExplanationEvaluation:
     def __repr__(self) -> str:
         return f"ExplanationEvaluation(methods={list(self.table.index)}, steps={self.steps})\n{self.table}"
 
+    def plot(self, axes=None, *, band: bool = True):
+        """Deletion and insertion curves, a line per method with a band over pairs (see
+        :class:`blipviz.display.explanations.ExplanationCurvesDisplay`)."""
+        from ..display.explanations import ExplanationCurvesDisplay
+
+        return ExplanationCurvesDisplay(self.curves, self.table, self.net_name, self.baseline).plot(
+            axes, band=band
+        )
+
 
 def evaluate_explanations(
     model: BlipNet,

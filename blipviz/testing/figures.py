@@ -44,16 +44,21 @@ def visible_texts(fig, *, include_ticks: bool = True) -> list:
     from matplotlib.text import Text
 
     _drawn(fig)
-    ticks = {
-        id(label)
-        for ax in fig.axes
-        for axis in (ax.xaxis, ax.yaxis)
-        for tick in axis.majorTicks + axis.minorTicks
-        for label in (tick.label1, tick.label2)
-    }
+    ticks: set[int] = set()  # tick labels; those of ticks outside the view are never drawn
+    hidden: set[int] = set()
+    for ax in fig.axes:
+        for axis in (ax.xaxis, ax.yaxis):
+            low, high = sorted(axis.get_view_interval())
+            pad = 1e-9 * max(1.0, abs(high - low))
+            for tick in axis.majorTicks + axis.minorTicks:
+                labels = {id(tick.label1), id(tick.label2)}
+                ticks |= labels
+                loc = tick.get_loc()
+                if loc is None or not low - pad <= loc <= high + pad:
+                    hidden |= labels
     found = []
     for artist in fig.findobj(Text):
-        if not artist.get_visible() or not artist.get_text().strip():
+        if not artist.get_visible() or not artist.get_text().strip() or id(artist) in hidden:
             continue
         if not include_ticks and id(artist) in ticks:
             continue

@@ -1,0 +1,79 @@
+"""The deletion / insertion figure: an image test on fixed curves, and geometric checks."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from blipviz.display.explanations import ExplanationCurvesDisplay
+from blipviz.display.labels import palette
+from blipviz.testing.figures import assert_inside_figure, assert_no_overlap, image_comparison, visible_texts
+
+
+def _curves():
+    """Three methods and the random baseline over 3 pairs, 11 points each (no net involved)."""
+    fractions = np.linspace(0, 1, 11)
+    rows = []
+    shapes = {"relevancy": 3.0, "rollout": 1.5, "occlusion": 5.0, "random": 1.0}
+    for method, speed in shapes.items():
+        for pair in range(3):
+            start, end = 0.9 - 0.1 * pair, 0.2
+            drop = start + (end - start) * (1 - np.exp(-speed * fractions)) / (1 - np.exp(-speed))
+            rise = end + (start - end) * (1 - np.exp(-speed * fractions)) / (1 - np.exp(-speed))
+            rows += [
+                dict(method=method, pair=pair, fraction=f, score=s, kind="deletion")
+                for f, s in zip(fractions, drop, strict=True)
+            ]
+            rows += [
+                dict(method=method, pair=pair, fraction=f, score=s, kind="insertion")
+                for f, s in zip(fractions, rise, strict=True)
+            ]
+    curves = pd.DataFrame(rows)
+    table = pd.DataFrame(
+        {
+            kind + "_auc": {
+                m: float(
+                    np.mean(
+                        [
+                            np.trapezoid(g.score, g.fraction)
+                            for _, g in curves[(curves.method == m) & (curves.kind == kind)].groupby("pair")
+                        ]
+                    )
+                )
+                for m in shapes
+            }
+            for kind in ("deletion", "insertion")
+        }
+    )
+    return curves, table
+
+
+def test_curves_figure_reads():
+    curves, table = _curves()
+    disp = ExplanationCurvesDisplay(curves, table, net_name="tiny-random", baseline="blur").plot()
+    fig = disp.figure_
+    texts = visible_texts(fig)
+    assert_inside_figure(texts)
+    titles = [t for t in texts if t.get_text().startswith(("deletion", "insertion", "Which map"))]
+    assert len(titles) == 3
+    assert_no_overlap(titles, what="titles")
+    # one line per method and kind, the method's AUC in its label, random dashed grey
+    assert len(disp.lines_) == 8
+    line = disp.lines_[("deletion", "relevancy")]
+    assert f"{table.loc['relevancy', 'deletion_auc']:.3f}" in line.get_label()
+    assert disp.lines_[("insertion", "random")].get_linestyle() == "--"
+    assert line.get_color() == palette(3)[0]
+    mean = (
+        curves[(curves.method == "relevancy") & (curves.kind == "deletion")].groupby("fraction").score.mean()
+    )
+    np.testing.assert_allclose(line.get_ydata(), mean.to_numpy())
+    for ax in disp.axes_:
+        legend = ax.get_legend()
+        assert legend is not None
+        assert_inside_figure([legend])
+
+
+@image_comparison()
+def test_curves_figure_image():
+    curves, table = _curves()
+    return ExplanationCurvesDisplay(curves, table, net_name="tiny-random", baseline="blur").plot().figure_
