@@ -3,8 +3,9 @@ import pytest
 import torch
 
 import blipviz
-from blipviz.analysis.attention import default_gradcam_layer
+from blipviz.analysis.attention import default_gradcam_layer, default_layer
 from blipviz.display.attention import AttentionGridDisplay
+from blipviz.display.labels import number_repeats
 from blipviz.net.images import ImagePreprocessing
 from blipviz.testing import assert_close, net_depth
 
@@ -111,7 +112,8 @@ def test_maps_reject_bad_layer_and_heads(attention):
 def test_plot_draws_one_labelled_matrix_per_token(attention):
     disp = attention.plot(0)
     assert isinstance(disp, AttentionGridDisplay)
-    assert [ax.get_title() for ax in disp.axes_] == attention.tokens
+    numbered = ["[ENC]", "a (1)", "dog", "on", "a (2)", "bench", "[SEP]"]
+    assert [ax.get_title() for ax in disp.axes_] == numbered == disp.titles_
     maps = attention.maps(0)
     for image, expected in zip(disp.images_, maps, strict=True):
         np.testing.assert_array_equal(image.get_array(), expected)
@@ -124,7 +126,7 @@ def test_overlay_sizes_and_titles(attention, small_images):
     h, w = small_images[0].shape[:2]
     assert len(disp.images_) == len(attention.tokens)
     assert all(a.shape == (h, w, 3) and a.dtype == np.uint8 for a in disp.arrays_)
-    assert [ax.get_title() for ax in disp.axes_] == attention.tokens
+    assert [ax.get_title() for ax in disp.axes_] == number_repeats(attention.tokens)
     big = np.zeros((300, 500, 3), dtype=np.uint8)
     assert attention.overlay(big, 0, tokens=[0, 1], size=100).arrays_[0].shape == (60, 100, 3)
     assert attention.overlay(np.zeros((900, 600, 3), dtype=np.uint8), 0, tokens=[0]).arrays_[0].shape == (
@@ -173,7 +175,11 @@ def test_gradcam_last_layer_only_first_token_reaches_the_head(tiny_model, small_
 
 
 def test_gradcam_default_layer_errors_and_grad_state(tiny_model, small_images, no_hooks_added):
-    assert default_gradcam_layer(12) == 6 and default_gradcam_layer(2) == 0 and default_gradcam_layer(1) == 0
+    assert default_layer(12) == 6 and default_layer(2) == 0 and default_layer(1) == 0
+    assert default_layer(24) == 12 and default_layer(3) == 1
+    assert default_gradcam_layer is default_layer  # the first version's name, one rule
+    with pytest.raises(blipviz.InputError, match="positive int"):
+        default_layer(0)
     with pytest.raises(ValueError, match=r"has 2 layers \(valid: 0 to 1"):
         tiny_model.gradcam(small_images[0], TEXT, layer=6)
     features = tiny_model.encode_images([small_images[0]])  # raw states made under inference_mode
@@ -187,7 +193,7 @@ def test_gradcam_default_layer_errors_and_grad_state(tiny_model, small_images, n
 def test_gradcam_overlay_and_plot(tiny_model, small_images):
     cam = tiny_model.gradcam(small_images[2], "a gradient")
     disp = cam.overlay()
-    assert [ax.get_title() for ax in disp.axes_] == ["mean", *cam.tokens]
+    assert [ax.get_title() for ax in disp.axes_] == ["mean of the words", *cam.tokens]
     assert all(a.shape == (40, 40, 3) for a in disp.arrays_)
     assert len(cam.overlay(include_mean=False, tokens=[1]).arrays_) == 1
     np.testing.assert_array_equal(cam.plot().images_[0].get_array(), cam.mean_map)

@@ -14,7 +14,7 @@ from PIL import Image
 
 import blipviz
 from blipviz.analysis import attention as attention_module
-from blipviz.display.plotting import blend_heatmap
+from blipviz.display.overlay import blend, robust_max
 from blipviz.display.widgets import AttentionExplorer, MatrixExplorer, RankingExplorer
 from blipviz.testing import assert_close, net_depth, synthetic_images
 
@@ -263,7 +263,7 @@ def test_attention_controls_only_reslice_cached_maps(tiny, gallery, calls):
     calls.clear()
     seen = {bytes(explorer.overlay.value)}
     for change in (
-        lambda: setattr(explorer.layer, "value", 0),
+        lambda: setattr(explorer.layer, "value", 1 - explorer.layer.value),  # the other layer
         lambda: setattr(explorer.head, "value", 2),
         lambda: setattr(explorer.token, "value", 2),
         lambda: setattr(explorer.opacity, "value", 0.25),
@@ -285,7 +285,8 @@ def test_attention_overlay_is_the_blend_of_the_chosen_map(tiny, gallery):
     expected_map = reference.maps(0, heads=3)[1]
     assert_close(explorer.map_, expected_map, depth=net_depth(tiny))
     picture = Image.fromarray(gallery[1]).resize((320, 240))  # enlarged to 320 px on the long side
-    np.testing.assert_array_equal(explorer.overlay_, blend_heatmap(picture, expected_map, alpha=0.4))
+    expected = blend(picture, expected_map, robust_max(expected_map), alpha=0.4)
+    np.testing.assert_array_equal(explorer.overlay_, expected)
     decoded = np.asarray(Image.open(io.BytesIO(bytes(explorer.overlay.value))))
     np.testing.assert_array_equal(decoded, explorer.overlay_)
     assert "layer 0" in explorer.caption.value and "head 3" in explorer.caption.value
@@ -345,7 +346,7 @@ def test_attention_rejects_bad_arguments(tiny, gallery):
 
 def test_attention_starts_in_gradcam_at_its_default_layer(tiny, gallery):
     explorer = AttentionExplorer(tiny, gallery[0], TEXTS[0], method="GradCAM", alpha=0.3)
-    assert explorer.layer.value == attention_module.default_gradcam_layer(2)
+    assert explorer.layer.value == attention_module.default_layer(2)
     assert explorer.opacity.value == pytest.approx(0.3) and explorer.head.disabled
     assert "GradCAM" in explorer.caption.value
 

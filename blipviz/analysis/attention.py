@@ -10,6 +10,13 @@ Named ports (shapes for one image and one text of ``n_tokens`` tokens, ``[ENC]``
 - ``CrossAttention.weights``: ``text_encoder.encoder.layer.{k}.crossattention.self`` attention
   probabilities, (n_layers, n_heads, n_tokens, 1 + P); each row sums to 1.
 - ``GradCAM.maps``: (n_tokens, gh, gw), LAVIS's GradCAM of the ITM match logit at one layer.
+
+One default layer everywhere (:meth:`CrossAttention.plot`, :meth:`CrossAttention.overlay`,
+:meth:`CrossAttention.plot_heads`, :func:`gradcam`, the :class:`~blipviz.AttentionExplorer`):
+:func:`default_layer`, the middle layer of the multimodal encoder (6 of 12, LAVIS's ``block_num=6``
+for GradCAM), never the last of a net with more than one layer: from the last layer only the first
+token (``[ENC]``) reaches the ITM head, so every word's GradCAM there is 0. Attention and GradCAM at
+one layer can be compared panel by panel.
 """
 
 from __future__ import annotations
@@ -27,7 +34,7 @@ from ..net.features import ImageFeatures
 from ..net.images import ImageLike, image_label, load_image
 
 if TYPE_CHECKING:
-    from ..display.attention import AttentionGridDisplay
+    from ..display.attention import AttentionGridDisplay, HeadsTokensDisplay
     from ..net.net import BlipNet
 
 __all__ = [
@@ -35,10 +42,9 @@ __all__ = [
     "GradCAM",
     "cross_attention",
     "default_gradcam_layer",
+    "default_layer",
     "gradcam",
 ]
-
-_MAX_OVERLAY_SIDE = 384  # default longest side of overlays of large images, in pixels
 
 
 # ---------------------------------------------------------------------------------- helpers
@@ -125,9 +131,29 @@ def _overlay_image(own: Any, given: Any):
     return image if isinstance(image, Image.Image | np.ndarray) else load_image(image)
 
 
-def _default_size(image: Image.Image | np.ndarray) -> int | None:
-    side = max(image.size) if isinstance(image, Image.Image) else max(np.asarray(image).shape[:2])
-    return _MAX_OVERLAY_SIDE if side > _MAX_OVERLAY_SIDE else None
+def default_layer(n_layers: int) -> int:
+    """The layer every attention and GradCAM figure shows unless told otherwise.
+
+    The middle layer of the multimodal encoder, ``n_layers // 2`` (6 of 12, as LAVIS's GradCAM),
+    but never the last of a net with more than one layer (only ``[ENC]`` reaches the ITM head from
+    there, so the words' GradCAM is 0): 0 for 1 or 2 layers, 12 for 24.
+
+    Parameters
+    ----------
+    n_layers : int
+        Layers of the multimodal encoder (``config.text_config.num_hidden_layers``).
+
+    Returns
+    -------
+    int, 0-based.
+    """
+    if isinstance(n_layers, bool) or not isinstance(n_layers, int | np.integer) or n_layers < 1:
+        raise InputError(f"n_layers must be a positive int, got {n_layers!r}")
+    return max(0, min(int(n_layers) // 2, int(n_layers) - 2))
+
+
+#: The first version's name of :func:`default_layer` (one rule for attention and GradCAM).
+default_gradcam_layer = default_layer
 
 
 # ----------------------------------------------------------------------------- cross-attention
@@ -214,89 +240,165 @@ class CrossAttention:
             maps = maps - maps.min(axis=0, keepdims=True)
         return maps
 
+    def _grid(self, maps, index, layer, heads, subtract_min, image) -> AttentionGridDisplay:
+        from ..display.attention import AttentionGridDisplay, describe_heads
+        from ..display.labels import number_repeats
+
+        numbered = number_repeats(self.tokens)  # over the whole text, whichever tokens are drawn
+        return AttentionGridDisplay(
+            [maps[t] for t in index],
+            [numbered[t] for t in index],
+            image=image,
+            method="cross-attention",
+            layer=layer,
+            n_layers=self.n_layers,
+            heads=describe_heads(_head_index(heads, self.n_heads), self.n_heads),
+            subtract_min=subtract_min,
+            text=self.text,
+            score=self.score,
+            truncated_by=self.truncated_by,
+        )
+
     def plot(
         self,
-        layer: int,
+        layer: int | None = None,
         *,
         heads: str | int | Sequence[int] = "mean",
         subtract_min: bool = True,
         tokens: Sequence[int] | None = None,
+        scale: str = "shared",
         axes=None,
         ncols: int | None = None,
-        cmap: str = "viridis",
+        **kw: Any,
     ) -> AttentionGridDisplay:
-        """Draw each token's (gh, gw) attention matrix in a labelled grid.
+        """Draw each token's (gh, gw) attention map as a matrix, with a colorbar.
 
         Parameters
         ----------
-        layer, heads, subtract_min
+        layer : int, optional
+            Default: :func:`default_layer` (the middle layer, 6 of 12).
+        heads, subtract_min
             As in :meth:`maps`.
         tokens : list of int, optional
             Token positions to draw; default: all.
+        scale : {"shared", "per-token"}, default "shared"
+            One colour scale for all panels, or each its own.
         axes : array of Axes, optional
             At least one per token; default: a new figure.
         ncols : int, optional
-        cmap : str, default "viridis"
+        **kw
+            ``cmap``, ``percentile``, ``panel_size``, ``colorbar``: see
+            :meth:`blipviz.AttentionGridDisplay.plot`.
 
         Returns
         -------
         AttentionGridDisplay
-            ``arrays_[i]`` is ``maps(layer, ...)[tokens[i]]``.
+            ``arrays_[i]`` is ``maps(layer, ...)[tokens[i]]``; the title says the layer, the head
+            reduction, the min-subtraction and the ITM probability.
         """
-        from ..display.attention import AttentionGridDisplay
-
+        layer = default_layer(self.n_layers) if layer is None else _check_layer(layer, self.n_layers)
         maps = self.maps(layer, heads, subtract_min)
         index = _token_index(tokens, len(self.tokens))
-        title = f"cross-attention, layer {_check_layer(layer, self.n_layers)}: {self.text}"
-        disp = AttentionGridDisplay([maps[t] for t in index], [self.tokens[t] for t in index], title)
-        return disp.plot(axes, ncols=ncols, cmap=cmap, interpolation="nearest")
+        disp = self._grid(maps, index, layer, heads, subtract_min, None)
+        return disp.plot(axes, scale=scale, ncols=ncols, **kw)
 
     def overlay(
         self,
         image: ImageLike | None = None,
-        layer: int = -1,
+        layer: int | None = None,
         *,
         heads: str | int | Sequence[int] = "mean",
         subtract_min: bool = True,
         tokens: Sequence[int] | None = None,
-        alpha: float = 0.6,
+        scale: str = "shared",
+        alpha: float | None = None,
         size: int | None = None,
         axes=None,
         ncols: int | None = None,
+        **kw: Any,
     ) -> AttentionGridDisplay:
-        """Blend each token's map onto the image (red = attended) in a labelled grid.
+        """Lay each token's map on the photograph (colour and opacity grow with the value), with a colorbar.
 
         Parameters
         ----------
         image : image, optional
             Default: the image the attention was computed from.
-        layer : int, default -1 (the last layer)
+        layer : int, optional
+            Default: :func:`default_layer` (the middle layer, 6 of 12).
         heads, subtract_min
             As in :meth:`maps`.
         tokens : list of int, optional
             Token positions to draw; default: all.
-        alpha : float, default 0.6
-            Opacity of the red at each map's maximum.
+        scale : {"shared", "per-token"}, default "shared"
+            One colour scale for all panels (maps comparable), or each its own.
+        alpha : float, optional
+            Opacity of the key's top colour; default
+            :data:`blipviz.display.overlay.OVERLAY_ALPHA`.
         size : int, optional
             Longest side of the overlays in pixels; default: the image's own (at most 384).
         axes : array of Axes, optional
         ncols : int, optional
+        **kw
+            ``cmap``, ``percentile``, ``panel_size``, ``colorbar``: see
+            :meth:`blipviz.AttentionGridDisplay.plot`.
 
         Returns
         -------
         AttentionGridDisplay
-            ``arrays_`` are uint8 arrays of shape (H, W, 3), the image's size.
+            ``arrays_`` are uint8 arrays of shape (H, W, 3), the image's size; ``norms_`` the scales.
         """
-        from ..display.attention import AttentionGridDisplay
-        from ..display.plotting import blend_heatmap
-
         picture = _overlay_image(self.image, image)
+        layer = default_layer(self.n_layers) if layer is None else _check_layer(layer, self.n_layers)
         maps = self.maps(layer, heads, subtract_min)
         index = _token_index(tokens, len(self.tokens))
-        size = size or _default_size(picture)
-        arrays = [blend_heatmap(picture, maps[t], alpha=alpha, size=size) for t in index]
-        title = f"cross-attention, layer {_check_layer(layer, self.n_layers)}: {self.text}"
-        return AttentionGridDisplay(arrays, [self.tokens[t] for t in index], title).plot(axes, ncols=ncols)
+        if alpha is not None:
+            kw["alpha"] = alpha
+        disp = self._grid(maps, index, layer, heads, subtract_min, picture)
+        return disp.plot(axes, scale=scale, ncols=ncols, size=size, **kw)
+
+    def plot_heads(
+        self,
+        layer: int | None = None,
+        *,
+        tokens: Sequence[int] | None = None,
+        scale: str = "per-head",
+        axes=None,
+        **kw: Any,
+    ) -> HeadsTokensDisplay:
+        """One layer's raw attention: heads as rows, image tokens as columns, one panel per text token.
+
+        Parameters
+        ----------
+        layer : int, optional
+            Default: :func:`default_layer` (the middle layer, 6 of 12).
+        tokens : list of int, optional
+            Token positions to draw; default: all.
+        scale : {"per-head", "shared"}, default "per-head"
+            Each head's row divided by its maximum, or the probabilities on one scale.
+        axes : array of Axes, optional
+        **kw
+            ``cmap``, ``width``, ``row_height``: see :meth:`blipviz.HeadsTokensDisplay.plot`.
+
+        Returns
+        -------
+        HeadsTokensDisplay
+            ``arrays_[i]`` of shape (n_heads, 1 + P): ``weights[layer][:, tokens[i]]`` as drawn.
+        """
+        from ..display.attention import HeadsTokensDisplay
+
+        layer = default_layer(self.n_layers) if layer is None else _check_layer(layer, self.n_layers)
+        index = _token_index(tokens, len(self.tokens))
+        disp = HeadsTokensDisplay(
+            self.weights[layer],
+            self.tokens,
+            grid=self.grid,
+            layer=layer,
+            n_layers=self.n_layers,
+            text=self.text,
+            score=self.score,
+            truncated_by=self.truncated_by,
+        )
+        return disp.plot(axes, tokens=index, scale=scale, **kw)
 
 
 def cross_attention(model: BlipNet, image: Any, text: str) -> CrossAttention:
@@ -348,6 +450,8 @@ class GradCAM:
     image : PIL.Image.Image or None
     truncated_by : {"tokens", "words", None}
         Whether the text was cut before the pass (see :class:`CrossAttention`).
+    n_layers, n_heads : int
+        The multimodal encoder's layers and cross-attention heads (for the figures' titles).
     """
 
     maps: np.ndarray
@@ -360,6 +464,8 @@ class GradCAM:
     score: float = float("nan")
     image: Any = field(default=None, repr=False)
     truncated_by: str | None = None
+    n_layers: int = 0
+    n_heads: int = 0
 
     @property
     def truncated(self) -> bool:
@@ -371,15 +477,42 @@ class GradCAM:
             f"GradCAM(text={self.text!r}, layer={self.layer}, maps={self.maps.shape}, score={self.score:.3f})"
         )
 
-    def plot(self, *, axes=None, ncols: int | None = None, cmap: str = "viridis") -> AttentionGridDisplay:
-        """Draw the mean map then each token's (gh, gw) map in a labelled grid."""
-        from ..display.attention import AttentionGridDisplay
+    def _grid(self, index, include_mean, image) -> AttentionGridDisplay:
+        from ..display.attention import AttentionGridDisplay, describe_heads
+        from ..display.labels import number_repeats
 
-        arrays = [self.mean_map, *self.maps]
-        disp = AttentionGridDisplay(
-            arrays, ["mean", *self.tokens], f"GradCAM, layer {self.layer}: {self.text}"
+        numbered = number_repeats(self.tokens)  # over the whole text, whichever tokens are drawn
+        maps = ([self.mean_map] if include_mean else []) + [self.maps[t] for t in index]
+        labels = (["mean of the words"] if include_mean else []) + [numbered[t] for t in index]
+        return AttentionGridDisplay(
+            maps,
+            labels,
+            image=image,
+            method="GradCAM",
+            layer=self.layer,
+            n_layers=self.n_layers,
+            heads=describe_heads(range(self.n_heads), self.n_heads) if self.n_heads else "",
+            text=self.text,
+            score=self.score,
+            truncated_by=self.truncated_by,
         )
-        return disp.plot(axes, ncols=ncols, cmap=cmap, interpolation="nearest")
+
+    def plot(
+        self,
+        *,
+        tokens: Sequence[int] | None = None,
+        include_mean: bool = True,
+        scale: str = "shared",
+        axes=None,
+        ncols: int | None = None,
+        **kw: Any,
+    ) -> AttentionGridDisplay:
+        """Draw the mean map, then each token's (gh, gw) map, as matrices with a colorbar.
+
+        Parameters are those of :meth:`overlay` (but no image); ``arrays_`` are the maps.
+        """
+        index = _token_index(tokens, len(self.tokens))
+        return self._grid(index, include_mean, None).plot(axes, scale=scale, ncols=ncols, **kw)
 
     def overlay(
         self,
@@ -387,12 +520,14 @@ class GradCAM:
         *,
         tokens: Sequence[int] | None = None,
         include_mean: bool = True,
-        alpha: float = 0.6,
+        scale: str = "shared",
+        alpha: float | None = None,
         size: int | None = None,
         axes=None,
         ncols: int | None = None,
+        **kw: Any,
     ) -> AttentionGridDisplay:
-        """Blend the maps onto the image (red = important for the match) in a labelled grid.
+        """Lay the maps on the photograph (colour and opacity grow with the value), with a colorbar.
 
         Parameters
         ----------
@@ -401,42 +536,38 @@ class GradCAM:
         tokens : list of int, optional
             Token positions to draw; default: all.
         include_mean : bool, default True
-            Draw the mean over the real tokens first.
-        alpha : float, default 0.6
+            Draw the mean over the real tokens first ("mean of the words").
+        scale : {"shared", "per-token"}, default "shared"
+        alpha : float, optional
+            Opacity of the key's top colour; default :data:`blipviz.display.overlay.OVERLAY_ALPHA`.
         size : int, optional
             Longest side of the overlays in pixels; default: the image's own (at most 384).
         axes : array of Axes, optional
         ncols : int, optional
+        **kw
+            ``cmap``, ``percentile``, ``panel_size``, ``colorbar``: see
+            :meth:`blipviz.AttentionGridDisplay.plot`.
 
         Returns
         -------
         AttentionGridDisplay
             ``arrays_`` are uint8 arrays of shape (H, W, 3).
         """
-        from ..display.attention import AttentionGridDisplay
-        from ..display.plotting import blend_heatmap
-
         picture = _overlay_image(self.image, image)
         index = _token_index(tokens, len(self.tokens))
-        maps = ([self.mean_map] if include_mean else []) + [self.maps[t] for t in index]
-        titles = (["mean"] if include_mean else []) + [self.tokens[t] for t in index]
-        size = size or _default_size(picture)
-        arrays = [blend_heatmap(picture, m, alpha=alpha, size=size) for m in maps]
-        return AttentionGridDisplay(arrays, titles, f"GradCAM, layer {self.layer}: {self.text}").plot(
-            axes, ncols=ncols
-        )
-
-
-def default_gradcam_layer(n_layers: int) -> int:
-    """Default GradCAM layer: the middle one, ``n_layers // 2`` (6 of 12, as in LAVIS), but never the
-    last of a net with more than one layer (only ``[ENC]`` reaches the ITM head from there)."""
-    return max(0, min(n_layers // 2, n_layers - 2))
+        if alpha is not None:
+            kw["alpha"] = alpha
+        disp = self._grid(index, include_mean, picture)
+        return disp.plot(axes, scale=scale, ncols=ncols, size=size, **kw)
 
 
 def gradcam(model: BlipNet, image: Any, text: str, layer: int | None = None) -> GradCAM:
-    """GradCAM of the ITM pass for one image and one text (see :meth:`BlipNet.gradcam`)."""
+    """GradCAM of the ITM pass for one image and one text (see :meth:`BlipNet.gradcam`).
+
+    ``layer`` None: :func:`default_layer` (the middle layer, 6 of 12, as LAVIS's ``block_num=6``).
+    """
     n_layers = _multimodal_layers(model)
-    layer = default_gradcam_layer(n_layers) if layer is None else _check_layer(layer, n_layers)
+    layer = default_layer(n_layers) if layer is None else _check_layer(layer, n_layers)
     picture, states, label = _image_and_states(model, image)
     tokenized, ids, tokens = _text_input(model, text)
     # Gradients only here, even inside a caller's no_grad / inference_mode block. Nothing is
@@ -463,4 +594,6 @@ def gradcam(model: BlipNet, image: Any, text: str, layer: int | None = None) -> 
         score=float(logits.detach().softmax(-1)[0, 1]),
         image=picture,
         truncated_by=tokenized.truncated_by[0],
+        n_layers=n_layers,
+        n_heads=int(attention.shape[1]),
     )

@@ -1,45 +1,424 @@
-"""A labelled grid of attention maps or overlays, one panel per token (drawn from computed arrays)."""
+"""Figures of cross-attention and GradCAM, drawn from computed arrays.
+
+- :class:`AttentionGridDisplay`: one panel per token, either the (gh, gw) map as a matrix or the map
+  laid on the photograph; one colour key (:mod:`blipviz.display.overlay`) with a colorbar, a shared
+  or per-token scale, a tight grid, numbered repeated tokens, and a title that says the layer, the
+  head reduction, whether each patch's minimum was subtracted, and the pair's ITM probability.
+- :class:`HeadsTokensDisplay`: one layer's raw attention, heads as rows and image tokens as columns,
+  one panel per text token, with head labels and a colorbar.
+
+No net runs here: the analyses (:mod:`blipviz.analysis.attention`) compute the maps and the ITM
+probability and pass them in.
+"""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
-from .plotting import panel_grid
+from ..errors import InputError
+from .labels import fit_text, number_repeats, wrap_text
+from .overlay import (
+    ATTENTION_CMAP,
+    OVERLAY_ALPHA,
+    SCALE_PERCENTILE,
+    blend,
+    fading_cmap,
+    overlay_picture,
+    scale_norms,
+)
 
-__all__ = ["AttentionGridDisplay"]
+__all__ = ["MIN_PANEL_INCHES", "AttentionGridDisplay", "HeadsTokensDisplay", "describe_heads"]
+
+#: The smallest side of a panel of a new figure, in inches: a 24 x 24 map stays readable.
+MIN_PANEL_INCHES = 2.6
+_TITLE_IN = 0.32  # height of a panel title, inches
+_LINE_IN = 0.24  # height of a line of the figure title, inches
+_COLORBAR_IN = 1.1  # width taken by the colorbar and its label, inches
+_CHAR_IN = 0.085  # width of a character of the figure title (10 pt DejaVu Sans), inches
+
+
+def describe_heads(heads: Sequence[int], n_heads: int) -> str:
+    """``"mean of the 12 heads"``, ``"head 3"`` or ``"mean of heads 0, 3"``."""
+    heads = list(heads)
+    if len(heads) == n_heads and sorted(heads) == list(range(n_heads)):
+        return f"mean of the {n_heads} heads" if n_heads > 1 else "the one head"
+    if len(heads) == 1:
+        return f"head {heads[0]}"
+    return "mean of heads " + ", ".join(str(h) for h in heads)
+
+
+def _figure_title(what: str, text: str, score: float, truncated_by: str | None, width_in: float) -> str:
+    """Two or more lines: what is shown, then the text (whole up to 80 characters) and its ITM probability."""
+    chars = max(30, int(width_in / _CHAR_IN))
+    pair = f"“{fit_text(text)}”" if text else ""
+    if not math.isnan(score):
+        pair += f"  ·  ITM probability {score:.3f}"
+    if truncated_by:
+        pair += f"  (text cut by the {truncated_by} limit: maps of the tokens kept)"
+    lines = [wrap_text(what, chars, max_chars=None)]
+    if pair:
+        lines.append(wrap_text(pair, chars, max_chars=None))
+    return "\n".join(lines)
+
+
+def _new_grid(n: int, ncols: int, panel_wh: tuple[float, float], title_lines: int):
+    """A figure with ``ceil(n / ncols)`` rows of panels of ``panel_wh`` inches; unused panels hidden."""
+    import matplotlib.pyplot as plt
+
+    nrows = -(-n // ncols)
+    width = ncols * (panel_wh[0] + 0.12) + _COLORBAR_IN + 0.2
+    height = nrows * (panel_wh[1] + _TITLE_IN + 0.08) + title_lines * _LINE_IN + 0.3
+    fig = plt.figure(figsize=(width, height), layout="constrained")
+    grid = fig.subplots(nrows, ncols, squeeze=False)
+    flat = list(grid.ravel())
+    for extra in flat[n:]:
+        extra.set_visible(False)
+    return fig, flat[:n], [ax for ax in flat]
+
+
+def _given_axes(axes, n: int):
+    flat = list(np.ravel(axes))
+    if len(flat) < n:
+        raise InputError(f"need {n} Axes, got {len(flat)}")
+    return flat[0].figure, flat[:n], flat
 
 
 class AttentionGridDisplay:
-    """A labelled grid of maps or overlays, one panel per token.
+    """One panel per token: the map as a matrix, or laid on the photograph; a colorbar and a title.
+
+    Parameters
+    ----------
+    maps : sequence of ndarray of shape (gh, gw)
+        Non-negative maps, one per panel.
+    labels : sequence of str
+        The panels' tokens (repeats are numbered when drawn: ``"a (1)"``, ``"a (2)"``).
+    image : PIL.Image.Image or ndarray, optional
+        The photograph: panels are overlays. None: panels are matrices.
+    method : {"cross-attention", "GradCAM"}
+    layer, n_layers : int
+        The multimodal encoder's layer (0-based) and its number of layers.
+    heads : str
+        The head reduction, e.g. ``"mean of the 12 heads"`` (:func:`describe_heads`).
+    subtract_min : bool or None
+        Cross-attention: whether each patch's minimum over the tokens was subtracted.
+    text : str
+    score : float
+        The pair's ITM probability, computed by the analysis with the maps.
+    truncated_by : {"tokens", "words", None}
 
     Attributes
     ----------
     arrays_ : list of ndarray
-        What each panel shows: (gh, gw) maps, or (H, W, 3) uint8 overlays.
+        What each panel shows: the (gh, gw) maps, or (H, W, 3) uint8 overlays.
     titles_ : list of str
-        Panel titles (the tokens).
+        Panel titles (tokens, repeats numbered).
+    norms_ : list of matplotlib.colors.Normalize
+        Each panel's scale, from 0 to its top; with ``scale="shared"`` one object for all.
     images_ : list of matplotlib.image.AxesImage
     axes_ : ndarray of matplotlib.axes.Axes
+    colorbar_ : matplotlib.colorbar.Colorbar or None
+    title_ : str
     figure_ : matplotlib.figure.Figure
     """
 
-    def __init__(self, arrays: Sequence[np.ndarray], titles: Sequence[str], title: str = "") -> None:
-        self.arrays_ = list(arrays)
-        self.titles_ = list(titles)
-        self.title = title
+    def __init__(
+        self,
+        maps: Sequence[np.ndarray],
+        labels: Sequence[str],
+        *,
+        image: Any = None,
+        method: str = "cross-attention",
+        layer: int | None = None,
+        n_layers: int | None = None,
+        heads: str = "",
+        subtract_min: bool | None = None,
+        text: str = "",
+        score: float = float("nan"),
+        truncated_by: str | None = None,
+    ) -> None:
+        if len(maps) != len(labels):
+            raise InputError(f"got {len(maps)} maps and {len(labels)} labels")
+        self.maps = [np.asarray(m, dtype=np.float64) for m in maps]
+        self.labels = list(labels)
+        self.image = image
+        self.method = method
+        self.layer = layer
+        self.n_layers = n_layers
+        self.heads = heads
+        self.subtract_min = subtract_min
+        self.text = text
+        self.score = float(score)
+        self.truncated_by = truncated_by
 
-    def plot(self, axes=None, *, ncols: int | None = None, panel_size: float = 1.8, **imshow_kw):
-        """Draw the panels; ``axes``: an array of at least ``len(arrays_)`` Axes, or None (new figure)."""
-        fig, flat, images = panel_grid(
-            self.arrays_,
-            self.titles_,
-            ncols=ncols,
-            axes=axes,
-            panel_in=panel_size,
-            title=self.title,
-            **imshow_kw,
+    # ------------------------------------------------------------------------------ wording
+    def describe(self) -> str:
+        """What the panels show: method, layer, head reduction, min-subtraction."""
+        parts = [self.method]
+        if self.layer is not None:
+            parts.append(f"layer {self.layer}" + (f" of {self.n_layers}" if self.n_layers else ""))
+        if self.method == "GradCAM":
+            parts.append(
+                f"attention × positive gradient of the ITM match logit, {self.heads or 'mean of the heads'}"
+            )
+        elif self.heads:
+            parts.append(self.heads)
+        if self.subtract_min is True:
+            parts.append("each patch's minimum over the tokens subtracted")
+        elif self.subtract_min is False:
+            parts.append("raw probabilities")
+        return ", ".join(parts)
+
+    def value_label(self, scale: str, percentile: float) -> str:
+        """The colorbar's label."""
+        if self.method == "GradCAM":
+            value = "GradCAM value"
+        elif self.subtract_min:
+            value = "attention − the patch's min over tokens"
+        else:
+            value = "attention probability"
+        if scale == "per-token":
+            return f"{value}\n(each panel / its {percentile:g}th percentile)"
+        return f"{value}\n(shared scale, top: {percentile:g}th percentile)"
+
+    # -------------------------------------------------------------------------------- plot
+    def plot(
+        self,
+        axes=None,
+        *,
+        scale: str = "shared",
+        ncols: int | None = None,
+        cmap: str = ATTENTION_CMAP,
+        alpha: float = OVERLAY_ALPHA,
+        size: int | None = None,
+        percentile: float = SCALE_PERCENTILE,
+        panel_size: float = MIN_PANEL_INCHES,
+        colorbar: bool = True,
+    ) -> AttentionGridDisplay:
+        """Draw the panels.
+
+        Parameters
+        ----------
+        axes : array of Axes, optional
+            At least one per panel; default: a new figure with ``ceil(n / ncols)`` rows.
+        scale : {"shared", "per-token"}, default "shared"
+            One colour scale for every panel (maps comparable), or each panel its own.
+        ncols : int, optional
+            Default: up to 4.
+        cmap : str, default :data:`~blipviz.display.overlay.ATTENTION_CMAP`
+        alpha : float, default :data:`~blipviz.display.overlay.OVERLAY_ALPHA`
+            Opacity of the key's top colour over the photograph.
+        size : int, optional
+            Longest side of the overlays in pixels; default: the photograph's own, at most 384.
+        percentile : float, default 99
+            The scale's top is this percentile of the values (higher values get the top colour).
+        panel_size : float, default 2.6
+            Shorter side of each panel of a new figure, inches (at least 2.5 reads).
+        colorbar : bool, default True
+        """
+        from matplotlib.cm import ScalarMappable
+        from matplotlib.colors import Normalize
+
+        n = len(self.maps)
+        if n == 0:
+            raise InputError("nothing to draw: no maps")
+        norms = scale_norms(self.maps, scale, percentile)
+        # over a photograph the key's top is at opacity alpha; a matrix (on white) uses the full key
+        on_white = fading_cmap(cmap, alpha if self.image is not None else 1.0, on_white=True)
+        if self.image is not None:
+            picture = overlay_picture(self.image, size)
+            arrays = [
+                blend(picture, m, norm.vmax, cmap=cmap, alpha=alpha)
+                for m, norm in zip(self.maps, norms, strict=True)
+            ]
+            aspect = picture.height / picture.width
+        else:
+            arrays = list(self.maps)
+            aspect = self.maps[0].shape[0] / self.maps[0].shape[1]
+        ncols = max(1, min(n, ncols or 4))
+        panel_wh = (panel_size, panel_size * aspect) if aspect <= 1 else (panel_size / aspect, panel_size)
+        if axes is None:
+            fig, flat, grid = _new_grid(n, ncols, panel_wh, 3)
+        else:
+            fig, flat, grid = _given_axes(axes, n)
+        width_in = fig.get_figwidth() - 0.4
+        titles = number_repeats(self.labels)
+        images = []
+        for ax, arr, norm, label in zip(flat, arrays, norms, titles, strict=True):
+            if self.image is not None:
+                images.append(ax.imshow(arr))
+            else:
+                images.append(ax.imshow(arr, cmap=on_white, norm=norm, interpolation="nearest"))
+            ax.set_title(fit_text(label, 24), fontsize=10)
+            ax.set_xticks([])
+            ax.set_yticks([])
+        self.title_ = _figure_title(self.describe(), self.text, self.score, self.truncated_by, width_in)
+        fig.suptitle(self.title_, fontsize=10)
+        self.colorbar_ = None
+        if colorbar:
+            top = max(float(m.max()) - norm.vmax for m, norm in zip(self.maps, norms, strict=True))
+            key = norms[0] if scale == "shared" else Normalize(0.0, 1.0)
+            self.colorbar_ = fig.colorbar(
+                ScalarMappable(norm=key, cmap=on_white),
+                ax=[ax for ax in grid if ax.get_visible()],
+                extend="max" if top > 0 else "neither",
+                fraction=0.05,
+                shrink=0.6 if len(grid) > ncols else 0.9,
+                aspect=25,
+            )
+            self.colorbar_.set_label(self.value_label(scale, percentile), fontsize=9)
+            self.colorbar_.ax.tick_params(labelsize=8)
+        self.arrays_, self.titles_, self.norms_ = arrays, titles, norms
+        self.figure_, self.axes_, self.images_ = fig, np.array(flat, dtype=object), images
+        self.scale_ = scale
+        return self
+
+
+class HeadsTokensDisplay:
+    """One layer's cross-attention, heads as rows and image tokens as columns, one panel per text token.
+
+    Parameters
+    ----------
+    weights : ndarray of shape (n_heads, n_tokens, 1 + P)
+        The layer's attention probabilities (rows sum to 1); column 0 is the ViT's ``[CLS]``.
+    tokens : sequence of str
+    grid : tuple of int
+        The patch grid (gh, gw): the x ticks mark where each row of patches starts.
+    layer, n_layers : int
+    text : str
+    score : float
+        The pair's ITM probability.
+    truncated_by : {"tokens", "words", None}
+
+    Attributes
+    ----------
+    arrays_ : list of ndarray of shape (n_heads, 1 + P)
+        What each panel shows (divided by each row's maximum with ``scale="per-head"``).
+    titles_ : list of str
+        The panels' tokens, repeats numbered.
+    images_, axes_, colorbar_, figure_, title_
+    """
+
+    def __init__(
+        self,
+        weights: np.ndarray,
+        tokens: Sequence[str],
+        *,
+        grid: tuple[int, int],
+        layer: int | None = None,
+        n_layers: int | None = None,
+        text: str = "",
+        score: float = float("nan"),
+        truncated_by: str | None = None,
+    ) -> None:
+        weights = np.asarray(weights, dtype=np.float64)
+        if weights.ndim != 3 or weights.shape[1] != len(tokens):
+            raise InputError(
+                f"weights must have shape (n_heads, {len(tokens)} tokens, image tokens), got {weights.shape}"
+            )
+        self.weights = weights
+        self.tokens = list(tokens)
+        self.grid = tuple(grid)
+        self.layer, self.n_layers = layer, n_layers
+        self.text, self.score, self.truncated_by = text, float(score), truncated_by
+
+    def plot(
+        self,
+        axes=None,
+        *,
+        tokens: Sequence[int] | None = None,
+        scale: str = "per-head",
+        cmap: str = ATTENTION_CMAP,
+        width: float = 10.0,
+        row_height: float = 0.09,
+    ) -> HeadsTokensDisplay:
+        """Draw one panel per text token.
+
+        Parameters
+        ----------
+        axes : array of Axes, optional
+            One per token drawn; default: a new figure.
+        tokens : list of int, optional
+            Token positions; default: all.
+        scale : {"per-head", "shared"}, default "per-head"
+            ``"per-head"``: each row divided by its maximum (where each head looks most, whatever its
+            spread); ``"shared"``: probabilities on one scale whose top is their 99th percentile.
+        cmap : str, default :data:`~blipviz.display.overlay.ATTENTION_CMAP` (white = 0)
+        width : float, default 10
+            Width of a new figure, inches.
+        row_height : float, default 0.09
+            Height of one head's row, inches.
+        """
+        import matplotlib.pyplot as plt
+        from matplotlib.cm import ScalarMappable
+        from matplotlib.colors import Normalize
+
+        if scale not in ("per-head", "shared"):
+            raise InputError(f"unknown scale {scale!r}; allowed values: 'per-head', 'shared'")
+        n_heads, n_tokens, n_image = self.weights.shape
+        index = list(range(n_tokens)) if tokens is None else [int(t) % n_tokens for t in tokens]
+        blocks = [self.weights[:, t, :] for t in index]  # each (n_heads, 1 + P)
+        if scale == "per-head":
+            arrays = [b / np.maximum(b.max(axis=1, keepdims=True), 1e-12) for b in blocks]
+            norm = Normalize(0.0, 1.0)
+            label = "attention / the head's maximum\nover the image tokens (per row)"
+            extend = "neither"
+        else:
+            arrays = blocks
+            top = float(np.percentile(np.concatenate([b.ravel() for b in blocks]), SCALE_PERCENTILE))
+            top = top if top > 0 else float(max(b.max() for b in blocks)) or 1.0
+            norm = Normalize(0.0, top, clip=True)
+            label = f"attention probability\n(top: {SCALE_PERCENTILE:g}th percentile)"
+            extend = "max" if max(b.max() for b in blocks) > top else "neither"
+        titles = [number_repeats(self.tokens)[t] for t in index]
+        panel_h = n_heads * row_height
+        what = (
+            f"cross-attention, layer {self.layer}"
+            + (f" of {self.n_layers}" if self.n_layers else "")
+            + f": the {n_heads} heads (rows) over the {n_image} image tokens (columns), per text token"
         )
-        self.figure_, self.axes_, self.images_ = fig, flat, images
+        if axes is None:
+            height = len(index) * (panel_h + 0.12) + 0.45 + 3 * _LINE_IN + 0.3
+            fig = plt.figure(figsize=(width, height), layout="constrained")
+            flat = list(fig.subplots(len(index), 1, squeeze=False, sharex=True).ravel())
+        else:
+            fig, flat, _ = _given_axes(axes, len(index))
+        on_white = fading_cmap(cmap, 1.0, on_white=True)
+        gh, gw = self.grid
+        step = max(1, math.ceil(gh / 6))
+        rows = list(range(step, gh, step))  # row 0 starts at column 1, next to [CLS]: not labelled
+        images = []
+        for ax, arr, title in zip(flat, arrays, titles, strict=True):
+            images.append(
+                ax.imshow(arr, cmap=on_white, norm=norm, aspect="auto", interpolation="antialiased")
+            )
+            ax.axvline(0.5, color="0.3", linewidth=0.8)  # the ViT's [CLS] | the patches
+            ax.set_yticks(
+                range(n_heads), [str(h) if h % 2 == 0 or n_heads <= 8 else "" for h in range(n_heads)]
+            )
+            ax.tick_params(axis="y", labelsize=6, length=2, pad=1)
+            ax.set_ylabel(fit_text(title, 16), rotation=0, ha="right", va="center", fontsize=9, labelpad=4)
+            ax.set_xticks([0, *[1 + gw * r for r in rows]], ["[CLS]", *[f"row {r}" for r in rows]])
+            ax.tick_params(axis="x", labelsize=7, labelbottom=ax is flat[-1])
+        flat[-1].set_xlabel(
+            f"image token: the ViT's [CLS], then the {gh} × {gw} patches row by row", fontsize=9
+        )
+        fig.supylabel(f"text token; rows: heads 0–{n_heads - 1}", fontsize=9)
+        self.title_ = _figure_title(what, self.text, self.score, self.truncated_by, fig.get_figwidth() - 0.5)
+        fig.suptitle(self.title_, fontsize=10)
+        self.colorbar_ = fig.colorbar(
+            ScalarMappable(norm=norm, cmap=on_white),
+            ax=flat,
+            extend=extend,
+            fraction=0.03,
+            shrink=min(1.0, 6.0 / fig.get_figheight() + 0.2),
+            aspect=25,
+        )
+        self.colorbar_.set_label(label, fontsize=9)
+        self.colorbar_.ax.tick_params(labelsize=8)
+        self.arrays_, self.titles_, self.images_ = arrays, titles, images
+        self.figure_, self.axes_, self.norm_, self.scale_ = fig, np.array(flat, dtype=object), norm, scale
         return self

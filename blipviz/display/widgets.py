@@ -549,8 +549,12 @@ class AttentionExplorer(_Explorer):
     text : str
         The description; it can be edited in the widget (each text is computed once).
     method : {"attention", "GradCAM"}, default "attention"
-    alpha : float, default 0.6
-        Opacity of the red at each map's maximum.
+    alpha : float, default :data:`blipviz.display.overlay.OVERLAY_ALPHA`
+        Opacity of the colour key's top (each map is scaled to its 99th percentile, as the
+        figures' ``scale="per-token"``).
+    layer : int, optional
+        The first layer shown; default :func:`blipviz.analysis.attention.default_layer` (the middle
+        layer, 6 of 12), the default of every attention and GradCAM figure.
 
     Attributes
     ----------
@@ -569,6 +573,8 @@ class AttentionExplorer(_Explorer):
     caption : ipywidgets.HTML
         What the overlay shows, and the pair's ITM probability; says when the text was cut (the
         maps cover only the tokens kept).
+    caption_text_ : str
+        The caption as plain text (for ``print``).
     message : ipywidgets.HTML
     map_ : ndarray of shape (gh, gw)
         The map drawn.
@@ -583,11 +589,13 @@ class AttentionExplorer(_Explorer):
         text: str,
         *,
         method: str = "attention",
-        alpha: float = 0.6,
+        alpha: float | None = None,
+        layer: int | None = None,
     ) -> None:
         import ipywidgets as w
 
-        from ..analysis.attention import default_gradcam_layer
+        from ..analysis.attention import default_layer
+        from .overlay import OVERLAY_ALPHA
 
         if method not in ("attention", "GradCAM"):
             raise InputError(f"unknown method {method!r}; allowed values: 'attention', 'GradCAM'")
@@ -607,14 +615,18 @@ class AttentionExplorer(_Explorer):
         self._gradcam: dict[tuple[str, int], GradCAM] = {}
         n_layers = int(model.config.text_config.num_hidden_layers)
         n_heads = int(model.config.text_config.num_attention_heads)
-        self._gradcam_default = default_gradcam_layer(n_layers)
+        if layer is None:
+            layer = default_layer(n_layers)
+        elif isinstance(layer, bool) or not isinstance(layer, int) or not -n_layers <= layer < n_layers:
+            raise InputError(f"layer {layer!r} does not exist: the multimodal encoder has {n_layers} layers")
+        alpha = OVERLAY_ALPHA if alpha is None else float(alpha)
 
         self.text = w.Text(
             value=text, continuous_update=False, description="text", layout=w.Layout(width="32em")
         )
         self.text.observe(self._on_text, names="value")
         self.token = w.Dropdown(description="token")
-        self.layer = w.IntSlider(value=n_layers - 1, min=0, max=n_layers - 1, description="layer")
+        self.layer = w.IntSlider(value=layer % n_layers, min=0, max=n_layers - 1, description="layer")
         self.head = w.Dropdown(options=["mean", *range(n_heads)], value="mean", description="head")
         self.method = w.ToggleButtons(options=["attention", "GradCAM"], value=method, description="map")
         self.opacity = w.FloatSlider(value=alpha, min=0.0, max=1.0, step=0.05, description="opacity")
@@ -623,8 +635,6 @@ class AttentionExplorer(_Explorer):
         self.message = w.HTML()
         self._text = text
         self._set_tokens(self._attention_of(text).tokens)
-        if method == "GradCAM":
-            self.layer.value = self._gradcam_default
         self.head.disabled = method == "GradCAM"
         for control in (self.token, self.layer, self.head, self.opacity):
             control.observe(self._on_control, names="value")
@@ -669,7 +679,10 @@ class AttentionExplorer(_Explorer):
         return self._gradcam[(text, layer)]
 
     def _set_tokens(self, tokens: Sequence[str]) -> None:
-        options = [("mean of the words", "mean")] + [(f"{i}: {t}", i) for i, t in enumerate(tokens)]
+        from .labels import number_repeats
+
+        numbered = number_repeats(tokens)
+        options = [("mean of the words", "mean")] + [(f"{i}: {t}", i) for i, t in enumerate(numbered)]
         self._updating = True
         try:
             self.token.options = options
@@ -711,18 +724,25 @@ class AttentionExplorer(_Explorer):
             head = "mean of the heads" if self.head.value == "mean" else f"head {self.head.value}"
             what = f"cross-attention, layer {layer}, {head}"
             score = attention.score
-        tokens = self._attention_of(text).tokens
-        label = "mean of the words" if token == "mean" else repr(tokens[token])
+        from .labels import number_repeats
+
+        tokens = number_repeats(self._attention_of(text).tokens)
+        label = "mean of the words" if token == "mean" else f"“{tokens[token]}”"
         return heat, f"{what}, token {label}", score
 
     def _render(self) -> None:
-        from .plotting import blend_heatmap
+        from .overlay import blend, robust_max
 
         heat, what, score = self._current_map()
         self.map_ = np.asarray(heat)
-        self.overlay_ = blend_heatmap(self._picture, heat, alpha=float(self.opacity.value))
+        top = robust_max(self.map_)
+        self.overlay_ = blend(self._picture, heat, top, alpha=float(self.opacity.value))
         self.overlay.value = _png(self.overlay_)
         note = _cut_note(self.model, self._attention_of(self._text).truncated_by)
+        scale = f"colour: 0 (photo) to {top:.3g} (the map's 99th percentile) and above"
+        self.caption_text_ = f"{what} · ITM probability {score:.3f} · {self._text}" + (
+            f" (text {note})" if note else ""
+        )
         cut = (
             f' <span class="blipviz-cut" style="color:#b00020">(text {html.escape(note)})</span>'
             if note
@@ -730,5 +750,5 @@ class AttentionExplorer(_Explorer):
         )
         self.caption.value = (
             f"{html.escape(what)} &middot; ITM probability {score:.3f} &middot; "
-            f"<i>{html.escape(self._text)}</i>{cut}"
+            f"<i>{html.escape(self._text)}</i>{cut}<br><small>{html.escape(scale)}</small>"
         )
