@@ -152,7 +152,7 @@ def test_attention_and_gradcam_match_maps_leave_out_enc_and_sep(tiny, pair):
     assert got.options["layer"] == cam.layer
     np.testing.assert_array_equal(got.match_map, cam.maps[1:-1].mean(axis=0))
     att = explain(tiny, image, text, "attention", layer=1)
-    assert att.options == {"layer": 1}
+    assert att.options == {"layer": 1, "n_layers": 2}
     np.testing.assert_array_equal(att.match_map, att.maps[1:-1].mean(axis=0))
 
 

@@ -77,3 +77,37 @@ def test_curves_figure_reads():
 def test_curves_figure_image():
     curves, table = _curves()
     return ExplanationCurvesDisplay(curves, table, net_name="tiny-random", baseline="blur").plot().figure_
+
+
+def _picture():
+    """A fixed, noise-free 64 x 64 picture: two colour blocks on a gradient."""
+    yy, xx = np.mgrid[0:64, 0:64]
+    image = np.stack([xx * 4, yy * 4, np.full_like(xx, 90)], axis=-1).astype(np.uint8)
+    image[8:24, 40:56] = (230, 40, 40)
+    image[40:56, 8:28] = (30, 160, 60)
+    return image
+
+
+def test_explanation_panels_titles_and_colorbar(tiny):
+    from blipviz.testing.figures import colorbars
+
+    text = "a red square and a green block"
+    rel = tiny.explain(_picture(), text, "relevancy")
+    disp = rel.overlay()
+    assert len(disp.arrays_) == len(rel.tokens)  # the match map is the [ENC] row: not drawn twice
+    assert disp.titles_[0].endswith("match decision")
+    assert "relevancy" in disp.title_ and f"{rel.itm_probability:.3f}" in disp.title_
+    assert len(colorbars(disp.figure_)) == 1
+    assert_inside_figure(visible_texts(disp.figure_))
+    assert_no_overlap([ax.title for ax in disp.axes_ if ax.get_visible()], what="panel titles")
+    cam = tiny.explain(_picture(), text, "gradcam")
+    assert len(cam.plot().arrays_) == len(cam.tokens) + 1  # its match map is a mean: its own panel
+    occ = tiny.explain(_picture(), text, "occlusion", window=2, stride=2)
+    lone = occ.overlay()
+    assert len(lone.arrays_) == 1 and lone.figure_.get_figwidth() >= 4.0
+    assert "drop of the ITM match logit" in lone.colorbar_.ax.get_ylabel()
+
+
+@image_comparison()
+def test_relevancy_overlay_image(tiny):
+    return tiny.explain(_picture(), "a red square and a green block", "relevancy").overlay().figure_

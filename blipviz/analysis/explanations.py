@@ -133,6 +133,76 @@ class Explanation:
             f"itm_probability={self.itm_probability:.3f})"
         )
 
+    def _display(self, image: Any, include_match: bool):
+        from ..display.attention import AttentionGridDisplay
+
+        if self.method == "occlusion":
+            maps, labels = [self.match_map], ["match decision"]
+        elif self.method in ("relevancy", "rollout"):  # the match map is the first token's row
+            maps, labels = list(self.maps), [f"{self.tokens[0]}: match decision", *self.tokens[1:]]
+        else:
+            maps = ([self.match_map] if include_match else []) + list(self.maps)
+            labels = (["match decision"] if include_match else []) + list(self.tokens)
+        layer = self.options.get("layer")
+        return AttentionGridDisplay(
+            # negative values (occlusion: the score rose without the patch) are drawn as 0
+            [np.clip(m, 0, None) for m in maps],
+            labels,
+            image=image,
+            method=_METHOD_TITLES[self.method],
+            layer=layer,
+            n_layers=self.options.get("n_layers"),
+            heads=_METHOD_DETAILS[self.method](self.options),
+            text=self.text,
+            score=self.itm_probability,
+            truncated_by=self.truncated_by,
+            value_name=_VALUE_NAMES[self.method],
+        )
+
+    def plot(self, *, include_match: bool = True, scale: str = "shared", axes=None, ncols=None, **kw: Any):
+        """Draw the match map, then each token's map, as matrices with a colorbar.
+
+        Parameters
+        ----------
+        include_match : bool, default True
+            The match map (``match_map``) as the first panel (relevancy and rollout: it is the first
+            token's map, so that panel is labelled so and not repeated).
+        scale : {"shared", "per-token"}, default "shared"
+        axes, ncols, **kw
+            See :meth:`blipviz.AttentionGridDisplay.plot`.
+
+        Returns
+        -------
+        AttentionGridDisplay
+        """
+        display = self._display(None, include_match)
+        return display.plot(axes, scale=scale, ncols=ncols, **_panel_size(display, kw))
+
+    def overlay(
+        self,
+        image: Any = None,
+        *,
+        include_match: bool = True,
+        scale: str = "shared",
+        axes=None,
+        ncols=None,
+        **kw,
+    ):
+        """Lay the match map, then each token's map, on the photograph (the attention displays' colour
+        scale and rules); ``image`` defaults to the one the maps were computed from.
+
+        Returns
+        -------
+        AttentionGridDisplay
+        """
+        picture = image if image is not None else self.image
+        if picture is None:
+            raise InputError(
+                "no image to draw on: pass image=... (this explanation was computed from pixels)"
+            )
+        display = self._display(picture, include_match)
+        return display.plot(axes, scale=scale, ncols=ncols, **_panel_size(display, kw))
+
     def to_pandas(self) -> pd.DataFrame:
         """One row per (token, patch): columns ``token``, ``position``, ``row``, ``col``, ``value``."""
         n, gh, gw = self.maps.shape
@@ -146,6 +216,39 @@ class Explanation:
                 "value": self.maps.reshape(-1),
             }
         )
+
+
+_METHOD_TITLES = {
+    "attention": "cross-attention",
+    "gradcam": "GradCAM",
+    "relevancy": "relevancy (Chefer et al. 2021)",
+    "rollout": "attention rollout",
+    "occlusion": "occlusion",
+}
+_METHOD_DETAILS = {
+    "attention": lambda o: "mean of the heads, each patch's minimum over the tokens subtracted",
+    "gradcam": lambda o: "mean of the heads",
+    "relevancy": lambda o: "gradient-weighted attention through the ViT and the text encoder",
+    "rollout": lambda o: "head means through the ViT and text self-attention, last cross-attention",
+    "occlusion": lambda o: (
+        f"{o.get('window', 1)} x {o.get('window', 1)}-patch windows, stride {o.get('stride', 1)}, "
+        f"{o.get('baseline', 'blur')} baseline"
+    ),
+}
+_VALUE_NAMES = {
+    "attention": "attention − the patch's min over tokens",
+    "gradcam": "GradCAM value",
+    "relevancy": "relevancy",
+    "rollout": "rollout",
+    "occlusion": "drop of the ITM match logit",
+}
+
+
+def _panel_size(display, kw: dict) -> dict:
+    """A lone panel (occlusion) drawn larger, so that its title and colorbar have room."""
+    if len(display.maps) == 1 and "panel_size" not in kw:
+        return {**kw, "panel_size": 4.0}
+    return kw
 
 
 # ------------------------------------------------------------------------------------ inputs
@@ -434,15 +537,15 @@ def explain(model: BlipNet, image: ImageLike | torch.Tensor, text: str, method: 
 
 
 def _from_attention_analyses(model: BlipNet, image, text: str, method: str, layer: int | None = None):
-    from .attention import cross_attention, default_gradcam_layer, gradcam
+    from .attention import cross_attention, default_layer, gradcam
 
+    n_layers = int(model.config.text_config.num_hidden_layers)
     if method == "gradcam":
         cam = gradcam(model, image, text, layer)
         maps, chosen, result = cam.maps, cam.layer, cam
     else:
         result = cross_attention(model, image, text)
-        n_layers = result.n_layers
-        chosen = default_gradcam_layer(n_layers) if layer is None else layer
+        chosen = default_layer(n_layers) if layer is None else layer
         maps = result.maps(chosen, "mean", subtract_min=True)
         chosen = int(chosen) % n_layers
     return Explanation(
@@ -454,7 +557,7 @@ def _from_attention_analyses(model: BlipNet, image, text: str, method: str, laye
         text=text,
         image_label=result.image_label,
         grid=tuple(result.grid),
-        options={"layer": chosen},
+        options={"layer": chosen, "n_layers": n_layers},
         image=result.image,
         truncated_by=result.truncated_by,
     )

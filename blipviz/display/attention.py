@@ -109,6 +109,8 @@ class AttentionGridDisplay:
     score : float
         The pair's ITM probability, computed by the analysis with the maps.
     truncated_by : {"tokens", "words", None}
+    value_name : str, optional
+        What the values are, for the colorbar (default: from ``method`` and ``subtract_min``).
 
     Attributes
     ----------
@@ -139,6 +141,7 @@ class AttentionGridDisplay:
         text: str = "",
         score: float = float("nan"),
         truncated_by: str | None = None,
+        value_name: str | None = None,
     ) -> None:
         if len(maps) != len(labels):
             raise InputError(f"got {len(maps)} maps and {len(labels)} labels")
@@ -153,6 +156,7 @@ class AttentionGridDisplay:
         self.text = text
         self.score = float(score)
         self.truncated_by = truncated_by
+        self.value_name = value_name
 
     # ------------------------------------------------------------------------------ wording
     def describe(self) -> str:
@@ -174,7 +178,9 @@ class AttentionGridDisplay:
 
     def value_label(self, scale: str, percentile: float) -> str:
         """The colorbar's label."""
-        if self.method == "GradCAM":
+        if self.value_name:
+            value = self.value_name
+        elif self.method == "GradCAM":
             value = "GradCAM value"
         elif self.subtract_min:
             value = "attention − the patch's min over tokens"
