@@ -1,9 +1,10 @@
 import numpy as np
 import pytest
-from matplotlib.offsetbox import AnnotationBbox
+from matplotlib.image import AxesImage
 from PIL import Image
 
 import blipviz
+from blipviz.display.labels import fit_text, wrap_text
 from blipviz.display.plotting import ScoreMatrixDisplay, blend_heatmap, shorten
 
 
@@ -31,8 +32,9 @@ def test_heatmap_array_ticks_and_thumbnails(n_images, n_texts):
     np.testing.assert_array_equal(disp.im_.get_array(), s.values.T)
     assert [t.get_text() for t in disp.ax_.get_yticklabels()] == s.texts
     assert [t.get_text() for t in disp.ax_.get_xticklabels()] == s.image_labels
-    boxes = [a for a in disp.ax_.artists if isinstance(a, AnnotationBbox)]
-    assert len(boxes) == len(disp.thumbnails_) == n_images
+    thumbs = [im for im in disp.ax_.images if im is not disp.im_]
+    assert thumbs == disp.thumbnails_ and len(thumbs) == n_images
+    assert all(isinstance(t, AxesImage) for t in thumbs)
     assert disp.figure_ is disp.ax_.figure
     assert disp.colorbar_ is not None
     # annotations only where legible
@@ -67,7 +69,7 @@ def test_heatmap_on_given_axes_without_thumbnails_and_options():
     s = _scores(2, 2, kind="cosine", thumbs=False)
     disp = s.plot(ax=ax, cmap="magma", colorbar=False)
     assert disp.ax_ is ax and disp.figure_ is fig
-    assert disp.thumbnails_ == [] and not ax.artists
+    assert disp.thumbnails_ == [] and list(ax.images) == [disp.im_]
     assert disp.im_.get_cmap().name == "magma"
     assert disp.colorbar_ is None
     # cosine: colour range is the data range; itm: [0, 1]
@@ -83,11 +85,19 @@ def test_heatmap_rejects_bad_options_and_empty_matrix():
         empty.plot()
 
 
-def test_long_texts_are_shortened():
-    s = blipviz.ScoreMatrix(np.ones((1, 1)) / 2, ["word " * 30], ["x"], "itm")
+def test_long_texts_are_elided_in_the_middle():
+    text = " ".join(f"word{i}" for i in range(30))
+    s = blipviz.ScoreMatrix(np.ones((1, 1)) / 2, [text], ["x"], "itm")
     label = s.plot(max_label_chars=20).ax_.get_yticklabels()[0].get_text()
-    assert len(label) == 20 and label.endswith("…")
+    assert label == wrap_text(fit_text(text, 20), 40, None)
+    assert " … " in label and label.startswith("word0") and label.endswith("word29")
+    assert len(label) <= 20
     assert shorten("short", 20) == "short"
+    # the default keeps 80 characters whole
+    whole = "a man with a red umbrella walking his brown dog along a wet street in the rain"
+    assert len(whole) <= 80
+    shown = blipviz.ScoreMatrix(np.ones((1, 1)) / 2, [whole], ["x"], "itm").plot().ax_.get_yticklabels()
+    assert " ".join(shown[0].get_text().split()) == whole
 
 
 def test_blend_heatmap_size_and_colour():
@@ -106,6 +116,7 @@ def test_heatmap_from_the_model(tiny_model, small_images):
     disp = s.plot()
     np.testing.assert_array_equal(disp.im_.get_array(), s.values.T)
     assert len(disp.thumbnails_) == 3
+    assert disp.ax_.get_title() == f"ITM match probability — {tiny_model.name}"
 
 
 def test_import_stays_light():

@@ -7,6 +7,7 @@ methods of the same names call them. Each image passes the ViT once per call, ho
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -52,6 +53,15 @@ class ScoreMatrix:
     truncated_by : list of {"tokens", "words", None}
         Per text: cut at the token limit, by the word limit of the caption normalisation, or not
         cut; default: none cut. :attr:`truncated` is the same as booleans.
+    model_name : str or None
+        The net that computed the scores (its :attr:`blipviz.net.BlipNet.name`, e.g.
+        ``"Salesforce/blip-itm-base-coco"``); figures name it in their title.
+    true_pairs : ndarray of shape (n_images, n_texts), bool, or None
+        Which (image, text) pairs are known to match, for figures to outline; ``None``: not known.
+        Given as ``"diagonal"`` (image i with text i: the texts were written for the images, in the
+        same order and number), a sequence of ``(image_index, text_index)`` pairs, or a boolean
+        mask; stored as the mask (see :meth:`pair_mask`). blipviz never assumes it: equal numbers
+        of images and texts alone mark nothing.
     """
 
     values: np.ndarray
@@ -60,6 +70,8 @@ class ScoreMatrix:
     kind: str = "itm"
     thumbnails: list[Any] | None = None
     truncated_by: list[str | None] | None = field(default=None, repr=False)
+    model_name: str | None = None
+    true_pairs: Any = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
         self.texts = as_text_list(self.texts)  # a bare str is one text
@@ -75,6 +87,61 @@ class ScoreMatrix:
         self.truncated_by = list(self.truncated_by)
         if len(self.truncated_by) != len(self.texts):
             raise InputError(f"got {len(self.truncated_by)} truncation flags for {len(self.texts)} texts")
+        if self.true_pairs is not None:
+            self.true_pairs = self.pair_mask(self.true_pairs)
+
+    def pair_mask(self, pairs: Any) -> np.ndarray:
+        """Pairs of this matrix as a boolean mask.
+
+        Parameters
+        ----------
+        pairs : "diagonal", sequence of (image_index, text_index), or bool array of shape (n_images, n_texts)
+            ``"diagonal"``: image i with text i, for as many images as texts (else
+            :class:`blipviz.InputError`). Negative indices count from the end, as in numpy.
+
+        Returns
+        -------
+        ndarray of shape (n_images, n_texts), bool
+        """
+        n_images, n_texts = self.shape
+        if isinstance(pairs, str):
+            if pairs != "diagonal":
+                raise InputError(
+                    f"unknown pairs {pairs!r}: give 'diagonal', (image, text) index pairs or a mask"
+                )
+            if n_images != n_texts:
+                raise InputError(
+                    f"pairs='diagonal' needs as many texts as images (one written for each, in order); "
+                    f"got {n_images} images and {n_texts} texts"
+                )
+            return np.eye(n_images, dtype=bool)
+        arr = np.asarray(pairs)
+        if arr.dtype == bool:
+            if arr.shape != self.shape:
+                raise InputError(f"a pair mask must have shape {self.shape} (images, texts), got {arr.shape}")
+            return arr.copy()
+        if arr.size == 0:
+            return np.zeros(self.shape, dtype=bool)
+        if arr.ndim != 2 or arr.shape[1] != 2 or not np.issubdtype(arr.dtype, np.integer):
+            raise InputError(
+                "pairs must be 'diagonal', a boolean mask, or (image_index, text_index) int pairs; "
+                f"got an array of shape {arr.shape} and dtype {arr.dtype}"
+            )
+        mask = np.zeros(self.shape, dtype=bool)
+        for k, (i, j) in enumerate(arr.tolist()):
+            if not (-n_images <= i < n_images and -n_texts <= j < n_texts):
+                raise InputError(
+                    f"pair {k} is (image {i}, text {j}), outside the {n_images} images x {n_texts} texts"
+                )
+            mask[i, j] = True
+        return mask
+
+    def with_true_pairs(self, pairs: Any) -> ScoreMatrix:
+        """A copy of the scores that knows which pairs match (see :attr:`true_pairs`).
+
+        ``itm.with_true_pairs("diagonal").plot()`` outlines image i with text i.
+        """
+        return dataclasses.replace(self, true_pairs=None if pairs is None else self.pair_mask(pairs))
 
     @property
     def truncated(self) -> list[bool]:
@@ -186,6 +253,7 @@ def cosine_scores(
         kind="cosine",
         thumbnails=image_features.thumbnails,
         truncated_by=list(text_features.truncated_by),
+        model_name=net.name,
     )
 
 
@@ -265,7 +333,9 @@ def itm_scores(
         progress=progress,
         labels=labels,
     )
-    return ScoreMatrix(itm, list(tokenized.texts), names, "itm", thumbs, list(tokenized.truncated_by))
+    return ScoreMatrix(
+        itm, list(tokenized.texts), names, "itm", thumbs, list(tokenized.truncated_by), model_name=net.name
+    )
 
 
 def scores(
@@ -294,8 +364,8 @@ def scores(
     cos = cosine_matrix(image_emb, text_features.embeddings)
     texts_list, cut = list(tokenized.texts), list(text_features.truncated_by)
     return (
-        ScoreMatrix(itm, texts_list, names, "itm", thumbs, cut),
-        ScoreMatrix(cos, texts_list, names, "cosine", thumbs, cut),
+        ScoreMatrix(itm, texts_list, names, "itm", thumbs, cut, model_name=net.name),
+        ScoreMatrix(cos, texts_list, names, "cosine", thumbs, cut, model_name=net.name),
     )
 
 
@@ -318,7 +388,14 @@ def rank(net: BlipNet, image: ImageLike | ImageFeatures, texts: Texts) -> Rankin
     elif len(as_image_list(image)) != 1:
         raise InputError("rank takes one image; use itm_scores for several")
     itm, cos = scores(net, image, texts)
-    return ranking(itm.texts, itm.values[0], cos.values[0], truncated_by=itm.truncated_by)
+    return ranking(
+        itm.texts,
+        itm.values[0],
+        cos.values[0],
+        truncated_by=itm.truncated_by,
+        image_label=itm.image_labels[0],
+        model_name=net.name,
+    )
 
 
 def ranking(
@@ -328,6 +405,8 @@ def ranking(
     *,
     by: str = "itm",
     truncated_by: Sequence[str | None] | None = None,
+    image_label: str | None = None,
+    model_name: str | None = None,
 ) -> Ranking:
     """The ranking table of one image's descriptions from its two rows of scores.
 
@@ -339,13 +418,20 @@ def ranking(
         Score the rows are sorted by (descending; ties keep the texts' order).
     truncated_by : sequence of {"tokens", "words", None}, optional
         Per text, whether it was cut before scoring (see :class:`blipviz.text.TokenizedTexts`).
+    image_label : str, optional
+        The image the texts describe; the styled table names it in its caption.
+    model_name : str, optional
+        The net that computed the scores; named in the caption too.
 
     Returns
     -------
     Ranking
         Columns ``text``, ``itm``, ``cosine``, ``itm_rank``, ``cosine_rank`` (1 = best); index
-        ``rank`` 1..n. ``.truncated`` says which texts were cut.
+        ``rank`` 1..n. ``.truncated`` says which texts were cut. ``attrs`` holds
+        ``truncated_by``, ``image_label``, ``model_name`` and ``sorted_by`` (``by``).
     """
+    if by not in ("itm", "cosine"):
+        raise InputError(f"unknown by {by!r}; allowed values: 'itm', 'cosine'")
     texts = list(texts)
     frame = pd.DataFrame({"text": texts, "itm": itm, "cosine": cosine})
     frame["itm_rank"] = frame["itm"].rank(ascending=False, method="first").astype(int)
@@ -357,6 +443,9 @@ def ranking(
     if len(reasons) != len(texts):
         raise InputError(f"got {len(reasons)} truncation flags for {len(texts)} texts")
     table.attrs["truncated_by"] = {t: r for t, r in zip(texts, reasons, strict=True) if r is not None}
+    table.attrs["image_label"] = None if image_label is None else str(image_label)
+    table.attrs["model_name"] = None if model_name is None else str(model_name)
+    table.attrs["sorted_by"] = by
     return table
 
 
@@ -365,9 +454,10 @@ class Ranking(pd.DataFrame):
 
     Columns ``text``, ``itm``, ``cosine``, ``itm_rank``, ``cosine_rank``; index ``rank`` (1..n). Its
     HTML form is ``style_ranking(self)``: bars of the ITM probability and of the cosine similarity
-    side by side, and a caption naming the texts that were cut. Every DataFrame operation works;
-    derived frames are plain DataFrames. ``attrs["truncated_by"]`` maps each text that was cut to
-    ``"tokens"`` or ``"words"``.
+    side by side, human headers, and a caption naming the image, the net and the texts that were
+    cut. Every DataFrame operation works; derived frames are plain DataFrames.
+    ``attrs["truncated_by"]`` maps each text that was cut to ``"tokens"`` or ``"words"``;
+    ``attrs["image_label"]`` and ``attrs["model_name"]`` name the image and the net.
     """
 
     @property
@@ -380,15 +470,6 @@ class Ranking(pd.DataFrame):
         cut = self.attrs.get("truncated_by", {})
         return pd.Series([t in cut for t in self["text"]], index=self.index, name="truncated", dtype=bool)
 
-    def _caption(self) -> str | None:
-        cut = self.attrs.get("truncated_by", {})
-        if not cut:
-            return None
-        n = len(cut)
-        return f"{n} {'text was' if n == 1 else 'texts were'} cut before scoring: " + "; ".join(
-            f"{text[:40]!r} (by {reason})" for text, reason in list(cut.items())[:5]
-        )
-
     def style_(self, **kwargs):
         """The styled table, :func:`blipviz.style_ranking` of this frame (same options)."""
         from ..display.tables import style_ranking
@@ -399,6 +480,6 @@ class Ranking(pd.DataFrame):
         from ..display.tables import style_ranking
 
         try:
-            return style_ranking(pd.DataFrame(self), caption=self._caption()).to_html()
+            return style_ranking(self).to_html()
         except ImportError:  # jinja2 missing: pandas' plain table
             return pd.DataFrame(self)._repr_html_()

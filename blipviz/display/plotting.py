@@ -15,11 +15,22 @@ import numpy as np
 from PIL import Image
 
 from ..errors import InputError
+from .labels import MAX_LABEL_CHARS, fit_text, number_repeats, wrap_text
 
 if TYPE_CHECKING:
     from ..analysis.scores import ScoreMatrix
 
-__all__ = ["ScoreMatrixDisplay", "blend_heatmap", "shorten"]
+__all__ = [
+    "THUMBNAIL_GAP",
+    "ScoreMatrixDisplay",
+    "blend_heatmap",
+    "fit_figure_to_axes",
+    "heatmap_row_labels",
+    "heatmap_title",
+    "letterbox",
+    "score_matrix_figsize",
+    "shorten",
+]
 
 _SORT_OPTIONS = (None, "rows", "columns", "both")
 _KIND_LABELS = {"itm": "ITM match probability", "cosine": "cosine similarity"}
@@ -147,30 +158,191 @@ def panel_grid(
 
 
 # --------------------------------------------------------------------------------- heatmap
+#: Share of a column's width (and of the thumbnail band's height) left free around each thumbnail,
+#: so that neighbouring thumbnails never touch.
+THUMBNAIL_GAP = 0.14
+_BAND_CELLS = 1.4  # default height of the thumbnail band, in cells: room for portrait photographs
+_MAX_LABEL_LINES = 2
+_ONE_LINE_CHARS = 60  # row labels up to this long are never wrapped
+_CHAR_EM = 0.53  # mean advance of a DejaVu Sans character, in em (lower-case text)
+_LINE_EM = 1.25  # line height of wrapped labels, in em
+_COLORBAR_CELLS = 0.3  # colorbar width, in cells
+_HIGHLIGHT_INSET = 0.07  # an outline sits this share of a cell inside its cell
+
+
 def _cell_inches(n_texts: int, n_images: int) -> float:
     """Side of one heatmap cell, in inches: smaller for bigger matrices, within [0.28, 0.6]."""
     return float(np.clip(7.0 / max(n_texts, n_images, 1), 0.28, 0.6))
 
 
-def score_matrix_figsize(
-    scores: ScoreMatrix, *, max_label_chars: int | None = 40, colorbar: bool = True, thumbnails: bool = True
-) -> tuple[float, float]:
-    """(width, height) in inches of a figure that holds the heatmap of ``scores`` with its labels,
-    thumbnails and colorbar (what :meth:`ScoreMatrixDisplay.plot` uses when given no Axes)."""
+def _text_inches(n_chars: int, fontsize: float) -> float:
+    return n_chars * _CHAR_EM * fontsize / 72.0
+
+
+def heatmap_row_labels(
+    texts: Sequence[str],
+    *,
+    max_chars: int | None = MAX_LABEL_CHARS,
+    max_lines: int = _MAX_LABEL_LINES,
+    one_line: int = _ONE_LINE_CHARS,
+) -> list[str]:
+    """Row labels of a heatmap, each text whole and legible.
+
+    Each text is kept whole up to ``max_chars`` characters and middle-elided at word boundaries
+    beyond (:func:`blipviz.display.labels.fit_text`: the first and the last words stay, so hard
+    negatives that differ at the end stay apart); equal labels are numbered (``"a cat (1)"``,
+    ``"a cat (2)"``). A label of at most ``one_line`` characters, or one as short as the label
+    column that the others need, stays on one line; a longer one is wrapped into at most
+    ``max_lines`` lines of about equal length, never inside a word.
+
+    Returns
+    -------
+    list of str, one per text, lines joined by ``"\\n"``.
+    """
+    fitted = number_repeats([fit_text(t, max_chars) for t in texts])
+    lines = max(1, max_lines)
+
+    def balanced(text: str) -> int:  # the narrowest wrap width giving at most ``lines`` lines
+        width = max(1, -(-len(text) // lines))
+        while width < len(text) and len(wrap_text(text, width, None).split("\n")) > lines:
+            width += 1
+        return width
+
+    widths = [len(t) if len(t) <= one_line or lines == 1 else balanced(t) for t in fitted]
+    column = max(widths, default=0)
+    return [t if len(t) <= column else wrap_text(t, w, None) for t, w in zip(fitted, widths, strict=True)]
+
+
+def _image_labels(labels: Sequence[str]) -> list[str]:
+    return number_repeats([fit_text(str(t), 40) for t in labels])
+
+
+def _heatmap_geometry(
+    scores: ScoreMatrix,
+    *,
+    max_label_chars: int | None,
+    colorbar: bool,
+    thumbnails: bool,
+    thumbnail_height: float,
+    title: str | None,
+) -> dict[str, Any]:
+    """Cell size, fonts, labels and figure size of the heatmap of ``scores``."""
     n_images, n_texts = scores.shape
     cell = _cell_inches(n_texts, n_images)
-    labels = [shorten(t, max_label_chars) for t in scores.texts] or [""]
-    label_in = 0.07 * max(len(t) for t in labels) + 0.3
-    image_label_in = 0.07 * max(len(str(t)) for t in scores.image_labels) if n_images > 1 else 0.3
-    width = label_in + n_images * cell + (1.3 if colorbar else 0.3)
-    height = n_texts * cell + (cell * 1.3 + 0.2 if thumbnails else 0) + min(image_label_in, 2.0) + 0.6
-    return max(width, 3.0), max(height, 2.2)
+    fontsize = 8.0 if max(n_texts, n_images) > 20 else 9.0
+    line_in = _LINE_EM * fontsize / 72.0
+    max_lines = int(np.clip((0.92 * cell) // line_in, 1, _MAX_LABEL_LINES))
+    rows = heatmap_row_labels(scores.texts, max_chars=max_label_chars, max_lines=max_lines)
+    columns = _image_labels(scores.image_labels)
+    row_chars = max(len(line) for label in rows for line in label.split("\n"))
+    column_chars = max(len(t) for t in columns)
+    rotate = _text_inches(column_chars, fontsize) > 0.95 * cell
+    band = thumbnail_height if thumbnails else 0.0
+    label_in = _text_inches(row_chars, fontsize) + 0.25
+    right_in = 1.25 if colorbar else 0.2
+    width = label_in + n_images * cell + right_in + 0.2
+    column_label_in = (
+        _text_inches(column_chars, fontsize) * np.sin(np.radians(60)) + 0.1 if rotate else line_in
+    ) + 0.15
+    title_lines = 0 if not title else title.count("\n") + 1
+    height = (n_texts + band) * cell + column_label_in + 0.3 * title_lines + 0.25
+    return {
+        "cell": cell,
+        "fontsize": fontsize,
+        "row_labels": rows,
+        "column_labels": columns,
+        "rotate": rotate,
+        "figsize": (max(width, 3.0), max(height, 2.0)),
+    }
+
+
+def heatmap_title(kind: str, model_name: str | None, *, max_chars: int | None = None) -> str:
+    """The default title of a score heatmap: what is shown and by which net.
+
+    ``"ITM match probability — Salesforce/blip-itm-base-coco"``; on two lines when longer than
+    ``max_chars``; the score kind alone when the net is not known.
+    """
+    what = _KIND_LABELS.get(kind, kind)
+    if not model_name:
+        return what
+    one_line = f"{what} \N{EM DASH} {model_name}"
+    if max_chars is not None and len(one_line) > max_chars:
+        return f"{what}\n{model_name}"
+    return one_line
+
+
+def score_matrix_figsize(
+    scores: ScoreMatrix,
+    *,
+    max_label_chars: int | None = MAX_LABEL_CHARS,
+    colorbar: bool = True,
+    thumbnails: bool = True,
+    thumbnail_height: float = _BAND_CELLS,
+    title: str | None = None,
+) -> tuple[float, float]:
+    """(width, height) in inches of a figure that holds the heatmap of ``scores`` with its labels,
+    thumbnails, colorbar and title (what :meth:`ScoreMatrixDisplay.plot` uses when given no Axes).
+    ``title=None``: the default title (:func:`heatmap_title`)."""
+    thumbs = bool(thumbnails and scores.thumbnails)
+    geometry = _heatmap_geometry(
+        scores,
+        max_label_chars=max_label_chars,
+        colorbar=colorbar,
+        thumbnails=thumbs,
+        thumbnail_height=thumbnail_height,
+        title=title,
+    )
+    if title is None:  # the default title: two lines when it is wider than the room over the cells
+        room = _title_room(geometry, scores.shape[0])
+        geometry = _heatmap_geometry(
+            scores,
+            max_label_chars=max_label_chars,
+            colorbar=colorbar,
+            thumbnails=thumbs,
+            thumbnail_height=thumbnail_height,
+            title=heatmap_title(scores.kind, scores.model_name, max_chars=_title_chars(room)),
+        )
+    return geometry["figsize"]
+
+
+def _title_room(geometry: dict[str, Any], n_images: int) -> float:
+    """Width (inches) a title centred over the cells may take: the cells and a margin each side."""
+    return n_images * geometry["cell"] + 2 * 1.2
+
+
+def _title_chars(width_in: float, fontsize: float = 10.0) -> int:
+    """How many title characters fit in ``width_in`` inches (with a margin)."""
+    return int((width_in - 0.3) / (_CHAR_EM * 1.05 * fontsize / 72.0))
+
+
+def letterbox(image_shape: tuple[int, int], center: tuple[float, float], box: tuple[float, float]):
+    """Extent of an image of ``image_shape`` (height, width) scaled to fit ``box`` (width, height)
+    whole, keeping its aspect ratio, centred at ``center`` (x, y).
+
+    Returns
+    -------
+    (left, right, bottom, top) : tuple of float
+        For ``imshow(extent=...)`` on an axis with y growing downwards (as a heatmap's):
+        ``bottom > top``.
+    """
+    h, w = image_shape
+    scale = min(box[0] / w, box[1] / h)
+    half_w, half_h = w * scale / 2.0, h * scale / 2.0
+    cx, cy = center
+    return cx - half_w, cx + half_w, cy + half_h, cy - half_h
 
 
 class ScoreMatrixDisplay:
     """Heatmap of a :class:`~blipviz.ScoreMatrix`: texts as rows, images as columns.
 
     Build it with :meth:`blipviz.ScoreMatrix.plot` (or ``ScoreMatrixDisplay(scores).plot()``).
+
+    What it draws: square cells on one colour scale with a colorbar; each image's thumbnail in a
+    band above its column, letterboxed (scaled whole, aspect ratio kept, centred) into the column's
+    width and the band's height less :data:`THUMBNAIL_GAP`, so that thumbnails of any shape sit in a
+    row and never touch; row labels whole up to 80 characters, wrapped, middle-elided beyond
+    (:func:`heatmap_row_labels`: hard negatives that differ only in their last words stay apart);
+    the true pairs outlined (``highlight``); a title naming the score and the net.
 
     Parameters
     ----------
@@ -186,11 +358,17 @@ class ScoreMatrixDisplay:
         Text index of each row, top to bottom.
     column_order_ : ndarray of shape (n_images,)
         Image index of each column, left to right.
-    thumbnails_ : list of matplotlib.offsetbox.AnnotationBbox
-        One image thumbnail above each column (empty when the scores carry no thumbnails).
+    thumbnails_ : list of matplotlib.image.AxesImage
+        The thumbnail of each column, left to right (empty when the scores carry no thumbnails).
+    highlighted_ : ndarray of shape (n_texts, n_images), bool
+        Which drawn cells are outlined.
+    highlights_ : list of matplotlib.patches.Rectangle
+        The outlines, one per highlighted cell, row by row.
     text_ : ndarray of shape (n_texts, n_images) of matplotlib.text.Text, or None
         The value annotations.
     colorbar_ : matplotlib.colorbar.Colorbar or None
+    legend_ : matplotlib.legend.Legend or None
+        Says what an outline means (when there is one).
     ax_ : matplotlib.axes.Axes
     figure_ : matplotlib.figure.Figure
     """
@@ -208,18 +386,21 @@ class ScoreMatrixDisplay:
         vmin: float | None = None,
         vmax: float | None = None,
         thumbnails: bool = True,
-        thumbnail_size: float | None = None,
+        thumbnail_height: float = _BAND_CELLS,
         colorbar: bool = True,
-        max_label_chars: int | None = 40,
+        highlight: Any = None,
+        max_label_chars: int | None = MAX_LABEL_CHARS,
         values_format: str = ".2f",
         title: str | None = None,
+        fit: bool | None = None,
     ) -> ScoreMatrixDisplay:
         """Draw the heatmap.
 
         Parameters
         ----------
         ax : matplotlib Axes, optional
-            Where to draw; default: a new figure sized for the matrix.
+            Where to draw (its aspect is set to equal: square cells); default: a new figure sized
+            for the matrix (:func:`score_matrix_figsize`).
         sort : {None, "rows", "columns", "both"}, default None
             Order texts (rows) and/or images (columns) by their mean score, best first.
         annotate : bool, optional
@@ -229,27 +410,52 @@ class ScoreMatrixDisplay:
             Colour range; default [0, 1] for ITM probabilities, the data range for cosine scores.
         thumbnails : bool, default True
             Draw the image thumbnails above the columns (when the scores carry them).
-        thumbnail_size : float, optional
-            Longest side of a thumbnail in points; default: the column width (at most 56 pt).
+        thumbnail_height : float, default 1.4
+            Height of the thumbnail band, in cells (a thumbnail is at most one column wide).
         colorbar : bool, default True
-        max_label_chars : int or None, default 40
-            Row labels (texts) longer than this are shortened with an ellipsis.
+        highlight : "diagonal", (image_index, text_index) pairs, bool array (n_images, n_texts), or False
+            Pairs to outline. Default (``None``): ``scores.true_pairs``, the pairs the scores know
+            to be true (:meth:`blipviz.ScoreMatrix.with_true_pairs`), else none: equal numbers of
+            images and texts alone never mark the diagonal. ``"diagonal"``: image i with text i
+            (needs as many texts as images). ``False``: no outline.
+        max_label_chars : int or None, default 80
+            Row labels (texts) longer than this are elided in the middle at word boundaries;
+            ``None``: never.
         values_format : str, default ".2f"
             Format of the annotations.
         title : str, optional
+            Default: the score and the net, e.g. ``"ITM match probability — Salesforce/blip-itm-base-coco"``
+            (:func:`heatmap_title`); ``""``: no title.
+        fit : bool, optional
+            Resize the figure to its content (:func:`fit_figure_to_axes`): cells of the size
+            :func:`score_matrix_figsize` plans, every label inside the figure, no margin to spare.
+            Default: when the display makes the figure (``ax=None``); pass ``True`` with an Axes
+            that is alone in its figure to have that figure fitted too.
 
         Returns
         -------
         ScoreMatrixDisplay
             ``self``, with the attributes above set.
         """
+        from matplotlib import patheffects
+        from matplotlib.patches import Patch, Rectangle
+        from matplotlib.transforms import blended_transform_factory
+
         if sort not in _SORT_OPTIONS:
             raise InputError(f"unknown sort {sort!r}; allowed values: {', '.join(map(repr, _SORT_OPTIONS))}")
+        if not np.isfinite(thumbnail_height) or thumbnail_height <= 0:
+            raise InputError(f"thumbnail_height must be a positive number of cells, got {thumbnail_height!r}")
         s = self.scores
         values = np.asarray(s.values, dtype=np.float64).T  # (n_texts, n_images)
         n_texts, n_images = values.shape
         if n_texts == 0 or n_images == 0:
             raise InputError(f"nothing to plot: the score matrix has shape {s.shape}")
+        if highlight is None:
+            pairs = s.true_pairs if s.true_pairs is not None else np.zeros(s.shape, dtype=bool)
+        elif highlight is False:
+            pairs = np.zeros(s.shape, dtype=bool)
+        else:
+            pairs = s.pair_mask(highlight)  # (n_images, n_texts)
         rows = np.arange(n_texts)
         cols = np.arange(n_images)
         if sort in ("rows", "both"):
@@ -259,27 +465,52 @@ class ScoreMatrixDisplay:
         shown = values[rows][:, cols]
 
         thumbs = s.thumbnails if thumbnails and s.thumbnails and len(s.thumbnails) == n_images else None
-        if ax is None:
-            figsize = score_matrix_figsize(
-                s, max_label_chars=max_label_chars, colorbar=colorbar, thumbnails=thumbs is not None
+        band = float(thumbnail_height) if thumbs is not None else 0.0
+        geometry = _heatmap_geometry(
+            s,
+            max_label_chars=max_label_chars,
+            colorbar=colorbar,
+            thumbnails=thumbs is not None,
+            thumbnail_height=band,
+            title=title,
+        )
+        if title is None:
+            title = heatmap_title(
+                s.kind, s.model_name, max_chars=_title_chars(_title_room(geometry, n_images))
             )
-            fig, ax = new_axes(figsize)
-            fig.set_layout_engine("constrained")
+            if ax is None:
+                geometry = _heatmap_geometry(
+                    s,
+                    max_label_chars=max_label_chars,
+                    colorbar=colorbar,
+                    thumbnails=thumbs is not None,
+                    thumbnail_height=band,
+                    title=title,
+                )
+        if fit is None:
+            fit = ax is None
+        if ax is None:
+            fig, ax = new_axes(geometry["figsize"])
         else:
             fig = ax.figure
+        fontsize = geometry["fontsize"]
 
         if vmin is None and vmax is None and s.kind == "itm":
             vmin, vmax = 0.0, 1.0
-        self.im_ = ax.imshow(shown, cmap=cmap, vmin=vmin, vmax=vmax, aspect="auto", interpolation="nearest")
+        self.im_ = ax.imshow(shown, cmap=cmap, vmin=vmin, vmax=vmax, aspect="equal", interpolation="nearest")
         self.values_ = shown
         self.row_order_ = rows
         self.column_order_ = cols
 
-        ax.set_yticks(np.arange(n_texts), [shorten(s.texts[i], max_label_chars) for i in rows])
-        ax.set_xticks(np.arange(n_images), [str(s.image_labels[j]) for j in cols])
-        small = 8 if max(n_texts, n_images) > 20 else 9
-        ax.tick_params(axis="both", labelsize=small)
-        if n_images > 4 or max(len(str(t)) for t in s.image_labels) > 12:
+        row_labels = geometry["row_labels"]
+        column_labels = geometry["column_labels"]
+        ax.set_yticks(np.arange(n_texts), [row_labels[i] for i in rows])
+        ax.set_xticks(np.arange(n_images), [column_labels[j] for j in cols])
+        ax.tick_params(axis="both", labelsize=fontsize, length=2)
+        ax.xaxis.tick_bottom()
+        for side in ("top", "right", "bottom", "left"):
+            ax.spines[side].set_visible(False)
+        if geometry["rotate"]:
             for label in ax.get_xticklabels():
                 label.set_rotation(60)
                 label.set_horizontalalignment("right")
@@ -287,22 +518,14 @@ class ScoreMatrixDisplay:
 
         self.thumbnails_ = []
         if thumbs is not None:
-            if thumbnail_size is None:
-                col_pt = ax.get_position().width * fig.get_figwidth() * 72.0 / n_images
-                thumbnail_size = float(np.clip(0.9 * col_pt, 8.0, 56.0))
+            box = (1.0 - THUMBNAIL_GAP, band - THUMBNAIL_GAP)
             for x, j in enumerate(cols):
-                self.thumbnails_.append(
-                    add_thumbnail(
-                        ax,
-                        thumbs[j],
-                        (x, 1.0),
-                        size_pt=thumbnail_size,
-                        xycoords=("data", "axes fraction"),
-                        box_alignment=(0.5, 0.0),
-                        xybox=(0.0, 3.0),
-                        boxcoords="offset points",
-                    )
-                )
+                arr = _rgb_array(thumbs[j])
+                extent = letterbox(arr.shape[:2], (float(x), -0.5 - band / 2.0), box)
+                self.thumbnails_.append(ax.imshow(arr, extent=extent, interpolation="antialiased"))
+        ax.set_xlim(-0.5, n_images - 0.5)
+        ax.set_ylim(n_texts - 0.5, -0.5 - band)
+        ax.set_aspect("equal")
 
         if annotate is None:
             annotate = max(n_texts, n_images) <= 12
@@ -321,16 +544,95 @@ class ScoreMatrixDisplay:
                         format(shown[i, j], values_format),
                         ha="center",
                         va="center",
-                        fontsize=small - 1,
+                        fontsize=fontsize - 1,
                         color="white" if dark else "black",
                     )
 
+        # outlines: white with a black halo, visible on every colour of the map
+        self.highlighted_ = pairs.T[rows][:, cols]
+        halo = [patheffects.withStroke(linewidth=3.6, foreground="black")]
+        side = 1.0 - 2 * _HIGHLIGHT_INSET
+        self.highlights_ = []
+        for i, j in zip(*np.nonzero(self.highlighted_), strict=True):
+            outline = Rectangle(
+                (j - 0.5 + _HIGHLIGHT_INSET, i - 0.5 + _HIGHLIGHT_INSET),
+                side,
+                side,
+                fill=False,
+                edgecolor="white",
+                linewidth=1.6,
+                path_effects=halo,
+                zorder=3,
+            )
+            ax.add_patch(outline)
+            self.highlights_.append(outline)
+
+        # colorbar beside the rows only (not the thumbnail band), as tall as the heatmap
+        right = blended_transform_factory(ax.transData, ax.transAxes)
+        x_side = n_images - 0.5 + 0.25
         self.colorbar_ = None
         if colorbar:
-            self.colorbar_ = fig.colorbar(self.im_, ax=ax, fraction=0.046, pad=0.03)
-            self.colorbar_.set_label(_KIND_LABELS.get(s.kind, s.kind))
+            cax = ax.inset_axes((x_side, 0.0, _COLORBAR_CELLS, n_texts / (n_texts + band)), transform=right)
+            self.colorbar_ = fig.colorbar(self.im_, cax=cax)
+            self.colorbar_.set_label(_KIND_LABELS.get(s.kind, s.kind), fontsize=fontsize)
+            self.colorbar_.ax.tick_params(labelsize=fontsize - 1)
+        self.legend_ = None
+        if self.highlights_:
+            key = Patch(facecolor="none", edgecolor="black", linewidth=1.6, label="true pair")
+            anchor_y = (n_texts + band / 2.0) / (n_texts + band) if band else 1.0
+            self.legend_ = ax.legend(
+                handles=[key],
+                loc="center left" if band else "lower left",
+                bbox_to_anchor=(x_side - 0.1, anchor_y),
+                bbox_transform=right,
+                fontsize=fontsize - 1,
+                frameon=False,
+                handlelength=1.0,
+                handleheight=1.0,
+                borderaxespad=0.0,
+            )
         if title:
-            ax.set_title(title, pad=(thumbnail_size or 0) + 8 if self.thumbnails_ else 6)
+            ax.set_title(title, fontsize=10, loc="center")
+        if fit:
+            fit_figure_to_axes(ax, (n_images * geometry["cell"], (n_texts + band) * geometry["cell"]))
         self.ax_ = ax
         self.figure_ = fig
         return self
+
+
+def fit_figure_to_axes(ax, size_in: tuple[float, float], *, pad_in: float = 0.08, rounds: int = 2) -> bool:
+    """Resize ``ax``'s figure so that ``ax`` is ``size_in`` (width, height) inches and everything it
+    draws (tick labels, title, legend, inset colorbar) lies inside the figure, ``pad_in`` from its
+    edges; ``ax`` is placed accordingly and the figure's layout engine is removed.
+
+    The extents are measured on a drawn figure, so nothing is estimated: the figure is as small as
+    its content allows. Meant for a figure holding ``ax`` alone.
+
+    Returns
+    -------
+    bool
+        False when the figure's canvas cannot give a renderer (nothing is changed then).
+    """
+    fig = ax.figure
+    get_renderer = getattr(fig.canvas, "get_renderer", None)
+    if get_renderer is None:
+        return False
+    fig.set_layout_engine("none")
+    width_in, height_in = size_in
+    for _ in range(max(1, rounds)):  # the title's overhang depends on the axes' width: measure twice
+        fig.canvas.draw()
+        renderer = get_renderer()
+        box = ax.get_window_extent(renderer)
+        tight = ax.get_tightbbox(renderer)
+        dpi = fig.dpi
+        left = max(0.0, box.x0 - tight.x0) / dpi
+        right = max(0.0, tight.x1 - box.x1) / dpi
+        bottom = max(0.0, box.y0 - tight.y0) / dpi
+        top = max(0.0, tight.y1 - box.y1) / dpi
+        fig_w = left + width_in + right + 2 * pad_in
+        fig_h = bottom + height_in + top + 2 * pad_in
+        fig.set_size_inches(fig_w, fig_h)
+        ax.set_position(
+            ((pad_in + left) / fig_w, (pad_in + bottom) / fig_h, width_in / fig_w, height_in / fig_h)
+        )
+    return True
