@@ -66,3 +66,74 @@ def test_any_module_and_errors():
         blipviz.net_information("ViT-H/14")
     with pytest.raises(ValueError, match="no part"):
         blipviz.net_information("ViT-B/16").part("Decoder")
+
+
+# ------------------------------------------------------------------------------ displayed tables
+
+
+def _cells(html: str) -> list[str]:
+    """The text of every data cell and row heading of a rendered table."""
+    import re
+
+    return re.findall(r"<t[dh][^>]*>([^<]*)</t[dh]>", html)
+
+
+def test_every_array_is_reachable_and_numbers_stay_numeric():
+    info = blipviz.net_information("ViT-B/16")
+    everything = info.arrays()
+    assert len(everything) == 472 == len(info.arrays_element_counts)
+    assert everything.equals(info.arrays_element_counts) and everything is not info.arrays_element_counts
+    assert everything["elements"].dtype == "int64"
+    assert info.to_pandas()["elements"].dtype == "int64"
+    assert info.parts["elements"].dtype == "int64"
+    # the styled table holds every row (in a scrolling box) and says so
+    styler = info.style("arrays")
+    assert styler.data.equals(info.arrays_element_counts)
+    html = styler.to_html()
+    cells = set(_cells(html))
+    assert set(everything.index) <= cells
+    assert "all 472 rows" in html and "overflow: auto" in html
+    # or the first rows, with where to find the rest
+    head = info.style("arrays", max_rows=10).to_html()
+    assert "10 of 472 rows shown: use .arrays() for all" in head
+    assert len(set(_cells(head)) & set(everything.index)) == 10
+
+
+def test_styled_tables_have_thousands_separators():
+    info = blipviz.net_information("ViT-B/16")
+    arrays = info.arrays_element_counts
+    cells = _cells(info.style("arrays").to_html())
+    position = arrays.loc["vision_model.embeddings.position_embedding"]
+    assert f"{position['elements']:,}" == "443,136" and "443,136" in cells
+    assert "1 × 577 × 768" in cells  # the shape, in the same style
+    parts = _cells(info.style("parts").to_html())
+    for part, n in info.parts["elements"].items():
+        assert part in parts and f"{n:,}" in parts
+    summary = _cells(info.style("summary").to_html())
+    assert f"{info.arrays_total_element_count:,}" in summary
+    assert "223,744,258" in _cells(info._repr_html_())  # Jupyter's view of the object itself
+    layers = _cells(info.style("layers").to_html())
+    assert str(info.layer_type_counts["Linear"]) in layers
+
+
+def test_style_counts_formats_only_for_display():
+    from blipviz.display.net_tables import format_count, format_shape, style_counts
+
+    frame = pd.DataFrame(
+        {"elements": [1234567, 12], "share": [0.5, 2.0], "quantized": [True, False]},
+        index=pd.Index(["a", "b"], name="name"),
+    )
+    cells = _cells(style_counts(frame).to_html())
+    assert {"1,234,567", "12", "0.5", "2", "True", "False"} <= set(cells)
+    assert frame["elements"].tolist() == [1234567, 12]  # unchanged
+    assert _cells(style_counts(frame["elements"]).to_html()).count("1,234,567") == 1
+    assert format_count(10**6) == "1,000,000" and format_count(True) == "True" and format_count("x") == "x"
+    assert format_shape((3072, 768)) == "3,072 × 768" and format_shape(()) == "scalar"
+    with pytest.raises(ValueError, match="max_rows"):
+        style_counts(frame, max_rows=0)
+    with pytest.raises(ValueError, match="DataFrame or a Series"):
+        style_counts([1, 2])
+    with pytest.raises(ValueError, match="unknown table"):
+        blipviz.net_information("ViT-B/16").style("weights")
+    with pytest.raises(ValueError, match="no table of parts"):
+        blipviz.net_information(torch.nn.Linear(2, 2)).style("parts")

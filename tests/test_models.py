@@ -276,3 +276,66 @@ def test_half_precision_agrees_with_float32(texts, dtype, device):
     assert np.abs(b - a).max() > 0  # really computed in half precision
     cos_a, cos_b = np.asarray(cpu.cosine_scores(imgs, texts)), np.asarray(half.cosine_scores(imgs, texts))
     assert_close(cos_b, cos_a, dtype=dtype, depth=net_depth(cpu), magnitude=1.0, ulps=0.5)  # 2 eps
+
+
+# ------------------------------------------------------------------------------ loading bars
+
+
+def _current_tqdm_hook():
+    from transformers.utils import logging as hf_logging
+
+    hook = hf_logging.set_tqdm_hook(None)
+    hf_logging.set_tqdm_hook(hook)
+    return hook
+
+
+def test_loading_a_saved_net_draws_no_weight_loading_bar(tiny, tmp_path, capfd):
+    """transformers 5 draws "Loading weights" over a checkpoint's arrays; load_model does not, and
+    leaves every progress-bar switch as it found it."""
+    import huggingface_hub.utils as hub_utils
+    from transformers import BlipForImageTextRetrieval
+    from transformers.utils import logging as hf_logging
+
+    folder = tiny.save_pretrained(tmp_path / "tiny")
+    capfd.readouterr()
+    if hub_utils.are_progress_bars_disabled():
+        pytest.skip("progress bars are disabled in this environment (HF_HUB_DISABLE_PROGRESS_BARS)")
+    BlipForImageTextRetrieval.from_pretrained(folder)  # transformers alone: the bar this is about
+    assert "Loading weights" in capfd.readouterr().err
+    switches = (hub_utils.are_progress_bars_disabled, hf_logging.is_progress_bar_enabled, _current_tqdm_hook)
+    before = [switch() for switch in switches]
+    loaded = blipviz.load_model(folder)
+    out, err = capfd.readouterr()
+    assert "Loading weights" not in out + err
+    assert loaded.hf.config.vision_config.image_size == tiny.hf.config.vision_config.image_size
+    assert [switch() for switch in switches] == before
+
+
+def test_weight_loading_bars_are_silenced_and_other_bars_kept(capfd):
+    """Only bars described "Loading weights" are silenced; other transformers bars still draw, a
+    hook set before is chained and restored, also when the block raises."""
+    from transformers.utils import logging as hf_logging
+
+    from blipviz.net.loading import WEIGHT_LOADING_BAR, no_weight_loading_bars
+
+    if not hf_logging.is_progress_bar_enabled():
+        pytest.skip("progress bars are disabled in this environment")
+    seen = []
+
+    def outer(factory, args, kwargs):
+        seen.append(kwargs.get("desc"))
+        return factory(*args, **kwargs)
+
+    previous = hf_logging.set_tqdm_hook(outer)
+    try:
+        with pytest.raises(RuntimeError), no_weight_loading_bars():
+            list(hf_logging.tqdm(range(3), desc=WEIGHT_LOADING_BAR))
+            list(hf_logging.tqdm(range(3), desc="Fetching files"))
+            raise RuntimeError("the block fails")
+        err = capfd.readouterr().err
+        assert WEIGHT_LOADING_BAR not in err
+        assert "Fetching files" in err and "3/3" in err
+        assert seen == [WEIGHT_LOADING_BAR, "Fetching files"]  # the outer hook saw both
+        assert _current_tqdm_hook() is outer  # restored despite the exception
+    finally:
+        hf_logging.set_tqdm_hook(previous)

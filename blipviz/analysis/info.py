@@ -71,6 +71,57 @@ class NetInformation:
             f"layers={int(self.layer_type_counts.sum())})"
         )
 
+    def arrays(self) -> pd.DataFrame:
+        """Every weight array, one row each (a copy of :attr:`arrays_element_counts`): pandas shows
+        only 10 rows of a long frame; ``with pd.option_context("display.max_rows", None)`` or
+        :meth:`style` shows them all."""
+        return self.arrays_element_counts.copy()
+
+    def style(self, table: str = "arrays", *, max_rows: int | None = None):
+        """One of the tables, styled for reading: thousands separators, shapes as ``3,072 × 768``.
+
+        Parameters
+        ----------
+        table : {"arrays", "parts", "layers", "summary"}, default "arrays"
+            The weight arrays (:attr:`arrays_element_counts`), the parts (:attr:`parts`, whole nets
+            only), the layer types (:attr:`layer_type_counts`) or the one-row summary
+            (:meth:`to_pandas`).
+        max_rows : int, optional
+            Show the first rows only, with a caption "n of N rows shown: use .arrays() for all";
+            default every row (a long table scrolls).
+
+        Returns
+        -------
+        pandas.io.formats.style.Styler
+            Display only: the numbers of the tables themselves stay numbers.
+        """
+        from ..display.net_tables import style_counts
+
+        frames = {
+            "arrays": self.arrays_element_counts,
+            "parts": self.parts,
+            "layers": self.layer_type_counts,
+            "summary": self.to_pandas(),
+        }
+        if table not in frames:
+            raise InputError(f"unknown table {table!r}; allowed values: {sorted(frames)}")
+        frame = frames[table]
+        if frame is None:
+            raise InputError(f"{self.name!r} has no table of parts: only a whole BLIP net has one")
+        captions = {
+            "arrays": f"{self.name}: weight arrays",
+            "parts": f"{self.name}: parts (shared weights counted in each)",
+            "layers": f"{self.name}: leaf modules by type",
+            "summary": f"{self.name}: in all",
+        }
+        more = "use .arrays() for all" if table == "arrays" else ""
+        return style_counts(frame, caption=captions[table], max_rows=max_rows, more=more)
+
+    def _repr_html_(self) -> str:
+        """Jupyter's view: the summary, the parts, the layer types and every weight array (scrolling)."""
+        tables = ["summary"] + (["parts"] if self.parts is not None else []) + ["layers", "arrays"]
+        return "<br>\n".join(self.style(t).to_html() for t in tables)
+
     def part(self, name: str) -> NetInformation:
         """The information of one part of a whole net."""
         if name not in self.part_information:

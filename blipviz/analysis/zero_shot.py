@@ -29,6 +29,7 @@ import torch.nn.functional as F
 from ..errors import InputError, InputTypeError, positive_int
 from ..net.features import ImageFeatures
 from ..net.images import as_image_list
+from ..net.images import image_label as label_of_image
 from ..net.net import PROGRESS_MIN_IMAGES, BlipNet, Images
 from ..net.text import as_text_list
 from .scores import cosine_matrix
@@ -307,6 +308,8 @@ class ZeroShotClassifier:
     def top_k(self, image: Any, k: int = 10) -> pd.DataFrame:
         """The ``k`` best labels of one image with their scores (the reference's TakeLargest).
 
+        :meth:`plot_top_k` draws them beside the image.
+
         Returns
         -------
         DataFrame with ``min(k, n_labels)`` rows, best first; index ``rank`` 1..k; columns
@@ -314,6 +317,10 @@ class ZeroShotClassifier:
         ``method="rerank"`` (the order of the classes that ITM did not score).
         """
         k = positive_int("k", k)
+        self._check_one_image(image, "top_k")
+        return self._top_k_frame(self._score(image), k)
+
+    def _check_one_image(self, image: Any, caller: str) -> None:
         if isinstance(image, ImageFeatures):
             n = len(image)
         elif isinstance(image, torch.Tensor):
@@ -321,8 +328,10 @@ class ZeroShotClassifier:
         else:
             n = len(as_image_list(image))
         if n != 1:
-            raise InputError(f"top_k takes one image, got {n}; use predict_proba for several")
-        scores = self._score(image)
+            raise InputError(f"{caller} takes one image, got {n}; use predict_proba for several")
+
+    def _top_k_frame(self, scores: _ClassScores, k: int) -> pd.DataFrame:
+        """The first image's ``k`` best classes (see :meth:`top_k`)."""
         order = _order(scores.rank_key[0])[:k]
         frame = pd.DataFrame({"label": [self.labels[i] for i in order], "score": scores.values[0, order]})
         if self.method == "rerank":
@@ -330,6 +339,84 @@ class ZeroShotClassifier:
         frame.index = pd.RangeIndex(1, len(frame) + 1, name="rank")
         frame.attrs["truncated_by"] = self.truncated_by
         return frame
+
+    def plot_top_k(
+        self,
+        image: Any,
+        k: int = 10,
+        *,
+        image_label: str | None = None,
+        true_label: str | None = None,
+        axes=None,
+        **kwargs: Any,
+    ):
+        """Draw one image beside a bar chart of its ``k`` best classes (:meth:`top_k`).
+
+        The bars are labelled with the class texts the net scored ("This is a photo of a cat") and
+        their values; the title names the image, the net, the method and the score kind.
+
+        Parameters
+        ----------
+        image : PIL image, path, bytes or array (one image), or ImageFeatures of one image
+            Features are drawn from their thumbnail (96 px); preprocessed pixel tensors are refused
+            (they are not a picture to show).
+        k : int, default 10
+        image_label : str, optional
+            Name of the image in the title; default its file name, or ``"image 0"``.
+        true_label : str, optional
+            The image's true class (one of :attr:`labels`, any case): its bar gets a second colour.
+        axes : pair of matplotlib Axes, optional
+            (image panel, bar chart); default a new figure.
+        **kwargs
+            Passed to :meth:`blipviz.display.zero_shot.TopKDisplay.plot` (``max_label_chars``,
+            ``values_format``, ``color``, ``true_color``, ``title``).
+
+        Returns
+        -------
+        blipviz.display.zero_shot.TopKDisplay
+            ``table`` (the :meth:`top_k` frame), ``im_``, ``bars_``, ``value_texts_``, ``ax_image_``,
+            ``ax_``, ``figure_``.
+        """
+        from ..display.zero_shot import TopKDisplay
+
+        k = positive_int("k", k)
+        self._check_one_image(image, "plot_top_k")
+        if true_label is not None:
+            true_label = self.labels[int(_label_indices([true_label], self.labels)[0])]
+        if isinstance(image, torch.Tensor):
+            raise InputTypeError(
+                "plot_top_k draws the image: pass the picture (PIL image, path, bytes or array) or "
+                "ImageFeatures with thumbnails, not preprocessed pixels"
+            )
+        if isinstance(image, ImageFeatures):
+            if not image.thumbnails:
+                raise InputError("these ImageFeatures hold no thumbnail to draw; pass the image itself")
+            picture, name, source = image.thumbnails[0], image.labels[0], image
+        else:
+            item = as_image_list(image)[0]
+            picture = self.model.preprocessing.load(item, 0)  # decoded once, EXIF rule applied
+            name, source = label_of_image(item, 0), [picture]
+        ranking = self._top_k_frame(self._score(source), len(self.labels))
+        table = ranking.iloc[:k].copy()
+        table.attrs = dict(ranking.attrs)
+        true_rank = None if true_label is None else int(ranking.index[ranking["label"] == true_label][0])
+        texts = dict(zip(self.labels, self.texts, strict=True))
+        display = TopKDisplay(
+            picture,
+            [texts[label] for label in table["label"]],
+            table["score"].to_numpy(),
+            labels=list(table["label"]),
+            cosine=table["cosine"].to_numpy() if "cosine" in table else None,
+            method=self.method,
+            rerank_k=self.rerank_k if self.method == "rerank" else None,
+            net=self.model.name,
+            image_label=name if image_label is None else image_label,
+            true_label=true_label,
+            n_classes=len(self.labels),
+            true_rank=true_rank,
+        )
+        display.table = table
+        return display.plot(axes, **kwargs)
 
 
 # ------------------------------------------------------------------------------------ evaluation
@@ -389,6 +476,12 @@ class ZeroShotEvaluation:
         cosine).
     method : str
         How the scores were computed (``"itm"``, ``"cosine"``, ``"rerank"``, or ``""``).
+    net : str
+        Name of the net that scored (``""`` when unknown); named in the plot's title.
+    template : str
+        The class-text template (``""`` when unknown); named in the plot's title.
+    rerank_k : int or None
+        Classes reranked by ITM, for ``method="rerank"``.
     """
 
     scores: np.ndarray
@@ -397,6 +490,9 @@ class ZeroShotEvaluation:
     image_labels: list[str]
     rank_key: np.ndarray
     method: str = ""
+    net: str = ""
+    template: str = ""
+    rerank_k: int | None = None
 
     @classmethod
     def from_scores(
@@ -408,6 +504,9 @@ class ZeroShotEvaluation:
         image_labels: Sequence[str] | None = None,
         rank_key: Any = None,
         method: str = "",
+        net: str = "",
+        template: str = "",
+        rerank_k: int | None = None,
     ) -> ZeroShotEvaluation:
         """Evaluate given scores; no model runs.
 
@@ -424,6 +523,10 @@ class ZeroShotEvaluation:
         rank_key : array-like of shape (n_images, n_labels), optional
             Orders the classes for predictions and top-k accuracy; default ``scores``.
         method : str, optional
+        net, template : str, optional
+            The net and the class-text template, named in the plot's title.
+        rerank_k : int, optional
+            Classes reranked by ITM (``method="rerank"``).
         """
         labels = as_text_list(labels, name="labels")
         values = np.asarray(scores, dtype=np.float64)
@@ -446,7 +549,7 @@ class ZeroShotEvaluation:
         names = [f"image {i}" for i in range(len(values))] if image_labels is None else list(image_labels)
         if len(names) != len(values):
             raise InputError(f"got {len(names)} image labels for {len(values)} images")
-        return cls(values, true, labels, names, key, method)
+        return cls(values, true, labels, names, key, method, net, template, rerank_k)
 
     # ---------------------------------------------------------------------------- metrics
     @property
@@ -527,43 +630,76 @@ class ZeroShotEvaluation:
             }
         )
 
-    def plot(self, ax=None, *, normalize: str | None = None, **kwargs: Any):
-        """Draw the confusion matrix with scikit-learn's ``ConfusionMatrixDisplay``.
+    def plot(
+        self,
+        ax=None,
+        *,
+        normalize: str | None = None,
+        title: str | None = None,
+        colorbar: bool = True,
+        max_label_chars: int | None = 80,
+        **kwargs: Any,
+    ):
+        """Draw the confusion matrix (:func:`blipviz.display.zero_shot.plot_confusion_matrix`).
 
         Parameters
         ----------
         ax : matplotlib.axes.Axes, optional
-            Default: a new figure.
+            Default: a new figure sized for the number of classes and the length of their names.
         normalize : {"true", "pred", "all"}, optional
             Divide by the row sums (per-class accuracy on the diagonal), the column sums, or the
             total; default: counts.
+        title : str, optional
+            Default: "zero-shot confusion — <net>, <method>, template '<template>'" and the number
+            of images.
+        colorbar : bool, default True
+            A colorbar named after what the cells count.
+        max_label_chars : int or None, default 80
+            Class names longer than this are elided in the middle (``fit_text``).
         **kwargs
-            Passed to ``ConfusionMatrixDisplay.plot`` (``cmap``, ``colorbar``, ``values_format``,
-            ``xticks_rotation``, ...).
+            Passed to ``ConfusionMatrixDisplay.plot`` (``cmap``, ``values_format``,
+            ``include_values``, ``xticks_rotation``, ...).
 
         Returns
         -------
         sklearn.metrics.ConfusionMatrixDisplay
-            With ``ax_``, ``figure_`` and ``im_`` set.
+            With ``ax_``, ``figure_``, ``im_``, ``text_`` and ``colorbar_`` set.
         """
-        from sklearn.metrics import ConfusionMatrixDisplay
+        from ..display.zero_shot import confusion_title, plot_confusion_matrix
 
-        matrix = self.confusion_matrix.astype(np.float64)
+        if normalize not in (None, "true", "pred", "all"):
+            raise InputError(f"normalize must be None, 'true', 'pred' or 'all', got {normalize!r}")
+        matrix = self.confusion_matrix
         if normalize is not None:
-            if normalize not in ("true", "pred", "all"):
-                raise InputError(f"normalize must be None, 'true', 'pred' or 'all', got {normalize!r}")
+            counts = matrix.astype(np.float64)
             total = {
-                "true": matrix.sum(axis=1, keepdims=True),
-                "pred": matrix.sum(axis=0, keepdims=True),
-                "all": matrix.sum(),
+                "true": counts.sum(axis=1, keepdims=True),
+                "pred": counts.sum(axis=0, keepdims=True),
+                "all": counts.sum(),
             }[normalize]
             with np.errstate(invalid="ignore", divide="ignore"):
-                matrix = np.nan_to_num(matrix / total)
-        else:
-            matrix = self.confusion_matrix
-        kwargs.setdefault("xticks_rotation", "vertical")
-        display = ConfusionMatrixDisplay(matrix, display_labels=list(self.labels))
-        return display.plot(ax=ax, **kwargs)
+                matrix = np.nan_to_num(counts / total)
+        lines = (
+            confusion_title(
+                net=self.net,
+                method=self.method,
+                template=self.template,
+                n_images=self.n_images,
+                rerank_k=self.rerank_k,
+            )
+            if title is None
+            else title
+        )
+        return plot_confusion_matrix(
+            matrix,
+            self.labels,
+            ax=ax,
+            normalize=normalize,
+            title=lines,
+            colorbar=colorbar,
+            max_label_chars=max_label_chars,
+            **kwargs,
+        )
 
 
 def evaluate_zero_shot(
@@ -600,4 +736,7 @@ def evaluate_zero_shot(
         image_labels=scores.image_labels,
         rank_key=scores.rank_key,
         method=classifier.method,
+        net=classifier.model.name,
+        template=classifier.template,
+        rerank_k=classifier.rerank_k if classifier.method == "rerank" else None,
     )

@@ -7,9 +7,11 @@ weights, with the speed options (fused attention, int8) applied.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import re
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -31,7 +33,7 @@ from .registry import (
     tiny_random_config,
 )
 
-__all__ = ["load_hf_model", "load_net", "random_hf_model"]
+__all__ = ["WEIGHT_LOADING_BAR", "load_hf_model", "load_net", "no_weight_loading_bars", "random_hf_model"]
 
 logger = logging.getLogger("blipviz")
 
@@ -40,6 +42,39 @@ _CHECKPOINT_WAYS_FORWARD = (
     "`save_pretrained` and pass that folder to load_model(folder), or use "
     "load_model('tiny-random') / load_model(pretrained=False) for an offline net with random weights."
 )
+
+
+#: The description of transformers' progress bar over the weights of a checkpoint being loaded.
+WEIGHT_LOADING_BAR = "Loading weights"
+
+
+@contextlib.contextmanager
+def no_weight_loading_bars() -> Iterator[None]:
+    """Silence transformers' "Loading weights" progress bars, and only those, within the block.
+
+    transformers 5 draws a bar over the weight arrays each time ``from_pretrained`` loads a
+    checkpoint (in a notebook: a widget per load). The download bars (``huggingface_hub``'s, shown
+    when a checkpoint is fetched) and every other bar are left as they are: the block installs a
+    ``transformers.utils.logging.set_tqdm_hook`` hook that passes ``disable=True`` to the bars
+    described ``"Loading weights"`` only, chains to any hook already set, and restores that hook on
+    exit, exceptions included. ``huggingface_hub``'s progress-bar switch is never touched.
+    """
+    from transformers.utils import logging as hf_logging
+
+    previous = None
+
+    def hook(factory, args, kwargs):
+        if kwargs.get("desc") == WEIGHT_LOADING_BAR:
+            kwargs = {**kwargs, "disable": True}
+        if previous is not None:
+            return previous(factory, args, kwargs)
+        return factory(*args, **kwargs)
+
+    previous = hf_logging.set_tqdm_hook(hook)
+    try:
+        yield
+    finally:
+        hf_logging.set_tqdm_hook(previous)
 
 
 def _checkpoint_offline(name: str, reason: str) -> str:
@@ -59,9 +94,10 @@ def _from_pretrained(source: str, *, local_only: bool):
             "(BlipForImageTextRetrieval); pick one of the Salesforce/blip-itm-* checkpoints"
         )
     correct_config(config, source)
-    model, info = BlipForImageTextRetrieval.from_pretrained(
-        source, config=config, local_files_only=local_only, output_loading_info=True
-    )
+    with no_weight_loading_bars():
+        model, info = BlipForImageTextRetrieval.from_pretrained(
+            source, config=config, local_files_only=local_only, output_loading_info=True
+        )
     missing = [k for k in info.get("missing_keys", []) if "position_ids" not in k]
     if missing:
         raise ModelLoadError(

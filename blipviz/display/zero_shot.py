@@ -1,0 +1,410 @@
+"""Figures of zero-shot classification: one image beside its best classes, and the confusion matrix.
+
+Both draw computed data only; no net runs here.
+
+- :class:`TopKDisplay`: the image on the left, a horizontal bar chart of its ``k`` best classes on
+  the right, each bar labelled with the class text the net scored ("This is a photo of a cat",
+  :func:`blipviz.display.labels.fit_text`) and its value; the title names the image, the net, the
+  method and the score kind. :meth:`blipviz.ZeroShotClassifier.plot_top_k` builds it.
+- :func:`plot_confusion_matrix`: scikit-learn's ``ConfusionMatrixDisplay`` with class names that
+  fit (``fit_text``, x labels vertical so they never collide), a labelled colorbar and a title that
+  names the net, the method and the template. :meth:`blipviz.ZeroShotEvaluation.plot` calls it.
+
+matplotlib and scikit-learn are imported when a figure is drawn.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from ..errors import InputError
+from .labels import MAX_LABEL_CHARS, fit_text, palette, wrap_text
+
+__all__ = [
+    "METHOD_NAMES",
+    "SCORE_KINDS",
+    "TopKDisplay",
+    "confusion_title",
+    "method_name",
+    "plot_confusion_matrix",
+]
+
+#: How each zero-shot method is named in titles.
+METHOD_NAMES = {"itm": "ITM", "cosine": "cosine", "rerank": "cosine + ITM rerank"}
+#: What each method's scores are (the value axis of the top-k chart).
+SCORE_KINDS = {
+    "itm": "ITM match probability",
+    "cosine": "cosine similarity",
+    "rerank": "ITM match probability",
+}
+
+# Width of one character of 9-10 pt DejaVu Sans, in inches (figure sizing only; layout is measured).
+_CHAR_IN = 0.075
+_FONT_SIZE = 9
+
+
+def method_name(method: str, rerank_k: int | None = None) -> str:
+    """``"ITM"``, ``"cosine"``, ``"cosine + ITM rerank of the best 5"``, or ``method`` itself."""
+    name = METHOD_NAMES.get(method, method)
+    if method == "rerank" and rerank_k is not None:
+        name += f" of the best {rerank_k}"
+    return name
+
+
+def _rgb(image: Any) -> np.ndarray:
+    """PIL image or array (uint8, or float in [0, 1]) -> uint8 array of shape (H, W, 3)."""
+    if hasattr(image, "convert"):
+        return np.asarray(image.convert("RGB"))
+    arr = np.asarray(image)
+    if np.issubdtype(arr.dtype, np.floating):
+        arr = np.round(np.clip(arr, 0.0, 1.0) * 255.0)
+    if arr.ndim == 2:
+        arr = np.repeat(arr[:, :, None], 3, axis=2)
+    if arr.ndim != 3 or arr.shape[2] not in (3, 4):
+        raise InputError(f"image must have shape (H, W), (H, W, 3) or (H, W, 4), got {arr.shape}")
+    return np.ascontiguousarray(arr[:, :, :3].astype(np.uint8))
+
+
+def _wrap_title(lines: Sequence[str], width_in: float, fontsize: float) -> str:
+    """Title lines wrapped (never cut) to about ``width_in`` inches of ``fontsize`` text: at the
+    `` · `` between the parts of a line first, inside a part only when it alone is too long."""
+    chars = max(20, int(width_in / (_CHAR_IN * fontsize / _FONT_SIZE)))
+    pieces: list[str] = []
+    for line in lines:
+        current = ""
+        for part in str(line).split(" · "):
+            joined = f"{current} · {part}" if current else part
+            if len(joined) <= chars or not current:
+                current = joined
+            else:
+                pieces.append(current)
+                current = part
+        if current:
+            pieces.append(current)
+    return "\n".join(wrap_text(piece, chars, max_chars=None) for piece in pieces)
+
+
+# ------------------------------------------------------------------------------------ top k
+class TopKDisplay:
+    """One image beside a bar chart of its ``k`` best classes.
+
+    Build it with :meth:`blipviz.ZeroShotClassifier.plot_top_k`, or from computed data:
+    ``TopKDisplay(image, texts, scores, ...).plot()``.
+
+    Parameters
+    ----------
+    image : PIL.Image.Image or ndarray of shape (H, W) or (H, W, 3)
+        The classified image, drawn as given (grayscale shown as RGB).
+    texts : sequence of str, length k
+        The class texts the net scored, best first ("This is a photo of a cat", ...).
+    scores : array-like of shape (k,)
+        Their scores; NaN for a class that was not scored (``method="rerank"`` beyond ``rerank_k``).
+    labels : sequence of str, optional
+        The class names of the bars (to find ``true_label``); default ``texts``.
+    cosine : array-like of shape (k,), optional
+        Cosines of the classes (``method="rerank"``): written on the bars that ITM did not score.
+    method : {"itm", "cosine", "rerank"}, default "itm"
+    rerank_k : int, optional
+        Classes reranked by ITM (``method="rerank"``), for the title.
+    net : str, default ""
+        Name of the net, for the title.
+    image_label : str, default ""
+        Name of the image (file name, ``"image 0"``), for the title.
+    true_label : str, optional
+        The image's true class: its bar is drawn in a second colour, and the title names it.
+    n_classes : int, optional
+        How many classes were ranked (title: "top 5 of 10 classes"); default ``k``.
+    true_rank : int, optional
+        Rank of the true class among all ``n_classes`` (1 = best), for the title: the true class
+        may lie beyond the ``k`` bars shown.
+
+    Attributes
+    ----------
+    table : DataFrame or None
+        The ranking drawn, as :meth:`blipviz.ZeroShotClassifier.top_k` returns it (set by
+        ``plot_top_k``; None when the display was built by hand).
+    im_ : matplotlib.image.AxesImage
+        The image; ``im_.get_array()`` has the image's shape (H, W, 3).
+    bars_ : matplotlib.container.BarContainer
+        One bar per class, best at the top.
+    value_texts_ : list of matplotlib.text.Text
+        The value written beside each bar.
+    ax_image_, ax_ : matplotlib.axes.Axes
+        The image panel and the bar chart.
+    figure_ : matplotlib.figure.Figure
+    """
+
+    def __init__(
+        self,
+        image: Any,
+        texts: Sequence[str],
+        scores: Any,
+        *,
+        labels: Sequence[str] | None = None,
+        cosine: Any = None,
+        method: str = "itm",
+        rerank_k: int | None = None,
+        net: str = "",
+        image_label: str = "",
+        true_label: str | None = None,
+        n_classes: int | None = None,
+        true_rank: int | None = None,
+    ) -> None:
+        self.image = _rgb(image)
+        self.texts = [str(t) for t in texts]
+        self.scores = np.asarray(scores, dtype=np.float64).reshape(-1)
+        self.labels = list(self.texts if labels is None else labels)
+        self.cosine = None if cosine is None else np.asarray(cosine, dtype=np.float64).reshape(-1)
+        k = len(self.texts)
+        if k == 0:
+            raise InputError("a top-k figure needs at least one class")
+        for name, values in (("scores", self.scores), ("labels", self.labels), ("cosine", self.cosine)):
+            if values is not None and len(values) != k:
+                raise InputError(f"{name} has {len(values)} entries for {k} class texts")
+        if method not in METHOD_NAMES:
+            raise InputError(f"method must be one of {tuple(METHOD_NAMES)}, got {method!r}")
+        self.method = method
+        self.rerank_k = rerank_k
+        self.net = net
+        self.image_label = image_label
+        self.true_label = true_label
+        self.n_classes = k if n_classes is None else int(n_classes)
+        self.true_rank = true_rank
+        self.table = None
+
+    @property
+    def title(self) -> list[str]:
+        """The title's lines: the image and what is ranked; the net, the method and the score."""
+        k = len(self.texts)
+        what = f"top {k} of {self.n_classes} classes" if k < self.n_classes else f"all {k} classes ranked"
+        first = f"{self.image_label}: {what}" if self.image_label else f"zero-shot: {what}"
+        if self.true_label is not None:
+            rank = "" if self.true_rank is None else f", rank {self.true_rank}"
+            first += f" (true class: {self.true_label}{rank})"
+        how = f"zero-shot by {method_name(self.method, self.rerank_k)}"
+        second = " · ".join(p for p in (self.net, how, f"score: {SCORE_KINDS[self.method]}") if p)
+        return [first, second]
+
+    def _value_range(self) -> tuple[float, float]:
+        """The value axis: [0, 1] for probabilities; the data range, with 0, for cosines."""
+        if self.method in ("itm", "rerank"):
+            return 0.0, 1.0
+        finite = self.scores[np.isfinite(self.scores)]
+        lo = min(0.0, float(finite.min())) if finite.size else 0.0
+        hi = max(0.0, float(finite.max())) if finite.size else 1.0
+        return lo, hi if hi > lo else lo + 1.0
+
+    def plot(
+        self,
+        axes=None,
+        *,
+        max_label_chars: int | None = MAX_LABEL_CHARS,
+        values_format: str = ".3f",
+        color: str | None = None,
+        true_color: str | None = None,
+        title: str | None = None,
+    ) -> TopKDisplay:
+        """Draw the image and the bars.
+
+        Parameters
+        ----------
+        axes : pair of matplotlib Axes, optional
+            (image panel, bar chart); default: a new figure sized for ``k`` and the texts.
+        max_label_chars : int or None, default 80
+            Bar labels longer than this are elided in the middle (:func:`fit_text`).
+        values_format : str, default ".3f"
+            Format of the values written beside the bars.
+        color, true_color : str, optional
+            Colours of the bars and of the true class's bar; default the first two of
+            :func:`blipviz.display.labels.palette`.
+        title : str, optional
+            Replaces the default title (image, classes, net, method, score kind).
+
+        Returns
+        -------
+        TopKDisplay
+            ``self``, with ``im_``, ``bars_``, ``value_texts_``, ``ax_image_``, ``ax_``, ``figure_``.
+        """
+        import matplotlib.pyplot as plt
+        from matplotlib.ticker import MaxNLocator
+
+        k = len(self.texts)
+        shown = [fit_text(t, max_label_chars) for t in self.texts]
+        base, highlight = palette(2)
+        color = color or base
+        true_color = true_color or highlight
+        label_in = max(len(t) for t in shown) * _CHAR_IN + 0.3
+        height = max(2.6, 0.3 * k + 1.5)
+        h, w = self.image.shape[:2]
+        image_in = min(4.0, max(1.2, (height - 1.2) * w / h))
+        if axes is None:
+            bars_in = 3.2
+            width = image_in + label_in + bars_in + 0.6
+            fig = plt.figure(figsize=(width, height), layout="constrained")
+            grid = fig.add_gridspec(1, 2, width_ratios=[image_in, bars_in])
+            ax_image, ax = fig.add_subplot(grid[0]), fig.add_subplot(grid[1])
+        else:
+            ax_image, ax = axes
+            fig = ax.figure
+
+        interpolation = "nearest" if max(h, w) <= 128 else "antialiased"
+        self.im_ = ax_image.imshow(self.image, interpolation=interpolation)
+        ax_image.set_axis_off()
+
+        lo, hi = self._value_range()
+        pad = 0.2 * (hi - lo)
+        y = np.arange(k)
+        heights = np.where(np.isfinite(self.scores), self.scores, 0.0)
+        colours = [true_color if lab == self.true_label else color for lab in self.labels]
+        self.bars_ = ax.barh(y, heights, height=0.7, color=colours)
+        self.value_texts_ = []
+        for i, value in enumerate(self.scores):
+            if np.isfinite(value):
+                text, x, ha = format(value, values_format), value, "left" if value >= 0 else "right"
+                x += (0.015 if value >= 0 else -0.015) * (hi - lo)
+                style = "normal"
+            else:
+                cos = "" if self.cosine is None else f" (cosine {format(self.cosine[i], values_format)})"
+                text, x, ha, style = f"not reranked{cos}", lo + 0.015 * (hi - lo), "left", "italic"
+            self.value_texts_.append(
+                ax.text(x, i, text, va="center", ha=ha, fontsize=_FONT_SIZE - 1, style=style)
+            )
+        ax.set_yticks(y, shown, fontsize=_FONT_SIZE)
+        for tick, lab in zip(ax.get_yticklabels(), self.labels, strict=True):
+            if lab == self.true_label:
+                tick.set_color(true_color)
+                tick.set_fontweight("bold")
+        ax.set_ylim(k - 0.5, -0.5)  # best at the top
+        ticks = MaxNLocator(5).tick_values(lo, hi)
+        ax.set_xticks([t for t in ticks if lo - 1e-9 <= t <= hi + 1e-9])
+        ax.set_xlim(lo - (pad if lo < 0 else 0.0), hi + pad)  # room for the values
+        ax.set_xlabel(SCORE_KINDS[self.method], fontsize=_FONT_SIZE)
+        if lo < 0:
+            ax.axvline(0.0, color="0.3", linewidth=0.8)
+        ax.spines[["top", "right"]].set_visible(False)
+        ax.tick_params(axis="x", labelsize=_FONT_SIZE - 1)
+
+        width_in = fig.get_figwidth()
+        fig.suptitle(title or _wrap_title(self.title, width_in - 0.3, 10), fontsize=10)
+        self.ax_image_, self.ax_, self.figure_ = ax_image, ax, fig
+        return self
+
+
+# ------------------------------------------------------------------------------ confusion matrix
+def confusion_title(
+    *, net: str = "", method: str = "", template: str = "", n_images: int | None = None, rerank_k=None
+) -> list[str]:
+    """The confusion matrix's title lines: what, which net, method and template; how many images.
+
+    Examples
+    --------
+    >>> confusion_title(net="tiny-random", method="itm", template="a photo of a {}", n_images=12)
+    ["zero-shot confusion — tiny-random, ITM, template 'a photo of a {}'", '12 images; rows: true class, columns: predicted class']
+    """  # noqa: E501
+    parts = [p for p in (net, method_name(method, rerank_k) if method else "") if p]
+    if template:
+        parts.append(f"template {template!r}")
+    first = "zero-shot confusion" + (f" — {', '.join(parts)}" if parts else "")
+    second = "rows: true class, columns: predicted class"
+    if n_images is not None:
+        second = f"{n_images:,} images; {second}"
+    return [first, second]
+
+
+_COLORBAR_LABELS = {
+    None: "images",
+    "true": "fraction of the true class's images",
+    "pred": "fraction of the predicted class's images",
+    "all": "fraction of all images",
+}
+
+
+def plot_confusion_matrix(
+    matrix: Any,
+    labels: Sequence[str],
+    *,
+    ax=None,
+    normalize: str | None = None,
+    title: str | Sequence[str] | None = None,
+    colorbar: bool = True,
+    max_label_chars: int | None = MAX_LABEL_CHARS,
+    include_values: bool | None = None,
+    cmap: str = "Blues",
+    **kwargs: Any,
+):
+    """Draw a confusion matrix: readable class names, a labelled colorbar, a title.
+
+    Parameters
+    ----------
+    matrix : array-like of shape (n_labels, n_labels)
+        Row: true class, column: predicted class; counts, or fractions when ``normalize`` says how
+        they were divided.
+    labels : sequence of str
+        Class names, elided beyond ``max_label_chars`` (:func:`fit_text`).
+    ax : matplotlib Axes, optional
+        Default: a new figure sized for the number of classes and the length of their names.
+    normalize : {None, "true", "pred", "all"}
+        How ``matrix`` was normalised; names the colorbar.
+    title : str or sequence of str, optional
+        Lines of the title (wrapped to the figure), e.g. :func:`confusion_title`.
+    colorbar : bool, default True
+    include_values : bool, optional
+        Write each cell's value; default when there are at most 20 classes.
+    cmap : str, default "Blues"
+    **kwargs
+        Passed to ``sklearn.metrics.ConfusionMatrixDisplay.plot`` (``values_format``, ``im_kw``,
+        ``text_kw``, ``xticks_rotation``).
+
+    Returns
+    -------
+    sklearn.metrics.ConfusionMatrixDisplay
+        With ``ax_``, ``figure_``, ``im_``, ``text_`` (None without values) and ``colorbar_``
+        (None without a colorbar).
+    """
+    import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
+    from sklearn.metrics import ConfusionMatrixDisplay
+
+    values = np.asarray(matrix)
+    n = len(labels)
+    if values.shape != (n, n):
+        raise InputError(f"matrix has shape {values.shape} for {n} labels; expected ({n}, {n})")
+    if normalize not in _COLORBAR_LABELS:
+        raise InputError(f"normalize must be None, 'true', 'pred' or 'all', got {normalize!r}")
+    shown = [fit_text(label, max_label_chars) for label in labels]
+    if include_values is None:
+        include_values = n <= 20
+    cell_in = min(0.6, max(0.22, 6.0 / max(n, 1)))
+    if ax is None:
+        label_in = max(len(s) for s in shown) * _CHAR_IN + 0.2
+        side = n * cell_in
+        fig, ax = plt.subplots(figsize=(side + label_in + 2.0, side + label_in + 1.4), layout="constrained")
+    kwargs.setdefault("xticks_rotation", "vertical")
+    text_kw = dict(kwargs.pop("text_kw", None) or {})
+    text_kw.setdefault("fontsize", _FONT_SIZE if cell_in >= 0.4 else 7)
+    display = ConfusionMatrixDisplay(values, display_labels=shown).plot(
+        ax=ax,
+        cmap=cmap,
+        colorbar=False,
+        include_values=include_values,
+        text_kw=text_kw,
+        **kwargs,
+    )
+    fig = display.figure_
+    ax.tick_params(labelsize=_FONT_SIZE)
+    ax.set_xlabel("predicted class", fontsize=_FONT_SIZE + 1)
+    ax.set_ylabel("true class", fontsize=_FONT_SIZE + 1)
+    display.colorbar_ = None
+    if colorbar:
+        display.colorbar_ = fig.colorbar(display.im_, ax=ax, shrink=0.8)
+        display.colorbar_.set_label(_COLORBAR_LABELS[normalize], fontsize=_FONT_SIZE)
+        display.colorbar_.ax.tick_params(labelsize=_FONT_SIZE - 1)
+        if normalize is None:  # counts: whole numbers only
+            display.colorbar_.ax.yaxis.set_major_locator(MaxNLocator(integer=True))
+    if title is not None:
+        lines = [title] if isinstance(title, str) else list(title)
+        ax.set_title(_wrap_title(lines, max(fig.get_figwidth() - 0.4, 3.0), 10), fontsize=10)
+    return display
