@@ -22,7 +22,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from ..errors import InputError, InputTypeError
+from ..errors import InputError, InputTypeError, check_choice
 from ..net.features import ImageFeatures, TextFeatures
 from ..net.images import as_image_list, image_label, load_image, thumbnail
 from ..net.text import as_text_list
@@ -31,14 +31,71 @@ if TYPE_CHECKING:
     from ..display.feature_space import FeatureSpaceDisplay
     from ..net.net import BlipNet
 
-__all__ = ["feature_space_map", "feature_space_plot", "reduce_to_2d"]
+__all__ = [
+    "centre_per_modality",
+    "feature_space_map",
+    "feature_space_plot",
+    "reduce_to_2d",
+    "reduction_parameters",
+]
 
 METHODS = ("umap", "tsne", "pca")
-_THUMBNAIL_PIXELS = 64
+_UMAP_MIN_DIST = 0.1  # umap-learn's default, named so that titles can print it
 _TSNE_EXACT_MAX = 300
 
 
 # ----------------------------------------------------------------------------------- reduction
+def reduction_parameters(
+    n: int,
+    method: str = "umap",
+    *,
+    random_state: int | None = 37,
+    n_neighbors: int | None = None,
+    perplexity: float | None = None,
+    metric: str = "cosine",
+) -> dict[str, Any]:
+    """The parameters :func:`reduce_to_2d` runs with for ``n`` items, defaults filled in.
+
+    Parameters
+    ----------
+    n : int
+        Number of items.
+    method, random_state, n_neighbors, perplexity, metric
+        As in :func:`reduce_to_2d`.
+
+    Returns
+    -------
+    dict
+        ``method`` (the one that runs: "pca" for fewer than 3 items), then its parameters: UMAP
+        ``n_neighbors``, ``min_dist``, ``metric``; t-SNE ``perplexity``, ``metric``; and
+        ``random_state``. Figure titles print them.
+    """
+    if method not in METHODS:
+        raise InputError(f"unknown method {method!r}; allowed values: {', '.join(map(repr, METHODS))}")
+    if n < 3 or method == "pca":
+        return {"method": "pca", "random_state": random_state}
+    if method == "tsne":
+        perplexity = min(30.0, max(1.0, (n - 1) / 3)) if perplexity is None else float(perplexity)
+        if not 0 < perplexity < n:
+            raise InputError(f"perplexity must lie in (0, {n}) for {n} items, got {perplexity}")
+        return {
+            "method": "tsne",
+            "perplexity": round(perplexity, 2),
+            "metric": metric,
+            "random_state": random_state,
+        }
+    n_neighbors = min(15, n - 1) if n_neighbors is None else int(n_neighbors)
+    if not 2 <= n_neighbors < n:
+        raise InputError(f"n_neighbors must lie in [2, {n - 1}] for {n} items, got {n_neighbors}")
+    return {
+        "method": "umap",
+        "n_neighbors": n_neighbors,
+        "min_dist": _UMAP_MIN_DIST,
+        "metric": metric,
+        "random_state": random_state,
+    }
+
+
 def reduce_to_2d(
     embeddings: np.ndarray,
     method: str = "umap",
@@ -68,6 +125,10 @@ def reduce_to_2d(
     Returns
     -------
     ndarray of shape (n, 2), float64
+
+    See Also
+    --------
+    reduction_parameters : the parameters this runs with, defaults filled in.
     """
     if method not in METHODS:
         raise InputError(f"unknown method {method!r}; allowed values: {', '.join(map(repr, METHODS))}")
@@ -79,21 +140,21 @@ def reduce_to_2d(
     n = len(x)
     if n == 1:
         return np.zeros((1, 2))
-    if n < 3 or method == "pca":
+    params = reduction_parameters(
+        n, method, random_state=random_state, n_neighbors=n_neighbors, perplexity=perplexity, metric=metric
+    )
+    if params["method"] == "pca":
         from sklearn.decomposition import PCA
 
         k = min(2, n, x.shape[1])
         coords = PCA(n_components=k, random_state=random_state).fit_transform(x)
         return np.pad(coords, ((0, 0), (0, 2 - k))).astype(np.float64)
-    if method == "tsne":
+    if params["method"] == "tsne":
         from sklearn.manifold import TSNE
 
-        perplexity = min(30.0, max(1.0, (n - 1) / 3)) if perplexity is None else float(perplexity)
-        if not 0 < perplexity < n:
-            raise InputError(f"perplexity must lie in (0, {n}) for {n} items, got {perplexity}")
         tsne = TSNE(
             n_components=2,
-            perplexity=perplexity,
+            perplexity=params["perplexity"],
             metric=metric,
             init="pca",
             random_state=random_state,
@@ -103,12 +164,10 @@ def reduce_to_2d(
         return tsne.fit_transform(x).astype(np.float64)
     import umap
 
-    n_neighbors = min(15, n - 1) if n_neighbors is None else int(n_neighbors)
-    if not 2 <= n_neighbors < n:
-        raise InputError(f"n_neighbors must lie in [2, {n - 1}] for {n} items, got {n_neighbors}")
     reducer = umap.UMAP(
-        n_neighbors=n_neighbors,
+        n_neighbors=params["n_neighbors"],
         n_components=2,
+        min_dist=params["min_dist"],
         metric=metric,
         random_state=random_state,
         n_jobs=1 if random_state is not None else -1,
@@ -118,6 +177,34 @@ def reduce_to_2d(
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*(n_jobs|k >= N|spectral initialisation).*")
         return np.asarray(reducer.fit_transform(x), dtype=np.float64)
+
+
+def centre_per_modality(embeddings: np.ndarray, kinds: Sequence[str]) -> tuple[np.ndarray, bool]:
+    """Each modality's embeddings minus that modality's mean: the modality gap (the offset between
+    the image and the text clouds, present in trained BLIP too) taken out before the reduction.
+
+    Parameters
+    ----------
+    embeddings : ndarray of shape (n, d)
+    kinds : sequence of str of length n
+        "image", "text" or "point" per row.
+
+    Returns
+    -------
+    (ndarray of shape (n, d), bool)
+        The centred embeddings, and whether they were centred: only when there are at least 2
+        images and 2 texts (centring a single item puts it at the origin, which says nothing about
+        it); otherwise the embeddings unchanged and False.
+    """
+    x = np.asarray(embeddings, dtype=np.float64)
+    kinds = np.asarray(kinds)
+    rows = {k: np.flatnonzero(kinds == k) for k in ("image", "text")}
+    if any(len(r) < 2 for r in rows.values()):
+        return x, False
+    out = x.copy()
+    for r in rows.values():
+        out[r] -= out[r].mean(axis=0)
+    return out, True
 
 
 # ---------------------------------------------------------------------------------------- items
@@ -267,7 +354,7 @@ def _collect(groups: list[_Group], model: BlipNet | None, need_embeddings: bool)
         load = model.preprocessing.load if model is not None else load_image
         for i, item in enumerate(raw):
             if row_thumbs[i] is None:
-                row_thumbs[i] = thumbnail(load(item, image_index + i), _THUMBNAIL_PIXELS)
+                row_thumbs[i] = thumbnail(load(item, image_index + i))
         kinds += ["image"] * len(raw)
         cut += [None] * len(raw)
         names += labels
@@ -275,6 +362,14 @@ def _collect(groups: list[_Group], model: BlipNet | None, need_embeddings: bool)
         image_index += len(raw)
     embeddings = np.concatenate(chunks) if chunks and len(chunks) == len(groups) else None
     return kinds, names, thumbs, embeddings, cut
+
+
+def _net_name(groups: list[_Group], model: BlipNet | None) -> str:
+    """The name of the net that made the embeddings: the model's, else the features' own."""
+    if model is not None:
+        return str(model.name)
+    names = [g.features.model_name for g in groups if g.features is not None and g.features.model_name]
+    return " / ".join(dict.fromkeys(names))
 
 
 def feature_space_map(
@@ -286,6 +381,7 @@ def feature_space_map(
     embeddings: np.ndarray | torch.Tensor | None = None,
     labels: Sequence[Any] | None = None,
     method: str = "umap",
+    layout: str = "per-modality",
     random_state: int | None = 37,
     n_neighbors: int | None = None,
     perplexity: float | None = None,
@@ -299,10 +395,12 @@ def feature_space_map(
     blipviz.FeatureSpaceDisplay
         ``.coords_`` set; call ``.plot(ax=None, ...)`` to draw it.
     """
-    from ..display.feature_space import FeatureSpaceDisplay
+    from ..display.feature_space import LAYOUTS, FeatureSpaceDisplay
 
+    check_choice("layout", layout, LAYOUTS)
     groups = _groups_of_items(items) + _groups_of(images, "image") + _groups_of(texts, "text")
     kinds, names, thumbs, computed, cut = _collect(groups, model, need_embeddings=embeddings is None)
+    from_net = embeddings is None
     if embeddings is not None:
         emb = (
             embeddings.detach().float().cpu().numpy() if isinstance(embeddings, torch.Tensor) else embeddings
@@ -328,8 +426,20 @@ def feature_space_map(
         group = [str(v) for v in labels]
         if len(group) != len(emb):
             raise InputError(f"got {len(group)} labels for {len(emb)} items")
+    centred = False
+    reduced = emb
+    if layout != "joint":
+        reduced, centred = centre_per_modality(emb, kinds)
+    params = reduction_parameters(
+        len(emb),
+        method,
+        random_state=random_state,
+        n_neighbors=n_neighbors,
+        perplexity=perplexity,
+        metric=metric,
+    )
     xy = reduce_to_2d(
-        emb,
+        reduced,
         method,
         random_state=random_state,
         n_neighbors=n_neighbors,
@@ -346,7 +456,19 @@ def feature_space_map(
             "truncated_by": pd.Series(cut, dtype=object),  # None where not cut
         }
     )
-    return FeatureSpaceDisplay(coords, thumbs, method=method, random_state=random_state)
+    dim = emb.shape[1] if emb.ndim == 2 else 0
+    return FeatureSpaceDisplay(
+        coords,
+        thumbs,
+        method=method,
+        random_state=random_state,
+        layout=layout,
+        centred=centred,
+        net_name=_net_name(groups, model),
+        # the 256-d projections are what BLIP's image-text contrastive (ITC) loss compares
+        embedding=f"{dim}-d ITC embeddings" if from_net else f"{dim}-d embeddings",
+        reduction=params,
+    )
 
 
 def feature_space_plot(
@@ -358,6 +480,7 @@ def feature_space_plot(
     embeddings: np.ndarray | torch.Tensor | None = None,
     labels: Sequence[Any] | None = None,
     method: str = "umap",
+    layout: str = "per-modality",
     random_state: int | None = 37,
     n_neighbors: int | None = None,
     perplexity: float | None = None,
@@ -388,26 +511,44 @@ def feature_space_plot(
     labels : sequence of length n, optional
         Colour groups; default: the kind of each item ("image", "text", "point").
     method : {"umap", "tsne", "pca"}, default "umap"
+    layout : {"per-modality", "joint", "side-by-side"}, default "per-modality"
+        How images and texts share the map. Image and text embeddings of BLIP (trained too) lie in
+        two clouds apart, the *modality gap*; a joint reduction spends the map on that gap, with
+        images in one corner and texts in another, each cloud crowded.
+
+        - ``"per-modality"`` (default): each modality centred on its own mean before the reduction
+          (said in the title), then one map. The gap is taken out, so the map shows how items spread
+          within their modality and which image sits among which texts; this is the default because
+          it spreads both kinds over the whole map, where thumbnails and callouts have room.
+        - ``"joint"``: the embeddings as they are; the gap shows.
+        - ``"side-by-side"``: the per-modality coordinates in two panels, images and texts, sharing
+          their axis limits (a place in one panel is the same place in the other); each panel
+          holds only thumbnails or only callouts, the least crowded drawing.
+
+        Centring needs at least 2 images and 2 texts; with fewer (or embeddings without items) the
+        coordinates are joint and the title says nothing of centring.
     random_state : int or None, default 37
         A fixed value gives identical coordinates on every run.
     n_neighbors, perplexity, metric
         See :func:`reduce_to_2d`; adapted to few items by default.
-    ax : matplotlib Axes, optional
+    ax : matplotlib Axes (a pair for "side-by-side"), optional
     **plot_kwargs
-        Passed to :meth:`FeatureSpaceDisplay.plot` (``max_thumbnails``, ``max_texts``, ...).
+        Passed to :meth:`FeatureSpaceDisplay.plot` (``max_thumbnails``, ``max_texts``,
+        ``thumbnail_size``, ``title``, ...).
 
     Returns
     -------
     FeatureSpaceDisplay
         ``.coords_`` (DataFrame with ``x``, ``y``, ``kind``, ``label``, ``name``, and
         ``truncated_by``: "tokens" or "words" for a text cut before it was embedded), ``.ax_``,
-        ``.figure_``. Map order: ``items``, then ``images``, then ``texts``.
+        ``.figure_``. Map order: ``items``, then ``images``, then ``texts``. The title names the
+        net, the embedding ("256-d ITC embeddings") and the reduction with its parameters.
 
     Examples
     --------
     >>> blipviz.feature_space_plot(model=model, images=photos, texts=captions)  # doctest: +SKIP
     >>> both = [model.encode_images(photos), model.encode_texts(captions)]  # doctest: +SKIP
-    >>> blipviz.feature_space_plot(both)  # doctest: +SKIP
+    >>> blipviz.feature_space_plot(both, layout="side-by-side")  # doctest: +SKIP
     """
     disp = feature_space_map(
         items,
@@ -417,6 +558,7 @@ def feature_space_plot(
         embeddings=embeddings,
         labels=labels,
         method=method,
+        layout=layout,
         random_state=random_state,
         n_neighbors=n_neighbors,
         perplexity=perplexity,
