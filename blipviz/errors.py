@@ -13,6 +13,7 @@ from typing import Any
 __all__ = [
     "BlipvizError",
     "CacheFolderError",
+    "CollectionFolderError",
     "ImageLoadError",
     "InputError",
     "InputTypeError",
@@ -36,6 +37,12 @@ class InputError(BlipvizError, ValueError):
 class CacheFolderError(InputError):
     """A path cannot be a feature cache: it is a file, a non-empty folder without blipviz's cache
     marker, or a cache of another format version. Nothing in it was read, changed or deleted."""
+
+
+class CollectionFolderError(InputError):
+    """A path cannot be (or continue) this collection: a file, a non-empty folder without a
+    collection manifest, a collection of another format version, net or preprocessing, or a
+    collection still being written by another run. Nothing in it was changed."""
 
 
 class MissingPartError(InputError):

@@ -1,0 +1,16 @@
+"""Collections: embed 100,000+ images into a folder, resumably, and search them by text.
+
+:func:`embed_collection` writes a collection folder (:mod:`blipviz.collection.shards` describes the
+format); :class:`Collection` opens it for search (FAISS, with BLIP's ITM rerank) and maps. The local
+engine runs the job in this process; ``engine="ray"`` runs the same job on Ray Data
+(:mod:`blipviz.collection.ray_engine`, ``pip install blipviz[ray]``). This layer uses the net's
+public ports, the store and the analyses; it knows no display.
+"""
+
+from __future__ import annotations
+
+from ..errors import CollectionFolderError
+from .collection import Collection
+from .embed import embed_collection
+
+__all__ = ["Collection", "CollectionFolderError", "embed_collection"]

@@ -1,0 +1,435 @@
+"""``Collection``: a finished collection folder, opened for search and maps.
+
+``Collection.open(out, model=None)`` reads the manifest and the shards' id columns; the embeddings
+stay on disk, memory-mapped (``.embeddings``). Searching needs the net: the one given as ``model=``
+(its weights fingerprints checked against the manifest), or the one the manifest names, loaded on
+first use and checked the same way.
+
+``search(texts, k, rerank)`` is BLIP's two-stage retrieval over the collection: the cosine stage
+through a FAISS index (:mod:`blipviz.collection.index`; exact by default), then, with
+``rerank > 0``, the ITM head re-scores each query's ``rerank`` best by cosine. Only those images are
+read again (from their files, or the dataset given as ``source=``) and pass the ViT, each once for
+all the queries that want it (with ``keep_states=True`` their states come from ``out/states``).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+
+from ..errors import CollectionFolderError, InputError, positive_int
+from .index import INDEX_KINDS, build_index, index_options, load_index, save_index, search_index
+from .netspec import check_same_net, load_described_net
+from .shards import (
+    EMBEDDINGS_NAME,
+    checksum_file,
+    folder_lock,
+    read_manifest,
+    read_shard,
+    write_manifest,
+)
+from .sources import Row, as_source
+
+__all__ = ["SEARCH_SCORES", "Collection"]
+
+#: Final ranking of reranked candidates: ITM probability, or BLIP's ITM logit + cosine.
+SEARCH_SCORES = ("itm", "itm+cosine")
+
+
+class Collection:
+    """An embedded image collection on disk (build it with :func:`blipviz.embed_collection`, open it
+    with :meth:`open`).
+
+    Attributes
+    ----------
+    folder : Path
+    manifest : dict
+        The folder's ``blipviz-collection.json``.
+    """
+
+    def __init__(self, folder: Path, manifest: dict[str, Any], model=None, source: Any = None) -> None:
+        self.folder = folder
+        self.manifest = manifest
+        self._model = model
+        self._source = None
+        if source is not None:
+            d = manifest["source"]
+            if d.get("kind") in ("dataset", "iterable_dataset"):
+                self._source = as_source(
+                    source,
+                    image_column=d.get("image_column") or "image",
+                    id_column=d.get("id_column"),
+                    text_column=d.get("text_column"),
+                )
+        self._indexes: dict[str, Any] = {}
+        table = [
+            read_shard(folder / s["file"], ["position", "id", "text", "locator", "error"])
+            for s in manifest["shards"]
+        ]
+        import pyarrow as pa
+
+        rows = pa.concat_tables(table).to_pandas() if table else pd.DataFrame(
+            columns=["position", "id", "text", "locator", "error"]
+        )  # fmt: skip
+        ok = rows["error"].isna().to_numpy()
+        self._rows = rows[ok].reset_index(drop=True)
+        self._errors = rows[~ok].reset_index(drop=True)
+        self._row_of: dict[str, int] | None = None
+
+    # --------------------------------------------------------------------------- opening
+    @classmethod
+    def open(
+        cls, out: str | os.PathLike, model=None, *, source: Any = None, verify: bool = False
+    ) -> Collection:
+        """Open a finished collection folder.
+
+        Parameters
+        ----------
+        out : str or path
+        model : BlipITM or BlipNet, optional
+            The net that made the collection (checked by its weights fingerprints); default: the
+            net the manifest names, loaded on first search.
+        source : datasets.Dataset, optional
+            The dataset the collection was made from, to read its images again (``image``, ITM
+            rerank); folders and paths are read again from their files without it.
+        verify : bool, default False
+            Check every shard's and the embeddings' checksum now.
+
+        Raises
+        ------
+        CollectionFolderError
+            Not a collection, an unfinished one (run :func:`embed_collection` again to finish it),
+            a net other than the one that made it, or (``verify=True``) a changed file.
+        """
+        folder = Path(out).expanduser()
+        manifest = read_manifest(folder)
+        if manifest is None:
+            raise CollectionFolderError(f"{str(folder)!r} is not a blipviz collection (no manifest)")
+        if manifest.get("state") != "complete":
+            raise CollectionFolderError(
+                f"collection {str(folder)!r} is unfinished ({len(manifest.get('shards', []))} shards "
+                "written): run embed_collection with the same arguments again to finish it"
+            )
+        if model is not None:
+            check_same_net(manifest["net"], model, "this net", f"{str(folder)!r} ")
+        if verify:
+            files = [(s["file"], s["checksum"]) for s in manifest["shards"]]
+            files.append((manifest["embeddings"]["file"], manifest["embeddings"]["checksum"]))
+            for name, expected in files:
+                if checksum_file(folder / name) != expected:
+                    raise CollectionFolderError(
+                        f"collection {str(folder)!r}: {name} changed since it was written (checksum)"
+                    )
+        return cls(folder, manifest, model, source)
+
+    def __repr__(self) -> str:
+        return (
+            f"Collection({str(self.folder)!r}, {len(self):,} images, {len(self._errors)} skipped, "
+            f"net={self.manifest['net']['name']!r})"
+        )
+
+    def __len__(self) -> int:
+        return int(self.manifest["count"])
+
+    @property
+    def model(self):
+        """The net: the one given, or the one the manifest names (loaded now, fingerprints checked)."""
+        if self._model is None:
+            self._model = load_described_net(self.manifest["net"])
+        return self._model
+
+    @property
+    def ids(self) -> list[str]:
+        """The ids of the embedded items, in the order of :attr:`embeddings`' rows."""
+        return self._rows["id"].tolist()
+
+    @property
+    def texts(self) -> list[str | None]:
+        """The text kept with each id (``text_column``), or None."""
+        return [t if isinstance(t, str) else None for t in self._rows["text"]]
+
+    @property
+    def embeddings(self) -> np.ndarray:
+        """Memory-mapped ndarray of shape (len(self), 256), float32: L2-normalised image embeddings."""
+        return np.load(self.folder / EMBEDDINGS_NAME, mmap_mode="r")
+
+    @property
+    def errors(self) -> pd.DataFrame:
+        """The skipped items: columns ``id``, ``position`` (in the source) and ``reason``."""
+        frame = self._errors[["id", "position", "error"]].rename(columns={"error": "reason"})
+        return frame.reset_index(drop=True)
+
+    def row(self, id: str) -> int:
+        """The row of ``id`` in :attr:`embeddings`; :class:`blipviz.InputError` for an unknown id."""
+        if self._row_of is None:
+            self._row_of = {v: i for i, v in enumerate(self._rows["id"])}
+        try:
+            return self._row_of[str(id)]
+        except KeyError:
+            raise InputError(f"no item with id {id!r} in this collection (or it was skipped)") from None
+
+    # ------------------------------------------------------------------------------ images
+    def _item(self, row: int) -> Any:
+        record = self._rows.iloc[row]
+        if isinstance(record["locator"], str) and record["locator"]:
+            return record["locator"]
+        if self._source is not None and self._source.random_access:
+            found: Row = self._source.row(int(record["position"]))
+            if found.id != record["id"]:
+                raise InputError(
+                    f"the source given holds id {found.id!r} at position {record['position']}, not "
+                    f"{record['id']!r}: pass the dataset the collection was made from"
+                )
+            return found.item
+        raise InputError(
+            f"the image of {record['id']!r} cannot be read again: the collection was made from a "
+            f"{self.manifest['source']['kind']} held in memory; pass it as Collection.open(..., source=)"
+        )
+
+    def image(self, id: str):
+        """The image of ``id``, read again from its source: an RGB PIL image.
+
+        Raises
+        ------
+        InputError
+            An unknown id, or a source that cannot be read again (a dataset not passed as ``source=``).
+        ImageLoadError
+            The file is gone or changed into something unreadable.
+        """
+        from ..net.images import load_image
+
+        row = self.row(id)
+        exif = bool(self.manifest["preprocessing"].get("exif_transpose", True))
+        return load_image(self._item(row), row, exif_transpose=exif)
+
+    # ------------------------------------------------------------------------------ search
+    def index(self, kind: str = "flat", **options: Any):
+        """The FAISS index of ``kind`` (``"flat"``, ``"ivf"``, ``"hnsw"``): built once; the approximate
+        ones stored in the folder and read from there afterwards (:mod:`blipviz.collection.index`)."""
+        opts = index_options(kind, len(self), **options)
+        if kind in self._indexes and self._indexes[kind][0] == opts:
+            return self._indexes[kind][1]
+        index = None
+        entry = self.manifest.get("indexes", {}).get(kind)
+        path = self.folder / f"index-{kind}.faiss"
+        if kind != "flat" and entry is not None and path.is_file():
+            built = {k: v for k, v in entry["options"].items() if k not in ("nprobe", "efSearch")}
+            wanted = {k: v for k, v in opts.items() if k not in ("nprobe", "efSearch")}
+            if built == wanted and entry["embeddings"] == self.manifest["embeddings"]["checksum"]:
+                if checksum_file(path) == entry["checksum"]:
+                    index = load_index(path)
+        if index is None:
+            index = build_index(self.embeddings, kind, **opts)
+            if kind != "flat":
+                self._store_index(kind, index, path, opts)
+        if kind == "ivf":
+            index.nprobe = opts["nprobe"]
+        elif kind == "hnsw":
+            index.hnsw.efSearch = opts["efSearch"]
+        self._indexes[kind] = (opts, index)
+        return index
+
+    def _store_index(self, kind: str, index, path: Path, opts: dict[str, Any]) -> None:
+        try:
+            with folder_lock(self.folder):
+                save_index(index, path)
+                manifest = read_manifest(self.folder) or self.manifest
+                manifest.setdefault("indexes", {})[kind] = {
+                    "file": path.name,
+                    "options": opts,
+                    "embeddings": self.manifest["embeddings"]["checksum"],
+                    "checksum": checksum_file(path),
+                }
+                manifest = {k: v for k, v in manifest.items() if k not in ("format", "version")}
+                write_manifest(self.folder, manifest)
+                self.manifest = manifest
+        except (OSError, CollectionFolderError) as exc:  # a read-only folder: the index lives in memory
+            import logging
+
+            logging.getLogger("blipviz").warning(
+                "collection %s: the %s index could not be stored (%s); it is kept in memory",
+                self.folder,
+                kind,
+                exc,
+            )
+
+    def search(
+        self,
+        texts: str | Sequence[str],
+        k: int = 10,
+        rerank: int = 0,
+        *,
+        index: str = "flat",
+        score: str = "itm",
+        batch_size: int | None = None,
+        **index_opts: Any,
+    ) -> pd.DataFrame:
+        """Find the images of the collection that best match each text, BLIP's two-stage way.
+
+        Parameters
+        ----------
+        texts : str or sequence of str
+            The queries (a str is one query).
+        k : int, default 10
+            Rows per query.
+        rerank : int, default 0
+            Re-score each query's ``rerank`` best by cosine with the ITM head (0: cosine only). Those
+            come first, ordered by ``score``; the rest (``k > rerank``) keep the cosine order.
+        index : {"flat", "ivf", "hnsw"}, default "flat"
+            ``"flat"`` is exact (numpy's top-k); the others are approximate, for millions of images.
+        score : {"itm", "itm+cosine"}, default "itm"
+            Ranking of the reranked: ITM probability, or BLIP's ITM logit + cosine.
+        batch_size : int, optional
+            Images per ViT pass of the rerank.
+        **index_opts
+            ``nlist``, ``nprobe`` (ivf), ``M``, ``efSearch`` (hnsw).
+
+        Returns
+        -------
+        DataFrame with ``k`` rows per query (fewer for a smaller collection), sorted by query and
+        ``rank`` (1 = best): ``query``, ``query_index``, ``rank``, ``id``, ``row`` (in
+        :attr:`embeddings`), ``cosine``, ``cosine_rank``, and with ``rerank > 0`` ``itm``
+        (probability) and ``itm_logit`` (NaN beyond the reranked).
+        """
+        k = positive_int("k", k)
+        if isinstance(rerank, bool) or not isinstance(rerank, int | np.integer) or rerank < 0:
+            raise InputError(f"rerank must be a whole number of at least 0, got {rerank!r}")
+        if score not in SEARCH_SCORES:
+            raise InputError(
+                f"unknown score {score!r}; allowed values: {', '.join(map(repr, SEARCH_SCORES))}"
+            )
+        if index not in INDEX_KINDS:
+            raise InputError(f"unknown index {index!r}; allowed values: {', '.join(map(repr, INDEX_KINDS))}")
+        model = self.model
+        features = model.encode_texts(texts)
+        queries = features.embeddings.numpy().astype(np.float32)
+        columns = ["query", "query_index", "rank", "id", "row", "cosine", "cosine_rank"]
+        if len(self) == 0 or len(queries) == 0:
+            return pd.DataFrame(columns=columns + (["itm", "itm_logit"] if rerank else []))
+        search_opts = {key: index_opts.pop(key) for key in ("nprobe", "efSearch") if key in index_opts}
+        found = self.index(index, **index_opts)
+        cos, rows = search_index(found, queries, max(k, rerank), **search_opts)
+        ids = self._rows["id"].to_numpy()
+        records = []
+        logits = self._rerank(model, features, rows[:, :rerank], batch_size) if rerank else {}
+        for q in range(len(queries)):
+            for r in range(rows.shape[1]):
+                i = int(rows[q, r])
+                rec = {
+                    "query": features.texts[q],
+                    "query_index": q,
+                    "id": ids[i],
+                    "row": i,
+                    "cosine": float(cos[q, r]),
+                    "cosine_rank": r + 1,
+                }
+                if rerank:
+                    pair = logits.get((q, i))
+                    rec["itm"] = float(pair.softmax(-1)[1]) if pair is not None else np.nan
+                    rec["itm_logit"] = float(pair[1]) if pair is not None else np.nan
+                records.append(rec)
+        frame = pd.DataFrame(records)
+        if rerank:
+            reranked = frame["cosine_rank"] <= rerank
+            key = frame["itm"] if score == "itm" else frame["itm_logit"] + frame["cosine"]
+            frame["_group"] = np.where(reranked, 0, 1)
+            frame["_key"] = np.where(reranked, -key, -frame["cosine"])
+            frame = frame.sort_values(["query_index", "_group", "_key", "cosine_rank"], kind="stable")
+            frame = frame.drop(columns=["_group", "_key"])
+        frame = frame.groupby("query_index", sort=True).head(k).reset_index(drop=True)
+        frame["rank"] = frame.groupby("query_index").cumcount() + 1
+        out = frame[columns + (["itm", "itm_logit"] if rerank else [])]
+        out.attrs["truncated_by"] = {
+            t: r for t, r in zip(features.texts, features.truncated_by, strict=True) if r is not None
+        }
+        return out
+
+    def _rerank(self, model, features, candidates: np.ndarray, batch_size: int | None) -> dict:
+        """ITM logits (2,) of each (query, candidate row): each candidate image read and passed through
+        the ViT once, its queries in one ITM batch against its states."""
+        from ..net.images import load_image
+
+        by_row: dict[int, list[int]] = {}
+        for q in range(candidates.shape[0]):
+            for i in candidates[q]:
+                by_row.setdefault(int(i), []).append(q)
+        order = sorted(by_row)
+        exif = bool(self.manifest["preprocessing"].get("exif_transpose", True))
+        size = model.resolve_batch_size(batch_size)
+        logits: dict[tuple[int, int], torch.Tensor] = {}
+        previous = model.feature_cache
+        if self.manifest.get("keep_states"):
+            from ..store.cache import FeatureCache
+
+            model.feature_cache = FeatureCache(self.folder / "states")
+        try:
+            with torch.inference_mode():
+                for start in range(0, len(order), size):
+                    chunk = order[start : start + size]
+                    rgbs = [load_image(self._item(i), i, exif_transpose=exif) for i in chunk]
+                    labels = [str(self._rows["id"].iat[i]) for i in chunk]
+                    at = 0
+                    for batch in model.iter_image_states(rgbs, size, False, labels):
+                        for b in range(batch.states.shape[0]):
+                            i = chunk[at]
+                            qs = by_row[i]
+                            out = model.itm_logits_of_image(
+                                features.tokenized.select(qs), batch.states[b : b + 1], batch.keys[b]
+                            )
+                            for q, pair in zip(qs, out, strict=True):
+                                logits[(q, i)] = pair.double()
+                            at += 1
+        finally:
+            model.feature_cache = previous
+        return logits
+
+    # --------------------------------------------------------------------------------- maps
+    def feature_space(
+        self,
+        method: str = "umap",
+        *,
+        sample: int | None = None,
+        random_state: int | None = 37,
+        **options: Any,
+    ) -> pd.DataFrame:
+        """Map the collection's embeddings (all, or a random ``sample`` of them) to the plane.
+
+        Parameters
+        ----------
+        method : {"umap", "tsne", "pca"}, default "umap"
+            :func:`blipviz.analysis.feature_space.reduce_to_2d` (its ``**options``: ``n_neighbors``,
+            ``perplexity``, ``metric``).
+        sample : int, optional
+            Map this many points drawn at random (``random_state``) without replacement; default all.
+        random_state : int or None, default 37
+
+        Returns
+        -------
+        DataFrame with one row per mapped point, in collection order: ``id``, ``row`` (in
+        :attr:`embeddings`), ``x``, ``y``, ``text``.
+        """
+        from ..analysis.feature_space import reduce_to_2d
+
+        n = len(self)
+        if sample is None or sample >= n:
+            rows = np.arange(n)
+        else:
+            rows = np.sort(
+                np.random.default_rng(random_state).choice(n, positive_int("sample", sample), replace=False)
+            )
+        coords = reduce_to_2d(self.embeddings[rows], method, random_state=random_state, **options)
+        return pd.DataFrame(
+            {
+                "id": self._rows["id"].to_numpy()[rows],
+                "row": rows,
+                "x": coords[:, 0],
+                "y": coords[:, 1],
+                "text": [t if isinstance(t, str) else None for t in self._rows["text"].to_numpy()[rows]],
+            }
+        )

@@ -1,0 +1,421 @@
+"""``embed_collection``: embed a large image set into a collection folder, resumably, one batch at a time.
+
+The job reads the source in order (:mod:`blipviz.collection.sources`), decodes each image once
+(an unreadable one is recorded with its id and reason and skipped), passes each batch through the
+net's input stream (:meth:`blipviz.net.BlipNet.iter_image_states`) and ``image_projection``, and
+writes the embeddings, L2-normalised as :meth:`~blipviz.net.BlipNet.encode_images` gives them, in
+shards of ``shard_size`` source positions (:mod:`blipviz.collection.shards`). Memory holds one batch
+of images and states and the embeddings of one shard (256 floats per image), whatever the size of the
+collection; the set of ids seen so far (to refuse duplicates) is the one thing that grows.
+
+Resuming: a run killed at any point leaves whole shards only; the next run with the same folder
+checks that the manifest names the same net and preprocessing, keeps the shards that are complete
+and intact (Parquet footer and checksum), and continues at the first position after them. Batches
+start at the same positions in both runs, so the result is the same, bit for bit, as one run.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..errors import CollectionFolderError, InputError, check_choice, positive_int
+from .netspec import check_same_net, net_description, preprocessing_description
+from .shards import (
+    EMBEDDINGS_NAME,
+    ShardRows,
+    checksum_file,
+    folder_lock,
+    read_manifest,
+    read_shard,
+    read_shard_meta,
+    remove_temporaries,
+    shard_embeddings,
+    shard_path,
+    write_atomically,
+    write_manifest,
+    write_shard,
+)
+from .sources import Row, Source, as_source
+from .work import embed_rows, progress_bar
+
+__all__ = ["DEFAULT_SHARD_SIZE", "ENGINES", "ShardWriter", "embed_collection"]
+
+#: Source positions per shard when none is given (about 1 MB of embeddings).
+DEFAULT_SHARD_SIZE = 1024
+ENGINES = ("local", "ray")
+STATES_DIR = "states"
+
+
+class ShardWriter:
+    """Takes embedded rows in position order and writes each shard when its last position is in.
+
+    Parameters
+    ----------
+    folder : Path
+    manifest : dict
+        Updated (and rewritten atomically) after every shard.
+    shard_size : int
+    dim : int
+    start_shard : int
+        Index of the first shard to write (the shards before it are complete).
+    seen : set of str
+        Ids already written (duplicates are skipped and reported).
+    """
+
+    def __init__(
+        self,
+        folder: Path,
+        manifest: dict[str, Any],
+        shard_size: int,
+        dim: int,
+        start_shard: int,
+        seen: set[str],
+    ) -> None:
+        self.folder, self.manifest, self.shard_size, self.dim = folder, manifest, shard_size, dim
+        self.shard = start_shard
+        self.seen = seen
+        self.n_errors = sum(s["errors"] for s in manifest["shards"])
+        self._clear()
+
+    def _clear(self) -> None:
+        self.positions: list[int] = []
+        self.ids: list[str] = []
+        self.texts: list[str | None] = []
+        self.locators: list[str | None] = []
+        self.errors: list[str | None] = []
+        self.embeddings: list[np.ndarray] = []
+
+    def add(self, row: Row, embedding: np.ndarray | None, error: str | None) -> None:
+        """One row: its embedding of shape (dim,), or ``None`` and why it was skipped."""
+        while row.position >= (self.shard + 1) * self.shard_size:
+            self.flush()
+        if error is None and row.id in self.seen:
+            error, embedding = "duplicate id (an earlier position has the same id)", None
+        self.seen.add(row.id)
+        self.positions.append(row.position)
+        self.ids.append(row.id)
+        self.texts.append(row.text)
+        self.locators.append(row.locator)
+        self.errors.append(error)
+        if error is None:
+            self.embeddings.append(np.asarray(embedding, dtype=np.float32).reshape(self.dim))
+        else:
+            self.n_errors += 1
+        if row.position + 1 == (self.shard + 1) * self.shard_size:
+            self.flush()  # the shard is whole: on disk before the next batch starts
+
+    def flush(self, stop: int | None = None) -> None:
+        """Write the current shard (positions up to ``stop``, default the shard's end) and move on."""
+        start = self.shard * self.shard_size
+        stop = (self.shard + 1) * self.shard_size if stop is None else stop
+        emb = np.stack(self.embeddings) if self.embeddings else np.zeros((0, self.dim), np.float32)
+        rows = ShardRows(
+            np.asarray(self.positions, dtype=np.int64), self.ids, self.texts, self.locators, self.errors, emb
+        )
+        checksum = write_shard(self.folder, self.shard, start, stop, rows, self.dim)
+        self.manifest["shards"].append(
+            {
+                "index": self.shard,
+                "file": shard_path(self.folder, self.shard).relative_to(self.folder).as_posix(),
+                "start": start,
+                "stop": stop,
+                "rows": len(rows),
+                "errors": sum(e is not None for e in self.errors),
+                "checksum": checksum,
+            }
+        )
+        write_manifest(self.folder, self.manifest)
+        self.shard += 1
+        self._clear()
+
+    def finish(self, end: int) -> None:
+        """Write the last shard (positions up to ``end``, the source's length)."""
+        if self.positions or self.shard * self.shard_size < end:
+            self.flush(stop=end)
+
+
+def _batches(rows: Iterable[Row], batch_size: int, shard_size: int) -> Iterable[list[Row]]:
+    """Consecutive rows in batches that start at multiples of ``batch_size`` within each shard and
+    never cross a shard boundary (so a resumed run forms the same batches)."""
+    batch: list[Row] = []
+    for row in rows:
+        if batch and (len(batch) == batch_size or row.position % shard_size == 0):
+            yield batch
+            batch = []
+        batch.append(row)
+    if batch:
+        yield batch
+
+
+def _resume_point(folder: Path, manifest: dict[str, Any], source: Source) -> tuple[int, set[str]]:
+    """Keep the complete, intact shards in order from shard 0; delete the rest. Returns the index of
+    the first shard to write and the ids already written."""
+    listed = {s["index"]: s for s in manifest.get("shards", [])}
+    size = manifest["shard_size"]
+    kept: list[dict[str, Any]] = []
+    seen: set[str] = set()
+    k = 0
+    while (path := shard_path(folder, k)).is_file():
+        try:
+            meta = read_shard_meta(path)
+            table = read_shard(path, ["id", "error"])
+        except Exception:
+            break  # unreadable: written again
+        checksum = checksum_file(path)
+        entry = listed.get(k)
+        if meta.get("start") != k * size or (entry is not None and entry["checksum"] != checksum):
+            break
+        ids = table.column("id").to_pylist()
+        errors = table.column("error").to_pylist()
+        kept.append(
+            {
+                "index": k,
+                "file": path.relative_to(folder).as_posix(),
+                "start": meta["start"],
+                "stop": meta["stop"],
+                "rows": len(ids),
+                "errors": sum(e is not None for e in errors),
+                "checksum": checksum,
+            }
+        )
+        seen.update(ids)
+        k += 1
+    for stale in sorted((folder / "shards").glob("shard-*.parquet")):
+        if int(stale.stem.split("-")[1]) >= k:
+            stale.unlink()
+    if kept and source.random_access:  # the same source? its ids at the last kept shard's positions
+        last = kept[-1]
+        expected = source.ids_at(last["start"], last["stop"])
+        found = read_shard(shard_path(folder, last["index"]), ["id"]).column("id").to_pylist()
+        if expected is not None and expected != found:
+            raise CollectionFolderError(
+                f"collection {str(folder)!r} was made from another source: positions {last['start']} to "
+                f"{last['stop']} have other ids there (e.g. {found[:1]} against {expected[:1]}); give the "
+                "same source to resume, or another folder"
+            )
+    manifest["shards"] = kept
+    return k, seen
+
+
+def _new_manifest(
+    model, source: Source, shard_size: int, batch_size: int, keep_states: bool
+) -> dict[str, Any]:
+    return {
+        "state": "running",
+        "net": net_description(model),
+        "preprocessing": preprocessing_description(model),
+        "source": source.description,
+        "shard_size": shard_size,
+        "batch_size": batch_size,
+        "keep_states": keep_states,
+        "shards": [],
+    }
+
+
+def _check_folder(folder: Path, manifest: dict[str, Any], model, source: Source, keep_states: bool) -> None:
+    where = f"{str(folder)!r} "
+    check_same_net(manifest["net"], model, "this net", where)
+    mine = preprocessing_description(model)
+    if manifest["preprocessing"] != mine:
+        raise CollectionFolderError(
+            f"collection {where}was made with another image preprocessing ({manifest['preprocessing']}), "
+            f"not this net's ({mine}); embed into another folder"
+        )
+    recorded = manifest["source"]
+    if recorded.get("kind") != source.kind or (
+        recorded.get("count") is not None and source.count is not None and recorded["count"] != source.count
+    ):
+        raise CollectionFolderError(
+            f"collection {where}was made from a {recorded.get('kind')} of {recorded.get('count')} items, "
+            f"not this {source.kind} of {source.count}: give the same source to resume, or another folder"
+        )
+    if bool(manifest.get("keep_states")) != keep_states:
+        raise CollectionFolderError(
+            f"collection {where}was started with keep_states={manifest.get('keep_states')}: resume it "
+            "with the same setting"
+        )
+
+
+def _finalize(folder: Path, manifest: dict[str, Any], end: int) -> None:
+    """Write ``embeddings.npy`` from the shards (one shard in memory at a time) and mark complete."""
+    dim = manifest["net"]["dim"]
+    n_ok = sum(s["rows"] - s["errors"] for s in manifest["shards"])
+
+    def write(tmp: str) -> None:
+        out = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float32, shape=(n_ok, dim))
+        at = 0
+        for entry in manifest["shards"]:
+            emb = shard_embeddings(read_shard(folder / entry["file"], ["embedding"]))
+            out[at : at + len(emb)] = emb
+            at += len(emb)
+        out.flush()
+        del out
+
+    write_atomically(folder / EMBEDDINGS_NAME, write)
+    manifest.update(
+        state="complete",
+        count=n_ok,
+        positions=end,
+        errors=sum(s["errors"] for s in manifest["shards"]),
+        embeddings={
+            "file": EMBEDDINGS_NAME,
+            "shape": [n_ok, dim],
+            "dtype": "float32",
+            "checksum": checksum_file(folder / EMBEDDINGS_NAME),
+        },
+    )
+    manifest["source"]["count"] = end
+    write_manifest(folder, manifest)
+
+
+class _StatesStore:
+    """Inside the block, the net's feature store is the collection's ``states/`` cache
+    (``keep_states=True``) or none at all: a collection never fills a user's cache with raw states
+    it was not asked to keep."""
+
+    def __init__(self, model, folder: Path, keep: bool) -> None:
+        self.model, self.folder, self.keep = model, folder, keep
+
+    def __enter__(self):
+        self.previous = self.model.feature_cache
+        if self.keep:
+            from ..store.cache import FeatureCache
+
+            self.model.feature_cache = FeatureCache(self.folder / STATES_DIR)
+        else:
+            self.model.feature_cache = None
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.model.feature_cache = self.previous
+
+
+def embed_collection(
+    model,
+    source: Any,
+    out: str | os.PathLike,
+    *,
+    image_column: str = "image",
+    id_column: str | None = None,
+    text_column: str | None = None,
+    batch_size: int | None = None,
+    engine: str = "local",
+    progress: bool | None = None,
+    keep_states: bool = False,
+    shard_size: int | None = None,
+    **engine_options: Any,
+):
+    """Embed every image of ``source`` into the collection folder ``out``, resumably.
+
+    Parameters
+    ----------
+    model : BlipITM or blipviz.net.BlipNet
+    source : datasets.Dataset, datasets.IterableDataset, folder, or list of paths
+        A dataset's images are read from ``image_column`` (an ``Image`` feature, paths or encoded
+        bytes); a folder is read recursively (ids: relative paths); a list of paths keeps its order
+        (ids: the paths).
+    out : str or path
+        The collection folder: created if missing; an unfinished collection of the same net,
+        preprocessing and source is resumed; a finished one is opened.
+    image_column, id_column, text_column : str
+        Dataset columns: the image, a unique id (default: the row number), a text kept with each id.
+    batch_size : int, optional
+        Images per ViT pass; default the net's (4 on CPU, 16 on a GPU).
+    engine : {"local", "ray"}
+        ``"ray"``: the same job on Ray Data (:mod:`blipviz.collection.ray_engine`), writing the same
+        shards; ``engine_options`` go there (``concurrency``, ``num_gpus``, ``num_cpus``).
+    progress : bool, optional
+        A progress bar in images/s; default for 64 images or more (or an unknown count).
+    keep_states : bool, default False
+        Keep the raw image states in ``out/states`` (a :class:`blipviz.store.FeatureCache`: 1.8 MB
+        per ViT-B/16 image) so an ITM rerank skips the ViT.
+    shard_size : int, optional
+        Source positions per shard (default 1024); fixed by the folder once a run has started.
+
+    Returns
+    -------
+    Collection
+
+    Raises
+    ------
+    CollectionFolderError
+        ``out`` is not a collection, or one made by another net, preprocessing or source, or is
+        being written by another run.
+    InputError, InputTypeError
+        An unknown engine or option, a bad source or column.
+    """
+    from .collection import Collection
+
+    check_choice("engine", engine, ENGINES)
+    if engine == "local" and engine_options:
+        raise InputError(
+            f"options {sorted(engine_options)} are for engine='ray'; the local engine takes none"
+        )
+    batch_size = model.resolve_batch_size(batch_size)
+    model.require_part("ImageEncoder", "embedding a collection")
+    src = as_source(source, image_column=image_column, id_column=id_column, text_column=text_column)
+    folder = Path(out).expanduser()
+    manifest = read_manifest(folder)
+    if manifest is not None:
+        _check_folder(folder, manifest, model, src, bool(keep_states))
+        if manifest.get("state") == "complete":
+            return Collection.open(folder, model=model, source=source)
+        if shard_size is not None and positive_int("shard_size", shard_size) != manifest["shard_size"]:
+            raise CollectionFolderError(
+                f"collection {str(folder)!r} was started with shard_size={manifest['shard_size']}: resume "
+                "it with the same (or leave shard_size out)"
+            )
+    with folder_lock(folder):
+        remove_temporaries(folder)
+        if manifest is None:
+            size = DEFAULT_SHARD_SIZE if shard_size is None else positive_int("shard_size", shard_size)
+            manifest = _new_manifest(model, src, size, batch_size, bool(keep_states))
+            write_manifest(folder, manifest)
+        start_shard, seen = _resume_point(folder, manifest, src)
+        size = manifest["shard_size"]
+        start = manifest["shards"][-1]["stop"] if manifest["shards"] else 0
+        writer = ShardWriter(folder, manifest, size, manifest["net"]["dim"], start_shard, seen)
+        if engine == "ray":
+            from .ray_engine import run_on_ray
+
+            end = run_on_ray(model, src, start, writer, batch_size, progress, **engine_options)
+        else:
+            end = _run_local(model, src, start, writer, batch_size, progress, folder, bool(keep_states))
+        writer.finish(end)
+        _finalize(folder, manifest, end)
+    if writer.n_errors:
+        import logging
+
+        logging.getLogger("blipviz").warning(
+            "collection %s: %d unreadable items were skipped (see Collection.errors)", folder, writer.n_errors
+        )
+    return Collection.open(folder, model=model, source=source)
+
+
+def _run_local(
+    model, src: Source, start: int, writer: ShardWriter, batch_size: int, progress, folder: Path, keep: bool
+) -> int:
+    """The local engine: batches in order through the net; returns the source's length."""
+    bar = progress_bar(progress, src.count, start, "embedding collection")
+    end = start
+    try:
+        with _StatesStore(model, folder, keep):
+            for batch in _batches(src.rows(start), batch_size, writer.shard_size):
+                embeddings, errors = embed_rows(model, batch)
+                at = 0
+                for row, error in zip(batch, errors, strict=True):
+                    writer.add(row, embeddings[at] if error is None else None, error)
+                    at += error is None
+                end = batch[-1].position + 1
+                if bar is not None:
+                    bar.update(len(batch))
+                    bar.set_postfix(skipped=writer.n_errors, refresh=False)
+    finally:
+        if bar is not None:
+            bar.close()
+    return end

@@ -1,0 +1,253 @@
+"""``engine="ray"``: the collection job on Ray Data, writing the same shards as the local engine.
+
+The source becomes a Ray dataset (a Hugging Face dataset through ``ray.data.from_huggingface``, its
+``Image`` column left encoded; a folder or list of paths through ``ray.data.from_items``) read from
+the resume position on; ``map_batches`` runs a pool of actors, each of which builds the net once
+from the driver's image weights (sent once through Ray's object store, checked by fingerprint) and
+embeds its batches exactly as the local engine does (:func:`blipviz.collection.embed.embed_rows`:
+unreadable items recorded, not raised). The results come back to the driver in source order
+(``preserve_order``), where the one shard writer of the local engine writes them.
+
+Ray is the user's: a ``ray.init(address=...)`` made before is used as it is; when Ray is not
+initialised, a local one is started (``ray.init()``) and left running for the next job.
+
+Resources: each actor asks for ``num_cpus`` CPUs (default: the cluster's CPUs less one left for Ray
+Data's read tasks, shared by the actors, at most 1 each; on a 2-CPU machine with 2 actors, 0.5 each:
+with 1 CPU each the read task would wait for a CPU forever) and ``num_gpus`` GPUs (default none; with
+GPUs the net runs on ``cuda``). Each actor runs torch with ``max(1, round(num_cpus))`` threads.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+
+from ..errors import InputError, positive_int
+from .sources import Row, Source
+
+__all__ = ["actor_resources", "net_recipe", "run_on_ray"]
+
+
+def _ray():
+    try:
+        import ray
+    except ImportError:
+        raise ImportError("engine='ray' needs Ray: pip install 'blipviz[ray]'") from None
+    return ray
+
+
+def actor_resources(
+    concurrency: int | None, num_cpus: float | None, num_gpus: float | None, cluster: dict[str, float]
+) -> dict[str, Any]:
+    """The actors' pool size and resources, sized from what Ray reports (``ray.cluster_resources()``).
+
+    Returns
+    -------
+    dict with ``concurrency`` (int), ``num_cpus`` (float), ``num_gpus`` (float), ``threads`` (int)
+    """
+    cpus = float(cluster.get("CPU", 1.0))
+    gpus = float(cluster.get("GPU", 0.0))
+    spare = min(1.0, cpus / 2)  # for the read tasks: an actor pool that takes every CPU starves them
+    if num_gpus:
+        if gpus <= 0:
+            raise InputError(f"num_gpus={num_gpus}: this Ray cluster has no GPU (it reports {cluster})")
+        default_pool = max(1, int(gpus // float(num_gpus)))
+    else:
+        default_pool = max(1, int(cpus - spare))
+    concurrency = default_pool if concurrency is None else positive_int("concurrency", concurrency)
+    if num_cpus is None:
+        num_cpus = min(1.0, (cpus - spare) / concurrency)
+        num_cpus = max(0.01, math.floor(num_cpus * 100) / 100)
+    elif not num_cpus > 0:
+        raise InputError(f"num_cpus must be above 0, got {num_cpus!r}")
+    return {
+        "concurrency": concurrency,
+        "num_cpus": float(num_cpus),
+        "num_gpus": float(num_gpus or 0.0),
+        "threads": max(1, round(float(num_cpus))),
+    }
+
+
+def net_recipe(model) -> dict[str, Any]:
+    """What an actor needs to build the net's image part: config, image weights, options, fingerprint."""
+    from ..net.fast_attention import fast_attention_enabled
+    from ..net.fingerprint import WEIGHT_GROUPS
+
+    if model.quantization:
+        raise InputError(
+            "engine='ray' sends the net's float weights to its workers; this net is quantised "
+            f"({model.quantization}): embed with engine='local', or use the float net"
+        )
+    prefixes = tuple(g + "." for g in WEIGHT_GROUPS["image"])
+    state = {k: v.detach().cpu() for k, v in model.hf.state_dict().items() if k.startswith(prefixes)}
+    p = model.preprocessing
+    return {
+        "config": model.hf.config.to_dict(),
+        "state": state,
+        "name": model.name,
+        "preprocessing": {
+            "image_size": p.image_size,
+            "mean": tuple(p.mean),
+            "std": tuple(p.std),
+            "exif_transpose": p.exif_transpose,
+        },
+        "dtype": str(model.dtype).replace("torch.", ""),
+        "fast_attention": fast_attention_enabled(model.hf),
+        "fingerprint": model.fingerprint("image"),
+    }
+
+
+def build_net(recipe: dict[str, Any], device: str):
+    """The image part of the net from a :func:`net_recipe`, its fingerprint checked."""
+    import torch
+    from transformers import BlipConfig, BlipForImageTextRetrieval
+
+    from ..net.fast_attention import enable_fast_attention
+    from ..net.images import ImagePreprocessing
+    from ..net.net import BlipNet
+
+    hf = BlipForImageTextRetrieval(BlipConfig.from_dict(recipe["config"]))
+    hf.load_state_dict(recipe["state"], strict=False)
+    net = BlipNet(
+        hf,
+        name=recipe["name"],
+        preprocessing=ImagePreprocessing(**recipe["preprocessing"]),
+        device=device,
+        dtype=getattr(torch, recipe["dtype"]),
+    )
+    if recipe["fast_attention"]:
+        enable_fast_attention(net.hf)
+    if net.fingerprint("image") != recipe["fingerprint"]:
+        raise RuntimeError("the net rebuilt on a Ray worker has other image weights than the driver's")
+    return net.keep_only_part("ImageEncoder")
+
+
+class _Embedder:
+    """A Ray Data actor: the net built once, then batch after batch embedded."""
+
+    def __init__(self, recipe, columns: dict[str, Any], threads: int, use_gpu: bool) -> None:
+        import ray
+        import torch
+
+        torch.set_num_threads(threads)
+        recipe = ray.get(recipe) if isinstance(recipe, ray.ObjectRef) else recipe
+        self.net = build_net(recipe, "cuda" if use_gpu else "cpu")
+        self.dim = int(self.net.config.image_text_hidden_size)
+        self.source = Source("dataset", None, count=None, **columns) if columns else None
+
+    def __call__(self, batch) -> dict[str, np.ndarray]:
+        from .work import embed_rows
+
+        records = batch.to_pylist()
+        if self.source is not None:
+            rows = [self.source.dataset_row(-1, r) for r in records]
+            if self.source.id_column is None:
+                for row in rows:
+                    row.id = None  # the driver numbers the rows
+        else:
+            rows = [Row(-1, r["id"], None, r["item"], r["locator"]) for r in records]
+        embeddings, errors = embed_rows(self.net, rows)
+        full = np.zeros((len(rows), self.dim), dtype=np.float32)
+        full[[e is None for e in errors]] = embeddings
+        return {
+            "id": np.array([r.id for r in rows], dtype=object),
+            "text": np.array([r.text for r in rows], dtype=object),
+            "locator": np.array([r.locator for r in rows], dtype=object),
+            "error": np.array(errors, dtype=object),
+            "embedding": full,
+        }
+
+
+def _str_or_none(value: Any) -> str | None:
+    """A string column's value as Ray Data returns it: a column of only None comes back as
+    float NaN (or null), not as None."""
+    if value is None or (isinstance(value, float | np.floating) and np.isnan(value)):
+        return None
+    return str(value)
+
+
+def _ray_dataset(ray, src: Source, start: int):
+    if src.kind in ("folder", "paths"):
+        items = []
+        for i in range(start, src.count or 0):
+            row = src.row(i)
+            items.append({"id": row.id, "item": row.item, "locator": row.locator})
+        return ray.data.from_items(items) if items else None, {}
+    data = src.data
+    if src.kind == "dataset":
+        if start >= len(data):
+            return None, {}
+        data = data.select(range(start, len(data))) if start else data
+    elif start:
+        data = data.skip(start)
+    columns = {"image_column": src.image_column, "id_column": src.id_column, "text_column": src.text_column}
+    return ray.data.from_huggingface(data), columns
+
+
+def run_on_ray(
+    model,
+    src: Source,
+    start: int,
+    writer,
+    batch_size: int,
+    progress: bool | None,
+    *,
+    concurrency: int | None = None,
+    num_cpus: float | None = None,
+    num_gpus: float | None = None,
+) -> int:
+    """Embed ``src`` from position ``start`` on with Ray Data, feeding ``writer`` in source order;
+    returns the source's length."""
+    from .work import progress_bar
+
+    ray = _ray()
+    if not ray.is_initialized():
+        ray.init(include_dashboard=False, configure_logging=False, log_to_driver=False)
+    res = actor_resources(concurrency, num_cpus, num_gpus, ray.cluster_resources())
+    dataset, columns = _ray_dataset(ray, src, start)
+    if dataset is None:
+        return start
+    recipe = ray.put(net_recipe(model))
+    ctx = ray.data.DataContext.get_current()
+    previous = ctx.execution_options.preserve_order
+    ctx.execution_options.preserve_order = True
+    mapped = dataset.map_batches(
+        _Embedder,
+        fn_constructor_kwargs={
+            "recipe": recipe,
+            "columns": columns,
+            "threads": res["threads"],
+            "use_gpu": res["num_gpus"] > 0,
+        },
+        batch_size=batch_size,
+        batch_format="pyarrow",
+        concurrency=res["concurrency"],
+        num_cpus=res["num_cpus"],
+        num_gpus=res["num_gpus"] or None,
+    )
+    bar = progress_bar(progress, src.count, start, f"embedding collection (Ray, {res['concurrency']} actors)")
+    position = start
+    try:
+        for out in mapped.iter_batches(batch_size=None, batch_format="numpy"):
+            for j in range(len(out["error"])):
+                ident = _str_or_none(out["id"][j])
+                row = Row(
+                    position,
+                    str(position) if ident is None else ident,
+                    _str_or_none(out["text"][j]),
+                    None,
+                    _str_or_none(out["locator"][j]),
+                )
+                error = _str_or_none(out["error"][j])
+                writer.add(row, out["embedding"][j] if error is None else None, error)
+                position += 1
+            if bar is not None:
+                bar.update(len(out["error"]))
+                bar.set_postfix(skipped=writer.n_errors, refresh=False)
+    finally:
+        ctx.execution_options.preserve_order = previous
+        if bar is not None:
+            bar.close()
+    return position

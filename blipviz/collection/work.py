@@ -1,0 +1,56 @@
+"""The work both engines share: decoding a batch of rows (unreadable items recorded, never raised),
+one pass of the net's input stream for the readable ones, and the progress bar in images/s."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from ..errors import BlipvizError
+from ..net.net import PROGRESS_MIN_IMAGES
+from .sources import Row
+
+__all__ = ["embed_rows", "progress_bar"]
+
+
+def _decode(model, row: Row) -> tuple[Any, str | None]:
+    """The decoded RGB image of a row, or ``(None, reason)`` when it cannot be read."""
+    try:
+        return model.preprocessing.load(row.item, row.position), None
+    except BlipvizError as exc:  # ImageLoadError, InputError, InputTypeError: the item, not the run
+        return None, f"{type(exc).__name__}: {exc}"
+
+
+def embed_rows(model, rows: list[Row]) -> tuple[np.ndarray, list[str | None]]:
+    """Embed one batch of rows: decode each (errors recorded, not raised), one pass of the input stream.
+
+    Returns
+    -------
+    embeddings : ndarray of shape (n_ok, dim), float32
+        L2-normalised, for the rows whose error is None, in order.
+    errors : list of str or None, one per row
+    """
+    decoded = [_decode(model, row) for row in rows]
+    good = [rgb for rgb, err in decoded if err is None]
+    errors = [err for _, err in decoded]
+    dim = int(model.config.image_text_hidden_size)
+    if not good:
+        return np.zeros((0, dim), np.float32), errors
+    labels = [row.id for row, (_, err) in zip(rows, decoded, strict=True) if err is None]
+    parts = []
+    with torch.inference_mode():
+        for batch in model.iter_image_states(good, len(good), False, labels):
+            parts.append(F.normalize(model.image_projection(batch.states), dim=-1).cpu().numpy())
+    return np.concatenate(parts).astype(np.float32, copy=False), errors
+
+
+def progress_bar(show: bool | None, total: int | None, initial: int, desc: str):
+    show = (total is None or total >= PROGRESS_MIN_IMAGES) if show is None else show
+    if not show:
+        return None
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, initial=initial, desc=desc, unit="img", smoothing=0.1)
