@@ -3,6 +3,8 @@
 - :func:`load_fashion_mnist` reads the FashionMNIST test (or train) set through Hugging Face
   ``datasets``: from the Hub (``zalando-datasets/fashion_mnist``) or its local cache, from a local
   copy (a ``save_to_disk`` folder or parquet files), or from an already loaded ``datasets.Dataset``.
+- :func:`load_retrieval_benchmark` reads the test (or validation) split of BLIP's retrieval
+  benchmarks, COCO (Karpathy split) and Flickr30k, the same ways: Hub, local copy, loaded dataset.
 - :func:`sample_images` returns real photographs that ship inside packages installed with blipviz
   (scikit-image, scikit-learn, matplotlib), so that it works offline.
 
@@ -16,7 +18,7 @@ import contextlib
 import importlib.util
 import os
 import re
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple
@@ -35,10 +37,14 @@ if TYPE_CHECKING:
 __all__ = [
     "FASHION_MNIST_HUB_ID",
     "FASHION_MNIST_LABELS",
+    "RETRIEVAL_BENCHMARKS",
     "Gallery",
     "LabelledImages",
+    "RetrievalBenchmark",
+    "RetrievalBenchmarkSource",
     "SampleImage",
     "load_fashion_mnist",
+    "load_retrieval_benchmark",
     "sample_images",
 ]
 
@@ -113,8 +119,8 @@ _DATASET_WAYS_FORWARD = (
 )
 
 
-def _offline_message(repo: str, reason: str) -> str:
-    return offline_message("dataset", repo, "Hugging Face datasets cache", reason, _DATASET_WAYS_FORWARD)
+def _offline_message(repo: str, reason: str, ways_forward: str = _DATASET_WAYS_FORWARD) -> str:
+    return offline_message("dataset", repo, "Hugging Face datasets cache", reason, ways_forward)
 
 
 @contextlib.contextmanager
@@ -132,22 +138,33 @@ def _datasets_offline() -> Iterator[None]:
         datasets.config.HF_HUB_OFFLINE = saved
 
 
-def _from_hub(repo: str, split: str, limit: int | None, cache_dir: str | None) -> hf_datasets.Dataset:
+def _from_hub(
+    repo: str,
+    split: str,
+    limit: int | None,
+    cache_dir: str | None,
+    *,
+    revision: str | None = None,
+    ways_forward: str = _DATASET_WAYS_FORWARD,
+) -> hf_datasets.Dataset:
     import datasets
 
     spec = split if limit is None else f"{split}[:{limit}]"
+    options: dict[str, Any] = {"split": spec, "cache_dir": cache_dir}
+    if revision is not None:
+        options["revision"] = revision
     reason = _offline_reason()
     if reason is None and not hub.hub_reachable():
         reason = "the Hugging Face Hub could not be reached"
     if reason is None:
-        return datasets.load_dataset(repo, split=spec, cache_dir=cache_dir)
+        return datasets.load_dataset(repo, **options)
     # Offline: the cache only, with no network request (and no retry).
     with _datasets_offline():
         try:
-            return datasets.load_dataset(repo, split=spec, cache_dir=cache_dir)
+            return datasets.load_dataset(repo, **options)
         except OSError as exc:
             # ConnectionError, FileNotFoundError, DatasetNotFoundError: nothing cached.
-            raise OfflineError(_offline_message(repo, reason)) from exc
+            raise OfflineError(_offline_message(repo, reason, ways_forward)) from exc
 
 
 def _pick_split(loaded: Any, split: str, where: str) -> hf_datasets.Dataset:
@@ -287,6 +304,315 @@ def _labelled_images(data: hf_datasets.Dataset, limit: int | None) -> LabelledIm
     for image in data["image"]:
         images.append(image if image.mode == "L" else image.convert("L"))
     return LabelledImages(images, [names[i] for i in ids], names)
+
+
+# ----------------------------------------------------------------------------- retrieval benchmarks
+
+
+@dataclass(frozen=True)
+class RetrievalBenchmarkSource:
+    """Where a retrieval benchmark comes from on the Hub, and its layout.
+
+    Attributes
+    ----------
+    name : str
+        ``"coco-karpathy"`` or ``"flickr30k"``.
+    hub_id : str
+        The Hugging Face Hub dataset read by default.
+    revision : str or None
+        The Hub revision read (``"refs/convert/parquet"``: the Hub's own parquet export of a
+        repository whose loading script ``datasets`` >= 4 no longer runs).
+    layout : {"karpathy", "images"}
+        ``"karpathy"``: one row per image with ``filepath``, ``filename``, ``sentences`` (list of
+        str) and ``split``, and no pixels (the images come from ``images_root``). ``"images"``: one
+        row per image with ``image`` (``datasets.Image``), ``caption`` (list of str), ``filename``
+        and ``split``.
+    n_images, n_texts : int
+        Size of the Karpathy test split.
+    title : str
+        How figures name its test split.
+    """
+
+    name: str
+    hub_id: str
+    revision: str | None
+    layout: str
+    n_images: int
+    n_texts: int
+    title: str
+
+
+#: The benchmarks :func:`load_retrieval_benchmark` knows, by name.
+RETRIEVAL_BENCHMARKS = {
+    "coco-karpathy": RetrievalBenchmarkSource(
+        "coco-karpathy", "yerevann/coco-karpathy", None, "karpathy", 5000, 25010, "COCO 5k test"
+    ),
+    "flickr30k": RetrievalBenchmarkSource(
+        "flickr30k",
+        "nlphuji/flickr_1k_test_image_text_retrieval",
+        "refs/convert/parquet",
+        "images",
+        1000,
+        5000,
+        "Flickr30k 1k test",
+    ),
+}
+_KARPATHY_SPLITS = {"test": "test", "val": "val", "validation": "val", "train": "train"}
+_HUB_SPLITS = {"test": "test", "val": "validation", "train": "train"}
+
+
+@dataclass(frozen=True, eq=False)
+class RetrievalBenchmark:
+    """One split of a retrieval benchmark, in BLIP's order.
+
+    Built like BLIP's ``coco_karpathy_retrieval_eval`` / ``flickr30k_retrieval_eval`` datasets:
+    images in the order of the annotation rows, each image's captions in their order, text ``j``
+    belonging to image ``text_image[j]`` (BLIP's ``txt2img``); :attr:`image_captions` is BLIP's
+    ``img2txt``. Captions are raw (``evaluate_retrieval`` applies BLIP's ``pre_caption`` with 30
+    words); images are file paths or encoded bytes, decoded only when scored.
+
+    Attributes
+    ----------
+    name : str
+    split : str
+        The Karpathy split (``"test"``, ``"val"``).
+    images : list of str or bytes
+        One entry per image: a file path (COCO, under ``images_root``) or the encoded file
+        (Flickr30k: the dataset carries the JPEG bytes).
+    captions : list of str
+    text_image : list of int
+        The image index of each caption.
+    image_names : list of str
+        The file name of each image.
+    title : str
+        ``"Flickr30k 1k test"`` (with the image count when ``limit`` cut it), for figures.
+    """
+
+    name: str
+    split: str
+    images: list[Any]
+    captions: list[str]
+    text_image: list[int]
+    image_names: list[str]
+    title: str
+
+    @property
+    def image_captions(self) -> list[list[int]]:
+        """BLIP's ``img2txt``: each image's caption indices."""
+        captions: list[list[int]] = [[] for _ in self.images]
+        for text, image in enumerate(self.text_image):
+            captions[image].append(text)
+        return captions
+
+    def __repr__(self) -> str:
+        return (
+            f"RetrievalBenchmark({self.name!r}, split={self.split!r}, {len(self.images)} images, "
+            f"{len(self.captions)} captions)"
+        )
+
+
+def _retrieval_ways_forward(source: RetrievalBenchmarkSource) -> str:
+    images = (
+        " The COCO images are not in that dataset: pass images_root=, the folder holding val2014/."
+        if source.layout == "karpathy"
+        else ""
+    )
+    return (
+        f"load it once on a machine with access (it is then cached), or pass a local copy with "
+        f"load_retrieval_benchmark({source.name!r}, path=...): a folder written by save_to_disk, "
+        "parquet files with the same columns, or an already loaded datasets.Dataset; for tests, "
+        f"blipviz.testing.data.write_retrieval_fixture(folder, {source.name!r}) writes a tiny dataset "
+        f"of the same layout.{images}"
+    )
+
+
+def _retrieval_split(
+    source: RetrievalBenchmarkSource, split: str, path: Any, cache_dir: str | None
+) -> hf_datasets.Dataset:
+    """The rows of ``split`` (not yet filtered by a ``split`` column) from the Hub or ``path``."""
+    import datasets
+
+    hub_split = _HUB_SPLITS[_KARPATHY_SPLITS[split]]
+    if path is None:
+        if source.layout == "images":  # one Hub split holds every row; the column tells the split
+            hub_split = "test"
+        return _from_hub(
+            source.hub_id,
+            hub_split,
+            None,
+            cache_dir,
+            revision=source.revision,
+            ways_forward=_retrieval_ways_forward(source),
+        )
+    if isinstance(path, datasets.Dataset):
+        return path
+    if isinstance(path, datasets.DatasetDict):
+        return _one_split(path, split, hub_split, "the given DatasetDict")
+    if isinstance(path, str | os.PathLike):
+        where = Path(path).expanduser()
+        if not where.exists():
+            raise InputError(f"path {str(where)!r}: no such file or folder")
+        if where.is_dir() and (where / "dataset_dict.json").is_file():
+            return _one_split(datasets.load_from_disk(str(where)), split, hub_split, f"path {str(where)!r}")
+        if where.is_dir() and not (where / "state.json").is_file():
+            found = sorted(where.rglob("*.parquet"))
+            splits = {_parquet_split(f) for f in found}
+            if len(splits) == 1 and hub_split not in splits and split not in splits:
+                return _from_local(where, splits.pop(), cache_dir)  # one file set: its column decides
+            return _from_local(where, hub_split if hub_split in splits else split, cache_dir)
+        return _from_local(where, hub_split, cache_dir)
+    raise InputTypeError(
+        "path must be None (the Hub), a folder or parquet file, a datasets.Dataset or a "
+        f"datasets.DatasetDict, got {type(path).__name__}"
+    )
+
+
+def _one_split(loaded: Any, split: str, hub_split: str, where: str) -> hf_datasets.Dataset:
+    for name in (hub_split, split):
+        if name in loaded:
+            return loaded[name]
+    if len(loaded) == 1:  # a single split holding every row (the split column tells them apart)
+        return next(iter(loaded.values()))
+    raise InputError(f"{where} has no split {split!r}; it has {sorted(loaded)}")
+
+
+def _caption_list(value: Any, row: int) -> list[str]:
+    """A row's captions: a list of str, or Karpathy's list of {"raw": ...} dicts."""
+    if isinstance(value, str) or not isinstance(value, Sequence):
+        raise InputError(f"row {row}: captions must be a list of str, got {type(value).__name__}")
+    captions = [c["raw"] if isinstance(c, Mapping) else c for c in value]
+    if not captions or not all(isinstance(c, str) and c.strip() for c in captions):
+        raise InputError(f"row {row}: every image needs at least one non-empty caption, got {value!r}")
+    return captions
+
+
+def load_retrieval_benchmark(
+    name: str,
+    split: str = "test",
+    path: str | os.PathLike | hf_datasets.Dataset | hf_datasets.DatasetDict | None = None,
+    *,
+    images_root: str | os.PathLike | None = None,
+    limit: int | None = None,
+    cache_dir: str | os.PathLike | None = None,
+) -> RetrievalBenchmark:
+    """Load a split of BLIP's retrieval benchmarks: images, captions and the caption-to-image index.
+
+    ``"coco-karpathy"``: COCO 2014 images with the Karpathy split, test 5,000 images and 25,010
+    captions (every caption of Karpathy's file is kept: most images have 5, a few 6 or 7; BLIP's
+    loader also appends every caption its annotation file lists). Read from the Hub dataset
+    ``yerevann/coco-karpathy`` (parquet; columns ``filepath`` such as ``"val2014"``, ``filename``,
+    ``sentences``: list of str, ``split``: ``"test"`` / ``"val"`` / ``"train"`` / ``"restval"``,
+    ``sentids``, ``imgid``, ``cocoid``, ``url``; Hub splits ``train``, ``validation``, ``test``).
+    It has no pixels: ``images_root`` is the folder holding ``val2014/`` (COCO's 2014 images).
+
+    ``"flickr30k"``: the Karpathy test split of Flickr30k, 1,000 images and 5,000 captions. Read
+    from ``nlphuji/flickr_1k_test_image_text_retrieval`` through the Hub's parquet export
+    (revision ``refs/convert/parquet``; the repository's own loading script no longer runs under
+    ``datasets`` >= 4), columns ``image`` (JPEG), ``caption`` (list of str), ``sentids``,
+    ``split``, ``img_id``, ``filename``. A copy of ``nlphuji/flickr30k`` (all 31,783 images, the
+    same columns) works as ``path``: the ``split`` column picks the test rows.
+
+    Parameters
+    ----------
+    name : {"coco-karpathy", "flickr30k"}
+    split : {"test", "val"}, default "test"
+        The Karpathy split; a ``split`` column, when the data has one, selects its rows.
+    path : str, os.PathLike, datasets.Dataset or datasets.DatasetDict, optional
+        A local copy with the Hub dataset's columns: a ``save_to_disk`` folder, parquet files
+        (``<split>-*.parquet`` or ``<split>.parquet``), or an already loaded dataset. ``None``:
+        the Hub dataset (from the local cache when offline).
+    images_root : str or os.PathLike, optional
+        COCO only: the folder under which ``filepath/filename`` are the image files.
+    limit : int, optional
+        Keep the first ``limit`` images of the split and their captions (a quick run).
+    cache_dir : str or os.PathLike, optional
+        Hugging Face datasets cache to use instead of the default one.
+
+    Returns
+    -------
+    RetrievalBenchmark
+        ``images``, ``captions``, ``text_image``, ``image_names``, ``image_captions``, ``title``.
+
+    Raises
+    ------
+    OfflineError
+        ``path`` is None, the dataset is not cached, and the Hub is unreachable or offline mode is
+        on; the message names the Hub id and the ways forward. Raised within seconds.
+    InputError
+        An unknown benchmark or split, a missing path, missing columns, COCO without
+        ``images_root`` or with image files missing under it.
+
+    Examples
+    --------
+    >>> bench = load_retrieval_benchmark("flickr30k")  # doctest: +SKIP
+    >>> ev = blipviz.evaluate_retrieval(model, bench.images, bench.captions,
+    ...                                 text_image=bench.text_image, labels=bench.image_names,
+    ...                                 benchmark=bench.title, k_test=128)  # doctest: +SKIP
+    """
+    if name not in RETRIEVAL_BENCHMARKS:
+        raise InputError(f"unknown benchmark {name!r}; known: {sorted(RETRIEVAL_BENCHMARKS)}")
+    if split not in _KARPATHY_SPLITS:
+        raise InputError(f"unknown split {split!r}; allowed: 'test', 'val'")
+    if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1):
+        raise InputError(f"limit must be None or a positive int, got {limit!r}")
+    source = RETRIEVAL_BENCHMARKS[name]
+    data = _retrieval_split(source, split, path, None if cache_dir is None else os.fspath(cache_dir))
+    return _benchmark_rows(source, data, _KARPATHY_SPLITS[split], images_root, limit)
+
+
+def _benchmark_rows(
+    source: RetrievalBenchmarkSource,
+    data: hf_datasets.Dataset,
+    split: str,
+    images_root: str | os.PathLike | None,
+    limit: int | None,
+) -> RetrievalBenchmark:
+    import datasets
+
+    karpathy = source.layout == "karpathy"
+    needed = ("filepath", "filename", "sentences") if karpathy else ("image", "caption", "filename")
+    missing = [c for c in needed if c not in data.column_names]
+    if missing:
+        raise InputError(
+            f"the {source.name} data has no {', '.join(map(repr, missing))} column (it has "
+            f"{data.column_names}); expected the columns of {source.hub_id}"
+        )
+    if "split" in data.column_names:
+        keep = [i for i, s in enumerate(data["split"]) if s == split]
+        if not keep:
+            raise InputError(f"the {source.name} data has no rows of split {split!r}")
+        data = data.select(keep)
+    if limit is not None and limit < len(data):
+        data = data.select(range(limit))
+    names = [str(f) for f in data["filename"]]
+    if karpathy:
+        if images_root is None:
+            raise InputError(
+                f"{source.hub_id} holds no pixels: pass images_root=, the folder holding the COCO 2014 "
+                "images (val2014/COCO_val2014_....jpg)"
+            )
+        root = Path(images_root).expanduser()
+        images: list[Any] = [str(root / d / f) for d, f in zip(data["filepath"], names, strict=True)]
+        absent = [p for p in images if not Path(p).is_file()]
+        if absent:
+            raise InputError(f"{len(absent)} of {len(images)} image files are missing, first: {absent[0]}")
+        raw_captions = data["sentences"]
+    else:
+        encoded = data.cast_column("image", datasets.Image(decode=False))["image"]
+        images = [e["bytes"] if e.get("bytes") is not None else e["path"] for e in encoded]
+        raw_captions = data["caption"]
+    captions: list[str] = []
+    text_image: list[int] = []
+    for image, value in enumerate(raw_captions):  # BLIP's loop: img2txt / txt2img in this order
+        for caption in _caption_list(value, image):
+            captions.append(caption)
+            text_image.append(image)
+    if split == "test" and len(images) == source.n_images:
+        title = source.title
+    else:
+        first = "first " if limit is not None else ""
+        title = f"{source.title.split()[0]} {split}, {first}{len(images)} images"
+    return RetrievalBenchmark(source.name, split, images, captions, text_image, names, title)
 
 
 # ------------------------------------------------------------------------------- sample images

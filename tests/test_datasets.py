@@ -1,10 +1,12 @@
-"""Data for notebooks and tests: FashionMNIST through its real loading path (offline fixture), the
-offline error, and the gallery of real photographs shipped in installed packages."""
+"""Data for notebooks and tests: FashionMNIST and the retrieval benchmarks through their real loading
+paths (offline fixtures), the offline errors, and the gallery of real photographs shipped in
+installed packages."""
 
 from __future__ import annotations
 
 import hashlib
 import importlib.util
+import io
 import os
 import subprocess
 import sys
@@ -21,11 +23,15 @@ from blipviz import InputError, InputTypeError, OfflineError
 from blipviz.datasets import (
     FASHION_MNIST_HUB_ID,
     FASHION_MNIST_LABELS,
+    RETRIEVAL_BENCHMARKS,
     LabelledImages,
+    RetrievalBenchmark,
     load_fashion_mnist,
+    load_retrieval_benchmark,
     sample_images,
 )
 from blipviz.testing import FASHION_MNIST_HUB_NAMES, write_fashion_mnist_fixture
+from blipviz.testing.data import retrieval_fixture_captions, write_retrieval_fixture
 
 
 @pytest.fixture(scope="module")
@@ -267,3 +273,90 @@ def test_import_blipviz_stays_light_and_exposes_the_datasets_submodule():
     )
     env = {**os.environ, "PYTHONPATH": str(Path(blipviz.__file__).parents[1])}
     subprocess.run([sys.executable, "-c", code], check=True, env=env, timeout=120)
+
+
+# ------------------------------------------------------------------------- retrieval benchmarks
+
+
+def _blip_index(annotation):
+    """BLIP's coco_karpathy_retrieval_eval / flickr30k_retrieval_eval loop over its annotation file
+    ([{"image": ..., "caption": [...]}, ...]): text, img2txt and txt2img."""
+    text, img2txt, txt2img, txt_id = [], {}, {}, 0
+    for img_id, ann in enumerate(annotation):
+        img2txt[img_id] = []
+        for caption in ann["caption"]:
+            text.append(caption)
+            img2txt[img_id].append(txt_id)
+            txt2img[txt_id] = img_id
+            txt_id += 1
+    return text, img2txt, txt2img
+
+
+@pytest.mark.parametrize("fmt", ["disk", "parquet"])
+@pytest.mark.parametrize("name", ["flickr30k", "coco-karpathy"])
+def test_retrieval_benchmark_from_the_offline_fixture(tmp_path, cache, name, fmt):
+    fixture = write_retrieval_fixture(tmp_path, name, n_images=4, captions_per_image=5, n_other=2, format=fmt)
+    bench = load_retrieval_benchmark(name, path=fixture.path, images_root=fixture.images_root)
+    assert isinstance(bench, RetrievalBenchmark) and bench.split == "test"
+    assert len(bench.images) == len(bench.image_names) == 4  # the 2 rows of another split left out
+    assert len(bench.captions) == 4 * 5 + 1  # all captions kept: the first image has 6
+    expected = [retrieval_fixture_captions(i, 6 if i == 0 else 5) for i in range(4)]
+    text, img2txt, txt2img = _blip_index([{"caption": c} for c in expected])
+    assert bench.captions == text
+    assert bench.text_image == [txt2img[t] for t in range(len(text))]
+    assert bench.image_captions == [img2txt[i] for i in range(4)]
+    pictures = [Image.open(io.BytesIO(x) if isinstance(x, bytes) else x) for x in bench.images]
+    assert all(p.size == (64, 48) for p in pictures)
+    if name == "coco-karpathy":
+        assert all(Path(p).parent == fixture.images_root / "val2014" for p in bench.images)
+        assert bench.image_names[0].startswith("COCO_val2014_")
+    first = load_retrieval_benchmark(name, path=fixture.path, images_root=fixture.images_root, limit=2)
+    assert first.captions == bench.captions[:11] and first.text_image == bench.text_image[:11]
+    assert "first 2 images" in first.title
+
+
+def test_coco_validation_split_and_loaded_datasets(tmp_path):
+    fixture = write_retrieval_fixture(tmp_path, "coco-karpathy", n_images=3, n_other=2)
+    val = load_retrieval_benchmark("coco-karpathy", "val", fixture.path, images_root=fixture.images_root)
+    assert len(val.images) == 2 and val.split == "val"
+    loaded = datasets.load_from_disk(str(fixture.path))
+    from_dict = load_retrieval_benchmark("coco-karpathy", path=loaded, images_root=fixture.images_root)
+    from_split = load_retrieval_benchmark(
+        "coco-karpathy", path=loaded["test"], images_root=fixture.images_root
+    )
+    assert from_dict.captions == from_split.captions and len(from_dict.images) == 3
+
+
+def test_retrieval_benchmark_bad_inputs_are_named(tmp_path):
+    coco = write_retrieval_fixture(tmp_path / "coco", "coco-karpathy", n_images=2)
+    with pytest.raises(InputError, match="images_root"):
+        load_retrieval_benchmark("coco-karpathy", path=coco.path)
+    (coco.images_root / "val2014").rename(tmp_path / "elsewhere")
+    with pytest.raises(InputError, match="2 of 2 image files are missing"):
+        load_retrieval_benchmark("coco-karpathy", path=coco.path, images_root=coco.images_root)
+    with pytest.raises(InputError, match="unknown benchmark 'mscoco'"):
+        load_retrieval_benchmark("mscoco")
+    with pytest.raises(InputError, match="unknown split"):
+        load_retrieval_benchmark("flickr30k", "dev", path=coco.path)
+    with pytest.raises(InputError, match="no such file"):
+        load_retrieval_benchmark("flickr30k", path=tmp_path / "missing")
+    with pytest.raises(InputError, match="'image'"):
+        load_retrieval_benchmark("flickr30k", path=coco.path)
+    with pytest.raises(InputError, match="limit"):
+        load_retrieval_benchmark("flickr30k", path=coco.path, limit=0)
+
+
+@pytest.mark.filterwarnings("ignore:A test tried to use socket:UserWarning")  # the Hub probe
+@pytest.mark.parametrize("name", sorted(RETRIEVAL_BENCHMARKS))
+@pytest.mark.parametrize("env", [{"HF_DATASETS_OFFLINE": "1"}, {}])
+def test_retrieval_benchmark_offline_with_nothing_cached(monkeypatch, cache, name, env):
+    _offline_env(monkeypatch, **env)
+    start = time.perf_counter()
+    with pytest.raises(OfflineError) as info:
+        load_retrieval_benchmark(name, cache_dir=cache)
+    assert time.perf_counter() - start < 10
+    message = str(info.value)
+    assert RETRIEVAL_BENCHMARKS[name].hub_id in message
+    assert "path=" in message and "write_retrieval_fixture" in message
+    assert ("images_root" in message) == (name == "coco-karpathy")
+    assert datasets.config.HF_HUB_OFFLINE is False

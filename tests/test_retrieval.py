@@ -42,20 +42,21 @@ def _blip_reference(model, images, captions, text_image, k_test):
     with torch.inference_mode():
         feats = model.encode_images(images)
         text_embeds = F.normalize(model.text_projection(ids, mask), dim=-1)
-        sims = feats.embeddings.double() @ text_embeds.double().T  # (n_images, n_texts)
+        # float32 throughout, as BLIP: sims_matrix, the -100 matrices and score + topk_sim
+        sims = feats.embeddings.float() @ text_embeds.float().T  # (n_images, n_texts)
         ids[:, 0] = 30523  # [ENC]
         n_images, n_texts = sims.shape
-        i2t = torch.full((n_images, n_texts), -100.0, dtype=torch.float64)
+        i2t = torch.full((n_images, n_texts), -100.0)
         for i in range(n_images):
             top_sim, top = sims[i].topk(k=min(k_test, n_texts))
             states = feats.raw[i : i + 1].repeat(len(top), 1, 1)
             out = model.itm_forward(ids[top], mask[top], states).last_hidden_state
-            i2t[i, top] = model.hf.itm_head(out[:, 0, :])[:, 1].double() + top_sim
-        t2i = torch.full((n_texts, n_images), -100.0, dtype=torch.float64)
+            i2t[i, top] = model.hf.itm_head(out[:, 0, :])[:, 1].float() + top_sim
+        t2i = torch.full((n_texts, n_images), -100.0)
         for t in range(n_texts):
             top_sim, top = sims[:, t].topk(k=min(k_test, n_images))
             out = model.itm_forward(ids[t].repeat(len(top), 1), mask[t].repeat(len(top), 1), feats.raw[top])
-            t2i[t, top] = model.hf.itm_head(out.last_hidden_state[:, 0, :])[:, 1].double() + top_sim
+            t2i[t, top] = model.hf.itm_head(out.last_hidden_state[:, 0, :])[:, 1].float() + top_sim
     i2t, t2i = i2t.numpy(), t2i.numpy()
     # itm_eval, as written in BLIP
     img2txt = [[t for t, i in enumerate(text_image) if i == image] for image in range(n_images)]
@@ -95,6 +96,7 @@ def test_evaluation_equals_blip_s_loops(fixture, k_test, photos, request):
     np.testing.assert_array_equal(ev.ranks_i2t, ranks)
     np.testing.assert_array_equal(ev.ranks_t2i, ranks_t)
     assert list(ev.metrics) == list(METRIC_KEYS)
+    assert ev.score_i2t.dtype == ev.score_t2i.dtype == np.float32  # BLIP's matrices are float32
     filled = (ev.score_i2t == -100).sum()
     if k_test == 3:  # the -100 fill matters: 5 images x (10 - 3) texts outside the candidates
         assert filled == 5 * 7 and (ev.score_t2i == -100).sum() == 10 * 2
@@ -190,3 +192,100 @@ def test_the_protocol_puts_enc_first_and_keeps_photos_as_stored(tiny, photos):
         tiny, sideways, CAPTIONS, text_image=TEXT_IMAGE, k_test=3, exif_transpose=True
     )
     assert not np.array_equal(upright.score_i2t, reference.score_i2t)
+
+
+# --------------------------------------------------------------- memory: what the ITM stage holds
+
+
+def _count_vit_images(model, monkeypatch):
+    """Count the images that go through the net's ViT."""
+    seen = []
+    original = model.vision_states
+
+    def counting(pixels):
+        seen.append(pixels.shape[0])
+        return original(pixels)
+
+    monkeypatch.setattr(model, "vision_states", counting)
+    return seen
+
+
+@pytest.mark.filterwarnings("ignore::blipviz.TruncationWarning")
+def test_states_over_the_budget_pass_the_vit_again_with_equal_scores(tiny, photos, monkeypatch):
+    seen = _count_vit_images(tiny, monkeypatch)
+    held = evaluate_retrieval(tiny, photos, CAPTIONS, text_image=TEXT_IMAGE, k_test=3, batch_size=2)
+    assert sum(seen) == 5  # everything fits in 2 GB: each image through the ViT once
+    seen.clear()
+    budget = 1.5 * 2 * tiny.n_image_tokens * tiny.width * 4 / 1e9  # one batch of 2 images, not two
+    part = evaluate_retrieval(
+        tiny, photos, CAPTIONS, text_image=TEXT_IMAGE, k_test=3, batch_size=2, max_states_gb=budget
+    )
+    assert sum(seen) == 5 + 3  # the 3 images beyond the first batch pass again in the ITM stage
+    seen.clear()
+    none = evaluate_retrieval(tiny, photos, CAPTIONS, text_image=TEXT_IMAGE, k_test=3, max_states_gb=0)
+    assert sum(seen) == 10
+    # equal within float32 rounding: a ViT pass need not repeat its last bit (threads, batch size)
+    assert_close(part.score_i2t, held.score_i2t, depth=net_depth(tiny), magnitude=10)
+    assert_close(none.score_t2i, held.score_t2i, depth=net_depth(tiny), magnitude=10)
+    np.testing.assert_array_equal(part.ranks_t2i, held.ranks_t2i)
+    with pytest.raises(blipviz.InputError, match="max_states_gb"):
+        evaluate_retrieval(tiny, photos, CAPTIONS, text_image=TEXT_IMAGE, max_states_gb=-1)
+
+
+@pytest.mark.filterwarnings("ignore::blipviz.TruncationWarning")
+def test_a_read_only_cache_does_not_run_the_vit_twice(tiny, photos, tmp_path, monkeypatch):
+    with blipviz.store.feature_cache(tiny, tmp_path) as cache:
+        cache.writable = False  # as after a failed write: hits served, nothing stored
+        seen = _count_vit_images(tiny, monkeypatch)
+        ev = evaluate_retrieval(tiny, photos, CAPTIONS, text_image=TEXT_IMAGE, k_test=3)
+    assert sum(seen) == 5 and cache.stats.misses == 5 and len(cache) == 0
+    assert ev.itm_pairs > 0
+
+
+# ------------------------------------------------------------------ recall curves and failures
+
+
+@pytest.fixture(scope="module")
+def evaluation(tiny, photos):
+    with pytest.warns(blipviz.TruncationWarning):
+        return evaluate_retrieval(
+            tiny, photos, CAPTIONS, text_image=TEXT_IMAGE, k_test=4, benchmark="five photos"
+        )
+
+
+def test_recall_curves_hold_blip_s_recalls(evaluation):
+    m = evaluation.metrics
+    tr, ir = evaluation.recall_curve("i2t"), evaluation.recall_curve("t2i")
+    assert len(tr) == evaluation.candidates("i2t") == 4 and len(ir) == evaluation.candidates("t2i") == 4
+    assert tr[0] == m["txt_r1"] and ir[0] == m["img_r1"]
+    longer = evaluation.recall_curve("t2i", max_k=10)
+    assert longer[4] == m["img_r5"] and longer[9] == m["img_r10"] == 100.0
+    assert np.all(np.diff(longer) >= 0)
+    with pytest.raises(blipviz.InputError, match="direction"):
+        evaluation.recall_curve("both")
+
+
+@pytest.mark.parametrize("direction", ["i2t", "t2i"])
+def test_failures_are_the_worst_queries_with_what_ranked_above(evaluation, direction):
+    ev = evaluation
+    failures = ev.failures(direction, n=3, n_above=2)
+    table = failures.to_pandas()
+    ranks = ev.ranks_i2t if direction == "i2t" else ev.ranks_t2i
+    scores = ev.score_i2t if direction == "i2t" else ev.score_t2i
+    assert len(table) == 3 and list(table.columns) == list(failures.COLUMNS)
+    # the worst: no query outside the table ranks its true target lower
+    assert sorted(table["rank"], reverse=True) == list(table["rank"])
+    assert table["rank"].min() - 1 >= np.delete(ranks, table["query"].to_numpy()).max()
+    for row in table.itertuples(index=False):
+        assert row.rank == ranks[row.query] + 1
+        order = np.argsort(scores[row.query])[::-1]  # BLIP's ranking of the row
+        assert row.true == order[row.rank - 1]
+        assert row.above == order[: min(row.rank - 1, 2)].tolist()
+        assert row.above_scores == [float(scores[row.query, t]) for t in row.above]
+        if direction == "i2t":
+            assert ev.text_image[row.true] == row.query and row.true_item == ev.texts[row.true]
+            assert all(ev.text_image[t] != row.query for t in row.above)  # all wrong captions
+            assert row.query_item == ev.image_labels[row.query]
+        else:
+            assert row.true == ev.text_image[row.query] and row.query_item == ev.texts[row.query]
+            assert row.above_items == [ev.image_labels[i] for i in row.above]

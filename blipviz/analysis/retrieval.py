@@ -6,10 +6,11 @@ The protocol:
 - captions are normalised as BLIP's retrieval datasets do, ``pre_caption(caption, max_words=30)``
   (30 words, not the 50 of ``pre_caption``'s default), and tokenised to at most 35 tokens;
 - ITC similarities: unit image embeddings times unit text embeddings, (n_images, n_texts), no
-  temperature;
+  temperature, in float32 as BLIP computes them;
 - image to text: for each image its ``k_test`` most similar texts are scored by the ITM logit of
-  "match" (before softmax, ``[ENC]`` first) plus the similarity; every other text scores -100. Text to
-  image: the same for each text over its ``k_test`` most similar images;
+  "match" (before softmax, ``[ENC]`` first) plus the similarity, added in float32 as BLIP adds them;
+  every other text scores -100. Text to image: the same for each text over its ``k_test`` most
+  similar images;
 - ``itm_eval``: an image's rank is the best rank of any of its true captions, a text's rank that of
   its one true image; recalls at 1, 5 and 10 in percent, and BLIP's means.
 
@@ -17,6 +18,12 @@ BLIP's code computes the ITM logit of a pair that is a candidate in both directi
 repeats an image's keys and values for each of its candidate texts; here each pair is scored once,
 and all candidate texts of an image go through the multimodal encoder as one batch against that
 image's states (broadcast over the texts).
+
+Memory: the ITM stage needs every image's raw ViT states (1.8 MB per ViT-B/16 image, 2.4 MB per
+ViT-L/16 one: 9 GB for COCO's 5,000 test images at ViT-B). They are held in memory up to
+``max_states_gb``; the images beyond pass the input stream again in the ITM stage, where a writable
+feature cache serves their states, or else the ViT runs again for them (for COCO at ``k_test=256``:
+1-2% of the ITM stage's time on a CPU, about 7% on an H200; ``benchmarks/bench_retrieval.py``).
 """
 
 from __future__ import annotations
@@ -37,9 +44,9 @@ from ..net.features import ImageFeatures
 from ..net.images import as_image_list
 from ..net.net import PROGRESS_MIN_IMAGES, BlipNet, Images
 from ..net.text import BLIP_MAX_TEXT_TOKENS, as_text_list, tokenize, warn_truncated
-from .scores import cosine_matrix
 
 __all__ = [
+    "DIRECTIONS",
     "METRIC_KEYS",
     "RETRIEVAL_MAX_WORDS",
     "RETRIEVAL_SCORES",
@@ -65,19 +72,37 @@ METRIC_KEYS = (
     "img_r_mean",
     "r_mean",
 )
-_FILL = -100.0  # BLIP's score of a pair outside the candidates
+#: Retrieval directions: ``"i2t"`` (an image queries the texts: BLIP's text retrieval, TR) and
+#: ``"t2i"`` (a text queries the images: image retrieval, IR).
+DIRECTIONS = ("i2t", "t2i")
+#: Raw states held in memory between the two stages by default, in GB.
+DEFAULT_MAX_STATES_GB = 2.0
+_FILL = np.float32(-100.0)  # BLIP's score of a pair outside the candidates
+
+
+def _order(score: np.ndarray) -> np.ndarray:
+    """BLIP's ranking of one row: ``np.argsort(score)[::-1]`` (numpy's default sort, reversed; so
+    ties fall as they fall in BLIP)."""
+    return np.argsort(score)[::-1]
 
 
 def _ranks(scores: np.ndarray, truths: Sequence[Sequence[int]]) -> np.ndarray:
-    """Per row, the best 0-based rank of any of its true columns, in BLIP's order:
-    ``np.argsort(score)[::-1]`` (numpy's default sort, reversed; so ties fall as they fall in BLIP)."""
+    """Per row, the best 0-based rank of any of its true columns, in BLIP's order (:func:`_order`)."""
     ranks = np.zeros(len(scores), dtype=np.int64)
     for row, (score, true) in enumerate(zip(scores, truths, strict=True)):
-        order = np.argsort(score)[::-1]
+        order = _order(score)
         position = np.empty_like(order)
         position[order] = np.arange(len(order))
         ranks[row] = min(int(position[t]) for t in true)
     return ranks
+
+
+def _image_captions(text_image: np.ndarray, n_images: int) -> list[list[int]]:
+    """BLIP's ``img2txt``: each image's text indices, in text order."""
+    captions: list[list[int]] = [[] for _ in range(n_images)]
+    for text, image in enumerate(text_image.tolist()):
+        captions[image].append(text)
+    return captions
 
 
 def itm_eval(
@@ -109,10 +134,7 @@ def itm_eval(
             f"score_i2t {score_i2t.shape}, score_t2i {score_t2i.shape} and text_image {text_image.shape} "
             "do not fit: expected (n_images, n_texts), (n_texts, n_images) and (n_texts,)"
         )
-    captions: list[list[int]] = [[] for _ in range(n_images)]
-    for text, image in enumerate(text_image.tolist()):
-        captions[image].append(text)
-    ranks_i2t = _ranks(score_i2t, captions)
+    ranks_i2t = _ranks(score_i2t, _image_captions(text_image, n_images))
     ranks_t2i = _ranks(score_t2i, [[i] for i in text_image.tolist()])
 
     def recall(ranks: np.ndarray, k: int) -> float:
@@ -131,9 +153,9 @@ class RetrievalEvaluation:
 
     Attributes
     ----------
-    score_i2t : ndarray of shape (n_images, n_texts)
+    score_i2t : ndarray of shape (n_images, n_texts), float32
         BLIP's image-to-text scores; -100 outside each image's ``k_test`` candidates.
-    score_t2i : ndarray of shape (n_texts, n_images)
+    score_t2i : ndarray of shape (n_texts, n_images), float32
         Text-to-image scores; -100 outside each text's ``k_test`` candidates.
     text_image : ndarray of shape (n_texts,)
         The index of each text's image.
@@ -149,6 +171,13 @@ class RetrievalEvaluation:
         ITM passes done (each candidate pair once); BLIP's code does ``n_images * k + n_texts * k``.
     texts : list of str
     image_labels : list of str
+    thumbnails : list of PIL.Image.Image or None
+        Small copies of the images (longest side 96 px) for the failure tables; None for pixel
+        tensors or when the evaluation was asked not to keep them.
+    model_name : str
+        The net's name, for titles.
+    benchmark : str
+        The benchmark's name (``"flickr30k test"``), for titles; empty when not given.
     """
 
     score_i2t: np.ndarray
@@ -162,11 +191,22 @@ class RetrievalEvaluation:
     itm_pairs: int
     texts: list[str] = field(default_factory=list)
     image_labels: list[str] = field(default_factory=list)
+    thumbnails: list[Any] | None = None
+    model_name: str = ""
+    benchmark: str = ""
+
+    @property
+    def n_images(self) -> int:
+        return int(self.score_i2t.shape[0])
+
+    @property
+    def n_texts(self) -> int:
+        return int(self.score_i2t.shape[1])
 
     def __repr__(self) -> str:
         m = self.metrics
         return (
-            f"RetrievalEvaluation(n_images={self.score_i2t.shape[0]}, n_texts={self.score_i2t.shape[1]}, "
+            f"RetrievalEvaluation(n_images={self.n_images}, n_texts={self.n_texts}, "
             f"k_test={self.k_test}, score={self.score!r}, txt_r1={m['txt_r1']:.1f}, "
             f"img_r1={m['img_r1']:.1f}, r_mean={m['r_mean']:.1f})"
         )
@@ -174,6 +214,129 @@ class RetrievalEvaluation:
     def to_pandas(self) -> pd.DataFrame:
         """The metrics as one row, columns :data:`METRIC_KEYS`."""
         return pd.DataFrame([self.metrics], columns=list(METRIC_KEYS))
+
+    # ------------------------------------------------------------------------------ recall curves
+    def candidates(self, direction: str) -> int:
+        """Candidates re-scored per query in ``direction``: ``k_test`` clipped to the collection.
+        Ranks beyond it fall among the -100 fill, in the order of numpy's sort: not meaningful."""
+        check_choice("direction", direction, DIRECTIONS)
+        return min(self.k_test, self.n_texts if direction == "i2t" else self.n_images)
+
+    def recall_curve(self, direction: str, max_k: int | None = None) -> np.ndarray:
+        """Recall@K in percent for K = 1 .. ``max_k`` (default: :meth:`candidates`).
+
+        Returns
+        -------
+        ndarray of shape (max_k,)
+            Entry K - 1 is the percentage of queries whose best true target ranks within the top K;
+            entries 0, 4 and 9 are BLIP's R@1, R@5 and R@10.
+        """
+        ranks = self.ranks_i2t if direction == "i2t" else self.ranks_t2i
+        limit = self.candidates(direction)
+        max_k = limit if max_k is None else positive_int("max_k", max_k)
+        counts = np.bincount(np.minimum(ranks, max_k), minlength=max_k + 1)[:max_k]
+        return 100.0 * np.cumsum(counts) / len(ranks)
+
+    def plot(self, ax=None, *, max_k: int | None = None, **kwargs: Any):
+        """Recall@K curves of both directions (:class:`blipviz.display.retrieval.RecallCurveDisplay`).
+
+        Parameters
+        ----------
+        ax : matplotlib.axes.Axes, optional
+        max_k : int, optional
+            Last K drawn; default: the candidates of each direction (``k_test``, clipped), beyond
+            which ranks are not meaningful.
+        **kwargs
+            Passed to :meth:`RecallCurveDisplay.plot`.
+
+        Returns
+        -------
+        RecallCurveDisplay
+            With ``ax_``, ``figure_`` and ``lines_`` set.
+        """
+        from ..display.retrieval import RecallCurveDisplay
+
+        curves = {d: self.recall_curve(d, max_k) for d in DIRECTIONS}
+        return RecallCurveDisplay(
+            curves,
+            model_name=self.model_name,
+            benchmark=self.benchmark,
+            n_images=self.n_images,
+            n_texts=self.n_texts,
+            k_test=self.k_test,
+            score=self.score,
+        ).plot(ax=ax, **kwargs)
+
+    # ---------------------------------------------------------------------------------- failures
+    def failures(self, direction: str = "i2t", n: int = 10, *, n_above: int = 5):
+        """The ``n`` worst queries of ``direction``: their true target and what ranked above it.
+
+        Worst = largest rank of the best true target; equal ranks by the larger gap between the
+        first-ranked score and the true target's, then by query index.
+
+        Parameters
+        ----------
+        direction : {"i2t", "t2i"}
+            ``"i2t"``: images query the texts (BLIP's TR); ``"t2i"``: texts query the images (IR).
+        n : int, default 10
+        n_above : int, default 5
+            How many of the items ranked above the true target are listed (best first).
+
+        Returns
+        -------
+        RetrievalFailures
+            ``.to_pandas()``: one row per query, columns ``query``, ``query_item`` (its text, or its
+            image label), ``rank`` (1-based: 1 = first), ``true`` (the best-ranked true target's
+            index), ``true_item``, ``true_score``, ``above`` (indices ranked above it, best first,
+            at most ``n_above``), ``above_items``, ``above_scores``; shown as an HTML table with
+            thumbnails in a notebook.
+        """
+        from ..display.retrieval import RetrievalFailures
+
+        check_choice("direction", direction, DIRECTIONS)
+        n, n_above = positive_int("n", n), positive_int("n_above", n_above)
+        i2t = direction == "i2t"
+        scores = self.score_i2t if i2t else self.score_t2i
+        ranks = self.ranks_i2t if i2t else self.ranks_t2i
+        truths = (
+            _image_captions(self.text_image, self.n_images) if i2t else [[int(i)] for i in self.text_image]
+        )
+        labels = self.image_labels or [f"image {i}" for i in range(self.n_images)]
+        query_items, target_items = (labels, self.texts) if i2t else (self.texts, labels)
+        best = scores.max(axis=1)
+        gaps = [float(best[q] - scores[q, truths[q]].max()) for q in range(len(ranks))]
+        worst = sorted(range(len(ranks)), key=lambda q: (-int(ranks[q]), -gaps[q], q))[:n]
+        records = []
+        for q in worst:
+            rank, order = int(ranks[q]), _order(scores[q])
+            true = int(order[rank])  # the best-ranked true target sits at the query's rank
+            above = [int(t) for t in order[: min(rank, n_above)]]
+            records.append(
+                {
+                    "query": q,
+                    "query_item": query_items[q],
+                    "rank": rank + 1,
+                    "true": true,
+                    "true_item": target_items[true],
+                    "true_score": float(scores[q, true]),
+                    "above": above,
+                    "above_items": [target_items[t] for t in above],
+                    "above_scores": [float(scores[q, t]) for t in above],
+                }
+            )
+        frame = pd.DataFrame.from_records(records, columns=RetrievalFailures.COLUMNS)
+        thumbs = None
+        if self.thumbnails is not None:
+            needed = set(frame["query"]) if i2t else {t for r in records for t in [r["true"], *r["above"]]}
+            thumbs = {int(i): self.thumbnails[i] for i in needed}
+        return RetrievalFailures(
+            frame,
+            direction=direction,
+            thumbnails=thumbs,
+            model_name=self.model_name,
+            benchmark=self.benchmark,
+            candidates=self.candidates(direction),
+        )
 
 
 def _candidates(sims: torch.Tensor, k: int) -> torch.Tensor:
@@ -193,6 +356,10 @@ def evaluate_retrieval(
     text_batch_size: int = 128,
     progress: bool | None = None,
     exif_transpose: bool = False,
+    labels: Sequence[str] | None = None,
+    benchmark: str = "",
+    max_states_gb: float = DEFAULT_MAX_STATES_GB,
+    keep_thumbnails: bool = True,
 ) -> RetrievalEvaluation:
     """Evaluate image-text retrieval with BLIP's protocol (see the module documentation).
 
@@ -205,8 +372,8 @@ def evaluate_retrieval(
     text_image : sequence of int, length len(texts)
         ``text_image[j]`` is the index of text j's image; every image needs at least one text.
     k_test : int, default 256
-        Candidates re-scored by ITM per query (BLIP's ``k_test``). Larger than the collection:
-        clipped to it (every candidate is scored).
+        Candidates re-scored by ITM per query (BLIP's ``k_test``: 256 in its COCO config, 128 in its
+        Flickr30k one). Larger than the collection: clipped to it (every candidate is scored).
     score : {"itm+itc", "itc", "itm"}, default "itm+itc"
         BLIP's score, or the similarity / the ITM logit alone on the same candidates.
     batch_size : int, optional
@@ -218,20 +385,34 @@ def evaluate_retrieval(
     exif_transpose : bool, default False
         Turn photos upright by their EXIF tag. BLIP's retrieval loaders do not, so the protocol does
         not either, whatever the net's own preprocessing says.
+    labels : sequence of str, optional
+        One label per image (file names by default), for the failure tables.
+    benchmark : str, optional
+        The benchmark's name, for titles.
+    max_states_gb : float, default 2.0
+        Raw ViT states held in memory between the two stages, at most (2 GB: about 1,100 ViT-B/16
+        or 840 ViT-L/16 images). The images beyond pass the input stream again in the ITM stage:
+        served by the feature cache when one is set and writable (then nothing is held), else
+        through the ViT again. ``float("inf")``: hold them all.
+    keep_thumbnails : bool, default True
+        Keep a 96-pixel copy of each image for :meth:`RetrievalEvaluation.failures`.
 
     Returns
     -------
     RetrievalEvaluation
         ``.score_i2t`` (n_images, n_texts), ``.score_t2i`` (n_texts, n_images), ``.metrics``
-        (BLIP's keys), ``.ranks_i2t``, ``.ranks_t2i``.
+        (BLIP's keys), ``.ranks_i2t``, ``.ranks_t2i``; ``.plot()``, ``.failures()``.
 
     Notes
     -----
-    Each image passes the ViT once. Without a feature cache the raw states of all images are held
-    in memory for the ITM stage (1.8 MB per ViT-B/16 image); with one (``model.feature_cache``) the
-    second stage reads them back from it instead. The ITM pass always puts ``[ENC]`` first, as BLIP
-    does, also for a net loaded with ``first_token="cls"``; the net's options are restored afterwards.
+    Each image passes the ViT once when its states fit in ``max_states_gb`` or a writable feature
+    cache holds them; a read-only cache serves what it has and the states held in memory cover
+    the rest. The ITM pass always puts ``[ENC]`` first, as BLIP does, also for a net loaded with
+    ``first_token="cls"``; the net's options are restored afterwards. Similarities, ITM logits and
+    their sums are float32, as in BLIP, so equal scores (ties) fall as in BLIP's float32 matrices.
     """
+    if isinstance(max_states_gb, bool) or not isinstance(max_states_gb, int | float) or max_states_gb < 0:
+        raise InputError(f"max_states_gb must be a number >= 0, got {max_states_gb!r}")
     with _blip_protocol(model, exif_transpose):
         return _evaluate(
             model,
@@ -243,6 +424,10 @@ def evaluate_retrieval(
             batch_size=batch_size,
             text_batch_size=text_batch_size,
             progress=progress,
+            labels=labels,
+            benchmark=str(benchmark),
+            max_states_bytes=float(max_states_gb) * 1e9,
+            keep_thumbnails=keep_thumbnails,
         )
 
 
@@ -269,6 +454,10 @@ def _evaluate(
     batch_size: int | None,
     text_batch_size: int,
     progress: bool | None,
+    labels: Sequence[str] | None,
+    benchmark: str,
+    max_states_bytes: float,
+    keep_thumbnails: bool,
 ) -> RetrievalEvaluation:
     check_choice("score", score, RETRIEVAL_SCORES)
     k_test = positive_int("k_test", k_test)
@@ -288,21 +477,29 @@ def _evaluate(
         max_words=RETRIEVAL_MAX_WORDS,
         limit_note="BLIP's retrieval limits",
     )
+    need_itm = score != "itc"
+    store = model.feature_cache
+    in_memory = isinstance(images, ImageFeatures)  # raw states given: held already, nothing to copy
+    if not isinstance(images, ImageFeatures | torch.Tensor):
+        images = as_image_list(images)  # read twice in the ITM stage: never a spent generator
+    budget = 0.0 if (store is not None and getattr(store, "writable", True)) else max_states_bytes
     with torch.inference_mode():
-        text_emb = F.normalize(model.text_projections(tokenized, text_batch_size), dim=-1)
-        if not isinstance(images, ImageFeatures | torch.Tensor):
-            images = as_image_list(images)  # read twice with a feature cache: never a spent generator
-        # stage 1: image embeddings (and raw states on the CPU, kept unless a store holds them)
-        keep = score != "itc" and (
-            model.feature_cache is None or isinstance(images, ImageFeatures | torch.Tensor)
-        )
-        image_emb, raw, labels = [], [], []
-        for batch in model.iter_image_states(images, batch_size, progress):
-            image_emb.append(F.normalize(model.image_projection(batch.states).cpu(), dim=-1))
-            if keep:
-                raw.append(batch.states.cpu())
-            labels.extend(batch.labels)
-        n_images, n_texts = len(labels), len(texts)
+        text_emb = F.normalize(model.text_projections(tokenized, text_batch_size).float(), dim=-1).cpu()
+        # stage 1: image embeddings; raw states held (a prefix of the images) while they fit
+        image_emb, held, keys, names, thumbs = [], [], [], [], []
+        held_bytes, holding = 0, need_itm
+        for batch in model.iter_image_states(images, batch_size, progress, labels):
+            image_emb.append(F.normalize(model.image_projection(batch.states).float(), dim=-1).cpu())
+            size = batch.states.numel() * batch.states.element_size()
+            holding = holding and (in_memory or held_bytes + size <= budget)
+            if holding:
+                held.append(batch.states.cpu())
+                held_bytes += size
+            keys.extend(batch.keys)
+            names.extend(batch.labels)
+            if keep_thumbnails and batch.thumbnails is not None:
+                thumbs.extend(batch.thumbnails)
+        n_images, n_texts = len(names), len(texts)
         if n_images == 0 or n_texts == 0:
             raise InputError(f"nothing to evaluate: {n_images} images and {n_texts} texts")
         if text_image_arr.min() < 0 or text_image_arr.max() >= n_images:
@@ -310,27 +507,18 @@ def _evaluate(
         missing = sorted(set(range(n_images)) - set(text_image_arr.tolist()))
         if missing:
             raise InputError(f"images {missing[:10]} have no text: every image needs at least one caption")
-        sims = torch.from_numpy(cosine_matrix(torch.cat(image_emb), text_emb))  # (n_images, n_texts)
+        sims = torch.cat(image_emb) @ text_emb.T  # (n_images, n_texts), float32 as BLIP's sims_matrix
         k_i2t, k_t2i = min(k_test, n_texts), min(k_test, n_images)
-        top_i2t = _candidates(sims, k_i2t)  # (n_images, k)
-        top_t2i = _candidates(sims.T, k_t2i)  # (n_texts, k)
+        top_i2t = _candidates(sims, k_i2t).numpy()  # (n_images, k)
+        top_t2i = _candidates(sims.T, k_t2i).numpy()  # (n_texts, k)
         wanted: list[set[int]] = [set(row) for row in top_i2t.tolist()]
         for text, row in enumerate(top_t2i.tolist()):
             for image in row:
                 wanted[image].add(text)
         # stage 2: each candidate pair's ITM logit once, an image's texts in one broadcast batch
-        logits = np.full((n_images, n_texts), np.nan)
-        if score != "itc":
-            states_of = torch.cat(raw) if keep else None
-            stream = (
-                ((i, states_of[i : i + 1], None) for i in range(n_images))
-                if keep
-                else (
-                    (start + b, batch.states[b : b + 1], batch.keys[b])
-                    for start, batch in _enumerate_batches(model.iter_image_states(images, batch_size, False))
-                    for b in range(batch.states.shape[0])
-                )
-            )
+        logits = np.full((n_images, n_texts), np.nan, dtype=np.float32)
+        if need_itm:
+            stream: Any = _states_stream(model, images, held, keys, n_images, batch_size)
             show = n_images >= PROGRESS_MIN_IMAGES if progress is None else progress
             if show:
                 from tqdm.auto import tqdm
@@ -339,18 +527,13 @@ def _evaluate(
             for i, states, key in stream:
                 cand = sorted(wanted[i])
                 out = model.itm_logits_of_image(tokenized.select(cand), states, key, text_batch_size)
-                logits[i, cand] = out[:, 1].double().cpu().numpy()
-    if score != "itc" and any(np.isnan(logits[i, sorted(w)]).any() for i, w in enumerate(wanted)):
+                logits[i, cand] = out[:, 1].float().cpu().numpy()
+    if need_itm and any(np.isnan(logits[i, sorted(w)]).any() for i, w in enumerate(wanted)):
         raise InputError("the images changed between the two passes (a generator or a changing source?)")
-    itm_pairs = sum(len(w) for w in wanted) if score != "itc" else 0
+    itm_pairs = sum(len(w) for w in wanted) if need_itm else 0
     sims_np = sims.numpy()
-    value = {"itm+itc": logits + sims_np, "itm": logits, "itc": sims_np}[score]
-    score_i2t = np.full((n_images, n_texts), _FILL)
-    rows = np.arange(n_images)[:, None]
-    score_i2t[rows, top_i2t.numpy()] = value[rows, top_i2t.numpy()]
-    score_t2i = np.full((n_texts, n_images), _FILL)
-    cols = np.arange(n_texts)[:, None]
-    score_t2i[cols, top_t2i.numpy()] = value.T[cols, top_t2i.numpy()]
+    score_i2t = _scores(sims_np, logits, top_i2t, score)
+    score_t2i = _scores(sims_np.T, logits.T, top_t2i, score)
     metrics, ranks_i2t, ranks_t2i = itm_eval(score_i2t, score_t2i, text_image_arr)
     return RetrievalEvaluation(
         score_i2t=score_i2t,
@@ -363,8 +546,43 @@ def _evaluate(
         score=score,
         itm_pairs=itm_pairs,
         texts=texts,
-        image_labels=labels,
+        image_labels=names,
+        thumbnails=thumbs if keep_thumbnails and len(thumbs) == n_images else None,
+        model_name=str(model.name),
+        benchmark=benchmark,
     )
+
+
+def _scores(sims: np.ndarray, logits: np.ndarray, top: np.ndarray, score: str) -> np.ndarray:
+    """A score matrix of one direction: -100 everywhere but each row's candidates ``top``, which
+    get the ITM logit + the similarity (float32 + float32, as BLIP), or either alone."""
+    rows = np.arange(top.shape[0])[:, None]
+    sim, logit = sims[rows, top], logits[rows, top]
+    value = {"itm+itc": logit + sim, "itm": logit, "itc": sim}[score]
+    out = np.full(sims.shape, _FILL, dtype=np.float32)
+    out[rows, top] = value
+    return out
+
+
+def _states_stream(
+    model: BlipNet,
+    images: Any,
+    held: list[torch.Tensor],
+    keys: list[str | None],
+    n_images: int,
+    batch_size: int | None,
+) -> Iterator[tuple[int, torch.Tensor, str | None]]:
+    """(image index, states of shape (1, 1 + P, width), store key) for every image: the held prefix
+    from memory, the rest through the input stream again (the feature cache, else the ViT)."""
+    start = 0
+    for states in held:
+        for b in range(states.shape[0]):
+            yield start + b, states[b : b + 1], keys[start + b]
+        start += states.shape[0]
+    if start < n_images:
+        for offset, batch in _enumerate_batches(model.iter_image_states(images[start:], batch_size, False)):
+            for b in range(batch.states.shape[0]):
+                yield start + offset + b, batch.states[b : b + 1], batch.keys[b]
 
 
 def _enumerate_batches(batches: Any):

@@ -4,17 +4,32 @@
 ``zalando-datasets/fashion_mnist`` (``image``: ``Image``, ``label``: ``ClassLabel`` with the Hub's
 ten names) and generated 28 x 28 grayscale pictures, so that
 :func:`blipviz.datasets.load_fashion_mnist` runs its real loading path without a network.
+
+:func:`write_retrieval_fixture` does the same for the retrieval benchmarks of
+:func:`blipviz.datasets.load_retrieval_benchmark`: the columns of ``nlphuji/flickr30k`` (images in
+the rows) or of ``yerevann/coco-karpathy`` (JPEG files in a COCO-like image folder), with generated
+pictures of coloured shapes and captions that name them.
 """
 
 from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 from PIL import Image, ImageDraw
 
-__all__ = ["FASHION_MNIST_HUB_NAMES", "fashion_mnist_fixture_image", "write_fashion_mnist_fixture"]
+__all__ = [
+    "COCO_FIXTURE_IMAGES",
+    "FASHION_MNIST_HUB_NAMES",
+    "RetrievalFixture",
+    "fashion_mnist_fixture_image",
+    "retrieval_fixture_captions",
+    "retrieval_fixture_image",
+    "write_fashion_mnist_fixture",
+    "write_retrieval_fixture",
+]
 
 #: The ``ClassLabel`` names of ``zalando-datasets/fashion_mnist``, in class order, spelled as on the Hub.
 FASHION_MNIST_HUB_NAMES = (
@@ -134,3 +149,195 @@ def write_fashion_mnist_fixture(
         if not bars_were_off:
             datasets.utils.enable_progress_bars()
     return folder
+
+
+# ----------------------------------------------------------------------------- retrieval benchmarks
+_COLOURS = (("red", (200, 30, 30)), ("green", (30, 160, 60)), ("blue", (40, 70, 200)),
+            ("yellow", (220, 200, 40)), ("purple", (130, 50, 160)), ("orange", (240, 130, 20)))  # fmt: skip
+_FORMS = ("circle", "square", "triangle")
+_PHRASES = (
+    "a {c} {f} on a dark background",
+    "a picture of a {c} {f}",
+    "one {c} {f} in the middle",
+    "a small {c} {f} on grey noise",
+    "the shape is a {c} {f}",
+    "a {f} painted {c}",
+    "an image with a single {c} {f}",
+)
+
+#: The folder, inside a COCO fixture, that plays COCO's image root (holding ``val2014/``).
+COCO_FIXTURE_IMAGES = "coco-images"
+
+
+class RetrievalFixture(NamedTuple):
+    """What :func:`write_retrieval_fixture` wrote: ``path`` (for ``load_retrieval_benchmark(path=)``)
+    and ``images_root`` (COCO's image folder; None for Flickr30k, whose rows carry the images)."""
+
+    path: Path
+    images_root: Path | None
+
+
+def retrieval_fixture_image(
+    index: int, rng: np.random.Generator, size: tuple[int, int] = (64, 48)
+) -> Image.Image:
+    """One generated RGB picture: shape ``index % 3`` in colour ``index % 6`` on grey noise."""
+    w, h = size
+    pixels = np.clip(rng.normal(90, 25, (h, w, 3)), 0, 255).astype(np.uint8)
+    image = Image.fromarray(pixels, mode="RGB")
+    draw = ImageDraw.Draw(image)
+    _, rgb = _COLOURS[index % len(_COLOURS)]
+    dx, dy = rng.integers(-4, 5, size=2)
+    box = [w * 0.25 + dx, h * 0.2 + dy, w * 0.75 + dx, h * 0.8 + dy]
+    form = _FORMS[index % len(_FORMS)]
+    if form == "circle":
+        draw.ellipse(box, fill=rgb)
+    elif form == "square":
+        draw.rectangle(box, fill=rgb)
+    else:
+        draw.polygon([(box[0], box[3]), ((box[0] + box[2]) / 2, box[1]), (box[2], box[3])], fill=rgb)
+    return image
+
+
+def retrieval_fixture_captions(index: int, n: int) -> list[str]:
+    """``n`` captions (at most 7) of picture ``index``: its colour and shape in different words."""
+    colour, _ = _COLOURS[index % len(_COLOURS)]
+    form = _FORMS[index % len(_FORMS)]
+    return [p.format(c=colour, f=form) for p in _PHRASES[:n]]
+
+
+def write_retrieval_fixture(
+    folder: str | os.PathLike,
+    name: str = "flickr30k",
+    *,
+    n_images: int = 6,
+    captions_per_image: int = 5,
+    extra_captions: int = 1,
+    n_other: int = 2,
+    seed: int = 0,
+    format: str = "disk",
+) -> RetrievalFixture:
+    """Write a tiny dataset with the columns of a retrieval benchmark's Hub dataset.
+
+    ``"flickr30k"``: the layout of ``nlphuji/flickr_1k_test_image_text_retrieval`` /
+    ``nlphuji/flickr30k``: one Hub split ``test`` whose rows have ``image`` (JPEG), ``caption``
+    (list of str), ``sentids`` (list of str), ``split``, ``img_id`` and ``filename``; ``n_other``
+    rows of split ``"train"`` come first, as in ``nlphuji/flickr30k``, where the column picks the
+    Karpathy split. ``"coco-karpathy"``: the layout of ``yerevann/coco-karpathy``: Hub splits
+    ``test`` and ``validation`` with ``filepath`` (``"val2014"``), ``sentids``, ``filename``
+    (``COCO_val2014_<id>.jpg``), ``imgid``, ``split`` (``"test"`` / ``"val"``), ``sentences``,
+    ``cocoid`` and ``url``, and the JPEG files under ``folder/coco-images/val2014/``.
+
+    The ``n_images`` test images are generated shapes (:func:`retrieval_fixture_image`), each with
+    ``captions_per_image`` captions naming its colour and shape; the first ``extra_captions``
+    images get one caption more (COCO's test split has a few images with 6 or 7).
+
+    Parameters
+    ----------
+    folder : str or os.PathLike
+        Created if missing.
+    name : {"flickr30k", "coco-karpathy"}
+    n_images : int, default 6
+    captions_per_image : int, default 5
+    extra_captions : int, default 1
+    n_other : int, default 2
+        Rows of another split (``"train"`` for Flickr30k, ``"val"`` for COCO), which the loader
+        must leave out.
+    seed : int, default 0
+    format : {"disk", "parquet"}, default "disk"
+        ``"disk"``: a ``DatasetDict.save_to_disk`` folder ``folder/data``; ``"parquet"``:
+        ``folder/data/<split>-00000-of-00001.parquet``.
+
+    Returns
+    -------
+    RetrievalFixture
+        ``(path, images_root)``.
+    """
+    import datasets
+
+    from ..errors import InputError
+
+    if name not in ("flickr30k", "coco-karpathy"):
+        raise InputError(f"name must be 'flickr30k' or 'coco-karpathy', got {name!r}")
+    if format not in ("disk", "parquet"):
+        raise InputError(f"format must be 'disk' or 'parquet', got {format!r}")
+    if n_images < 1 or not 1 <= captions_per_image < len(_PHRASES) or n_other < 0:
+        raise InputError(
+            f"need n_images >= 1, 1 <= captions_per_image < {len(_PHRASES)} and n_other >= 0, got "
+            f"{n_images}, {captions_per_image}, {n_other}"
+        )
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    # (split, picture index) of every row: the other split's rows first, then the test rows
+    other = "train" if name == "flickr30k" else "val"
+    rows = [(other, n_images + i) for i in range(n_other)] + [("test", i) for i in range(n_images)]
+    records: dict[str, list] = {}
+    sentid = 0
+    images_root = None
+    if name == "coco-karpathy":
+        images_root = folder / COCO_FIXTURE_IMAGES
+        (images_root / "val2014").mkdir(parents=True, exist_ok=True)
+    for number, (split, index) in enumerate(rows):
+        n_caps = captions_per_image + (1 if split == "test" and index < extra_captions else 0)
+        captions = retrieval_fixture_captions(index, n_caps)
+        sentids = list(range(sentid, sentid + n_caps))
+        sentid += n_caps
+        picture = retrieval_fixture_image(index, rng)
+        if name == "flickr30k":
+            row = {
+                "image": picture,
+                "caption": captions,
+                "sentids": [str(s) for s in sentids],
+                "split": split,
+                "img_id": str(number),
+                "filename": f"{1000000 + number}.jpg",
+            }
+        else:
+            cocoid = 391895 + 7 * number
+            filename = f"COCO_val2014_{cocoid:012d}.jpg"
+            picture.save(images_root / "val2014" / filename, quality=92)
+            row = {
+                "filepath": "val2014",
+                "sentids": sentids,
+                "filename": filename,
+                "imgid": number,
+                "split": split,
+                "sentences": captions,
+                "cocoid": cocoid,
+                "url": f"http://images.cocodataset.org/val2014/{filename}",
+            }
+        for key, value in row.items():
+            records.setdefault(key, []).append(value)
+    if name == "flickr30k":
+        features = datasets.Features(
+            {
+                "image": datasets.Image(),
+                "caption": datasets.Sequence(datasets.Value("string")),
+                "sentids": datasets.Sequence(datasets.Value("string")),
+                "split": datasets.Value("string"),
+                "img_id": datasets.Value("string"),
+                "filename": datasets.Value("string"),
+            }
+        )
+        parts = {"test": datasets.Dataset.from_dict(records, features=features)}
+    else:
+        table = datasets.Dataset.from_dict(records)
+        parts = {
+            hub: table.select([i for i, s in enumerate(records["split"]) if s == split])
+            for hub, split in (("test", "test"), ("validation", "val"))
+        }
+    bars_were_off = datasets.utils.are_progress_bars_disabled()
+    datasets.utils.disable_progress_bars()
+    try:
+        if format == "disk":
+            datasets.DatasetDict(parts).save_to_disk(str(folder / "data"))
+            path = folder / "data"
+        else:
+            (folder / "data").mkdir(exist_ok=True)
+            for split, part in parts.items():
+                part.to_parquet(str(folder / "data" / f"{split}-00000-of-00001.parquet"))
+            path = folder / "data"
+    finally:
+        if not bars_were_off:
+            datasets.utils.enable_progress_bars()
+    return RetrievalFixture(path, images_root)

@@ -1,0 +1,91 @@
+"""The figures and tables of a retrieval evaluation: recall@K curves (image test and geometry) and
+the failure table's HTML with thumbnails."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import blipviz
+from blipviz.display.retrieval import DIRECTION_NAMES, RecallCurveDisplay, RetrievalFailures
+from blipviz.testing.data import retrieval_fixture_captions, retrieval_fixture_image
+from blipviz.testing.figures import assert_inside_figure, assert_no_overlap, image_comparison, visible_texts
+
+N_IMAGES, N_CAPTIONS = 8, 4
+
+
+@pytest.fixture(scope="module")
+def evaluation(tiny):
+    rng = np.random.default_rng(5)
+    images = [retrieval_fixture_image(i, rng) for i in range(N_IMAGES)]
+    captions = [c for i in range(N_IMAGES) for c in retrieval_fixture_captions(i, N_CAPTIONS)]
+    text_image = [i for i in range(N_IMAGES) for _ in range(N_CAPTIONS)]
+    labels = [f"shape {i}.jpg" for i in range(N_IMAGES)]
+    return blipviz.evaluate_retrieval(
+        tiny, images, captions, text_image=text_image, k_test=16, labels=labels, benchmark="fixture shapes"
+    )
+
+
+@image_comparison()
+def test_recall_curves_figure(evaluation):
+    return evaluation.plot().figure_
+
+
+def test_recall_curves_show_both_directions_with_legend_inside_and_labels_apart(evaluation):
+    display = evaluation.plot()
+    fig, ax = display.figure_, display.ax_
+    assert isinstance(display, RecallCurveDisplay)
+    for direction in ("i2t", "t2i"):
+        np.testing.assert_array_equal(
+            display.lines_[direction].get_ydata(), evaluation.recall_curve(direction)
+        )
+        assert display.lines_[direction].get_xdata()[-1] == evaluation.candidates(direction)
+    i2t_r1 = evaluation.metrics["txt_r1"]
+    legend = [t.get_text() for t in display.legend_.get_texts()]
+    assert legend[0].startswith(DIRECTION_NAMES["i2t"]) and f"R@1 {i2t_r1:.1f}" in legend[0]
+    assert display.lines_["i2t"].get_color() != display.lines_["t2i"].get_color()
+    title = ax.get_title()
+    assert "tiny-random" in title and "fixture shapes" in title and f"{N_IMAGES} images" in title
+    assert ax.get_xlabel() and ax.get_ylabel()
+    texts = visible_texts(fig)
+    assert_inside_figure(texts)
+    assert_inside_figure([display.legend_])
+    assert_no_overlap(visible_texts(fig, include_ticks=False))
+    legend_box = display.legend_.get_window_extent()
+    axes_box = ax.get_window_extent()
+    assert axes_box.contains(legend_box.x0, legend_box.y0) and axes_box.contains(legend_box.x1, legend_box.y1)
+
+
+def test_recall_curves_on_given_axes_and_bad_curves(evaluation):
+    import matplotlib.pyplot as plt
+
+    _, ax = plt.subplots()
+    display = evaluation.plot(ax=ax, max_k=10, log_x=False)
+    assert display.ax_ is ax and len(display.lines_["t2i"].get_xdata()) == 10
+    with pytest.raises(blipviz.InputError, match="keyed"):
+        RecallCurveDisplay({"both": np.ones(3)})
+
+
+@pytest.mark.parametrize("direction", ["i2t", "t2i"])
+def test_failure_table_html_has_thumbnails_and_texts(evaluation, direction):
+    failures = evaluation.failures(direction, n=3)
+    assert isinstance(failures, RetrievalFailures) and len(failures) == 3
+    page = failures._repr_html_()
+    table = failures.to_pandas()
+    images_shown = 3 if direction == "i2t" else sum(1 + len(a) for a in table["above"])
+    assert page.count("<img ") == images_shown
+    assert page.count("<tr>") == 1 + 3
+    for row in table.itertuples(index=False):
+        text = row.true_item if direction == "i2t" else row.query_item
+        assert text in page
+    assert "rank 1 = first" in page and f"{evaluation.candidates(direction)} candidates" in page
+
+
+def test_failure_table_without_thumbnails_names_the_images(tiny):
+    import torch
+
+    pixels = torch.from_numpy(np.random.default_rng(0).random((3, 3, 64, 64)).astype(np.float32))
+    ev = blipviz.evaluate_retrieval(tiny, pixels, ["a", "b", "c"], text_image=[0, 1, 2], k_test=2)
+    assert ev.thumbnails is None
+    page = ev.failures("t2i", n=2).to_html()
+    assert "<img " not in page and "image " in page
