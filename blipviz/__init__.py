@@ -22,13 +22,16 @@ from .analysis.info import NetInformation, net_information
 from .analysis.retrieval import RetrievalEvaluation, evaluate_retrieval
 from .analysis.scores import Ranking, ScoreMatrix
 from .analysis.zero_shot import ZeroShotClassifier, ZeroShotEvaluation, evaluate_zero_shot
-from .display.attention import AttentionGridDisplay
+from .collection import Collection, embed_collection
+from .display.attention import AttentionGridDisplay, HeadsTokensDisplay
 from .display.feature_space import FeatureSpaceDisplay
 from .display.plotting import ScoreMatrixDisplay
 from .display.tables import style_ranking
+from .display.zero_shot import TopKDisplay
 from .errors import (
     BlipvizError,
     CacheFolderError,
+    CollectionFolderError,
     ImageLoadError,
     InputError,
     InputTypeError,
@@ -48,6 +51,7 @@ install_moved_module_aliases()
 __version__ = "0.1.0"
 
 _WIDGETS = ("AttentionExplorer", "MatrixExplorer", "RankingExplorer")
+_SCATTER = ("FeatureSpaceExplorer",)
 
 
 def __getattr__(name: str):
@@ -56,6 +60,10 @@ def __getattr__(name: str):
         from .display import widgets
 
         return getattr(widgets, name)
+    if name in _SCATTER:  # jupyter-scatter: pip install 'blipviz[explorer]'
+        from .display import feature_space_explorer
+
+        return getattr(feature_space_explorer, name)
     raise AttributeError(f"module 'blipviz' has no attribute {name!r}")
 
 
@@ -65,11 +73,15 @@ __all__ = [
     "BlipITM",
     "BlipvizError",
     "CacheFolderError",
+    "Collection",
+    "CollectionFolderError",
     "CrossAttention",
     "Explanation",
     "ExplanationEvaluation",
     "FeatureSpaceDisplay",
+    "FeatureSpaceExplorer",
     "GradCAM",
+    "HeadsTokensDisplay",
     "ImageEncoder",
     "ImageFeatures",
     "ImageLoadError",
@@ -89,11 +101,13 @@ __all__ = [
     "ScoreMatrixDisplay",
     "TextEncoder",
     "TextFeatures",
+    "TopKDisplay",
     "TruncationWarning",
     "ZeroShotClassifier",
     "ZeroShotEvaluation",
     "cache",
     "datasets",
+    "embed_collection",
     "evaluate_explanations",
     "evaluate_retrieval",
     "evaluate_zero_shot",

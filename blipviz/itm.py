@@ -148,9 +148,7 @@ class BlipITM(BlipNet):
 
         return gradcam(self, image, text, layer)
 
-    def explain(
-        self, image: ImageLike | torch.Tensor, text: str, method: str = "relevancy", **options: Any
-    ):
+    def explain(self, image: ImageLike | torch.Tensor, text: str, method: str = "relevancy", **options: Any):
         """Explain the ITM decision for one image and one text with one of five methods.
 
         Parameters

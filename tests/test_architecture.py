@@ -136,6 +136,7 @@ def test_no_import_cycle():
         ("net", {"analysis", "display", "store", "itm", "datasets", "top"}),
         ("store", {"analysis", "display", "itm", "datasets", "top"}),
         ("analysis", {"itm", "top", "datasets"}),
+        ("collection", {"display", "itm", "top", "datasets"}),
     ],
 )
 def test_imports_point_down(layer, forbidden):

@@ -9,7 +9,18 @@ import pytest
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from benchmarks import bench_cache, bench_itm_matrix, bench_memory, bench_precision, bench_vision, common
+from benchmarks import (
+    bench_cache,
+    bench_collection,
+    bench_explanations,
+    bench_feature_space_explorer,
+    bench_itm_matrix,
+    bench_memory,
+    bench_precision,
+    bench_retrieval,
+    bench_vision,
+    common,
+)
 from blipviz.net.fast_attention import exact_attention
 from blipviz.testing import synthetic_images
 
@@ -29,6 +40,10 @@ def shared_tiny(tiny, monkeypatch):
         (bench_cache, "cache", ["--reps", "1"]),
         (bench_precision, "precision", ["--reps", "1"]),
         (bench_memory, "memory", ["--n-images", "2,3"]),
+        (bench_explanations, "explanations", ["--reps", "1"]),
+        (bench_feature_space_explorer, "feature_space_explorer", ["--reps", "1"]),
+        (bench_collection, "collection_throughput", ["--skip", "ray"]),
+        (bench_retrieval, "retrieval", []),
     ],
 )
 def test_scripts_run_quick(shared_tiny, tmp_path, script, name, extra):

@@ -527,13 +527,14 @@ class MatrixExplorer(_Explorer):
             kind="itm",
             thumbnails=[self._cache.thumbnail(k) for k in self._keys],
             truncated_by=reasons,
+            model_name=self.model.name,
         )
         if not self._keys:
             self.heatmap.value = b""
             raise InputError("no images yet: add some with the upload control")
-        figure = Figure(figsize=score_matrix_figsize(self.scores_), layout="constrained")
+        figure = Figure(figsize=score_matrix_figsize(self.scores_))
         ax = figure.add_subplot()
-        self.display_ = self.scores_.plot(ax=ax)
+        self.display_ = self.scores_.plot(ax=ax, fit=True)
         self.heatmap.value = _figure_png(figure)
 
 

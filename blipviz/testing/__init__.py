@@ -8,26 +8,42 @@ scores and attention maps differ from input to input. ``load_model("tiny-random"
 dtype, the depth of the computation and the magnitude of the values (:mod:`blipviz.testing.numerics`).
 
 ``write_fashion_mnist_fixture(folder)`` writes a tiny FashionMNIST-shaped dataset (same features and
-label names as the Hub's, generated pictures) that :func:`blipviz.datasets.load_fashion_mnist` loads.
+label names as the Hub's, generated pictures) that :func:`blipviz.datasets.load_fashion_mnist` loads;
+``write_retrieval_fixture(folder, name)`` writes a tiny COCO-Karpathy- or Flickr30k-shaped retrieval
+benchmark that :func:`blipviz.datasets.load_retrieval_benchmark` loads.
 """
 
 from __future__ import annotations
 
 from ..net.registry import TINY_GEOMETRY, tiny_random_config
-from .data import FASHION_MNIST_HUB_NAMES, fashion_mnist_fixture_image, write_fashion_mnist_fixture
+from .data import (
+    COCO_FIXTURE_IMAGES,
+    FASHION_MNIST_HUB_NAMES,
+    RetrievalFixture,
+    fashion_mnist_fixture_image,
+    retrieval_fixture_captions,
+    retrieval_fixture_image,
+    write_fashion_mnist_fixture,
+    write_retrieval_fixture,
+)
 from .numerics import assert_close, net_depth, tolerance
 
 __all__ = [
+    "COCO_FIXTURE_IMAGES",
     "FASHION_MNIST_HUB_NAMES",
     "TINY_GEOMETRY",
+    "RetrievalFixture",
     "assert_close",
     "fashion_mnist_fixture_image",
     "net_depth",
+    "retrieval_fixture_captions",
+    "retrieval_fixture_image",
     "synthetic_images",
     "tiny_random_config",
     "tiny_random_hf_model",
     "tolerance",
     "write_fashion_mnist_fixture",
+    "write_retrieval_fixture",
 ]
 
 

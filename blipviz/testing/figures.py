@@ -119,10 +119,17 @@ def assert_inside_figure(artists: Iterable, *, tol_px: float = 0.5) -> None:
 def colorbars(fig) -> list:
     """The colorbars drawn in ``fig`` (``matplotlib.colorbar.Colorbar`` objects)."""
     found = []
-    for ax in fig.axes:
+    stack = list(fig.axes)
+    seen: set[int] = set()
+    while stack:  # the figure's Axes and their inset (child) Axes
+        ax = stack.pop(0)
+        if id(ax) in seen:
+            continue
+        seen.add(id(ax))
         bar = getattr(ax, "_colorbar", None)
         if bar is not None:
             found.append(bar)
+        stack.extend(getattr(ax, "child_axes", []))
     return found
 
 
