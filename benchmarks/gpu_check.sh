@@ -49,7 +49,8 @@ results=(--results "$out/results.jsonl" --device "$device" "${quick[@]}")
 dtypes=(float32 float16 bfloat16)
 [ "$device" = cpu ] && dtypes=(float32)  # float16 matmuls have no fast CPU kernels
 for dtype in "${dtypes[@]}"; do
-    step "vision_$dtype" "$py" benchmarks/bench_vision.py "${results[@]}" --dtype "$dtype"
+    # 6 repetitions: with fewer, half-precision medians still hold first-call costs of each batch shape
+    step "vision_$dtype" "$py" benchmarks/bench_vision.py "${results[@]}" --dtype "$dtype" --reps 6
     step "itm_matrix_$dtype" "$py" benchmarks/bench_itm_matrix.py "${results[@]}" --dtype "$dtype"
 done
 step precision "$py" benchmarks/bench_precision.py "${results[@]}" --reps 2
