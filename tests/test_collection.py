@@ -238,3 +238,33 @@ def test_a_folder_source_has_relative_path_ids_and_rereads_images(tiny, tmp_path
     again = kept.search("a photo", k=2, rerank=2)  # states read back, not recomputed
     assert again["id"].tolist() == frame["id"].tolist()
     assert_close(again["itm"].to_numpy(), frame["itm"].to_numpy(), depth=net_depth(tiny))
+
+
+def test_the_feature_space_explorer_opens_a_collection(tiny, tmp_path):
+    """The explorer maps the collection's embeddings, fetches an image only when it is shown, and
+    ranks a selection by ITM equal to the net's own scores."""
+    pytest.importorskip("jscatter")
+    from PIL import Image
+
+    from blipviz.display.feature_space_explorer import FeatureSpaceExplorer
+
+    root = tmp_path / "photos"
+    root.mkdir()
+    arrays = synthetic_images(6, size=(24, 32))
+    for i, arr in enumerate(arrays):
+        Image.fromarray(arr).save(root / f"{i}.png")
+    c = embed_collection(tiny, root, tmp_path / "c", progress=False)
+    fetched = []
+    image = c.image
+    c.image = lambda ident: fetched.append(ident) or image(ident)
+    ex = FeatureSpaceExplorer.from_collection(c, tiny, method="pca")
+    assert fetched == []  # nothing read before it is needed
+    mapped = c.feature_space("pca")
+    assert_close(ex.coords_[["x", "y"]].to_numpy(), mapped[["x", "y"]].to_numpy())
+    ex.select([0, 1, 2])
+    ex.query.value = "a photo"
+    ids = [mapped["id"][i] for i in range(3)]
+    expected = tiny.itm_scores([root / i for i in ids], ["a photo"]).values[:, 0]
+    got = ex.ranking_.set_index("name").loc[ids, "itm"].to_numpy()
+    assert_close(got, expected, depth=net_depth(tiny))
+    assert sorted(set(fetched)) == sorted(ids)

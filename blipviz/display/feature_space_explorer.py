@@ -315,6 +315,47 @@ class FeatureSpaceExplorer:
 
     # ----------------------------------------------------------------------------- from a map
     @classmethod
+    def from_collection(
+        cls,
+        collection: Any,
+        model: BlipITM | None = None,
+        *,
+        method: str = "umap",
+        sample: int | None = None,
+        **options: Any,
+    ) -> FeatureSpaceExplorer:
+        """An explorer of a collection's images (:class:`blipviz.Collection`): its map
+        (``collection.feature_space(method, sample=sample)``), images read back from the collection's
+        source only when shown or ranked.
+
+        Parameters
+        ----------
+        collection : blipviz.Collection
+        model : BlipITM, optional
+            Default: the collection's net (``collection.model``).
+        method : {"umap", "tsne", "pca"}, default "umap"
+        sample : int, optional
+            Map this many points drawn at random; default all.
+        **options
+            As in :meth:`from_coordinates` (``query``, ``max_ranked``, ``width``, ...).
+        """
+        net = model if model is not None else collection.model
+        mapped = collection.feature_space(method, sample=sample)
+        ids = mapped["id"].tolist()
+        title = f"{len(ids):,} images of a collection ({method.upper()} of their embeddings)"
+        options.setdefault("title", title)
+        return cls.from_coordinates(
+            net,
+            mapped[["x", "y"]],
+            ["image"] * len(ids),
+            ids,
+            image_fn=collection.image,
+            ids=ids,
+            embeddings=np.asarray(collection.embeddings)[mapped["row"].to_numpy()],
+            **options,
+        )
+
+    @classmethod
     def from_coordinates(
         cls,
         model: BlipITM,
