@@ -33,7 +33,6 @@ ranked.
 from __future__ import annotations
 
 import base64
-import functools
 import html
 import io
 from collections import OrderedDict
@@ -48,6 +47,7 @@ from ..net.features import ImageFeatures, TextFeatures
 from ..net.images import as_image_list, thumbnail
 from ..net.text import as_text_list
 from .labels import fit_text, palette
+from .widgets import reports_errors
 
 if TYPE_CHECKING:
     from ..itm import BlipITM
@@ -127,31 +127,6 @@ def _png(picture) -> bytes:
 
 def _data_uri(picture) -> str:
     return "data:image/png;base64," + base64.b64encode(_png(picture)).decode("ascii")
-
-
-def _error_html(exc: BaseException) -> str:
-    return (
-        '<div style="color:#b00020;font-family:monospace;white-space:pre-wrap">'
-        f"{html.escape(type(exc).__name__)}: {html.escape(str(exc))}</div>"
-    )
-
-
-def _reports_errors(method: Callable) -> Callable:
-    """Run a callback; an exception becomes a message in ``self.message`` instead of a lost traceback."""
-
-    @functools.wraps(method)
-    def wrapper(self, *args, **kwargs):
-        try:
-            result = method(self, *args, **kwargs)
-        except Exception as exc:
-            self.message.value = _error_html(exc)
-            self.error_ = exc
-            return None
-        self.message.value = ""
-        self.error_ = None
-        return result
-
-    return wrapper
 
 
 def _concat(parts: Sequence[ImageFeatures]) -> ImageFeatures:
@@ -610,24 +585,24 @@ class FeatureSpaceExplorer:
         self._show(int(point))
 
     # ----------------------------------------------------------------------------- callbacks
-    @_reports_errors
+    @reports_errors
     def _on_selection(self, change) -> None:
         new = change["new"]
         self.selection_ = np.unique(np.asarray([] if new is None else new, dtype=np.int64))
         self._refresh()
 
-    @_reports_errors
+    @reports_errors
     def _on_drag(self, change) -> None:
         mode, lasso = _DRAG_MODES[change["new"]]
         if lasso is not None:
             self.scatter.lasso(type=lasso)
         self.scatter.mouse(mode=mode)
 
-    @_reports_errors
+    @reports_errors
     def _on_query(self, _change=None) -> None:
         self._refresh()
 
-    @_reports_errors
+    @reports_errors
     def _on_hover(self, change) -> None:
         if change["new"] is not None:
             self._show(int(change["new"]))

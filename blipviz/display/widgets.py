@@ -45,7 +45,7 @@ if TYPE_CHECKING:
     from ..itm import BlipITM
     from ..net.features import ImageFeatures
 
-__all__ = ["AttentionExplorer", "MatrixExplorer", "RankingExplorer"]
+__all__ = ["AttentionExplorer", "MatrixExplorer", "RankingExplorer", "error_html", "reports_errors"]
 
 _METHODS = ("ITM", "cosine", "both")
 _BAR_COLORS = {"itm": "#6baed6", "cosine": "#fd8d3c"}
@@ -70,14 +70,14 @@ def _figure_png(figure) -> bytes:
     return buffer.getvalue()
 
 
-def _error_html(exc: BaseException) -> str:
+def error_html(exc: BaseException) -> str:
     return (
         '<div style="color:#b00020;font-family:monospace;white-space:pre-wrap">'
         f"{html.escape(type(exc).__name__)}: {html.escape(str(exc))}</div>"
     )
 
 
-def _reports_errors(method: Callable) -> Callable:
+def reports_errors(method: Callable) -> Callable:
     """Run a callback; an exception becomes a message in ``self.message`` instead of a lost traceback."""
 
     @functools.wraps(method)
@@ -85,7 +85,7 @@ def _reports_errors(method: Callable) -> Callable:
         try:
             result = method(self, *args, **kwargs)
         except Exception as exc:
-            self.message.value = _error_html(exc)
+            self.message.value = error_html(exc)
             self.error_ = exc
             return None
         self.message.value = ""
@@ -368,31 +368,31 @@ class RankingExplorer(_Explorer):
         self.description_boxes.append(box)
         self.rows.children = [b._blipviz_row for b in self.description_boxes]
 
-    @_reports_errors
+    @reports_errors
     def _on_pick(self, index: int, _button=None) -> None:
         if not 0 <= index < len(self._keys):
             raise InputError(f"image {index} does not exist: there are {len(self._keys)} images")
         self._selected = index
         self._refresh()
 
-    @_reports_errors
+    @reports_errors
     def _on_method(self, _change=None) -> None:
         self._refresh()
 
-    @_reports_errors
+    @reports_errors
     def _on_edit(self, change) -> None:
         position = next(i for i, b in enumerate(self.description_boxes) if b is change["owner"])
         _check_description(change["new"], f"description {position}")
         self._refresh()
 
-    @_reports_errors
+    @reports_errors
     def _on_add(self, _source=None) -> None:
         text = _check_description(self.new_description.value, "the new description")
         self._append_row(text)
         self.new_description.value = ""
         self._refresh()
 
-    @_reports_errors
+    @reports_errors
     def _on_remove(self, box, _button=None) -> None:
         if len(self.description_boxes) == 1:
             raise InputError("keep at least one description")
@@ -481,11 +481,11 @@ class MatrixExplorer(_Explorer):
         self._keys += self._cache.add_images(as_image_list(images))
         self._redraw()
 
-    @_reports_errors
+    @reports_errors
     def _redraw(self) -> None:
         self._refresh()
 
-    @_reports_errors
+    @reports_errors
     def _on_upload(self, change) -> None:
         files = change["new"]
         if not files:
@@ -504,7 +504,7 @@ class MatrixExplorer(_Explorer):
         self._keys += self._cache.add_images(images, labels)
         self._refresh()
 
-    @_reports_errors
+    @reports_errors
     def _on_texts(self, change) -> None:
         texts = [line.strip() for line in change["new"].splitlines() if line.strip()]
         if not texts:
@@ -692,17 +692,17 @@ class AttentionExplorer(_Explorer):
             self._updating = False
 
     # ---------------------------------------------------------------------------- callbacks
-    @_reports_errors
+    @reports_errors
     def _on_control(self, _change=None) -> None:
         if not getattr(self, "_updating", False):
             self._render()
 
-    @_reports_errors
+    @reports_errors
     def _on_method(self, change) -> None:
         self.head.disabled = change["new"] == "GradCAM"
         self._render()
 
-    @_reports_errors
+    @reports_errors
     def _on_text(self, change) -> None:
         text = _check_description(change["new"], "the text")
         tokens = self._attention_of(text).tokens
