@@ -240,12 +240,12 @@ def test_explorers_render_and_react_in_jupyterlab(tmp_path):
 
                 handle = page.locator(".blipviz-layer .noUi-handle")
                 handle.focus()
-                handle.press("Home")  # layer 1 -> layer 0
+                handle.press("End")  # the default layer (0 of the tiny net's 2) -> layer 1
                 third = _wait_for_new_overlay(page, second)
                 assert len({first[1], second[1], third[1]}) == 3
 
                 caption = page.locator(".blipviz-caption").inner_text()
-                assert "layer 0" in caption and "'dog'" in caption, caption
+                assert "layer 1" in caption and "“dog”" in caption, caption
                 assert page.locator(".blipviz-message").first.inner_text().strip() == ""
                 errors = page.locator(
                     ".jp-OutputArea-output[data-mime-type='application/vnd.jupyter.stderr']"
