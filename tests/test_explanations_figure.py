@@ -98,14 +98,20 @@ def test_explanation_panels_titles_and_colorbar(tiny):
     assert disp.titles_[0].endswith("match decision")
     assert "relevancy" in disp.title_ and f"{rel.itm_probability:.3f}" in disp.title_
     assert len(colorbars(disp.figure_)) == 1
+    assert disp.scale_ == "per-token"  # its match row would dwarf the token maps on one scale
+    assert rel.overlay(scale="shared").scale_ == "shared"
     assert_inside_figure(visible_texts(disp.figure_))
     assert_no_overlap([ax.title for ax in disp.axes_ if ax.get_visible()], what="panel titles")
     cam = tiny.explain(_picture(), text, "gradcam")
-    assert len(cam.plot().arrays_) == len(cam.tokens) + 1  # its match map is a mean: its own panel
+    cam_display = cam.plot()
+    assert len(cam_display.arrays_) == len(cam.tokens) + 1  # its match map is a mean: its own panel
+    assert cam_display.scale_ == "shared"
     occ = tiny.explain(_picture(), text, "occlusion", window=2, stride=2)
     lone = occ.overlay()
     assert len(lone.arrays_) == 1 and lone.figure_.get_figwidth() >= 4.0
-    assert "drop of the ITM match logit" in lone.colorbar_.ax.get_ylabel()
+    assert "drop of the ITM match logit (rises drawn as 0)" in lone.colorbar_.ax.get_ylabel().replace(
+        "\n", " "
+    )
 
 
 @image_comparison()

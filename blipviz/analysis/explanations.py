@@ -159,7 +159,14 @@ class Explanation:
             value_name=_VALUE_NAMES[self.method],
         )
 
-    def plot(self, *, include_match: bool = True, scale: str = "shared", axes=None, ncols=None, **kw: Any):
+    def _scale(self, scale: str | None) -> str:
+        # relevancy and rollout: the match row carries most of the mass, so on one shared scale
+        # the token maps would fade away; each panel gets its own scale unless asked otherwise
+        if scale is None:
+            return "per-token" if self.method in ("relevancy", "rollout") else "shared"
+        return scale
+
+    def plot(self, *, include_match: bool = True, scale: str | None = None, axes=None, ncols=None, **kw: Any):
         """Draw the match map, then each token's map, as matrices with a colorbar.
 
         Parameters
@@ -167,7 +174,9 @@ class Explanation:
         include_match : bool, default True
             The match map (``match_map``) as the first panel (relevancy and rollout: it is the first
             token's map, so that panel is labelled so and not repeated).
-        scale : {"shared", "per-token"}, default "shared"
+        scale : {"shared", "per-token"}, optional
+            Default: "per-token" for relevancy and rollout (their match row dwarfs the token maps),
+            "shared" for the others.
         axes, ncols, **kw
             See :meth:`blipviz.AttentionGridDisplay.plot`.
 
@@ -176,20 +185,21 @@ class Explanation:
         AttentionGridDisplay
         """
         display = self._display(None, include_match)
-        return display.plot(axes, scale=scale, ncols=ncols, **_panel_size(display, kw))
+        return display.plot(axes, scale=self._scale(scale), ncols=ncols, **_panel_size(display, kw))
 
     def overlay(
         self,
         image: Any = None,
         *,
         include_match: bool = True,
-        scale: str = "shared",
+        scale: str | None = None,
         axes=None,
         ncols=None,
         **kw,
     ):
         """Lay the match map, then each token's map, on the photograph (the attention displays' colour
-        scale and rules); ``image`` defaults to the one the maps were computed from.
+        scale and rules); ``image`` defaults to the one the maps were computed from. ``scale`` as
+        in :meth:`plot`.
 
         Returns
         -------
@@ -201,7 +211,7 @@ class Explanation:
                 "no image to draw on: pass image=... (this explanation was computed from pixels)"
             )
         display = self._display(picture, include_match)
-        return display.plot(axes, scale=scale, ncols=ncols, **_panel_size(display, kw))
+        return display.plot(axes, scale=self._scale(scale), ncols=ncols, **_panel_size(display, kw))
 
     def to_pandas(self) -> pd.DataFrame:
         """One row per (token, patch): columns ``token``, ``position``, ``row``, ``col``, ``value``."""
@@ -240,7 +250,7 @@ _VALUE_NAMES = {
     "gradcam": "GradCAM value",
     "relevancy": "relevancy",
     "rollout": "rollout",
-    "occlusion": "drop of the ITM match logit",
+    "occlusion": "drop of the ITM match logit (rises drawn as 0)",
 }
 
 
