@@ -94,7 +94,7 @@ class ExplanationCurvesDisplay:
         ]
         band_note = "; band: interquartile range over pairs" if band and n_pairs >= 2 else ""
         fig.suptitle(
-            f"Which map is true? Deletion and insertion curves — {', '.join(parts)}{band_note}", fontsize=11
+            f"Which map is true? Deletion and insertion curves\n{', '.join(parts)}{band_note}", fontsize=11
         )
         fig.tight_layout()
         self.axes_ = list(axes)
