@@ -208,3 +208,10 @@ def test_pixel_input_needs_an_image_to_overlay(tiny_model):
     assert ca.overlay(np.zeros((10, 10, 3), dtype=np.uint8), 0).arrays_[0].shape == (10, 10, 3)
     with pytest.raises(ValueError, match="one image"):
         tiny_model.cross_attention(torch.zeros(2, 3, 64, 64), "a cat")
+
+
+def test_maps_default_to_the_one_default_layer(tiny, images):
+    from blipviz.analysis.attention import default_layer
+
+    att = tiny.cross_attention(images[0], "a dog running on the beach")
+    np.testing.assert_array_equal(att.maps(), att.maps(default_layer(att.n_layers)))

@@ -212,14 +212,15 @@ class CrossAttention:
         )
 
     def maps(
-        self, layer: int, heads: str | int | Sequence[int] = "mean", subtract_min: bool = True
+        self, layer: int | None = None, heads: str | int | Sequence[int] = "mean", subtract_min: bool = True
     ) -> np.ndarray:
         """Per-token attention maps over the patch grid.
 
         Parameters
         ----------
-        layer : int
-            Layer of the multimodal encoder (0-based; negative counts from the end).
+        layer : int, optional
+            Layer of the multimodal encoder (0-based; negative counts from the end); default
+            :func:`default_layer` (the middle layer, 6 of 12), as every figure.
         heads : "mean", int or list of int, default "mean"
             Heads to average.
         subtract_min : bool, default True
@@ -231,7 +232,7 @@ class CrossAttention:
         ndarray of shape (n_tokens, gh, gw)
             The image's ``[CLS]`` token dropped; patches reshaped row by row.
         """
-        layer = _check_layer(layer, self.n_layers)
+        layer = default_layer(self.n_layers) if layer is None else _check_layer(layer, self.n_layers)
         index = _head_index(heads, self.n_heads)
         att = self.weights[layer][index].mean(axis=0)[:, 1:]  # (n_tokens, P)
         gh, gw = self.grid
