@@ -34,7 +34,6 @@ from __future__ import annotations
 
 import base64
 import html
-import io
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
@@ -47,7 +46,7 @@ from ..net.features import ImageFeatures, TextFeatures
 from ..net.images import as_image_list, thumbnail
 from ..net.text import as_text_list
 from .labels import fit_text, palette
-from .widgets import reports_errors
+from .widgets import png_bytes, reports_errors
 
 if TYPE_CHECKING:
     from ..itm import BlipITM
@@ -119,14 +118,8 @@ def payload_bytes(widget: Any) -> dict[str, int]:
     return sizes
 
 
-def _png(picture) -> bytes:
-    buffer = io.BytesIO()
-    picture.save(buffer, format="PNG")
-    return buffer.getvalue()
-
-
 def _data_uri(picture) -> str:
-    return "data:image/png;base64," + base64.b64encode(_png(picture)).decode("ascii")
+    return "data:image/png;base64," + base64.b64encode(png_bytes(picture)).decode("ascii")
 
 
 def _concat(parts: Sequence[ImageFeatures]) -> ImageFeatures:
@@ -625,7 +618,7 @@ class FeatureSpaceExplorer:
                 picture = self._small[point]
             else:
                 picture = thumbnail(self._picture(point), _HOVER_SIDE)
-            self._large[point] = _png(picture)
+            self._large[point] = png_bytes(picture)
             while len(self._large) > _HOVER_CACHE:
                 self._large.popitem(last=False)
         self._large.move_to_end(point)

@@ -466,27 +466,24 @@ class ScoreMatrixDisplay:
 
         thumbs = s.thumbnails if thumbnails and s.thumbnails and len(s.thumbnails) == n_images else None
         band = float(thumbnail_height) if thumbs is not None else 0.0
-        geometry = _heatmap_geometry(
-            s,
-            max_label_chars=max_label_chars,
-            colorbar=colorbar,
-            thumbnails=thumbs is not None,
-            thumbnail_height=band,
-            title=title,
-        )
-        if title is None:
+
+        def layout(title_text):
+            return _heatmap_geometry(
+                s,
+                max_label_chars=max_label_chars,
+                colorbar=colorbar,
+                thumbnails=thumbs is not None,
+                thumbnail_height=band,
+                title=title_text,
+            )
+
+        geometry = layout(title)
+        if title is None:  # the default title is fitted to the room the first layout leaves
             title = heatmap_title(
                 s.kind, s.model_name, max_chars=_title_chars(_title_room(geometry, n_images))
             )
             if ax is None:
-                geometry = _heatmap_geometry(
-                    s,
-                    max_label_chars=max_label_chars,
-                    colorbar=colorbar,
-                    thumbnails=thumbs is not None,
-                    thumbnail_height=band,
-                    title=title,
-                )
+                geometry = layout(title)
         if fit is None:
             fit = ax is None
         if ax is None:

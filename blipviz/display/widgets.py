@@ -45,7 +45,14 @@ if TYPE_CHECKING:
     from ..itm import BlipITM
     from ..net.features import ImageFeatures
 
-__all__ = ["AttentionExplorer", "MatrixExplorer", "RankingExplorer", "error_html", "reports_errors"]
+__all__ = [
+    "AttentionExplorer",
+    "MatrixExplorer",
+    "RankingExplorer",
+    "error_html",
+    "png_bytes",
+    "reports_errors",
+]
 
 _METHODS = ("ITM", "cosine", "both")
 _BAR_COLORS = {"itm": "#6baed6", "cosine": "#fd8d3c"}
@@ -54,7 +61,7 @@ _PICKER_SIDE = 72  # longest side of the thumbnails of the image picker
 
 
 # ------------------------------------------------------------------------------------ helpers
-def _png(image: Any) -> bytes:
+def png_bytes(image: Any) -> bytes:
     """PNG bytes of a PIL image or a uint8 array of shape (H, W, 3)."""
     from PIL import Image
 
@@ -313,7 +320,7 @@ class RankingExplorer(_Explorer):
             button = w.Button(description=self._cache.label(key), layout=w.Layout(width="auto"))
             button.on_click(functools.partial(self._on_pick, i))
             self.image_buttons.append(button)
-            tiles.append(w.VBox([w.Image(value=_png(thumb), format="png"), button]))
+            tiles.append(w.VBox([w.Image(value=png_bytes(thumb), format="png"), button]))
         self.method = w.ToggleButtons(options=list(_METHODS), value=method, description="score")
         self.method.observe(self._on_method, names="value")
         self.description_boxes: list = []
@@ -738,7 +745,7 @@ class AttentionExplorer(_Explorer):
         self.map_ = np.asarray(heat)
         top = robust_max(self.map_)
         self.overlay_ = blend(self._picture, heat, top, alpha=float(self.opacity.value))
-        self.overlay.value = _png(self.overlay_)
+        self.overlay.value = png_bytes(self.overlay_)
         note = _cut_note(self.model, self._attention_of(self._text).truncated_by)
         scale = f"colour: 0 (photo) to {top:.3g} (the map's 99th percentile) and above"
         self.caption_text_ = f"{what} · ITM probability {score:.3f} · {self._text}" + (
