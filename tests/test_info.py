@@ -1,3 +1,5 @@
+import re
+
 import pandas as pd
 import pytest
 import torch
@@ -88,7 +90,8 @@ def test_every_array_is_reachable_and_numbers_stay_numeric():
     assert info.parts["elements"].dtype == "int64"
     # the styled table holds every row (in a scrolling box) and says so
     styler = info.style("arrays")
-    assert styler.data.equals(info.arrays_element_counts)
+    # a float net: the all-False int8 flag is left out of the view, the numbers are the frame's own
+    assert styler.data.equals(info.arrays_element_counts.drop(columns="quantized"))
     html = styler.to_html()
     cells = set(_cells(html))
     assert set(everything.index) <= cells
@@ -137,3 +140,22 @@ def test_style_counts_formats_only_for_display():
         blipviz.net_information("ViT-B/16").style("weights")
     with pytest.raises(ValueError, match="no table of parts"):
         blipviz.net_information(torch.nn.Linear(2, 2)).style("parts")
+
+
+def test_captions_name_what_is_described_and_headers_read_as_words(tiny_model):
+    info = blipviz.net_information("ViT-B/16")
+    html = info.style("parts").to_html()
+    assert "<caption>ViT-B/16 (no weights): parts" in html and "no int8 weights" in html
+    headers = re.findall(r"<th class=\"(?:col_heading|index_name)[^\"]*\" >([^<]*)</th>", html)
+    assert headers == ["part", "weight arrays", "elements", "leaf modules"]  # one header row
+    assert "quantized_elements" not in html and "BlipForImageTextRetrieval" not in html
+    assert list(info.parts.columns) == ["arrays", "elements", "quantized_elements", "layers"]  # the data
+    assert info.part("ImageEncoder").subject == "ImageEncoder of ViT-B/16 (no weights)"
+    # a loaded net and one of its parts are named by the net's name
+    assert blipviz.net_information(tiny_model).subject == tiny_model.name
+    part = blipviz.net_information(tiny_model.image_encoder)
+    assert part.style("summary").caption.startswith(f"ImageEncoder of {tiny_model.name}: in all")
+    # an int8 net keeps its int8 column, under a readable header
+    int8 = blipviz.load_model("tiny-random", quantize="int8")
+    html = blipviz.net_information(int8).style("parts").to_html()
+    assert "int8 elements" in html and "no int8 weights" not in html

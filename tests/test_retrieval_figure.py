@@ -81,6 +81,21 @@ def test_failure_table_html_has_thumbnails_and_texts(evaluation, direction):
     assert "rank 1 = first" in page and f"{evaluation.candidates(direction)} candidates" in page
 
 
+def test_failure_title_keeps_a_long_net_name_whole(evaluation):
+    failures = evaluation.failures("t2i", n=2)
+    failures.model_name = "Salesforce/blip-itm-large-flickr (random weights, int8, bfloat16 on cuda:0)"
+    failures.benchmark = "Flickr30k 1K test split, karpathy annotations"
+    page = failures.to_html()
+    assert failures.model_name in page and failures.benchmark in page and "…" not in page.split("</b>")[0]
+
+
+def test_recall_axis_ticks_reach_where_the_curves_end(evaluation):
+    ax = evaluation.plot().ax_
+    ticks = [int(t) for t in ax.get_xticks()]
+    longest = max(evaluation.candidates(d) for d in ("i2t", "t2i"))
+    assert ticks[:3] == [1, 2, 5] and ticks[-1] <= longest < 1.5 * ticks[-1]
+
+
 def test_failure_table_without_thumbnails_names_the_images(tiny):
     import torch
 

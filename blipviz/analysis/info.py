@@ -23,6 +23,14 @@ from ..errors import InputError, InputTypeError
 
 __all__ = ["NetInformation", "net_information"]
 
+#: Column headers of the styled tables (the frames keep their short names).
+DISPLAY_HEADERS = {
+    "arrays": "weight arrays",
+    "quantized_elements": "int8 elements",
+    "layers": "leaf modules",
+    "quantized": "int8",
+}
+
 
 @dataclass(eq=False)
 class NetInformation:
@@ -49,6 +57,10 @@ class NetInformation:
         ``None`` for a part.
     arrays_quantized_element_count : int
         How many of the weights are stored as int8 (0 for a float net).
+    subject : str
+        Whom the tables describe, for their captions: the architecture (``"ViT-B/16 (no
+        weights)"``), the net's name (``"Salesforce/blip-itm-base-coco"``) or a part of it
+        (``"ImageEncoder of Salesforce/blip-itm-base-coco"``); :attr:`name` when empty.
     """
 
     name: str
@@ -58,6 +70,7 @@ class NetInformation:
     parts: pd.DataFrame | None = None
     part_information: dict[str, NetInformation] = field(default_factory=dict, repr=False)
     arrays_quantized_element_count: int = 0
+    subject: str = ""
 
     def __repr__(self) -> str:
         int8 = (
@@ -108,14 +121,22 @@ class NetInformation:
         frame = frames[table]
         if frame is None:
             raise InputError(f"{self.name!r} has no table of parts: only a whole BLIP net has one")
+        who = self.subject or self.name
         captions = {
-            "arrays": f"{self.name}: weight arrays",
-            "parts": f"{self.name}: parts (shared weights counted in each)",
-            "layers": f"{self.name}: leaf modules by type",
-            "summary": f"{self.name}: in all",
+            "arrays": f"{who}: weight arrays",
+            "parts": f"{who}: parts (weights they share are counted in each)",
+            "layers": f"{who}: leaf modules by type",
+            "summary": f"{who}: in all",
         }
+        columns = frame.columns if isinstance(frame, pd.DataFrame) else ()
+        flags = [c for c in ("quantized_elements", "quantized") if c in columns]
+        if flags and not frame[flags[0]].any():
+            frame = frame.drop(columns=flags)  # a float net: a column of zeros says nothing
+            captions[table] += ", no int8 weights"
         more = "use .arrays() for all" if table == "arrays" else ""
-        return style_counts(frame, caption=captions[table], max_rows=max_rows, more=more)
+        return style_counts(
+            frame, caption=captions[table], max_rows=max_rows, more=more, headers=DISPLAY_HEADERS
+        )
 
     def _repr_html_(self) -> str:
         """Jupyter's view: the summary, the parts, the layer types and every weight array (scrolling)."""
@@ -214,14 +235,17 @@ def _describe(model: nn.Module, name: str, keep: set[str] | None) -> NetInformat
     )
 
 
-def _whole(hf_model: nn.Module) -> NetInformation:
+def _whole(hf_model: nn.Module, subject: str = "") -> NetInformation:
     from ..net.quantize import part_weight_names
     from ..net.registry import PARTS
 
     info = _describe(hf_model, type(hf_model).__name__, None)
+    info.subject = subject
     info.part_information = {
         part: _describe(hf_model, part, set(part_weight_names(hf_model, part))) for part in PARTS
     }
+    for part, part_info in info.part_information.items():
+        part_info.subject = f"{part} of {subject}" if subject else part
     info.parts = pd.concat([p.to_pandas() for p in info.part_information.values()])
     info.parts.index.name = "part"
     return info
@@ -258,11 +282,13 @@ def net_information(model_or_part: Any) -> NetInformation:
 
         with torch.device("meta"):
             hf_model = BlipForImageTextRetrieval(blip_config(model_or_part))
-        return _whole(hf_model)
+        return _whole(hf_model, f"{model_or_part} (no weights)")
     if isinstance(model_or_part, BlipNet):
-        return _whole(model_or_part.hf)
+        return _whole(model_or_part.hf, model_or_part.name)
     if isinstance(model_or_part, NetPart):
-        return _describe(model_or_part.model.hf, model_or_part.part, set(model_or_part.parameter_names()))
+        info = _describe(model_or_part.model.hf, model_or_part.part, set(model_or_part.parameter_names()))
+        info.subject = f"{model_or_part.part} of {model_or_part.model.name}"
+        return info
     if isinstance(model_or_part, nn.Module):
         from transformers import BlipForImageTextRetrieval
 

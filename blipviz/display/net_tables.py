@@ -9,6 +9,7 @@ honour it); ``max_rows`` shows the first rows and says how many are hidden and w
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
@@ -47,6 +48,7 @@ def style_counts(
     max_rows: int | None = None,
     more: str = "",
     scroll_rows: int = SCROLL_ROWS,
+    headers: Mapping[str, str] | None = None,
 ):
     """Style a table of counts: integers with thousands separators, shapes with ``×``.
 
@@ -63,6 +65,9 @@ def style_counts(
         Where to find the hidden rows, added to that caption (``"use info.arrays() for all"``).
     scroll_rows : int, default 25
         Height of the scrolling box, in rows.
+    headers : mapping, optional
+        Display names of columns (``{"quantized_elements": "int8 elements"}``); the data keep
+        theirs. The index's name heads the index column, in the one header row.
 
     Returns
     -------
@@ -90,7 +95,13 @@ def style_counts(
             formats[column] = format_shape
     from pandas.io.formats.style import Styler
 
+    if shown.index.name is not None and shown.columns.name is None:
+        # the index's name in the header row's corner (not a second header row); names aside, the
+        # frame is the same (``equals`` holds)
+        shown = shown.rename_axis(index=None, columns=shown.index.name)
     styler = Styler(shown, cell_ids=False).format(formats)
+    if headers:
+        styler = styler.relabel_index([headers.get(c, c) for c in shown.columns], axis="columns")
     # one rule per column (not one per cell: a 472-row table stays small)
     styler = styler.set_table_styles(
         {c: [{"selector": "td", "props": "text-align: right;"}] for c in formats if c != "shape"}

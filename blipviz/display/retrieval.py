@@ -125,7 +125,9 @@ class RecallCurveDisplay:
             )
         if log_x:
             ax.set_xscale("log")
-            ticks = [k for k in (1, 5, 10, 20, 50, 100, 200, 500, 1000) if k <= longest]
+            ticks = [k for k in (1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000) if k <= longest]
+            if longest >= 1.5 * ticks[-1]:
+                ticks.append(longest)  # where the curves end, unless a round tick is near it
             ax.set_xticks(ticks, [str(k) for k in ticks])
             ax.minorticks_off()
         ax.set_xlim(0.9 if log_x else 0, longest * (1.1 if log_x else 1.02))
@@ -236,8 +238,9 @@ class RetrievalFailures:
         side; texts as a numbered list)."""
         query_is_image = self.direction == "i2t"
         size = thumbnail_size
-        title = f"Worst queries, {DIRECTION_NAMES[self.direction]}: {self.model_name or 'net'}"
-        title = fit_text(title + (f" on {self.benchmark}" if self.benchmark else ""))
+        # HTML wraps: each name is kept whole up to 80 characters (not the title as a whole)
+        title = f"Worst queries, {DIRECTION_NAMES[self.direction]}: {fit_text(self.model_name or 'net')}"
+        title += f" on {fit_text(self.benchmark)}" if self.benchmark else ""
         head = "".join(
             f"<th>{h}</th>"
             for h in ("rank", "query", "true target (score)", "ranked above it (score), best first")
@@ -269,7 +272,10 @@ class RetrievalFailures:
             rows.append(f"<tr>{cell}{r.rank}</td>{cell}{query}</td>{cell}{true}</td>{wide}{above}</td></tr>")
         note = "rank 1 = first"
         if self.candidates:
-            note += f"; {self.candidates} candidates per query were re-scored, the others score -100"
+            note += (
+                f"; {self.candidates} candidates per query (the top by cosine) were re-scored, the"
+                " others rank below them (score -100)"
+            )
         return (
             f'<div class="blipviz-retrieval-failures"><p><b>{html.escape(title)}</b><br>'
             f'<span style="font-size:85%">{html.escape(note)}</span></p>'
