@@ -216,3 +216,19 @@ def test_one_default_layer_for_the_api_gradcam_and_the_explorer(three_layers, ph
     for method in ("attention", "GradCAM"):
         explorer = AttentionExplorer(three_layers, photo, "a dog", method=method)
         assert explorer.layer.value == expected and f"layer {expected}" in explorer.caption_text_
+
+
+def test_small_values_have_short_colorbar_labels_and_one_power_of_ten(cam):
+    import re
+
+    disp = cam.overlay(tokens=[2, 5], ncols=3)
+    bar = colorbars(disp.figure_)[0]
+    disp.figure_.canvas.draw()
+    top = bar.norm.vmax
+    labels = [t.get_text() for t in bar.ax.get_yticklabels() if t.get_text()]
+    digits = [len(re.sub(r"[^0-9]", "", re.sub(r"\\mathdefault|[{}$]", "", t))) for t in labels]
+    assert labels and max(digits) <= 3, labels
+    offset = bar.ax.yaxis.get_offset_text()
+    if top < 0.01:  # GradCAM values of the tiny net are this small: the power is written once
+        assert "10^{" in offset.get_text() and offset.get_visible()
+        assert_inside_figure([offset])

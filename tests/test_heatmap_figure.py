@@ -165,6 +165,18 @@ def test_cosine_title_and_unknown_net():
     assert s.plot().ax_.get_title() == "cosine similarity"
 
 
+def test_sorted_title_says_so_and_no_cell_reads_minus_zero():
+    values = np.array([[-0.001, 0.2], [-0.3, 0.004]])  # (images, texts)
+    s = blipviz.ScoreMatrix(values, ["t1", "t2"], ["a", "b"], "cosine", model_name="net-x")
+    for sort, phrase in [("rows", "texts sorted by mean"), ("both", "texts and images sorted by mean")]:
+        disp = s.plot(sort=sort)
+        title = disp.ax_.get_title()
+        assert title.startswith(f"cosine similarity, {phrase}") and "net-x" in title
+        cells = {t.get_text() for t in disp.text_.ravel()}
+        assert cells == {"0.00", "0.20", "-0.30"}  # -0.001 reads 0.00; -0.30 keeps its sign
+    assert "sorted" not in s.plot().ax_.get_title()
+
+
 def _outlined_cells(disp):
     cells = []
     for patch in disp.ax_.patches:

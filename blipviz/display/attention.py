@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import InputError
-from .labels import fit_text, number_repeats, wrap_text
+from .labels import fit_text, number_repeats, readable_ticks, wrap_text
 from .overlay import (
     ATTENTION_CMAP,
     OVERLAY_ALPHA,
@@ -277,6 +277,7 @@ class AttentionGridDisplay:
             )
             self.colorbar_.set_label(self.value_label(scale, percentile), fontsize=9)
             self.colorbar_.ax.tick_params(labelsize=8)
+            readable_ticks(self.colorbar_.ax.yaxis)
         self.arrays_, self.titles_, self.norms_ = arrays, titles, norms
         self.figure_, self.axes_, self.images_ = fig, np.array(flat, dtype=object), images
         self.scale_ = scale
@@ -425,6 +426,7 @@ class HeadsTokensDisplay:
         )
         self.colorbar_.set_label(label, fontsize=9)
         self.colorbar_.ax.tick_params(labelsize=8)
+        readable_ticks(self.colorbar_.ax.yaxis)
         self.arrays_, self.titles_, self.images_ = arrays, titles, images
         self.figure_, self.axes_, self.norm_, self.scale_ = fig, np.array(flat, dtype=object), norm, scale
         return self

@@ -14,7 +14,15 @@ from collections.abc import Sequence
 
 import numpy as np
 
-__all__ = ["MAX_LABEL_CHARS", "cielab", "fit_text", "number_repeats", "palette", "wrap_text"]
+__all__ = [
+    "MAX_LABEL_CHARS",
+    "cielab",
+    "fit_text",
+    "number_repeats",
+    "palette",
+    "readable_ticks",
+    "wrap_text",
+]
 
 #: Texts up to this many characters are always shown whole.
 MAX_LABEL_CHARS = 80
@@ -144,3 +152,15 @@ def palette(n: int) -> list[str]:
     if n < 0:
         raise ValueError(f"n must be >= 0, got {n}")
     return [_PALETTE[i % len(_PALETTE)] for i in range(n)]
+
+
+def readable_ticks(axis) -> None:
+    """Tick labels of at most a few digits on a matplotlib ``axis`` (a colorbar's ``cb.ax.yaxis``):
+    values below 0.01 or from 1,000 share a power of ten written once at the axis's end
+    (``2, 4, 6`` and ``×10⁻⁴``, not ``0.00002, 0.00004, 0.00006``); values in between are left
+    as they are."""
+    from matplotlib.ticker import ScalarFormatter
+
+    formatter = ScalarFormatter(useMathText=True)
+    formatter.set_powerlimits((-2, 3))
+    axis.set_major_formatter(formatter)

@@ -34,6 +34,11 @@ __all__ = [
 
 _SORT_OPTIONS = (None, "rows", "columns", "both")
 _KIND_LABELS = {"itm": "ITM match probability", "cosine": "cosine similarity"}
+_SORT_PHRASES = {
+    "rows": "texts sorted by mean",
+    "columns": "images sorted by mean",
+    "both": "texts and images sorted by mean",
+}
 
 
 # ------------------------------------------------------------------------------------ helpers
@@ -256,13 +261,18 @@ def _heatmap_geometry(
     }
 
 
-def heatmap_title(kind: str, model_name: str | None, *, max_chars: int | None = None) -> str:
-    """The default title of a score heatmap: what is shown and by which net.
+def heatmap_title(
+    kind: str, model_name: str | None, *, max_chars: int | None = None, sort: str | None = None
+) -> str:
+    """The default title of a score heatmap: what is shown, in which order, and by which net.
 
-    ``"ITM match probability — Salesforce/blip-itm-base-coco"``; on two lines when longer than
-    ``max_chars``; the score kind alone when the net is not known.
+    ``"ITM match probability — Salesforce/blip-itm-base-coco"``; with ``sort``, the order follows
+    the score (``"cosine similarity, texts sorted by mean — ..."``); on two lines when longer than
+    ``max_chars``; without the net when it is not known.
     """
     what = _KIND_LABELS.get(kind, kind)
+    if sort is not None:
+        what += f", {_SORT_PHRASES[sort]}"
     if not model_name:
         return what
     one_line = f"{what} \N{EM DASH} {model_name}"
@@ -279,10 +289,11 @@ def score_matrix_figsize(
     thumbnails: bool = True,
     thumbnail_height: float = _BAND_CELLS,
     title: str | None = None,
+    sort: str | None = None,
 ) -> tuple[float, float]:
     """(width, height) in inches of a figure that holds the heatmap of ``scores`` with its labels,
     thumbnails, colorbar and title (what :meth:`ScoreMatrixDisplay.plot` uses when given no Axes).
-    ``title=None``: the default title (:func:`heatmap_title`)."""
+    ``title=None``: the default title (:func:`heatmap_title`, which names the ``sort``)."""
     thumbs = bool(thumbnails and scores.thumbnails)
     geometry = _heatmap_geometry(
         scores,
@@ -300,7 +311,7 @@ def score_matrix_figsize(
             colorbar=colorbar,
             thumbnails=thumbs,
             thumbnail_height=thumbnail_height,
-            title=heatmap_title(scores.kind, scores.model_name, max_chars=_title_chars(room)),
+            title=heatmap_title(scores.kind, scores.model_name, max_chars=_title_chars(room), sort=sort),
         )
     return geometry["figsize"]
 
@@ -480,7 +491,7 @@ class ScoreMatrixDisplay:
         geometry = layout(title)
         if title is None:  # the default title is fitted to the room the first layout leaves
             title = heatmap_title(
-                s.kind, s.model_name, max_chars=_title_chars(_title_room(geometry, n_images))
+                s.kind, s.model_name, max_chars=_title_chars(_title_room(geometry, n_images)), sort=sort
             )
             if ax is None:
                 geometry = layout(title)
@@ -538,7 +549,7 @@ class ScoreMatrixDisplay:
                     self.text_[i, j] = ax.text(
                         j,
                         i,
-                        format(shown[i, j], values_format),
+                        _cell_text(shown[i, j], values_format),
                         ha="center",
                         va="center",
                         fontsize=fontsize - 1,
@@ -595,6 +606,12 @@ class ScoreMatrixDisplay:
         self.ax_ = ax
         self.figure_ = fig
         return self
+
+
+def _cell_text(value: float, values_format: str) -> str:
+    """A cell's number; one that rounds to zero reads ``0.00``, never ``-0.00``."""
+    text = format(value, values_format)
+    return format(0.0, values_format) if text.startswith("-") and float(text) == 0 else text
 
 
 def fit_figure_to_axes(ax, size_in: tuple[float, float], *, pad_in: float = 0.08, rounds: int = 2) -> bool:
