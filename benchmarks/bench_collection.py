@@ -103,12 +103,29 @@ def memory(args, folder: Path) -> list[dict]:
     return rows
 
 
+def _vectors(n: int, kind: str, rng: np.random.Generator) -> np.ndarray:
+    """``n`` unit 256-d vectors: ``"random"`` (uniform on the sphere, no structure: IVF's worst
+    case) or ``"clustered"`` (a synthetic stand-in for image embeddings, which cluster by content:
+    one of ``n // 500`` random centres plus isotropic noise, cosine about 0.7 to the centre)."""
+    if kind == "random":
+        x = rng.standard_normal((n, 256), dtype=np.float32)
+    else:
+        centres = rng.standard_normal((max(1, n // 500), 256), dtype=np.float32)
+        centres /= np.linalg.norm(centres, axis=1, keepdims=True)
+        x = np.empty((n, 256), dtype=np.float32)
+        for start in range(0, n, 100_000):  # no (n, 256) float64 temporaries
+            stop = min(n, start + 100_000)
+            noise = rng.standard_normal((stop - start, 256), dtype=np.float32) / 16.0
+            x[start:stop] = centres[rng.integers(0, len(centres), stop - start)] + noise
+    x /= np.linalg.norm(x, axis=1, keepdims=True)
+    return x
+
+
 def search(args) -> list[dict]:
     from blipviz.collection.index import build_index, search_index
 
     rng = np.random.default_rng(0)
-    x = rng.standard_normal((args.n_vectors, 256), dtype=np.float32)
-    x /= np.linalg.norm(x, axis=1, keepdims=True)
+    x = _vectors(args.n_vectors, args.vectors, rng)
     q = x[rng.choice(args.n_vectors, args.queries, replace=False)] + 0.5 * rng.standard_normal(
         (args.queries, 256), dtype=np.float32
     )
@@ -126,6 +143,7 @@ def search(args) -> list[dict]:
     t_build_ivf, ivf = common.timed(lambda: build_index(x, "ivf", nlist=args.nlist), "cpu")
     rows = [
         {
+            "vectors": args.vectors,
             "method": "numpy brute force",
             "build_s": 0.0,
             "search_s": t_numpy,
@@ -133,6 +151,7 @@ def search(args) -> list[dict]:
             "recall_at_10": 1.0,
         },
         {
+            "vectors": args.vectors,
             "method": "faiss flat",
             "build_s": t_build_flat,
             "search_s": t_flat,
@@ -147,6 +166,7 @@ def search(args) -> list[dict]:
         recall = float(np.mean([len(set(a) & set(b)) / 10 for a, b in zip(approx, exact, strict=True)]))
         rows.append(
             {
+                "vectors": args.vectors,
                 "method": f"faiss ivf nlist={args.nlist} nprobe={nprobe}",
                 "build_s": t_build_ivf,
                 "search_s": t_ivf,
@@ -196,6 +216,12 @@ def main(argv: list[str] | None = None) -> list[dict]:
     p.add_argument("--memory-sizes", type=int, nargs="+", default=None, help="default 1000 10000")
     p.add_argument("--n-vectors", type=int, default=None, help="search collection size (default 1,000,000)")
     p.add_argument("--queries", type=int, default=10)
+    p.add_argument(
+        "--vectors",
+        choices=["random", "clustered"],
+        default="random",
+        help="search collection: uniform random unit vectors, or synthetic clusters (see _vectors)",
+    )
     p.add_argument("--nlist", type=int, default=None, help="IVF cells (default 1024)")
     p.add_argument("--nprobe", type=int, nargs="+", default=[8, 32])
     p.add_argument("--skip", nargs="*", default=[], choices=["throughput", "memory", "search", "ray"])

@@ -43,6 +43,7 @@ def shared_tiny(tiny, monkeypatch):
         (bench_explanations, "explanations", ["--reps", "1"]),
         (bench_feature_space_explorer, "feature_space_explorer", ["--reps", "1"]),
         (bench_collection, "collection_throughput", ["--skip", "ray"]),
+        (bench_collection, "collection_search", ["--skip", "throughput", "memory", "--vectors", "clustered"]),
         (bench_retrieval, "retrieval", []),
     ],
 )
@@ -55,6 +56,9 @@ def test_scripts_run_quick(shared_tiny, tmp_path, script, name, extra):
     assert records[0]["torch"] == torch.__version__ and records[0]["rows"]
     if name == "memory":  # one fresh process per collection size
         assert [r["images"] for r in rows] == [2, 3] and all(r["shape"] == [r["images"], 10] for r in rows)
+    if name == "collection_search":  # exact search is exact; the clustered vectors were searched
+        assert all(r["vectors"] == "clustered" for r in rows)
+        assert [r["recall_at_10"] for r in rows[:2]] == [1.0, 1.0]
     if name == "itm_matrix":  # blipviz and the per-pair recipe agree
         assert all(r["max_abs_diff"] < 1e-5 for r in rows)
         assert [r["shape"] for r in rows] == ["2 x 3", "3 x 3", "1 x 5", "5 x 1"]
