@@ -141,6 +141,30 @@ def test_another_net_s_folder_is_refused(dataset, whole):
         Collection.open(whole.folder, model=other)
 
 
+def test_a_collection_reloads_the_net_it_names_seed_and_dtype_included(tmp_path):
+    import torch
+
+    import blipviz
+
+    seeded = blipviz.load_model("tiny-random", seed=3, dtype=torch.float64, max_text_tokens=20)
+    assert seeded.load_options == {"name_or_path": "tiny-random", "seed": 3}
+    for i, array in enumerate(synthetic_images(5, size=(24, 32))):
+        (tmp_path / f"{i}.png").write_bytes(_png(array))
+    made = embed_collection(seeded, sorted(tmp_path.glob("*.png")), tmp_path / "c", progress=False)
+    opened = Collection.open(tmp_path / "c")  # no model: the manifest's net, built again and checked
+    reloaded = opened.model
+    assert (
+        reloaded.fingerprint("image")
+        == seeded.fingerprint("image")
+        != blipviz.load_model("tiny-random").fingerprint("image")
+    )
+    assert reloaded.dtype == torch.float64 and reloaded.max_text_tokens == 20
+    found = opened.search(["a picture"], k=2)
+    given = Collection.open(tmp_path / "c", model=seeded).search(["a picture"], k=2)
+    assert list(found["id"]) == list(given["id"])
+    assert len(made) == 5
+
+
 def test_another_preprocessing_and_a_foreign_folder_are_refused(tiny, dataset, whole, tmp_path):
     import copy
     import dataclasses

@@ -170,6 +170,10 @@ def test_save_and_load_folder_roundtrip(tiny, tmp_path, images, texts):
         np.asarray(loaded.cosine_scores(images, texts)), np.asarray(tiny.cosine_scores(images, texts))
     )
     assert loaded.preprocessing == tiny.preprocessing
+    # it records where its weights came from: the folder, resolved (for a collection's manifest)
+    assert loaded.load_options == {"name_or_path": str(folder.resolve())}
+    random = blipviz.load_model(folder, pretrained=False, seed=7)
+    assert random.load_options == {"name_or_path": str(folder.resolve()), "pretrained": False, "seed": 7}
 
 
 def test_known_config_defects_are_corrected_with_a_note(tmp_path, caplog):

@@ -1,10 +1,11 @@
 """How a collection names its net: enough to load it again (by name, folder or "tiny-random" with its
 options) and the weights fingerprints that prove it is the same net.
 
-A net records how it was loaded in ``model.load_options`` when the loader sets it; otherwise the
-description is read from the net (its name, dtype, text options, quantisation, fused attention),
-and a random net's seed is taken as the loader's default, 0. Either way the fingerprint decides:
-a reloaded net whose weights differ is refused.
+:func:`blipviz.load_model` records which weights a net has in ``model.load_options`` (the name,
+hub id or resolved folder, and a random net's seed); a net built otherwise is described from its name,
+a random one with the loader's default seed 0. Dtype, text options, quantisation and fused attention
+are read off the net as it is. Either way the fingerprint decides: a reloaded net whose weights
+differ is refused.
 """
 
 from __future__ import annotations
@@ -21,7 +22,6 @@ from ..net.fast_attention import fast_attention_enabled
 __all__ = ["check_same_net", "load_described_net", "net_description", "preprocessing_description"]
 
 _RANDOM_SUFFIX = " (random weights)"
-_DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
 
 
 def preprocessing_description(model) -> dict[str, Any]:
@@ -37,14 +37,15 @@ def preprocessing_description(model) -> dict[str, Any]:
 
 
 def _load_options(model) -> dict[str, Any]:
+    """Options for :func:`blipviz.net.load_net` that build ``model`` again: which weights (and the
+    seed of random ones) from ``model.load_options``, else guessed from its name; dtype, text options,
+    quantisation and fused attention read off the net as it is now."""
     given = getattr(model, "load_options", None)
-    if isinstance(given, dict) and given:
-        return {
-            k: (str(v).replace("torch.", "") if isinstance(v, torch.dtype) else v) for k, v in given.items()
-        }
     name = str(model.name)
-    if name == "tiny-random":
-        options: dict[str, Any] = {"name_or_path": "tiny-random", "seed": 0}
+    if isinstance(given, dict) and given.get("name_or_path"):
+        options: dict[str, Any] = dict(given)
+    elif name == "tiny-random":
+        options = {"name_or_path": "tiny-random", "seed": 0}
     elif name.endswith(_RANDOM_SUFFIX):
         options = {"name_or_path": name[: -len(_RANDOM_SUFFIX)], "pretrained": False, "seed": 0}
     else:
@@ -92,7 +93,12 @@ def load_described_net(description: dict[str, Any], device: str | torch.device |
 
     options = dict(description["load"])
     if isinstance(options.get("dtype"), str):
-        options["dtype"] = _DTYPES[options["dtype"]]
+        dtype = getattr(torch, options["dtype"], None)
+        if not isinstance(dtype, torch.dtype) or not dtype.is_floating_point:
+            from ..errors import CollectionFolderError
+
+            raise CollectionFolderError(f"the manifest names an unknown net dtype {options['dtype']!r}")
+        options["dtype"] = dtype
     if options.get("seed") is None:
         options.pop("seed", None)
     name = options.pop("name_or_path")

@@ -349,4 +349,16 @@ def load_net(
         quantize_int8(model)
     if fast_attention:
         enable_fast_attention(model.hf)
+    # how to build this net again (a collection's manifest, a Ray actor): which weights, and the seed
+    # of random ones; dtype and the text options are read off the net itself when needed
+    if name == "tiny-random":
+        identity: dict[str, Any] = {"name_or_path": "tiny-random", "seed": seed}
+    elif not pretrained:
+        where = Path(name).expanduser() if name else None
+        source = str(where.resolve()) if where is not None and where.is_dir() else (name or ckpt.hub_id)
+        identity = {"name_or_path": source, "pretrained": False, "seed": seed}
+    else:
+        folder = Path(label).expanduser()
+        identity = {"name_or_path": str(folder.resolve()) if folder.is_dir() else label}
+    model.load_options = identity
     return model
