@@ -33,7 +33,14 @@ from .registry import (
     tiny_random_config,
 )
 
-__all__ = ["WEIGHT_LOADING_BAR", "load_hf_model", "load_net", "no_weight_loading_bars", "random_hf_model"]
+__all__ = [
+    "WEIGHT_BARS",
+    "WEIGHT_LOADING_BAR",
+    "load_hf_model",
+    "load_net",
+    "no_weight_loading_bars",
+    "random_hf_model",
+]
 
 logger = logging.getLogger("blipviz")
 
@@ -46,17 +53,20 @@ _CHECKPOINT_WAYS_FORWARD = (
 
 #: The description of transformers' progress bar over the weights of a checkpoint being loaded.
 WEIGHT_LOADING_BAR = "Loading weights"
+#: The bars over a net's own weight arrays (loading a checkpoint, writing one): silenced by blipviz.
+WEIGHT_BARS = (WEIGHT_LOADING_BAR, "Writing model shards")
 
 
 @contextlib.contextmanager
 def no_weight_loading_bars() -> Iterator[None]:
-    """Silence transformers' "Loading weights" progress bars, and only those, within the block.
+    """Silence transformers' bars over weight arrays (:data:`WEIGHT_BARS`), and only those, within
+    the block.
 
     transformers 5 draws a bar over the weight arrays each time ``from_pretrained`` loads a
-    checkpoint (in a notebook: a widget per load). The download bars (``huggingface_hub``'s, shown
+    checkpoint and ``save_pretrained`` writes one (in a notebook: a widget each). The download bars (``huggingface_hub``'s, shown
     when a checkpoint is fetched) and every other bar are left as they are: the block installs a
     ``transformers.utils.logging.set_tqdm_hook`` hook that passes ``disable=True`` to the bars
-    described ``"Loading weights"`` only, chains to any hook already set, and restores that hook on
+    described so only, chains to any hook already set, and restores that hook on
     exit, exceptions included. ``huggingface_hub``'s progress-bar switch is never touched.
     """
     from transformers.utils import logging as hf_logging
@@ -64,7 +74,7 @@ def no_weight_loading_bars() -> Iterator[None]:
     previous = None
 
     def hook(factory, args, kwargs):
-        if kwargs.get("desc") == WEIGHT_LOADING_BAR:
+        if kwargs.get("desc") in WEIGHT_BARS:
             kwargs = {**kwargs, "disable": True}
         if previous is not None:
             return previous(factory, args, kwargs)

@@ -759,7 +759,10 @@ class BlipNet:
 
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
-        self.hf.save_pretrained(folder)
+        from .loading import no_weight_loading_bars
+
+        with no_weight_loading_bars():  # no "Writing model shards" bar over a net's own arrays
+            self.hf.save_pretrained(folder)
         blip_tokenizer().save_pretrained(folder)
         p = self.preprocessing
         (folder / "preprocessor_config.json").write_text(
