@@ -63,8 +63,9 @@ def no_weight_loading_bars() -> Iterator[None]:
     the block.
 
     transformers 5 draws a bar over the weight arrays each time ``from_pretrained`` loads a
-    checkpoint and ``save_pretrained`` writes one (in a notebook: a widget each). The download bars (``huggingface_hub``'s, shown
-    when a checkpoint is fetched) and every other bar are left as they are: the block installs a
+    checkpoint and ``save_pretrained`` writes one (in a notebook: a widget each). The download
+    bars (``huggingface_hub``'s, shown when a checkpoint is fetched) and every other bar are left as
+    they are: the block installs a
     ``transformers.utils.logging.set_tqdm_hook`` hook that passes ``disable=True`` to the bars
     described so only, chains to any hook already set, and restores that hook on
     exit, exceptions included. ``huggingface_hub``'s progress-bar switch is never touched.
