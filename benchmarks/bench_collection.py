@@ -7,8 +7,10 @@ All ratios are measured in one run, on the same images:
   the same files, both at the net's batch size (``--n-images``, full ViT-B/16 geometry);
 - memory: the peak resident memory of a fresh process embedding ``--memory-sizes`` files with the
   tiny net (flat: one batch of images and one shard of embeddings at a time);
-- search: ``search_index`` latency for ``--queries`` queries of k=10 over ``--n-vectors`` random
-  unit 256-d vectors, FAISS flat and IVF against numpy brute force, and IVF's recall@10 against exact;
+- search: ``search_index`` latency for ``--queries`` queries of k=10 over ``--n-vectors`` unit 256-d
+  vectors (``--vectors random``, uniform, or ``clustered``, a synthetic stand-in for embeddings),
+  FAISS flat and IVF against numpy brute force, and IVF's recall@10 against exact; a query is a
+  stored vector moved by noise of norm ``--query-noise``;
 - Ray: the same images through ``engine="ray"`` on a local Ray with 2 actors against the local engine
   (largest difference of the embeddings, wall-time overhead).
 
@@ -126,9 +128,10 @@ def search(args) -> list[dict]:
 
     rng = np.random.default_rng(0)
     x = _vectors(args.n_vectors, args.vectors, rng)
-    q = x[rng.choice(args.n_vectors, args.queries, replace=False)] + 0.5 * rng.standard_normal(
-        (args.queries, 256), dtype=np.float32
-    )
+    # a query: a stored vector moved by noise of norm about --query-noise (0.5: cosine about 0.9 to
+    # it), so that each query has near neighbours, as a text has among the images it describes
+    noise = rng.standard_normal((args.queries, 256), dtype=np.float32) * (args.query_noise / 16.0)
+    q = x[rng.choice(args.n_vectors, args.queries, replace=False)] + noise
     q /= np.linalg.norm(q, axis=1, keepdims=True)
 
     def numpy_top10():
@@ -144,6 +147,7 @@ def search(args) -> list[dict]:
     rows = [
         {
             "vectors": args.vectors,
+            "query_noise": args.query_noise,
             "method": "numpy brute force",
             "build_s": 0.0,
             "search_s": t_numpy,
@@ -152,6 +156,7 @@ def search(args) -> list[dict]:
         },
         {
             "vectors": args.vectors,
+            "query_noise": args.query_noise,
             "method": "faiss flat",
             "build_s": t_build_flat,
             "search_s": t_flat,
@@ -167,6 +172,7 @@ def search(args) -> list[dict]:
         rows.append(
             {
                 "vectors": args.vectors,
+                "query_noise": args.query_noise,
                 "method": f"faiss ivf nlist={args.nlist} nprobe={nprobe}",
                 "build_s": t_build_ivf,
                 "search_s": t_ivf,
@@ -221,6 +227,12 @@ def main(argv: list[str] | None = None) -> list[dict]:
         choices=["random", "clustered"],
         default="random",
         help="search collection: uniform random unit vectors, or synthetic clusters (see _vectors)",
+    )
+    p.add_argument(
+        "--query-noise",
+        type=float,
+        default=0.5,
+        help="norm of the noise added to a stored vector to make a query (default 0.5)",
     )
     p.add_argument("--nlist", type=int, default=None, help="IVF cells (default 1024)")
     p.add_argument("--nprobe", type=int, nargs="+", default=[8, 32])

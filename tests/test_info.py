@@ -132,6 +132,8 @@ def test_style_counts_formats_only_for_display():
     assert _cells(style_counts(frame["elements"]).to_html()).count("1,234,567") == 1
     assert format_count(10**6) == "1,000,000" and format_count(True) == "True" and format_count("x") == "x"
     assert format_shape((3072, 768)) == "3,072 × 768" and format_shape(()) == "scalar"
+    wide = pd.DataFrame([[1, 2000]], columns=pd.MultiIndex.from_tuples([("a", "x"), ("a", "y")]))
+    assert "2,000" in _cells(style_counts(wide.rename_axis("row")).to_html())  # two header levels
     with pytest.raises(ValueError, match="max_rows"):
         style_counts(frame, max_rows=0)
     with pytest.raises(ValueError, match="DataFrame or a Series"):
@@ -151,6 +153,7 @@ def test_captions_name_what_is_described_and_headers_read_as_words(tiny_model):
     assert "quantized_elements" not in html and "BlipForImageTextRetrieval" not in html
     assert list(info.parts.columns) == ["arrays", "elements", "quantized_elements", "layers"]  # the data
     assert info.part("ImageEncoder").subject == "ImageEncoder of ViT-B/16 (no weights)"
+    assert "ViT-B/16 (no weights)" in _cells(info.style("summary").to_html())  # the row is the subject
     # a loaded net and one of its parts are named by the net's name
     assert blipviz.net_information(tiny_model).subject == tiny_model.name
     part = blipviz.net_information(tiny_model.image_encoder)

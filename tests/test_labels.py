@@ -121,3 +121,48 @@ def test_figure_harness_pins_the_style():
     ax.set_title("harness: pinned style")
     fig.colorbar(im, ax=ax)
     return fig
+
+
+def test_format_number_never_shows_minus_zero():
+    from blipviz.display.labels import format_number
+
+    cases = {
+        (-0.001, ".2f"): "0.00",
+        (-0.0, ".2f"): "0.00",
+        (-0.0001, ".1%"): "0.0%",
+        (-0.001, ">7.2f"): "   0.00",
+        (-0.3, ".1%"): "-30.0%",
+        (-1234.5, ",.1f"): "-1,234.5",
+        (-0.006, ".2f"): "-0.01",
+        (0.004, ".3g"): "0.004",
+    }
+    assert {key: format_number(*key) for key in cases} == cases
+
+
+@pytest.mark.parametrize(
+    ("top", "power", "labels"),
+    [(2e-4, "-4", None), (0.05, "-2", ["0", "1", "2", "3", "4", "5"]), (1.0, None, None), (2e4, "4", None)],
+)
+def test_readable_ticks_write_a_small_or_large_power_once(top, power, labels):
+    import re
+
+    import matplotlib.pyplot as plt
+    from matplotlib.cm import ScalarMappable
+    from matplotlib.colors import Normalize
+
+    from blipviz.display.labels import readable_ticks
+
+    fig, ax = plt.subplots()
+    bar = fig.colorbar(ScalarMappable(Normalize(0, top)), ax=ax)
+    readable_ticks(bar.ax.yaxis)
+    fig.canvas.draw()
+    shown = [re.sub(r"\\mathdefault|[{}$]", "", t.get_text()) for t in bar.ax.get_yticklabels()]
+    offset = bar.ax.yaxis.get_offset_text().get_text().replace("\N{MINUS SIGN}", "-")
+    assert all(len(re.sub(r"[^0-9]", "", t)) <= 3 for t in shown), shown
+    if power is None:
+        assert offset == ""
+    else:
+        assert f"10^{{{power}}}" in offset, offset
+    if labels is not None:
+        assert shown == labels
+    plt.close(fig)

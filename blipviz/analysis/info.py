@@ -106,7 +106,10 @@ class NetInformation:
         Returns
         -------
         pandas.io.formats.style.Styler
-            Display only: the numbers of the tables themselves stay numbers.
+            Display only: the numbers of the tables themselves stay numbers. The caption names
+            :attr:`subject`; headers read as words ("weight arrays", "int8 elements", "leaf
+            modules"); a float net's int8 columns (all zero, all False) are left out, and the
+            caption says "no int8 weights".
         """
         from ..display.net_tables import style_counts
 
@@ -133,6 +136,8 @@ class NetInformation:
         if flags and not frame[flags[0]].any():
             frame = frame.drop(columns=flags)  # a float net: a column of zeros says nothing
             captions[table] += ", no int8 weights"
+        if table == "summary":
+            frame = frame.rename(index={self.name: who}).rename_axis("")  # the row is the subject
         more = "use .arrays() for all" if table == "arrays" else ""
         return style_counts(
             frame, caption=captions[table], max_rows=max_rows, more=more, headers=DISPLAY_HEADERS

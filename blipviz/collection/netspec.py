@@ -22,6 +22,9 @@ from ..net.fast_attention import fast_attention_enabled
 __all__ = ["check_same_net", "load_described_net", "net_description", "preprocessing_description"]
 
 _RANDOM_SUFFIX = " (random weights)"
+_DTYPES = {
+    str(d).replace("torch.", ""): d for d in (torch.float16, torch.bfloat16, torch.float32, torch.float64)
+}
 
 
 def preprocessing_description(model) -> dict[str, Any]:
@@ -93,12 +96,13 @@ def load_described_net(description: dict[str, Any], device: str | torch.device |
 
     options = dict(description["load"])
     if isinstance(options.get("dtype"), str):
-        dtype = getattr(torch, options["dtype"], None)
-        if not isinstance(dtype, torch.dtype) or not dtype.is_floating_point:
+        if options["dtype"] not in _DTYPES:
             from ..errors import CollectionFolderError
 
-            raise CollectionFolderError(f"the manifest names an unknown net dtype {options['dtype']!r}")
-        options["dtype"] = dtype
+            raise CollectionFolderError(
+                f"the manifest names the net dtype {options['dtype']!r}; blipviz knows {sorted(_DTYPES)}"
+            )
+        options["dtype"] = _DTYPES[options["dtype"]]
     if options.get("seed") is None:
         options.pop("seed", None)
     name = options.pop("name_or_path")

@@ -18,6 +18,7 @@ __all__ = [
     "MAX_LABEL_CHARS",
     "cielab",
     "fit_text",
+    "format_number",
     "number_repeats",
     "palette",
     "readable_ticks",
@@ -154,13 +155,23 @@ def palette(n: int) -> list[str]:
     return [_PALETTE[i % len(_PALETTE)] for i in range(n)]
 
 
+def format_number(value: float, spec: str) -> str:
+    """``format(value, spec)``, except that a negative value that rounds to zero reads as zero
+    (``0.00``, ``0.0%``), never ``-0.00``: a sign only where the number shows one."""
+    import math
+
+    if math.copysign(1.0, float(value)) < 0 and format(-float(value), spec) == format(0.0, spec):
+        return format(0.0, spec)
+    return format(value, spec)
+
+
 def readable_ticks(axis) -> None:
-    """Tick labels of at most a few digits on a matplotlib ``axis`` (a colorbar's ``cb.ax.yaxis``):
-    values below 0.01 or from 1,000 share a power of ten written once at the axis's end
-    (``2, 4, 6`` and ``×10⁻⁴``, not ``0.00002, 0.00004, 0.00006``); values in between are left
-    as they are."""
+    """Tick labels of a few digits on a matplotlib ``axis`` (a colorbar's ``cb.ax.yaxis``): when
+    the ticks are all below 0.1 in size, or reach 10,000, they share a power of ten written once at
+    the axis's end (``0, 4, 8, 12, 16`` and ``×10⁻⁵``, not ``0.00004, 0.00008, ...``); ticks in
+    between are left as they are."""
     from matplotlib.ticker import ScalarFormatter
 
     formatter = ScalarFormatter(useMathText=True)
-    formatter.set_powerlimits((-2, 3))
+    formatter.set_powerlimits((-2, 4))
     axis.set_major_formatter(formatter)

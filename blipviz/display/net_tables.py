@@ -72,7 +72,8 @@ def style_counts(
     Returns
     -------
     pandas.io.formats.style.Styler
-        Its data are the rows shown, unchanged (numbers stay numbers).
+        Its data are the rows shown, numbers unchanged; the index's name is moved to the columns'
+        axis (``data.columns.name``) so that it heads the index column in the one header row.
     """
     if isinstance(frame, pd.Series):
         frame = frame.to_frame()
@@ -95,7 +96,7 @@ def style_counts(
             formats[column] = format_shape
     from pandas.io.formats.style import Styler
 
-    if shown.index.name is not None and shown.columns.name is None:
+    if shown.index.nlevels == 1 and shown.columns.nlevels == 1 and shown.index.name is not None:
         # the index's name in the header row's corner (not a second header row); names aside, the
         # frame is the same (``equals`` holds)
         shown = shown.rename_axis(index=None, columns=shown.index.name)

@@ -15,7 +15,7 @@ import numpy as np
 from PIL import Image
 
 from ..errors import InputError
-from .labels import MAX_LABEL_CHARS, fit_text, number_repeats, wrap_text
+from .labels import MAX_LABEL_CHARS, fit_text, format_number, number_repeats, wrap_text
 
 if TYPE_CHECKING:
     from ..analysis.scores import ScoreMatrix
@@ -267,18 +267,21 @@ def heatmap_title(
     """The default title of a score heatmap: what is shown, in which order, and by which net.
 
     ``"ITM match probability — Salesforce/blip-itm-base-coco"``; with ``sort``, the order follows
-    the score (``"cosine similarity, texts sorted by mean — ..."``); on two lines when longer than
-    ``max_chars``; without the net when it is not known.
+    the score (``"cosine similarity, texts sorted by mean — ..."``); the net, then the order, on a
+    line of their own when a line would be longer than ``max_chars``; without the net when it is
+    not known.
     """
-    what = _KIND_LABELS.get(kind, kind)
-    if sort is not None:
-        what += f", {_SORT_PHRASES[sort]}"
-    if not model_name:
-        return what
-    one_line = f"{what} \N{EM DASH} {model_name}"
-    if max_chars is not None and len(one_line) > max_chars:
-        return f"{what}\n{model_name}"
-    return one_line
+    if sort is not None and sort not in _SORT_PHRASES:
+        raise InputError(f"unknown sort {sort!r}; allowed values: {', '.join(map(repr, _SORT_OPTIONS))}")
+    parts = [_KIND_LABELS.get(kind, kind)] + ([_SORT_PHRASES[sort]] if sort is not None else [])
+    what = ", ".join(parts)
+    lines = [what] if max_chars is None or len(what) <= max_chars else parts
+    if model_name:
+        one_line = f"{lines[0]} \N{EM DASH} {model_name}"
+        if len(lines) == 1 and (max_chars is None or len(one_line) <= max_chars):
+            return one_line
+        lines.append(model_name)
+    return "\n".join(lines)
 
 
 def score_matrix_figsize(
@@ -549,7 +552,7 @@ class ScoreMatrixDisplay:
                     self.text_[i, j] = ax.text(
                         j,
                         i,
-                        _cell_text(shown[i, j], values_format),
+                        format_number(shown[i, j], values_format),
                         ha="center",
                         va="center",
                         fontsize=fontsize - 1,
@@ -606,12 +609,6 @@ class ScoreMatrixDisplay:
         self.ax_ = ax
         self.figure_ = fig
         return self
-
-
-def _cell_text(value: float, values_format: str) -> str:
-    """A cell's number; one that rounds to zero reads ``0.00``, never ``-0.00``."""
-    text = format(value, values_format)
-    return format(0.0, values_format) if text.startswith("-") and float(text) == 0 else text
 
 
 def fit_figure_to_axes(ax, size_in: tuple[float, float], *, pad_in: float = 0.08, rounds: int = 2) -> bool:

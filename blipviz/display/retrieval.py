@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import html
 import io
+import itertools
 from collections.abc import Mapping
 from typing import Any
 
@@ -33,7 +34,9 @@ _MARKED_K = (1, 5, 10)
 
 def _title(what: str, model_name: str, benchmark: str, n_images: int, n_texts: int) -> str:
     where = benchmark or "evaluation set"
-    return fit_text(f"{what}: {model_name or 'net'} on {where}") + f"\n{n_images} images, {n_texts} captions"
+    return (
+        fit_text(f"{what}: {model_name or 'net'} on {where}") + f"\n{n_images:,} images, {n_texts:,} captions"
+    )
 
 
 class RecallCurveDisplay:
@@ -125,10 +128,8 @@ class RecallCurveDisplay:
             )
         if log_x:
             ax.set_xscale("log")
-            ticks = [k for k in (1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000) if k <= longest]
-            if longest >= 1.5 * ticks[-1]:
-                ticks.append(longest)  # where the curves end, unless a round tick is near it
-            ax.set_xticks(ticks, [str(k) for k in ticks])
+            ticks = _log_ticks(longest, ax.get_position().width * fig.get_figwidth())
+            ax.set_xticks(ticks, [f"{k:,}" for k in ticks])
             ax.minorticks_off()
         ax.set_xlim(0.9 if log_x else 0, longest * (1.1 if log_x else 1.02))
         ax.set_ylim(0, 103)
@@ -142,6 +143,25 @@ class RecallCurveDisplay:
         self.legend_ = ax.legend(loc="lower right", fontsize=8, framealpha=0.9)
         self.ax_, self.figure_ = ax, fig
         return self
+
+
+def _log_ticks(longest: int, axis_in: float, char_in: float = 0.09, pad_in: float = 0.12) -> list[int]:
+    """Ticks of a log K axis from 1 to ``longest``, ``axis_in`` inches wide: the densest of the
+    1-2-5, 1-5 and 1-10 steps whose labels (about ``char_in`` inches a character, ``pad_in``
+    apart) do not touch, and ``longest`` itself, where the curves end, when its label fits."""
+    span = np.log10(longest * 1.1 / 0.9)  # the axis limits plot() sets
+
+    def apart(a: int, b: int) -> bool:
+        gap = np.log10(b / a) / span * axis_in
+        return bool(gap >= (len(f"{a:,}") + len(f"{b:,}")) / 2 * char_in + pad_in)
+
+    for steps in ((1, 2, 5), (1, 5), (1,)):
+        ticks = [m * 10**e for e in range(9) for m in steps if m * 10**e <= longest]
+        if all(apart(a, b) for a, b in itertools.pairwise(ticks)):
+            break
+    if longest > ticks[-1] and apart(ticks[-1], longest):
+        ticks.append(longest)
+    return ticks
 
 
 def _png_data_uri(image: Any, size: int) -> str:

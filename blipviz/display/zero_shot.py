@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import InputError
-from .labels import MAX_LABEL_CHARS, fit_text, palette, wrap_text
+from .labels import MAX_LABEL_CHARS, fit_text, format_number, palette, wrap_text
 
 __all__ = [
     "METHOD_NAMES",
@@ -263,11 +263,13 @@ class TopKDisplay:
         self.value_texts_ = []
         for i, value in enumerate(self.scores):
             if np.isfinite(value):
-                text, x, ha = format(value, values_format), value, "left" if value >= 0 else "right"
+                text, x, ha = format_number(value, values_format), value, "left" if value >= 0 else "right"
                 x += (0.015 if value >= 0 else -0.015) * (hi - lo)
                 style = "normal"
             else:
-                cos = "" if self.cosine is None else f" (cosine {format(self.cosine[i], values_format)})"
+                cos = (
+                    "" if self.cosine is None else f" (cosine {format_number(self.cosine[i], values_format)})"
+                )
                 text, x, ha, style = f"not reranked{cos}", lo + 0.015 * (hi - lo), "left", "italic"
             self.value_texts_.append(
                 ax.text(x, i, text, va="center", ha=ha, fontsize=_FONT_SIZE - 1, style=style)

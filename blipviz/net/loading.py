@@ -323,11 +323,14 @@ def load_net(
         hf_model = random_hf_model(tiny_random_config(), seed)
         preprocessing = ImagePreprocessing(hf_model.config.vision_config.image_size)
         label = "tiny-random"
+        identity: dict[str, Any] = {"name_or_path": "tiny-random", "seed": seed}
     elif not pretrained:
         if name is None:
             config, label = blip_config(architecture), f"{ckpt.hub_id} (random weights)"
+            geometry = ckpt.hub_id
         elif (known := checkpoint_by_hub_id(name)) is not None:
             config, label = blip_config(known.architecture), f"{known.hub_id} (random weights)"
+            geometry = known.hub_id
         else:
             from transformers import BlipConfig
 
@@ -339,13 +342,17 @@ def load_net(
                     f"and no local config.json was found ({exc})"
                 ) from None
             label = f"{name} (random weights)"
+            geometry = str(Path(name).expanduser().resolve())  # a folder: its config.json was read
         hf_model = random_hf_model(config, seed)
+        identity = {"name_or_path": geometry, "pretrained": False, "seed": seed}
         preprocessing = ImagePreprocessing(config.vision_config.image_size)
     else:
         source = name or ckpt.hub_id
         hf_model = load_hf_model(source)
         preprocessing = ImagePreprocessing(hf_model.config.vision_config.image_size)
         label = source
+        folder = Path(source).expanduser()
+        identity = {"name_or_path": str(folder.resolve()) if folder.is_dir() else source}
     model = net_class(
         hf_model,
         name=label,
@@ -360,16 +367,7 @@ def load_net(
         quantize_int8(model)
     if fast_attention:
         enable_fast_attention(model.hf)
-    # how to build this net again (a collection's manifest, a Ray actor): which weights, and the seed
-    # of random ones; dtype and the text options are read off the net itself when needed
-    if name == "tiny-random":
-        identity: dict[str, Any] = {"name_or_path": "tiny-random", "seed": seed}
-    elif not pretrained:
-        where = Path(name).expanduser() if name else None
-        source = str(where.resolve()) if where is not None and where.is_dir() else (name or ckpt.hub_id)
-        identity = {"name_or_path": source, "pretrained": False, "seed": seed}
-    else:
-        folder = Path(label).expanduser()
-        identity = {"name_or_path": str(folder.resolve()) if folder.is_dir() else label}
+    # which weights, to build the net again (a collection's manifest); dtype and the text options
+    # are read off the net itself when needed
     model.load_options = identity
     return model

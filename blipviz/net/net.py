@@ -133,8 +133,9 @@ class BlipNet:
         self.max_text_tokens = max_text_tokens
         self._token_limit()  # None, or at most the text encoder's positions: checked now, not mid-call
         self.feature_cache = None  # a blipviz.cache.FeatureCache: image features looked up on disk first
-        #: How :func:`blipviz.load_model` built the net (``name_or_path``, and ``pretrained`` / ``seed``
-        #: for random weights): enough to build it again elsewhere (a collection, a Ray actor).
+        #: Which weights :func:`blipviz.load_model` gave the net (``name_or_path``: hub id, resolved
+        #: folder or "tiny-random"; ``pretrained`` and ``seed`` for random ones): what a collection's
+        #: manifest needs to build it again. Empty for a net built otherwise.
         self.load_options: dict = {}
         self.quantization: str | None = None  # "int8" after blipviz.quantize.quantize_int8
         # The parts whose weights are in memory: all three, or the one kept by keep_only_part.
