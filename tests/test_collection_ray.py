@@ -77,3 +77,35 @@ def test_the_ray_engine_gives_the_local_engine_s_collection(tiny, dataset, tmp_p
     assert manifest["net"] == local.manifest["net"]
     assert os.path.isfile(on_ray.folder / "embeddings.npy")
     assert np.isfinite(on_ray.embeddings).all()
+
+
+def test_rows_that_come_early_wait_for_their_place_and_none_is_lost_or_repeated():
+    import random
+
+    from blipviz.collection.ray_engine import in_source_order
+
+    positions = list(range(5, 105))
+    shuffled = positions[:]
+    random.Random(0).shuffle(shuffled)
+    assert list(in_source_order(((p, f"row {p}") for p in shuffled), 5)) == [f"row {p}" for p in positions]
+    with pytest.raises(RuntimeError, match="position 7 twice"):
+        list(in_source_order([(5, "a"), (7, "c"), (7, "c")], 5))
+    with pytest.raises(RuntimeError, match="no row for source position 6"):
+        list(in_source_order([(5, "a"), (7, "c")], 5))
+
+
+def test_a_streamed_dataset_and_a_folder_on_ray_keep_the_source_order(tiny, dataset, tmp_path, local_ray):
+    options = {"batch_size": 8, "shard_size": 16, "progress": False}
+    local = embed_collection(tiny, dataset, tmp_path / "local", id_column="name", **options)
+    streamed = embed_collection(
+        tiny, dataset.to_iterable_dataset(), tmp_path / "stream", id_column="name", engine="ray", **options
+    )
+    assert streamed.ids == local.ids
+    assert_close(streamed.embeddings, local.embeddings)
+    folder = tmp_path / "images"
+    folder.mkdir()
+    for i, record in enumerate(dataset.select(range(40))):
+        record["image"].save(folder / f"{i:03d}.png")
+    from_files = embed_collection(tiny, folder, tmp_path / "files", engine="ray", **options)
+    assert from_files.ids == [f"{i:03d}.png" for i in range(40)]
+    assert_close(from_files.embeddings, local.embeddings[:40])

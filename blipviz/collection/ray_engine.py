@@ -1,12 +1,17 @@
 """``engine="ray"``: the collection job on Ray Data, writing the same shards as the local engine.
 
-The source becomes a Ray dataset (a Hugging Face dataset through ``ray.data.from_huggingface``, its
-``Image`` column left encoded; a folder or list of paths through ``ray.data.from_items``) read from
-the resume position on; ``map_batches`` runs a pool of actors, each of which builds the net once
+The source becomes a Ray dataset read from the resume position on: a Hugging Face dataset as its
+Arrow table (``ray.data.from_arrow``, its ``Image`` column left encoded), a streamed one through Ray's
+own Hugging Face reader, a folder or list of paths through ``ray.data.from_items``. Not through
+``ray.data.from_huggingface``, which asks the Hub for Parquet files first, offline too.
+``map_batches`` runs a pool of actors, each of which builds the net once
 from the driver's image weights (sent once through Ray's object store, checked by fingerprint) and
 embeds its batches exactly as the local engine does (:func:`blipviz.collection.embed.embed_rows`:
-unreadable items recorded, not raised). The results come back to the driver in source order
-(``preserve_order``), where the one shard writer of the local engine writes them.
+unreadable items recorded, not raised). Every row carries its source position; the driver asks Ray
+to keep the source order (``preserve_order``, set before the dataset is made: a Ray dataset keeps
+the settings of its creation) and puts any row that still comes early back in its place
+(:func:`in_source_order`) before the one shard writer of the local engine writes it, so that the
+shards, and a later resume, follow the source exactly.
 
 Ray is the user's: a ``ray.init(address=...)`` made before is used as it is; when Ray is not
 initialised, a local one is started (``ray.init()``) and left running for the next job.
@@ -20,6 +25,7 @@ GPUs the net runs on ``cuda``). Each actor runs torch with ``max(1, round(num_cp
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 import numpy as np
@@ -27,7 +33,11 @@ import numpy as np
 from ..errors import InputError, positive_int
 from .sources import Row, Source
 
-__all__ = ["actor_resources", "net_recipe", "run_on_ray"]
+__all__ = ["actor_resources", "in_source_order", "net_recipe", "run_on_ray"]
+
+#: The column that carries each row's source position through Ray.
+POSITION = "__blipviz_position"
+_COLUMNS = ("id", "text", "locator", "error", "embedding")
 
 
 def _ray():
@@ -141,6 +151,7 @@ class _Embedder:
         from .work import embed_rows
 
         records = batch.to_pylist()
+        positions = np.array([r[POSITION] for r in records], dtype=np.int64)
         if self.source is not None:
             rows = [self.source.dataset_row(-1, r) for r in records]
             if self.source.id_column is None:
@@ -152,6 +163,7 @@ class _Embedder:
         full = np.zeros((len(rows), self.dim), dtype=np.float32)
         full[[e is None for e in errors]] = embeddings
         return {
+            "position": positions,
             "id": np.array([r.id for r in rows], dtype=object),
             "text": np.array([r.text for r in rows], dtype=object),
             "locator": np.array([r.locator for r in rows], dtype=object),
@@ -168,22 +180,54 @@ def _str_or_none(value: Any) -> str | None:
     return str(value)
 
 
+def in_source_order(rows: Iterable[tuple[int, Any]], start: int) -> Iterator[Any]:
+    """The values of ``(position, value)`` pairs in position order from ``start``, whatever order
+    they arrive in: an early one waits (only as long as the rows before it are missing).
+
+    Raises
+    ------
+    RuntimeError
+        A position comes twice, or is missing at the end: the shards would lose or repeat a row.
+    """
+    waiting: dict[int, Any] = {}
+    expected = start
+    for position, value in rows:
+        if position < expected or position in waiting:
+            raise RuntimeError(f"Ray returned the row at source position {position} twice")
+        waiting[position] = value
+        while expected in waiting:
+            yield waiting.pop(expected)
+            expected += 1
+    if waiting:
+        raise RuntimeError(
+            f"Ray returned no row for source position {expected} (rows up to {max(waiting)} came)"
+        )
+
+
 def _ray_dataset(ray, src: Source, start: int):
     if src.kind in ("folder", "paths"):
         items = []
         for i in range(start, src.count or 0):
             row = src.row(i)
-            items.append({"id": row.id, "item": row.item, "locator": row.locator})
+            items.append({POSITION: i, "id": row.id, "item": row.item, "locator": row.locator})
         return ray.data.from_items(items) if items else None, {}
     data = src.data
     if src.kind == "dataset":
         if start >= len(data):
             return None, {}
         data = data.select(range(start, len(data))) if start else data
-    elif start:
-        data = data.skip(start)
+        data = data.add_column(POSITION, list(range(start, start + len(data))))
+    else:
+        data = data.skip(start) if start else data
+        data = data.map(lambda _, i: {POSITION: start + i}, with_indices=True)
     columns = {"image_column": src.image_column, "id_column": src.id_column, "text_column": src.text_column}
-    return ray.data.from_huggingface(data), columns
+    # Not ray.data.from_huggingface: it first asks the Hugging Face Hub for the dataset's Parquet files,
+    # a network call even for a local dataset (and, for a streamed one, an error when offline).
+    if src.kind == "dataset":  # its Arrow table, the image column still encoded (what Ray's reader does)
+        return ray.data.from_arrow(data.with_format("arrow")[:]), columns
+    from ray.data._internal.datasource.huggingface_datasource import HuggingFaceDatasource
+
+    return ray.data.read_datasource(HuggingFaceDatasource(dataset=data)), columns
 
 
 def run_on_ray(
@@ -200,19 +244,27 @@ def run_on_ray(
 ) -> int:
     """Embed ``src`` from position ``start`` on with Ray Data, feeding ``writer`` in source order;
     returns the source's length."""
-    from .work import progress_bar
 
     ray = _ray()
     if not ray.is_initialized():
         ray.init(include_dashboard=False, configure_logging=False, log_to_driver=False)
     res = actor_resources(concurrency, num_cpus, num_gpus, ray.cluster_resources())
-    dataset, columns = _ray_dataset(ray, src, start)
-    if dataset is None:
-        return start
-    recipe = ray.put(net_recipe(model))
     ctx = ray.data.DataContext.get_current()
     previous = ctx.execution_options.preserve_order
-    ctx.execution_options.preserve_order = True
+    ctx.execution_options.preserve_order = True  # before the dataset is made: it keeps a copy
+    try:
+        dataset, columns = _ray_dataset(ray, src, start)
+        if dataset is None:
+            return start
+        return _embed_on_ray(ray, model, src, dataset, columns, start, writer, batch_size, progress, res)
+    finally:
+        ctx.execution_options.preserve_order = previous
+
+
+def _embed_on_ray(ray, model, src, dataset, columns, start, writer, batch_size, progress, res) -> int:
+    from .work import progress_bar
+
+    recipe = ray.put(net_recipe(model))
     mapped = dataset.map_batches(
         _Embedder,
         fn_constructor_kwargs={
@@ -228,26 +280,30 @@ def run_on_ray(
         num_gpus=res["num_gpus"] or None,
     )
     bar = progress_bar(progress, src.count, start, f"embedding collection (Ray, {res['concurrency']} actors)")
-    position = start
-    try:
+
+    def arriving():
         for out in mapped.iter_batches(batch_size=None, batch_format="numpy"):
             for j in range(len(out["error"])):
-                ident = _str_or_none(out["id"][j])
-                row = Row(
-                    position,
-                    str(position) if ident is None else ident,
-                    _str_or_none(out["text"][j]),
-                    None,
-                    _str_or_none(out["locator"][j]),
-                )
-                error = _str_or_none(out["error"][j])
-                writer.add(row, out["embedding"][j] if error is None else None, error)
-                position += 1
+                yield int(out["position"][j]), {k: out[k][j] for k in _COLUMNS}
             if bar is not None:
                 bar.update(len(out["error"]))
                 bar.set_postfix(skipped=writer.n_errors, refresh=False)
+
+    position = start
+    try:
+        for out in in_source_order(arriving(), start):
+            ident = _str_or_none(out["id"])
+            row = Row(
+                position,
+                str(position) if ident is None else ident,
+                _str_or_none(out["text"]),
+                None,
+                _str_or_none(out["locator"]),
+            )
+            error = _str_or_none(out["error"])
+            writer.add(row, out["embedding"] if error is None else None, error)
+            position += 1
     finally:
-        ctx.execution_options.preserve_order = previous
         if bar is not None:
             bar.close()
     return position
