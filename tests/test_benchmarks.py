@@ -43,7 +43,11 @@ def shared_tiny(tiny, monkeypatch):
         (bench_explanations, "explanations", ["--reps", "1"]),
         (bench_feature_space_explorer, "feature_space_explorer", ["--reps", "1"]),
         (bench_collection, "collection_throughput", ["--skip", "ray"]),
-        (bench_collection, "collection_search", ["--skip", "throughput", "memory", "--vectors", "clustered"]),
+        (
+            bench_collection,
+            "collection_search",
+            ["--skip", "throughput", "memory", "ray", "--vectors", "clustered"],
+        ),
         (bench_retrieval, "retrieval", []),
     ],
 )
