@@ -7,11 +7,9 @@ weights, with the speed options (fused attention, int8) applied.
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
 import re
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +20,7 @@ from ..errors import InputError, InputTypeError, ModelLoadError, OfflineError, c
 from .fast_attention import enable_fast_attention
 from .hub import could_be_hub_id, hub_reachable, is_offline_env, offline_message
 from .images import ImagePreprocessing
+from .progress import WEIGHT_BARS, WEIGHT_LOADING_BAR, no_weight_loading_bars
 from .quantize import quantize_int8
 from .registry import (
     DEFAULT_ARCHITECTURE,
@@ -49,43 +48,6 @@ _CHECKPOINT_WAYS_FORWARD = (
     "`save_pretrained` and pass that folder to load_model(folder), or use "
     "load_model('tiny-random') / load_model(pretrained=False) for an offline net with random weights."
 )
-
-
-#: The description of transformers' progress bar over the weights of a checkpoint being loaded.
-WEIGHT_LOADING_BAR = "Loading weights"
-#: The bars over a net's own weight arrays (loading a checkpoint, writing one): silenced by blipviz.
-WEIGHT_BARS = (WEIGHT_LOADING_BAR, "Writing model shards")
-
-
-@contextlib.contextmanager
-def no_weight_loading_bars() -> Iterator[None]:
-    """Silence transformers' bars over weight arrays (:data:`WEIGHT_BARS`), and only those, within
-    the block.
-
-    transformers 5 draws a bar over the weight arrays each time ``from_pretrained`` loads a
-    checkpoint and ``save_pretrained`` writes one (in a notebook: a widget each). The download
-    bars (``huggingface_hub``'s, shown when a checkpoint is fetched) and every other bar are left as
-    they are: the block installs a
-    ``transformers.utils.logging.set_tqdm_hook`` hook that passes ``disable=True`` to the bars
-    described so only, chains to any hook already set, and restores that hook on
-    exit, exceptions included. ``huggingface_hub``'s progress-bar switch is never touched.
-    """
-    from transformers.utils import logging as hf_logging
-
-    previous = None
-
-    def hook(factory, args, kwargs):
-        if kwargs.get("desc") in WEIGHT_BARS:
-            kwargs = {**kwargs, "disable": True}
-        if previous is not None:
-            return previous(factory, args, kwargs)
-        return factory(*args, **kwargs)
-
-    previous = hf_logging.set_tqdm_hook(hook)
-    try:
-        yield
-    finally:
-        hf_logging.set_tqdm_hook(previous)
 
 
 def _checkpoint_offline(name: str, reason: str) -> str:

@@ -760,7 +760,7 @@ class BlipNet:
 
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
-        from .loading import no_weight_loading_bars
+        from .progress import no_weight_loading_bars
 
         with no_weight_loading_bars():  # no "Writing model shards" bar over a net's own arrays
             self.hf.save_pretrained(folder)
