@@ -38,6 +38,7 @@ import torch
 
 import blipviz
 from blipviz.datasets import sample_images
+from blipviz.testing import MAP_CAPTIONS, MAP_PHOTOS
 
 STAMP = "random weights: form only"
 DPI = 90
@@ -62,19 +63,8 @@ TEXTS = [
 ]
 TRUE_PAIRS = [(i, 2 * i) for i in range(len(PHOTOS))]
 
-# The feature-space map: six photographs and eight captions, some long (tests/test_feature_space_figure.py).
-MAP_PHOTOS = ["astronaut", "chelsea", "coffee", "rocket", "motorcycle", "grace_hopper"]
-CAPTIONS = [
-    "an astronaut in a white suit",
-    "a ginger cat",
-    "a cup of coffee on a saucer",
-    "the Statue of Liberty",
-    "the Manhattan skyline seen from the river",
-    "a rocket on its launch pad at Cape Canaveral, minutes before lift-off, with the service tower beside it",
-    "a red motorcycle parked in a garage next to a workbench",
-    "a portrait of Grace Hopper in her navy uniform, photographed in the studio in front of a dark "
-    "backdrop and an American flag",
-]
+# The feature-space map: blipviz.testing's crowded scene (six photographs, eight captions, some long).
+MAP_PHOTOS, CAPTIONS = list(MAP_PHOTOS), list(MAP_CAPTIONS)
 LAYOUTS = ("per-modality", "joint", "side-by-side")
 
 # Cross-attention and explanations: one photograph, one sentence.

@@ -15,7 +15,7 @@ import blipviz
 from blipviz.analysis.feature_space import centre_per_modality, feature_space_map, reduction_parameters
 from blipviz.display.feature_space import LAYOUTS, thumbnail_points
 from blipviz.display.labels import MAX_LABEL_CHARS, fit_text, palette
-from blipviz.testing import assert_close, synthetic_images
+from blipviz.testing import MAP_CAPTIONS, MAP_PHOTOS, assert_close, synthetic_images
 from blipviz.testing.figures import assert_inside_figure, assert_no_overlap, image_comparison, visible_texts
 
 TEXTS = [
@@ -269,29 +269,14 @@ def test_a_figure_too_small_for_its_callouts_says_so(tiny):
 
 
 # -------------------------------------------------------------------------------- full geometry
-CAPTIONS = [
-    "an astronaut in a white suit",
-    "a ginger cat",
-    "a cup of coffee on a saucer",
-    "the Statue of Liberty",
-    "the Manhattan skyline seen from the river",
-    "a rocket on its launch pad at Cape Canaveral, minutes before lift-off, with the service tower beside it",
-    "a red motorcycle parked in a garage next to a workbench",
-    "a portrait of Grace Hopper in her navy uniform, photographed in the studio in front of a dark "
-    "backdrop and an American flag",
-]
-
-
 @pytest.mark.slow
 def test_full_geometry_on_photographs_in_every_layout(full_b):
-    gallery = blipviz.datasets.sample_images(
-        ["astronaut", "chelsea", "coffee", "rocket", "motorcycle", "grace_hopper"], max_size=256
-    )
+    gallery = blipviz.datasets.sample_images(list(MAP_PHOTOS), max_size=256)
     images = full_b.encode_images(gallery.images, labels=gallery.names)
-    texts = full_b.encode_texts(CAPTIONS)
+    texts = full_b.encode_texts(list(MAP_CAPTIONS))
     for layout in LAYOUTS:
         disp = blipviz.feature_space_plot([images, texts], layout=layout)
         check_geometry(disp)
         check_texts(disp)
-        assert len(disp.thumbnails_) == len(gallery) and len(disp.texts_) == len(CAPTIONS)
+        assert len(disp.thumbnails_) == len(gallery) and len(disp.texts_) == len(MAP_CAPTIONS)
         assert full_b.name in disp.title() and "256-d ITC embeddings" in disp.title()

@@ -19,6 +19,8 @@ from ..net.registry import TINY_GEOMETRY, tiny_random_config
 from .data import (
     COCO_FIXTURE_IMAGES,
     FASHION_MNIST_HUB_NAMES,
+    MAP_CAPTIONS,
+    MAP_PHOTOS,
     RetrievalFixture,
     fashion_mnist_fixture_image,
     retrieval_fixture_captions,
@@ -31,6 +33,8 @@ from .numerics import assert_close, net_depth, tolerance
 __all__ = [
     "COCO_FIXTURE_IMAGES",
     "FASHION_MNIST_HUB_NAMES",
+    "MAP_CAPTIONS",
+    "MAP_PHOTOS",
     "TINY_GEOMETRY",
     "RetrievalFixture",
     "assert_close",

@@ -23,6 +23,8 @@ from PIL import Image, ImageDraw
 __all__ = [
     "COCO_FIXTURE_IMAGES",
     "FASHION_MNIST_HUB_NAMES",
+    "MAP_CAPTIONS",
+    "MAP_PHOTOS",
     "RetrievalFixture",
     "fashion_mnist_fixture_image",
     "retrieval_fixture_captions",
@@ -30,6 +32,21 @@ __all__ = [
     "write_fashion_mnist_fixture",
     "write_retrieval_fixture",
 ]
+
+#: A crowded feature-space map: six photographs of :func:`blipviz.datasets.sample_images` and eight
+#: captions, some long (the layout test on the full geometry and the gallery draw the same scene).
+MAP_PHOTOS = ("astronaut", "chelsea", "coffee", "rocket", "motorcycle", "grace_hopper")
+MAP_CAPTIONS = (
+    "an astronaut in a white suit",
+    "a ginger cat",
+    "a cup of coffee on a saucer",
+    "the Statue of Liberty",
+    "the Manhattan skyline seen from the river",
+    "a rocket on its launch pad at Cape Canaveral, minutes before lift-off, with the service tower beside it",
+    "a red motorcycle parked in a garage next to a workbench",
+    "a portrait of Grace Hopper in her navy uniform, photographed in the studio in front of a dark "
+    "backdrop and an American flag",
+)
 
 #: The ``ClassLabel`` names of ``zalando-datasets/fashion_mnist``, in class order, spelled as on the Hub.
 FASHION_MNIST_HUB_NAMES = (
