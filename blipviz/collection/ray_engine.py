@@ -211,20 +211,18 @@ def _ray_dataset(ray, src: Source, start: int):
             row = src.row(i)
             items.append({POSITION: i, "id": row.id, "item": row.item, "locator": row.locator})
         return ray.data.from_items(items) if items else None, {}
+    columns = {"image_column": src.image_column, "id_column": src.id_column, "text_column": src.text_column}
+    # Not ray.data.from_huggingface: it first asks the Hugging Face Hub for the dataset's Parquet files,
+    # a network call even for a local dataset (and, for a streamed one, an error when offline).
     data = src.data
-    if src.kind == "dataset":
+    if src.kind == "dataset":  # its Arrow table, the image column still encoded (what Ray's reader does)
         if start >= len(data):
             return None, {}
         data = data.select(range(start, len(data))) if start else data
         data = data.add_column(POSITION, list(range(start, start + len(data))))
-    else:
-        data = data.skip(start) if start else data
-        data = data.map(lambda _, i: {POSITION: start + i}, with_indices=True)
-    columns = {"image_column": src.image_column, "id_column": src.id_column, "text_column": src.text_column}
-    # Not ray.data.from_huggingface: it first asks the Hugging Face Hub for the dataset's Parquet files,
-    # a network call even for a local dataset (and, for a streamed one, an error when offline).
-    if src.kind == "dataset":  # its Arrow table, the image column still encoded (what Ray's reader does)
         return ray.data.from_arrow(data.with_format("arrow")[:]), columns
+    data = data.skip(start) if start else data
+    data = data.map(lambda _, i: {POSITION: start + i}, with_indices=True)
     from ray.data._internal.datasource.huggingface_datasource import HuggingFaceDatasource
 
     return ray.data.read_datasource(HuggingFaceDatasource(dataset=data)), columns
@@ -244,7 +242,6 @@ def run_on_ray(
 ) -> int:
     """Embed ``src`` from position ``start`` on with Ray Data, feeding ``writer`` in source order;
     returns the source's length."""
-
     ray = _ray()
     if not ray.is_initialized():
         ray.init(include_dashboard=False, configure_logging=False, log_to_driver=False)
