@@ -106,7 +106,15 @@ class Collection:
         CollectionFolderError
             Not a collection, an unfinished one (run :func:`embed_collection` again to finish it),
             a net other than the one that made it, or (``verify=True``) a changed file.
+        InputTypeError
+            ``out`` is not a str or path (``None``, a number, ...).
         """
+        if not isinstance(out, str | os.PathLike):
+            from ..errors import InputTypeError
+
+            raise InputTypeError(
+                f"Collection.open: out must be a collection folder (a str or path), got {type(out).__name__}"
+            )
         folder = Path(out).expanduser()
         manifest = read_manifest(folder)
         if manifest is None:
