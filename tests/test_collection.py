@@ -125,7 +125,8 @@ def test_a_half_written_shard_is_written_again(tiny, dataset, whole, tmp_path):
     manifest["state"] = "running"
     (out / "blipviz-collection.json").write_text(json.dumps(manifest))
     (out / "shards" / "shard-000002.parquet").write_bytes(b"cut off")  # never happens with renames
-    (out / "shards" / ".blipviz-tmp-x.part").write_bytes(b"left by a killed run")
+    left = f".blipviz-tmp-{manifest['uid']}-k1ll3d_x.part"  # as write_atomically names them
+    (out / "shards" / left).write_bytes(b"left by a killed run")
     again = _embed(tiny, dataset, out)
     np.testing.assert_array_equal(again.embeddings, whole.embeddings)
     assert not list((out / "shards").glob(".blipviz-tmp-*"))

@@ -30,11 +30,12 @@ from .shards import (
     EMBEDDINGS_NAME,
     checksum_file,
     folder_lock,
+    inside,
     read_manifest,
     read_shard,
     write_manifest,
 )
-from .sources import Row, as_source
+from .sources import Row, as_source, item_digest
 
 __all__ = ["SEARCH_SCORES", "Collection"]
 
@@ -68,19 +69,48 @@ class Collection:
                     text_column=d.get("text_column"),
                 )
         self._indexes: dict[str, Any] = {}
-        table = [
-            read_shard(folder / s["file"], ["position", "id", "text", "locator", "error"])
-            for s in manifest["shards"]
-        ]
+        columns = ["position", "id", "text", "locator", "digest", "error"]
+        table = []
+        for entry in manifest["shards"]:
+            shard = read_shard(inside(folder, entry["file"]), columns)
+            if shard.num_rows != entry["rows"]:
+                raise CollectionFolderError(
+                    f"collection {str(folder)!r}: {entry['file']} holds {shard.num_rows} rows, its manifest "
+                    f"says {entry['rows']} (the file was replaced after it was written)"
+                )
+            table.append(shard)
         import pyarrow as pa
 
-        rows = pa.concat_tables(table).to_pandas() if table else pd.DataFrame(
-            columns=["position", "id", "text", "locator", "error"]
-        )  # fmt: skip
+        rows = pa.concat_tables(table).to_pandas() if table else pd.DataFrame(columns=columns)
         ok = rows["error"].isna().to_numpy()
         self._rows = rows[ok].reset_index(drop=True)
         self._errors = rows[~ok].reset_index(drop=True)
         self._row_of: dict[str, int] | None = None
+        self._embeddings_checked: tuple[int, int] | None = None
+        self._check_embeddings_file()
+
+    def _check_embeddings_file(self) -> Path:
+        """The cheap checks of ``embeddings.npy``, on every open: a readable ``.npy`` of the shape,
+        dtype and byte size the manifest records."""
+        entry = self.manifest["embeddings"]
+        path = inside(self.folder, entry["file"])
+        shape = tuple(entry["shape"])
+        try:
+            mapped = np.load(path, mmap_mode="r")  # reads the header only; a short file fails here
+            size = path.stat().st_size
+        except (OSError, ValueError, EOFError) as exc:
+            raise CollectionFolderError(
+                f"collection {str(self.folder)!r}: {entry['file']} is unreadable ({exc}); the folder was "
+                "damaged after it was written: embed into a new folder"
+            ) from None
+        expected_size = mapped.offset + 4 * int(np.prod(shape))
+        if mapped.shape != shape or mapped.dtype != np.dtype("<f4") or size != expected_size:
+            raise CollectionFolderError(
+                f"collection {str(self.folder)!r}: {entry['file']} holds {mapped.shape} {mapped.dtype} in "
+                f"{size} bytes, its manifest records {shape} float32: the file was changed after it was "
+                "written; embed into a new folder"
+            )
+        return path
 
     # --------------------------------------------------------------------------- opening
     @classmethod
@@ -130,11 +160,14 @@ class Collection:
             files = [(s["file"], s["checksum"]) for s in manifest["shards"]]
             files.append((manifest["embeddings"]["file"], manifest["embeddings"]["checksum"]))
             for name, expected in files:
-                if checksum_file(folder / name) != expected:
+                if checksum_file(inside(folder, name)) != expected:
                     raise CollectionFolderError(
                         f"collection {str(folder)!r}: {name} changed since it was written (checksum)"
                     )
-        return cls(folder, manifest, model, source)
+        collection = cls(folder, manifest, model, source)
+        if verify:
+            collection._embeddings_checked = collection._file_state()
+        return collection
 
     def __repr__(self) -> str:
         return (
@@ -162,10 +195,28 @@ class Collection:
         """The text kept with each id (``text_column``), or None."""
         return [t if isinstance(t, str) else None for t in self._rows["text"]]
 
+    def _file_state(self) -> tuple[int, int]:
+        stat = (self.folder / EMBEDDINGS_NAME).stat()
+        return stat.st_size, stat.st_mtime_ns
+
     @property
     def embeddings(self) -> np.ndarray:
-        """Memory-mapped ndarray of shape (len(self), 256), float32: L2-normalised image embeddings."""
-        return np.load(self.folder / EMBEDDINGS_NAME, mmap_mode="r")
+        """Memory-mapped ndarray of shape (len(self), 256), float32: L2-normalised image embeddings.
+
+        The file's checksum is verified against the manifest on first use (and again if the file
+        changes): a reordered, shortened or edited ``embeddings.npy`` is a
+        :class:`CollectionFolderError`, never searched.
+        """
+        path = self._check_embeddings_file()
+        state = self._file_state()
+        if self._embeddings_checked != state:
+            if checksum_file(path) != self.manifest["embeddings"]["checksum"]:
+                raise CollectionFolderError(
+                    f"collection {str(self.folder)!r}: {EMBEDDINGS_NAME} changed since it was written "
+                    "(checksum): its rows no longer match the shards; embed into a new folder"
+                )
+            self._embeddings_checked = state
+        return np.load(path, mmap_mode="r")
 
     @property
     def errors(self) -> pd.DataFrame:
@@ -184,9 +235,10 @@ class Collection:
 
     # ------------------------------------------------------------------------------ images
     def _item(self, row: int) -> Any:
+        """The item row ``row`` was made from, read again, and checked to be the same bytes."""
         record = self._rows.iloc[row]
         if isinstance(record["locator"], str) and record["locator"]:
-            return record["locator"]
+            return self._same_as_embedded(record, record["locator"])
         if self._source is not None and self._source.random_access:
             found: Row = self._source.row(int(record["position"]))
             if found.id != record["id"]:
@@ -194,11 +246,33 @@ class Collection:
                     f"the source given holds id {found.id!r} at position {record['position']}, not "
                     f"{record['id']!r}: pass the dataset the collection was made from"
                 )
-            return found.item
+            return self._same_as_embedded(record, found.item)
         raise InputError(
             f"the image of {record['id']!r} cannot be read again: the collection was made from a "
             f"{self.manifest['source']['kind']} held in memory; pass it as Collection.open(..., source=)"
         )
+
+    def _same_as_embedded(self, record, item: Any) -> Any:
+        """``item`` as read now, if its bytes are those the row was embedded from; a file read
+        once, so what is checked is what is used."""
+        if isinstance(item, str | os.PathLike):
+            try:
+                item = Path(item).read_bytes()
+            except OSError:
+                from ..errors import ImageLoadError
+
+                raise ImageLoadError(
+                    f"the image of {record['id']!r} cannot be read again from {str(item)!r}: the file is "
+                    "gone or unreadable"
+                ) from None
+        if item_digest(item) != record["digest"]:
+            raise CollectionFolderError(
+                f"collection {str(self.folder)!r}: the image of {record['id']!r} (position "
+                f"{record['position']}) changed since it was embedded (other bytes): its cosine and an "
+                "ITM score of it now would describe two pictures. Embed the changed source into a new "
+                "folder"
+            )
+        return item
 
     def image(self, id: str):
         """The image of ``id``, read again from its source: an RGB PIL image.
@@ -314,6 +388,7 @@ class Collection:
             )
         if index not in INDEX_KINDS:
             raise InputError(f"unknown index {index!r}; allowed values: {', '.join(map(repr, INDEX_KINDS))}")
+        index_options(index, len(self), **index_opts)  # all checked before the net or FAISS allocates
         model = self.model
         features = model.encode_texts(texts)
         queries = features.embeddings.numpy().astype(np.float32)

@@ -9,9 +9,13 @@ of images and states and the embeddings of one shard (256 floats per image), wha
 collection; the set of ids seen so far (to refuse duplicates) is the one thing that grows.
 
 Resuming: a run killed at any point leaves whole shards only; the next run with the same folder
-checks that the manifest names the same net and preprocessing, keeps the shards that are complete
-and intact (Parquet footer and checksum), and continues at the first position after them. Batches
-start at the same positions in both runs, so the result is the same, bit for bit, as one run.
+checks that the manifest names the same net and preprocessing, keeps the shards that the manifest
+lists with their checksums, and continues at the first position after them. Before anything is
+written, every kept row is checked against the source given now: the same id, text and image bytes
+(:func:`blipviz.collection.sources.item_digest`), or :class:`CollectionFolderError` says which rows
+differ. Batches start at the same positions in both runs (the manifest's ``batch_size`` unless
+another is given), so the result is the same, bit for bit, as one run. A finished collection given
+again is checked the same way before it is returned.
 """
 
 from __future__ import annotations
@@ -23,27 +27,30 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import CollectionFolderError, InputError, check_choice, positive_int
-from .netspec import check_same_net, net_description, preprocessing_description
+from ..errors import CollectionFolderError, InputError, InputTypeError, check_choice, positive_int
+from .netspec import as_net, check_same_net, net_description, preprocessing_description
 from .shards import (
     EMBEDDINGS_NAME,
     ShardRows,
     checksum_file,
     folder_lock,
+    inside,
+    new_uid,
     read_manifest,
     read_shard,
     read_shard_meta,
     remove_temporaries,
     shard_embeddings,
+    shard_files,
     shard_path,
     write_atomically,
     write_manifest,
     write_shard,
 )
-from .sources import Row, Source, as_source
+from .sources import Row, Source, as_source, item_digest
 from .work import embed_rows, progress_bar
 
-__all__ = ["DEFAULT_SHARD_SIZE", "ENGINES", "ShardWriter", "embed_collection"]
+__all__ = ["DEFAULT_SHARD_SIZE", "ENGINES", "ShardWriter", "embed_collection", "verify_source"]
 
 #: Source positions per shard when none is given (about 1 MB of embeddings).
 DEFAULT_SHARD_SIZE = 1024
@@ -87,6 +94,7 @@ class ShardWriter:
         self.ids: list[str] = []
         self.texts: list[str | None] = []
         self.locators: list[str | None] = []
+        self.digests: list[str | None] = []
         self.errors: list[str | None] = []
         self.embeddings: list[np.ndarray] = []
 
@@ -101,6 +109,7 @@ class ShardWriter:
         self.ids.append(row.id)
         self.texts.append(row.text)
         self.locators.append(row.locator)
+        self.digests.append(row.digest)
         self.errors.append(error)
         if error is None:
             self.embeddings.append(np.asarray(embedding, dtype=np.float32).reshape(self.dim))
@@ -115,9 +124,15 @@ class ShardWriter:
         stop = (self.shard + 1) * self.shard_size if stop is None else stop
         emb = np.stack(self.embeddings) if self.embeddings else np.zeros((0, self.dim), np.float32)
         rows = ShardRows(
-            np.asarray(self.positions, dtype=np.int64), self.ids, self.texts, self.locators, self.errors, emb
+            np.asarray(self.positions, dtype=np.int64),
+            self.ids,
+            self.texts,
+            self.locators,
+            self.digests,
+            self.errors,
+            emb,
         )
-        checksum = write_shard(self.folder, self.shard, start, stop, rows, self.dim)
+        checksum = write_shard(self.folder, self.shard, start, stop, rows, self.dim, self.manifest["uid"])
         self.manifest["shards"].append(
             {
                 "index": self.shard,
@@ -152,60 +167,91 @@ def _batches(rows: Iterable[Row], batch_size: int, shard_size: int) -> Iterable[
         yield batch
 
 
-def _resume_point(folder: Path, manifest: dict[str, Any], source: Source) -> tuple[int, set[str]]:
-    """Keep the complete, intact shards in order from shard 0; delete the rest. Returns the index of
-    the first shard to write and the ids already written."""
-    listed = {s["index"]: s for s in manifest.get("shards", [])}
-    size = manifest["shard_size"]
+def _resume_point(folder: Path, manifest: dict[str, Any]) -> tuple[int, set[str]]:
+    """Keep the shards the manifest lists, in order from shard 0, while their files are intact
+    (checksum); the first damaged or missing one and those after it are written again. Returns the
+    index of the first shard to write and the ids already written.
+
+    Raises
+    ------
+    CollectionFolderError
+        A file at a shard's name from that index on that the manifest does not list and whose
+        footer lacks the collection's uid (not blipviz's): it is never replaced.
+    """
     kept: list[dict[str, Any]] = []
     seen: set[str] = set()
-    k = 0
-    while (path := shard_path(folder, k)).is_file():
-        try:
-            meta = read_shard_meta(path)
-            table = read_shard(path, ["id", "error"])
-        except Exception:
-            break  # unreadable: written again
-        checksum = checksum_file(path)
-        entry = listed.get(k)
-        if meta.get("start") != k * size or (entry is not None and entry["checksum"] != checksum):
+    listed = {entry["index"] for entry in manifest["shards"]}
+    for entry in manifest["shards"]:
+        path = inside(folder, entry["file"])
+        if not path.is_file() or path.is_symlink() or checksum_file(path) != entry["checksum"]:
             break
-        ids = table.column("id").to_pylist()
-        errors = table.column("error").to_pylist()
-        kept.append(
-            {
-                "index": k,
-                "file": path.relative_to(folder).as_posix(),
-                "start": meta["start"],
-                "stop": meta["stop"],
-                "rows": len(ids),
-                "errors": sum(e is not None for e in errors),
-                "checksum": checksum,
-            }
-        )
-        seen.update(ids)
-        k += 1
-    for stale in sorted((folder / "shards").glob("shard-*.parquet")):
-        if int(stale.stem.split("-")[1]) >= k:
-            stale.unlink()
-    if kept and source.random_access:  # the same source? its ids at the last kept shard's positions
-        last = kept[-1]
-        expected = source.ids_at(last["start"], last["stop"])
-        found = read_shard(shard_path(folder, last["index"]), ["id"]).column("id").to_pylist()
-        if expected is not None and expected != found:
+        kept.append(entry)
+        seen.update(read_shard(path, ["id"]).column("id").to_pylist())
+    k = len(kept)
+    for index, path in sorted(shard_files(folder).items()):
+        ours = index in listed or read_shard_meta(path).get("uid") == manifest["uid"]
+        if index >= k and (path.is_symlink() or not ours):
             raise CollectionFolderError(
-                f"collection {str(folder)!r} was made from another source: positions {last['start']} to "
-                f"{last['stop']} have other ids there (e.g. {found[:1]} against {expected[:1]}); give the "
-                "same source to resume, or another folder"
+                f"collection {str(folder)!r}: {path.relative_to(folder).as_posix()} was not written by "
+                "this collection, and blipviz would have to replace it; move it out of the folder "
+                "(nothing was changed)"
             )
     manifest["shards"] = kept
     return k, seen
+
+
+def verify_source(folder: Path, manifest: dict[str, Any], source: Source, stop: int) -> None:
+    """Check that the rows of positions 0 to ``stop`` already written were made from ``source``: the
+    same id, text and image bytes (:func:`item_digest`) at every position.
+
+    Raises
+    ------
+    CollectionFolderError
+        Naming the rows (positions and ids) that differ and what differs.
+    """
+    differ: list[str] = []
+    n_differ = 0
+    rows = source.rows(0)
+    end = 0
+    for entry in manifest["shards"]:
+        if entry["start"] >= stop:
+            break
+        table = read_shard(inside(folder, entry["file"]), ["position", "id", "text", "digest"]).to_pydict()
+        for position, ident, text, digest in zip(
+            table["position"], table["id"], table["text"], table["digest"], strict=True
+        ):
+            row = next(rows, None)
+            if row is None:
+                break
+            end = row.position + 1
+            what = []
+            if row.id != ident:
+                what.append(f"id {row.id!r} where {ident!r} was")
+            if row.text != text:
+                what.append("another text")
+            if item_digest(row.item) != digest:
+                what.append("other image bytes")
+            if what:
+                n_differ += 1
+                if len(differ) < 5:
+                    differ.append(f"position {position} ({ident!r}: {', '.join(what)})")
+    if end < min(stop, manifest["shards"][-1]["stop"] if manifest["shards"] else 0):
+        n_differ += 1
+        differ.append(f"positions {end} on (the source given now ends there)")
+    if n_differ:
+        more = f" and {n_differ - len(differ)} more" if n_differ > len(differ) else ""
+        raise CollectionFolderError(
+            f"collection {str(folder)!r} was made from another source: {n_differ} rows differ from the "
+            f"source given now: {'; '.join(differ)}{more}. Give the same source (and columns) to resume "
+            "or reopen it, or embed into another folder; nothing was changed"
+        )
 
 
 def _new_manifest(
     model, source: Source, shard_size: int, batch_size: int, keep_states: bool
 ) -> dict[str, Any]:
     return {
+        "uid": new_uid(),
         "state": "running",
         "net": net_description(model),
         "preprocessing": preprocessing_description(model),
@@ -234,6 +280,13 @@ def _check_folder(folder: Path, manifest: dict[str, Any], model, source: Source,
             f"collection {where}was made from a {recorded.get('kind')} of {recorded.get('count')} items, "
             f"not this {source.kind} of {source.count}: give the same source to resume, or another folder"
         )
+    mine = source.description
+    for column in ("image_column", "id_column", "text_column"):
+        if recorded.get(column) != mine.get(column):
+            raise CollectionFolderError(
+                f"collection {where}was made with {column}={recorded.get(column)!r}, not "
+                f"{mine.get(column)!r}: give the same columns to resume, or another folder"
+            )
     if bool(manifest.get("keep_states")) != keep_states:
         raise CollectionFolderError(
             f"collection {where}was started with keep_states={manifest.get('keep_states')}: resume it "
@@ -250,13 +303,16 @@ def _finalize(folder: Path, manifest: dict[str, Any], end: int) -> None:
         out = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float32, shape=(n_ok, dim))
         at = 0
         for entry in manifest["shards"]:
-            emb = shard_embeddings(read_shard(folder / entry["file"], ["embedding"]))
+            emb = shard_embeddings(read_shard(inside(folder, entry["file"]), ["embedding"]))
             out[at : at + len(emb)] = emb
             at += len(emb)
         out.flush()
         del out
 
-    write_atomically(folder / EMBEDDINGS_NAME, write)
+    write_atomically(folder / EMBEDDINGS_NAME, write, manifest["uid"])
+    for index, path in shard_files(folder).items():  # a killed run's shards past the end: ours only
+        if index >= len(manifest["shards"]) and read_shard_meta(path).get("uid") == manifest["uid"]:
+            path.unlink(missing_ok=True)
     manifest.update(
         state="complete",
         count=n_ok,
@@ -314,7 +370,7 @@ def embed_collection(
 
     Parameters
     ----------
-    model : BlipITM or blipviz.net.BlipNet
+    model : BlipITM, blipviz.net.BlipNet, or the part ``load_part("ImageEncoder")``
     source : datasets.Dataset, datasets.IterableDataset, folder, or list of paths
         A dataset's images are read from ``image_column`` (an ``Image`` feature, paths or encoded
         bytes); a folder is read recursively (ids: relative paths); a list of paths keeps its order
@@ -351,12 +407,18 @@ def embed_collection(
     """
     from .collection import Collection
 
+    model = as_net(model, "embed_collection")
     check_choice("engine", engine, ENGINES)
     if engine == "local" and engine_options:
         raise InputError(
             f"options {sorted(engine_options)} are for engine='ray'; the local engine takes none"
         )
-    batch_size = model.resolve_batch_size(batch_size)
+    if not isinstance(out, str | os.PathLike):
+        raise InputTypeError(f"out must be a folder path (str or os.PathLike), got {type(out).__name__}")
+    if shard_size is not None:
+        shard_size = positive_int("shard_size", shard_size)
+    if batch_size is not None:
+        batch_size = model.resolve_batch_size(batch_size)
     model.require_part("ImageEncoder", "embedding a collection")
     src = as_source(source, image_column=image_column, id_column=id_column, text_column=text_column)
     folder = Path(out).expanduser()
@@ -364,19 +426,28 @@ def embed_collection(
     if manifest is not None:
         _check_folder(folder, manifest, model, src, bool(keep_states))
         if manifest.get("state") == "complete":
+            verify_source(folder, manifest, src, manifest["positions"])
             return Collection.open(folder, model=model, source=source)
-        if shard_size is not None and positive_int("shard_size", shard_size) != manifest["shard_size"]:
+        if shard_size is not None and shard_size != manifest["shard_size"]:
             raise CollectionFolderError(
                 f"collection {str(folder)!r} was started with shard_size={manifest['shard_size']}: resume "
                 "it with the same (or leave shard_size out)"
             )
+        if batch_size is None:
+            batch_size = int(manifest["batch_size"])  # the same batches as the first run: bit-equal
+    if batch_size is None:
+        batch_size = model.resolve_batch_size(None)
     with folder_lock(folder):
-        remove_temporaries(folder)
         if manifest is None:
-            size = DEFAULT_SHARD_SIZE if shard_size is None else positive_int("shard_size", shard_size)
+            size = DEFAULT_SHARD_SIZE if shard_size is None else shard_size
             manifest = _new_manifest(model, src, size, batch_size, bool(keep_states))
             write_manifest(folder, manifest)
-        start_shard, seen = _resume_point(folder, manifest, src)
+        else:
+            manifest = read_manifest(folder) or manifest  # as it is now that the lock is held
+            remove_temporaries(folder, manifest["uid"])
+        start_shard, seen = _resume_point(folder, manifest)
+        if manifest["shards"]:
+            verify_source(folder, manifest, src, manifest["shards"][-1]["stop"])
         size = manifest["shard_size"]
         start = manifest["shards"][-1]["stop"] if manifest["shards"] else 0
         writer = ShardWriter(folder, manifest, size, manifest["net"]["dim"], start_shard, seen)
@@ -406,6 +477,8 @@ def _run_local(
     try:
         with _StatesStore(model, folder, keep):
             for batch in _batches(src.rows(start), batch_size, writer.shard_size):
+                for row in batch:
+                    row.digest = item_digest(row.item)
                 embeddings, errors = embed_rows(model, batch)
                 at = 0
                 for row, error in zip(batch, errors, strict=True):

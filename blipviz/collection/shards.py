@@ -9,9 +9,11 @@ A collection folder ``out`` holds
                                     BLAKE2b checksum
 ``shards/shard-000000.parquet``     one shard per ``shard_size`` source positions: columns
                                     ``position`` (int64), ``id``, ``text``, ``locator`` (a path the
-                                    image can be re-read from, or null), ``embedding``
-                                    (``fixed_size_list<float32>[256]``, null for a skipped item) and
-                                    ``error`` (null, or why the item was skipped)
+                                    image can be re-read from, or null), ``digest`` (BLAKE2b-128 of
+                                    the image's bytes as read: the file, the encoded bytes, or the
+                                    pixels of an image held in memory; null when nothing could be
+                                    read), ``embedding`` (``fixed_size_list<float32>[256]``, null for
+                                    a skipped item) and ``error`` (null, or why the item was skipped)
 ``embeddings.npy``                  all embeddings of the readable items, (N, 256) float32, in
                                     position order: written once at the end from the shards, and
                                     memory-mapped by :class:`blipviz.collection.Collection`
@@ -21,12 +23,22 @@ A collection folder ``out`` holds
                                     of the raw image states, so an ITM rerank skips the ViT
 ==================================  ==============================================================
 
-Safety, the feature cache's rules: every file is written to a temporary in the same folder and
-renamed into place, so a shard is either whole or absent; the manifest is rewritten the same way
-after each shard. One run at a time holds an exclusive lock on ``.blipviz-lock`` (temporaries found
-by a run that holds the lock were left by a killed run and are removed). A non-empty folder without
-the manifest, or one whose manifest names another net or preprocessing, is refused with
-:class:`CollectionFolderError` and nothing in it is changed.
+Safety:
+
+- every file is written to a temporary in the same folder and renamed into place, so a shard is
+  either whole or absent; the manifest is rewritten the same way after each shard. A temporary is
+  named ``.blipviz-tmp-<uid>-XXXXXXXX.part`` with the collection's random ``uid`` (from its
+  manifest), and only such names are ever removed (a killed run's leftovers, by the next run that
+  holds the lock);
+- one run at a time holds an exclusive lock on ``.blipviz-lock``;
+- the manifest is validated against a JSON schema (:mod:`blipviz.collection.schema`) whenever it
+  is read, and every file blipviz opens, replaces or deletes is one of the fixed names above,
+  inside the folder (``shards/`` must not be a symbolic link);
+- a file at a shard's name that the manifest does not list is replaced only when its Parquet
+  footer carries this collection's ``uid`` (a shard written by a killed run); anything else in
+  the folder is never touched;
+- a non-empty folder without the manifest, or one whose manifest names another net, preprocessing
+  or source, is refused with :class:`CollectionFolderError` and nothing in it is changed.
 """
 
 from __future__ import annotations
@@ -35,6 +47,8 @@ import contextlib
 import hashlib
 import json
 import os
+import re
+import secrets
 import tempfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -52,8 +66,11 @@ __all__ = [
     "ShardRows",
     "checksum_file",
     "folder_lock",
+    "inside",
+    "new_uid",
     "read_manifest",
     "read_shard",
+    "read_shard_meta",
     "remove_temporaries",
     "shard_path",
     "write_atomically",
@@ -62,13 +79,16 @@ __all__ = [
 ]
 
 #: Version of the folder layout; a folder of another version is refused.
-FORMAT_VERSION = "1"
+FORMAT_VERSION = "2"
 MANIFEST_NAME = "blipviz-collection.json"
 EMBEDDINGS_NAME = "embeddings.npy"
 SHARDS_DIR = "shards"
 LOCK_NAME = ".blipviz-lock"
 TEMP_PREFIX = ".blipviz-tmp-"
 MANIFEST_FORMAT = "blipviz collection"
+#: A temporary of blipviz's own: the prefix, a collection's 32-hex uid, mkstemp's random part.
+_TEMPORARY = re.compile(r"^\.blipviz-tmp-([0-9a-f]{32})-[A-Za-z0-9_]{1,16}\.part$")
+_SHARD_NAME = re.compile(r"^shard-([0-9]{6})\.parquet$")
 
 
 @dataclass
@@ -79,8 +99,9 @@ class ShardRows:
     ----------
     positions : ndarray of shape (n,), int64
         Positions in the source (0-based).
-    ids, texts, locators, errors : list of str or None, length n
-        ``errors[i]`` is None for an embedded item, else why it was skipped.
+    ids, texts, locators, digests, errors : list of str or None, length n
+        ``errors[i]`` is None for an embedded item, else why it was skipped; ``digests[i]`` what the
+        item was made from (:func:`blipviz.collection.sources.item_digest`).
     embeddings : ndarray of shape (n_ok, dim), float32
         Embeddings of the rows whose error is None, in order.
     """
@@ -89,6 +110,7 @@ class ShardRows:
     ids: list[str]
     texts: list[str | None]
     locators: list[str | None]
+    digests: list[str | None]
     errors: list[str | None]
     embeddings: np.ndarray
 
@@ -96,24 +118,64 @@ class ShardRows:
         return len(self.ids)
 
 
+def new_uid() -> str:
+    """A collection's random identity (32 hex digits): in its manifest, its shards' footers and
+    its temporaries' names."""
+    return secrets.token_hex(16)
+
+
 # ------------------------------------------------------------------------------ files, safely
-def new_file_mode() -> int:
-    """The mode ``open()`` gives a new file: 0o666 less the process's umask."""
-    umask = os.umask(0o022)
-    os.umask(umask)
-    return 0o666 & ~umask
+def _folder_error(folder: Path, exc: OSError, doing: str) -> CollectionFolderError:
+    name = exc.filename if getattr(exc, "filename", None) else folder
+    return CollectionFolderError(
+        f"collection {str(folder)!r}: cannot {doing} ({type(exc).__name__}: {exc.strerror or exc} on "
+        f"{str(name)!r}); give a folder this process may write"
+    )
 
 
-def write_atomically(path: Path, write: Callable[[str], None]) -> None:
+def inside(folder: Path, relative: str) -> Path:
+    """``folder / relative``, refused unless it stays inside ``folder`` (no ``..``, no symbolic link
+    out of it): the only way a name read from a manifest becomes a path."""
+    path = folder / relative
+    try:
+        root = folder.resolve()
+        resolved = path.resolve()
+    except OSError as exc:  # pragma: no cover - a loop of links
+        raise CollectionFolderError(
+            f"collection {str(folder)!r}: {relative!r} cannot be resolved ({exc})"
+        ) from None
+    if resolved != root and root not in resolved.parents:
+        raise CollectionFolderError(
+            f"collection {str(folder)!r}: {relative!r} leads outside the folder (to {str(resolved)!r}); "
+            "blipviz reads and writes only inside a collection folder"
+        )
+    return path
+
+
+def _shards_dir(folder: Path) -> Path:
+    shards = folder / SHARDS_DIR
+    if shards.is_symlink():
+        raise CollectionFolderError(
+            f"collection {str(folder)!r}: {SHARDS_DIR}/ is a symbolic link; blipviz writes and deletes "
+            "shards only in a real folder inside the collection (nothing was changed)"
+        )
+    return shards
+
+
+def write_atomically(path: Path, write: Callable[[str], None], uid: str | None = None) -> None:
     """``write(temporary_path)`` then rename into ``path``: readers see the old file or the new one,
-    never half of one; a failed write leaves no temporary (a killed one does: see
-    :func:`remove_temporaries`)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=TEMP_PREFIX, suffix=".part")
+    never half of one; a failed write leaves no temporary (a killed one leaves
+    ``.blipviz-tmp-<uid>-*.part``: see :func:`remove_temporaries`; without a ``uid``, one that is
+    never removed)."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f"{TEMP_PREFIX}{uid or 'x'}-", suffix=".part")
+    except OSError as exc:
+        raise _folder_error(path.parent, exc, f"write {path.name}") from None
     os.close(fd)
     try:
         write(tmp)
-        os.chmod(tmp, new_file_mode())
+        os.chmod(tmp, 0o666 & ~_umask())
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(OSError):
@@ -121,14 +183,31 @@ def write_atomically(path: Path, write: Callable[[str], None]) -> None:
         raise
 
 
-def remove_temporaries(folder: Path) -> int:
-    """Delete the temporaries a killed run left in ``folder`` and its ``shards/``; call it only while
-    holding :func:`folder_lock`. Returns how many were removed."""
+def _umask() -> int:
+    """The process's umask, read without changing it (``/proc/self/status``; 0o022 where that is
+    not available): toggling it with ``os.umask`` is not thread-safe."""
+    with contextlib.suppress(OSError, ValueError):
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    return 0o022
+
+
+def is_temporary(name: str, uid: str | None = None) -> bool:
+    """Whether ``name`` is a temporary of blipviz's own (of the collection ``uid``, if given)."""
+    found = _TEMPORARY.match(name)
+    return found is not None and (uid is None or found.group(1) == uid)
+
+
+def remove_temporaries(folder: Path, uid: str) -> int:
+    """Delete the temporaries a killed run of collection ``uid`` left in ``folder`` and its
+    ``shards/``; call it only while holding :func:`folder_lock`. Nothing else is touched. Returns how
+    many were removed."""
     removed = 0
-    for where in (folder, folder / SHARDS_DIR):
+    for where in (folder, _shards_dir(folder)):
         if where.is_dir():
             for p in where.iterdir():
-                if p.name.startswith(TEMP_PREFIX) and p.is_file():
+                if is_temporary(p.name, uid) and p.is_file() and not p.is_symlink():
                     with contextlib.suppress(FileNotFoundError):
                         p.unlink()
                         removed += 1
@@ -138,8 +217,11 @@ def remove_temporaries(folder: Path) -> int:
 @contextlib.contextmanager
 def folder_lock(folder: Path) -> Iterator[None]:
     """Hold an exclusive lock on the collection folder (a second writer is refused at once)."""
-    folder.mkdir(parents=True, exist_ok=True)
-    fd = os.open(folder / LOCK_NAME, os.O_RDWR | os.O_CREAT, 0o666)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        fd = os.open(folder / LOCK_NAME, os.O_RDWR | os.O_CREAT, 0o666)
+    except OSError as exc:
+        raise _folder_error(folder, exc, "create or lock the folder") from None
     try:
         try:
             import fcntl
@@ -169,27 +251,34 @@ def checksum_file(path: Path) -> str:
 
 # ----------------------------------------------------------------------------------- manifest
 def read_manifest(folder: Path) -> dict[str, Any] | None:
-    """The manifest of ``folder``; ``None`` for a missing or empty folder (a new collection).
+    """The manifest of ``folder``, validated (:func:`blipviz.collection.schema.validate_manifest`);
+    ``None`` for a missing or empty folder (a new collection).
 
     Raises
     ------
     CollectionFolderError
         ``folder`` is a file, a non-empty folder without a manifest, or a manifest that is
-        unreadable or of another format version.
+        unreadable, damaged, or of another format version.
     """
     if folder.exists() and not folder.is_dir():
         raise CollectionFolderError(f"collection {str(folder)!r} is a file, not a folder: give a folder path")
     path = folder / MANIFEST_NAME
     if not path.is_file():
         if folder.is_dir():
-            foreign = sorted(p.name for p in folder.iterdir() if p.name not in (LOCK_NAME, SHARDS_DIR))
-            foreign = [n for n in foreign if not n.startswith(TEMP_PREFIX)]
-            shards = folder / SHARDS_DIR
-            if foreign or (shards.is_dir() and any(shards.iterdir())):
-                shown = ", ".join(foreign[:3]) or SHARDS_DIR
+            try:
+                names = sorted(p.name for p in folder.iterdir())
+                shards = folder / SHARDS_DIR
+                inner = sorted(p.name for p in shards.iterdir()) if shards.is_dir() else []
+            except OSError as exc:
+                raise _folder_error(folder, exc, "list the folder") from None
+            foreign = [n for n in names if n not in (LOCK_NAME, SHARDS_DIR) and not is_temporary(n)]
+            foreign += [f"{SHARDS_DIR}/{n}" for n in inner if not is_temporary(n)]
+            if shards.is_symlink() or (shards.exists() and not shards.is_dir()):
+                foreign.append(SHARDS_DIR)
+            if foreign:
                 raise CollectionFolderError(
-                    f"{str(folder)!r} is not a blipviz collection: it holds files ({shown}) and no "
-                    f"{MANIFEST_NAME}. Nothing in it was changed; give an empty or new folder"
+                    f"{str(folder)!r} is not a blipviz collection: it holds files ({', '.join(foreign[:3])}) "
+                    f"and no {MANIFEST_NAME}. Nothing in it was changed; give an empty or new folder"
                 )
         return None
     try:
@@ -203,6 +292,9 @@ def read_manifest(folder: Path) -> dict[str, Any] | None:
             f"collection {str(folder)!r} has format version {data.get('version')!r}; this blipviz reads "
             f"version {FORMAT_VERSION}. Give another folder (nothing in this one was changed)"
         )
+    from .schema import validate_manifest
+
+    validate_manifest(data, repr(str(path)))
     return data
 
 
@@ -210,13 +302,26 @@ def write_manifest(folder: Path, manifest: dict[str, Any]) -> None:
     """Write the manifest atomically (format and version filled in)."""
     manifest = {"format": MANIFEST_FORMAT, "version": FORMAT_VERSION, **manifest}
     text = json.dumps(manifest, indent=1, sort_keys=False) + "\n"
-    write_atomically(folder / MANIFEST_NAME, lambda tmp: Path(tmp).write_text(text))
+    write_atomically(folder / MANIFEST_NAME, lambda tmp: Path(tmp).write_text(text), manifest["uid"])
 
 
 # ------------------------------------------------------------------------------------- shards
 def shard_path(folder: Path, index: int) -> Path:
-    """The file of shard ``index``."""
-    return folder / SHARDS_DIR / f"shard-{index:06d}.parquet"
+    """The file of shard ``index`` (``shards/`` checked to be a real folder)."""
+    return _shards_dir(folder) / f"shard-{index:06d}.parquet"
+
+
+def shard_files(folder: Path) -> dict[int, Path]:
+    """The files in ``shards/`` named like a shard, by index (other names are not blipviz's)."""
+    shards = _shards_dir(folder)
+    if not shards.is_dir():
+        return {}
+    found = {}
+    for p in shards.iterdir():
+        m = _SHARD_NAME.match(p.name)
+        if m is not None:
+            found[int(m.group(1))] = p
+    return found
 
 
 def _schema(dim: int):
@@ -228,19 +333,22 @@ def _schema(dim: int):
             ("id", pa.string()),
             ("text", pa.string()),
             ("locator", pa.string()),
+            ("digest", pa.string()),
             ("embedding", pa.list_(pa.float32(), dim)),
             ("error", pa.string()),
         ]
     )
 
 
-def write_shard(folder: Path, index: int, start: int, stop: int, rows: ShardRows, dim: int) -> str:
+def write_shard(folder: Path, index: int, start: int, stop: int, rows: ShardRows, dim: int, uid: str) -> str:
     """Write shard ``index`` (source positions ``start`` to ``stop``) atomically; returns its checksum.
 
     Parameters
     ----------
     rows : ShardRows
         ``rows.embeddings`` of shape (number of rows without error, dim), float32.
+    uid : str
+        The collection's uid, written in the shard's footer (the shard is blipviz's own).
     """
     import pyarrow as pa
     import pyarrow.parquet as pq
@@ -254,7 +362,7 @@ def write_shard(folder: Path, index: int, start: int, stop: int, rows: ShardRows
     full[ok] = rows.embeddings
     values = pa.array(full.reshape(-1), type=pa.float32())
     embedding = pa.FixedSizeListArray.from_arrays(values, dim, mask=pa.array(~ok))
-    meta = {"shard": index, "start": start, "stop": stop, "format": FORMAT_VERSION}
+    meta = {"shard": index, "start": start, "stop": stop, "format": FORMAT_VERSION, "uid": uid}
     schema = _schema(dim).with_metadata({"blipviz": json.dumps(meta)})
     table = pa.table(
         [
@@ -262,29 +370,48 @@ def write_shard(folder: Path, index: int, start: int, stop: int, rows: ShardRows
             pa.array(rows.ids, type=pa.string()),
             pa.array(rows.texts, type=pa.string()),
             pa.array(rows.locators, type=pa.string()),
+            pa.array(rows.digests, type=pa.string()),
             embedding,
             pa.array(rows.errors, type=pa.string()),
         ],
         schema=schema,
     )
     path = shard_path(folder, index)
-    write_atomically(path, lambda tmp: pq.write_table(table, tmp, compression="zstd"))
+    write_atomically(path, lambda tmp: pq.write_table(table, tmp, compression="zstd"), uid)
     return checksum_file(path)
 
 
 def read_shard_meta(path: Path) -> dict[str, Any]:
-    """The shard's own record (``shard``, ``start``, ``stop``, ``format``) from its Parquet footer."""
+    """The shard's own record (``shard``, ``start``, ``stop``, ``format``, ``uid``) from its Parquet
+    footer; ``{}`` for a file that is not a readable blipviz shard."""
     import pyarrow.parquet as pq
 
-    meta = pq.read_schema(path).metadata or {}
-    return json.loads(meta[b"blipviz"])
+    try:
+        meta = pq.read_schema(path).metadata or {}
+        found = json.loads(meta[b"blipviz"])
+    except Exception:  # not Parquet, truncated, or not ours: all mean "not a shard of this collection"
+        return {}
+    return found if isinstance(found, dict) else {}
 
 
 def read_shard(path: Path, columns: list[str] | None = None):
-    """A shard as a ``pyarrow.Table`` (only ``columns`` if given)."""
+    """A shard as a ``pyarrow.Table`` (only ``columns`` if given).
+
+    Raises
+    ------
+    CollectionFolderError
+        The file is missing, truncated or not a shard (naming it).
+    """
     import pyarrow.parquet as pq
 
-    return pq.read_table(path, columns=columns)
+    try:
+        return pq.read_table(path, columns=columns)
+    except Exception as exc:  # pyarrow's ArrowInvalid, OSError, KeyError of a missing column, ...
+        raise CollectionFolderError(
+            f"collection shard {str(path)!r} is unreadable ({type(exc).__name__}: {exc}); the folder "
+            "was damaged after it was written: embed into a new folder, or run embed_collection on an "
+            "unfinished one to write it again"
+        ) from None
 
 
 def shard_embeddings(table) -> np.ndarray:

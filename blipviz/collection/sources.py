@@ -13,10 +13,15 @@ be read again from later (``None`` when there is none).
 - a folder: every image file below it (recursive; extensions :data:`IMAGE_EXTENSIONS`, any case), in
   sorted order of their relative paths, which are the ids.
 - a list of paths: in the given order; the ids are the paths as given.
+
+Each row is bound to what it was made from by :func:`item_digest`, a BLAKE2b-128 of the image's
+bytes as read (the file, the encoded bytes, or the pixels of an image held in memory): a collection
+resumed or re-read on another source with the same ids is refused row by row.
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -25,7 +30,7 @@ from typing import Any
 
 from ..errors import InputError, InputTypeError
 
-__all__ = ["IMAGE_EXTENSIONS", "Row", "Source", "as_source"]
+__all__ = ["IMAGE_EXTENSIONS", "Row", "Source", "as_source", "item_digest"]
 
 #: File extensions read from a folder (lower case; matched case-insensitively).
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm")
@@ -40,6 +45,37 @@ class Row:
     text: str | None
     item: Any
     locator: str | None
+    digest: str | None = None
+
+
+def item_digest(item: Any) -> str | None:
+    """What an item's image is made of, as 32 hex digits (BLAKE2b-128), or None when nothing can be
+    read (a missing file): the bytes of a file or of encoded bytes (the same picture as a file and
+    as bytes has one digest), or the mode, size and pixels of a PIL image or the dtype, shape and
+    values of an array."""
+    h = hashlib.blake2b(digest_size=16)
+    if isinstance(item, bytes | bytearray | memoryview):
+        h.update(item)
+    elif isinstance(item, str | os.PathLike):
+        try:
+            with open(item, "rb") as f:
+                for block in iter(lambda: f.read(1 << 20), b""):
+                    h.update(block)
+        except OSError:
+            return None
+    else:
+        import numpy as np
+        from PIL import Image
+
+        if isinstance(item, Image.Image):
+            h.update(f"pil:{item.mode}:{item.size}:".encode())
+            h.update(item.tobytes())
+        elif isinstance(item, np.ndarray):
+            h.update(f"array:{item.dtype.str}:{item.shape}:".encode())
+            h.update(np.ascontiguousarray(item).tobytes())
+        else:
+            return None
+    return h.hexdigest()
 
 
 class Source:
