@@ -19,6 +19,7 @@ from .analysis.attention import CrossAttention, GradCAM
 from .analysis.explanations import Explanation, ExplanationEvaluation, evaluate_explanations
 from .analysis.feature_space import feature_space_map, feature_space_plot
 from .analysis.info import NetInformation, net_information
+from .analysis.pairs import PairScores
 from .analysis.retrieval import RetrievalEvaluation, evaluate_retrieval
 from .analysis.scores import Ranking, ScoreMatrix
 from .analysis.zero_shot import ZeroShotClassifier, ZeroShotEvaluation, evaluate_zero_shot
@@ -94,6 +95,7 @@ __all__ = [
     "NetInformation",
     "NumericalError",
     "OfflineError",
+    "PairScores",
     "Ranking",
     "RankingExplorer",
     "RetrievalEvaluation",

@@ -105,6 +105,48 @@ class BlipITM(BlipNet):
     scores.__doc__ = _scores.scores.__doc__
     rank.__doc__ = _scores.rank.__doc__
 
+    # ------------------------------------------------------------------------------- pairs
+    def pair_scores(
+        self,
+        images: Images,
+        texts: Texts,
+        *,
+        batch_size: int | None = None,
+        progress: bool | None = None,
+    ):
+        """Score each image against its own caption: text i with image i (BLIP's CapFilt use).
+
+        Each distinct image (a path or an object given again is one image) passes the ViT once, and
+        its cross-attention keys and values are computed once for all its captions. The scores equal
+        the diagonal of :meth:`itm_scores` and :meth:`cosine_scores` of the same inputs.
+
+        Parameters
+        ----------
+        images : sequence of n images (paths, PIL images, arrays, bytes), pixel Tensor (n, 3, s, s),
+            or ImageFeatures of n images (with raw states)
+        texts : sequence of n str, or TextFeatures
+        batch_size : int, optional
+            Distinct images per vision-encoder pass; default 4 on CPU, 16 on a GPU.
+        progress : bool, optional
+            Progress bar over image batches; default: for 64 distinct images or more.
+
+        Returns
+        -------
+        blipviz.PairScores
+            ``.to_pandas()`` columns ``image``, ``text``, ``itm``, ``itm_logit``, ``cosine``,
+            ``truncated``; ``.worst(n)``, ``.best(n)``, ``.plot_worst(n)``, ``.plot_distribution()``.
+
+        Raises
+        ------
+        InputError
+            No pairs, or not as many texts as images (names both counts).
+
+        See :func:`blipviz.analysis.pairs.pair_scores` for how the passes are batched.
+        """
+        from .analysis.pairs import pair_scores
+
+        return pair_scores(self, images, texts, batch_size=batch_size, progress=progress)
+
     # ---------------------------------------------------------------------------- attention
     def cross_attention(self, image: ImageLike | ImageFeatures | torch.Tensor, text: str):
         """Cross-attention probabilities of the ITM pass for one image and one text.
