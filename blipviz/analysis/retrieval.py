@@ -39,7 +39,7 @@ import pandas as pd
 import torch
 import torch.nn.functional as F
 
-from ..errors import InputError, check_choice, positive_int
+from ..errors import InputError, InputTypeError, check_choice, positive_int
 from ..net.features import ImageFeatures
 from ..net.images import as_image_list
 from ..net.net import PROGRESS_MIN_IMAGES, BlipNet, Images
@@ -461,13 +461,18 @@ def _evaluate(
 ) -> RetrievalEvaluation:
     check_choice("score", score, RETRIEVAL_SCORES)
     k_test = positive_int("k_test", k_test)
+    text_batch_size = positive_int("text_batch_size", text_batch_size)
+    batch_size = model.resolve_batch_size(batch_size)
     texts = as_text_list(texts)
-    text_image_arr = np.asarray(text_image)
-    if text_image_arr.shape != (len(texts),) or text_image_arr.dtype.kind not in "iu":
-        raise InputError(
-            f"text_image must hold one image index (an int) per text: got shape {text_image_arr.shape} "
-            f"for {len(texts)} texts"
-        )
+    in_memory = isinstance(images, ImageFeatures)  # raw states given: held already, nothing to copy
+    if in_memory:
+        n_given = len(images)
+    elif isinstance(images, torch.Tensor):
+        n_given = len(model.check_pixels(images))
+    else:
+        images = as_image_list(images)  # read twice in the ITM stage: never a spent generator
+        n_given = len(images)
+    text_image_arr = _check_text_image(text_image, len(texts), n_given)  # before any image is read
     tokenized = tokenize(
         texts, normalize=True, max_tokens=BLIP_MAX_TEXT_TOKENS, max_words=RETRIEVAL_MAX_WORDS
     )
@@ -479,9 +484,6 @@ def _evaluate(
     )
     need_itm = score != "itc"
     store = model.feature_cache
-    in_memory = isinstance(images, ImageFeatures)  # raw states given: held already, nothing to copy
-    if not isinstance(images, ImageFeatures | torch.Tensor):
-        images = as_image_list(images)  # read twice in the ITM stage: never a spent generator
     budget = 0.0 if (store is not None and getattr(store, "writable", True)) else max_states_bytes
     with torch.inference_mode():
         text_emb = F.normalize(model.text_projections(tokenized, text_batch_size).float(), dim=-1).cpu()
@@ -500,13 +502,8 @@ def _evaluate(
             if keep_thumbnails and batch.thumbnails is not None:
                 thumbs.extend(batch.thumbnails)
         n_images, n_texts = len(names), len(texts)
-        if n_images == 0 or n_texts == 0:
-            raise InputError(f"nothing to evaluate: {n_images} images and {n_texts} texts")
-        if text_image_arr.min() < 0 or text_image_arr.max() >= n_images:
-            raise InputError(f"text_image holds indices outside 0..{n_images - 1}")
-        missing = sorted(set(range(n_images)) - set(text_image_arr.tolist()))
-        if missing:
-            raise InputError(f"images {missing[:10]} have no text: every image needs at least one caption")
+        if n_images != n_given:
+            raise InputError(f"the images changed while they were read: {n_given} given, {n_images} read")
         sims = torch.cat(image_emb) @ text_emb.T  # (n_images, n_texts), float32 as BLIP's sims_matrix
         k_i2t, k_t2i = min(k_test, n_texts), min(k_test, n_images)
         top_i2t = _candidates(sims, k_i2t).numpy()  # (n_images, k)
@@ -551,6 +548,52 @@ def _evaluate(
         model_name=str(model.name),
         benchmark=benchmark,
     )
+
+
+def _check_text_image(text_image: Any, n_texts: int, n_images: int) -> np.ndarray:
+    """``text_image`` as an int array of shape (n_texts,) whose every index lies in 0..n_images - 1
+    and that names every image; else an :class:`InputError` (or :class:`InputTypeError` for values
+    that are not ints) naming the first offending entry. Checked before any image is read."""
+    if n_images == 0 or n_texts == 0:
+        raise InputError(f"nothing to evaluate: {n_images} images and {n_texts} texts")
+    try:
+        arr = np.asarray(text_image)
+    except (ValueError, TypeError):  # ragged nesting
+        arr = None
+    if (
+        text_image is None
+        or isinstance(text_image, str | bytes | dict)
+        or (arr is not None and arr.ndim == 0)
+    ):
+        raise InputTypeError(
+            f"text_image must be a sequence of ints (the index of each text's image), got "
+            f"{type(text_image).__name__}"
+        )
+    if arr is None or arr.ndim != 1 or arr.shape != (n_texts,):
+        shape = "a ragged sequence" if arr is None else f"shape {arr.shape}"
+        raise InputError(
+            f"text_image must hold one image index (an int) per text: got {shape} for {n_texts} texts"
+        )
+    if arr.dtype.kind not in "iu":
+        given = list(text_image)
+        first = next(
+            (i for i, v in enumerate(given) if isinstance(v, bool) or not isinstance(v, int | np.integer)), 0
+        )
+        raise InputTypeError(
+            f"text_image must hold ints (image indices), got {arr.dtype} values: text_image[{first}] is "
+            f"{given[first]!r}"
+        )
+    outside = np.flatnonzero((arr < 0) | (arr >= n_images))
+    if outside.size:
+        i = int(outside[0])
+        raise InputError(
+            f"text_image[{i}] is {int(arr[i])}, outside 0..{n_images - 1} ({n_images} images); "
+            f"{outside.size} of {n_texts} indices are outside"
+        )
+    missing = sorted(set(range(n_images)) - set(arr.tolist()))
+    if missing:
+        raise InputError(f"images {missing[:10]} have no text: every image needs at least one caption")
+    return arr.astype(np.int64)
 
 
 def _scores(sims: np.ndarray, logits: np.ndarray, top: np.ndarray, score: str) -> np.ndarray:
