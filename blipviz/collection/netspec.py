@@ -6,6 +6,10 @@ hub id or resolved folder, and a random net's seed); a net built otherwise is de
 a random one with the loader's default seed 0. Dtype, text options, quantisation and fused attention
 are read off the net as it is. Either way the fingerprint decides: a reloaded net whose weights
 differ is refused.
+
+A part of a net (``load_part("ImageEncoder")``) stands for the net it wraps (:func:`as_net`): an
+ImageEncoder holds every weight an image embedding needs. A collection reopened without a net gets
+the class :func:`blipviz.load_model` returns (:class:`blipviz.BlipITM`), with all its methods.
 """
 
 from __future__ import annotations
@@ -16,10 +20,10 @@ from typing import Any
 
 import torch
 
-from ..errors import MissingPartError
+from ..errors import InputTypeError, MissingPartError
 from ..net.fast_attention import fast_attention_enabled
 
-__all__ = ["check_same_net", "load_described_net", "net_description", "preprocessing_description"]
+__all__ = ["as_net", "check_same_net", "load_described_net", "net_description", "preprocessing_description"]
 
 _RANDOM_SUFFIX = " (random weights)"
 _DTYPES = {
@@ -27,9 +31,31 @@ _DTYPES = {
 }
 
 
+def as_net(model, use: str = "a collection"):
+    """The net behind ``model``: a :class:`blipviz.net.BlipNet` (a :class:`blipviz.BlipITM`) as it
+    is, a part from :func:`blipviz.load_part` as the net it wraps (holding that part's weights only:
+    a call that needs another part raises :class:`blipviz.MissingPartError`).
+
+    Raises
+    ------
+    InputTypeError
+        Anything else (``None``, a Hugging Face model, a path).
+    """
+    from ..net.net import BlipNet, NetPart
+
+    if isinstance(model, NetPart):
+        model = model.model
+    if not isinstance(model, BlipNet):
+        raise InputTypeError(
+            f"{use} needs a blipviz net (blipviz.load_model, or load_part('ImageEncoder')), got "
+            f"{type(model).__name__}"
+        )
+    return model
+
+
 def preprocessing_description(model) -> dict[str, Any]:
     """The image preprocessing that shapes the embeddings: size, mean, std, EXIF rule, resampling."""
-    p = model.preprocessing
+    p = as_net(model).preprocessing
     return {
         "image_size": int(p.image_size),
         "mean": [float(v) for v in p.mean],
@@ -68,7 +94,8 @@ def _load_options(model) -> dict[str, Any]:
 def net_description(model) -> dict[str, Any]:
     """What the manifest records of the net: ``name``, ``load`` (options for
     :func:`blipviz.net.load_net`), ``image_fingerprint`` and ``text_fingerprint`` (None when the
-    net holds no text weights), ``dim`` (256)."""
+    net holds no text weights), ``dim`` (256). ``model`` may be a part (:func:`as_net`)."""
+    model = as_net(model)
     try:
         text = model.fingerprint("text")
     except MissingPartError:
@@ -83,7 +110,8 @@ def net_description(model) -> dict[str, Any]:
 
 
 def load_described_net(description: dict[str, Any], device: str | torch.device | None = None):
-    """Load the net a manifest names (a :class:`blipviz.net.BlipNet`) and check its fingerprints.
+    """Load the net a manifest names and check its fingerprints: a :class:`blipviz.BlipITM`, the
+    class :func:`blipviz.load_model` returns (``rank``, ``itm_scores`` and the rest work on it).
 
     Raises
     ------
@@ -92,6 +120,7 @@ def load_described_net(description: dict[str, Any], device: str | torch.device |
     ModelLoadError, OfflineError
         The net cannot be loaded here.
     """
+    from ..itm import BlipITM
     from ..net.loading import load_net
 
     options = dict(description["load"])
@@ -106,7 +135,7 @@ def load_described_net(description: dict[str, Any], device: str | torch.device |
     if options.get("seed") is None:
         options.pop("seed", None)
     name = options.pop("name_or_path")
-    model = load_net(os.fspath(name), device=device, **options)
+    model = load_net(os.fspath(name), device=device, net_class=BlipITM, **options)
     check_same_net(description, model, "the net its manifest names")
     return model
 
@@ -115,6 +144,7 @@ def check_same_net(description: dict[str, Any], model, what: str = "this net", w
     """Refuse a net whose weights differ from the recorded ones (:class:`CollectionFolderError`)."""
     from ..errors import CollectionFolderError
 
+    model = as_net(model)
     mine = net_description(model)
     for key, group in (("image_fingerprint", "image"), ("text_fingerprint", "text")):
         theirs = description.get(key)
