@@ -57,8 +57,9 @@ import pandas as pd
 import torch
 import torch.nn.functional as F
 
-from ..errors import InputError, check_choice, positive_int
-from ..net.images import ImageLike, image_label
+from ..errors import InputError, InputTypeError, check_choice, positive_int
+from ..net.images import ImageLike, as_image_list, image_label
+from ..net.text import as_text_list
 
 if TYPE_CHECKING:
     from ..net.net import BlipNet
@@ -656,11 +657,14 @@ def evaluate_explanations(
     Parameters
     ----------
     model : BlipNet
-    images : sequence of images
-    texts : sequence of str
+    images : image or sequence of images
+        Paths, PIL images, encoded bytes, numpy arrays, or pixel Tensors of shape (3, s, s) or
+        (1, 3, s, s); one image is one pair. Each is read once before any work, so that a bad one
+        fails at once (named: :class:`blipviz.ImageLoadError`, :class:`blipviz.InputTypeError`).
+    texts : str or sequence of str
         Zipped with ``images`` into pairs (equal lengths).
-    methods : sequence of str
-        Any of ``METHODS``.
+    methods : str or sequence of str
+        Any of ``METHODS``; one name is one method.
     steps : int, default 20
         Number of intervals (``steps + 1`` points).
     baseline : {"blur", "mean"}, default "blur"
@@ -668,22 +672,36 @@ def evaluate_explanations(
     batch_size : int, optional
         Images per ViT pass.
     seed : int, default 0
-        Seed of the random orders.
+        Seed of the random orders (a whole number >= 0).
     progress : bool, optional
         A progress bar over pairs (default: when there are at least 4 pairs).
+
+    Raises
+    ------
+    InputError
+        Unequal numbers of images and texts, no pairs, no or unknown or repeated methods, a bad
+        option value, ImageFeatures instead of images, a negative seed.
+    InputTypeError
+        ``texts``, ``methods`` or ``seed`` of the wrong type, an image of no accepted type.
+    ImageLoadError
+        An image that cannot be read.
 
     Returns
     -------
     ExplanationEvaluation
     """
-    images, texts = list(images), [texts] if isinstance(texts, str) else list(texts)
+    # every option and input is checked before the first pair's work
+    images = _pair_images(images)
+    texts = as_text_list(texts)
     if len(images) != len(texts):
         raise InputError(
             f"images and texts are zipped into pairs: got {len(images)} images and {len(texts)} texts"
         )
     if not images:
         raise InputError("no pairs to evaluate")
-    methods = list(methods)
+    methods = _method_list(methods)
+    if not methods:
+        raise InputError(f"no methods to evaluate: pass one or more of {', '.join(map(repr, METHODS))}")
     for m in methods:
         check_choice("method", m, METHODS)
     if len(set(methods)) != len(methods):
@@ -692,6 +710,9 @@ def evaluate_explanations(
     random_orders = positive_int("random_orders", random_orders)
     check_choice("baseline", baseline, BASELINES)
     batch_size = model.resolve_batch_size(batch_size)
+    seed = _check_seed(seed)
+    for index, image in enumerate(images):  # read now (and dropped): a bad one fails before any work
+        _check_image(model, image, index)
     grid = model.grid
     n_patches = grid[0] * grid[1]
     counts = _counts(steps, n_patches)
@@ -751,6 +772,58 @@ def evaluate_explanations(
         baseline=baseline,
         net_name=str(getattr(model, "name", "")),
     )
+
+
+def _pair_images(images: Any) -> list:
+    """One image (a path, bytes, PIL image, (H, W[, C]) array or (3, s, s) / (1, 3, s, s) pixels) as
+    a list of one; a sequence (or an (n, 3, s, s) / (n, H, W, C) stack) as a list of its images."""
+    if isinstance(images, torch.Tensor):
+        return [images] if images.ndim == 3 else list(images)
+    if hasattr(images, "raw") and hasattr(images, "embeddings"):
+        raise InputError(
+            "explanations perturb or differentiate the pixels, so they need the images themselves "
+            "(paths, PIL images or arrays), not ImageFeatures"
+        )
+    return as_image_list(images)
+
+
+def _check_image(model: BlipNet, image: Any, index: int) -> None:
+    """Refuse an unusable image of the pairs before any work (named errors of :func:`load_image`)."""
+    if isinstance(image, torch.Tensor):
+        pixels = model.check_pixels(image if image.ndim == 4 else image[None])
+        if pixels.shape[0] != 1:
+            raise InputError(f"image {index}: expected one image, got pixels of shape {tuple(pixels.shape)}")
+    elif hasattr(image, "raw") and hasattr(image, "embeddings"):
+        raise InputError(
+            f"image {index}: explanations perturb or differentiate the pixels, so they need the image "
+            "itself (path, PIL image or array), not ImageFeatures"
+        )
+    else:
+        model.preprocessing.load(image, index)
+
+
+def _method_list(methods: Any) -> list:
+    """One method name as a list of one; a sequence of names as a list (checked by the caller)."""
+    if isinstance(methods, str):
+        return [methods]
+    try:
+        if methods is None or isinstance(methods, bytes | dict):
+            raise TypeError
+        return list(methods)
+    except TypeError:
+        raise InputTypeError(
+            f"methods must be a method name or a sequence of them ({', '.join(map(repr, METHODS))}), "
+            f"got {type(methods).__name__}"
+        ) from None
+
+
+def _check_seed(seed: Any) -> int:
+    """``seed`` as an int for ``numpy.random.default_rng``: a whole number >= 0, not a bool."""
+    if isinstance(seed, bool) or not isinstance(seed, int | np.integer):
+        raise InputTypeError(f"seed must be an int, got {type(seed).__name__} {seed!r:.60}")
+    if seed < 0:
+        raise InputError(f"seed must be at least 0, got {int(seed)}")
+    return int(seed)
 
 
 def _auc_table(curves: pd.DataFrame, names: list[str], seconds: dict[str, list[float]]) -> pd.DataFrame:
