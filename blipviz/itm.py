@@ -249,7 +249,7 @@ def load_model(
     dataset: str = DEFAULT_DATASET,
     pretrained: bool = True,
     device: str | torch.device | None = None,
-    dtype: torch.dtype | None = None,
+    dtype: torch.dtype | str | None = None,
     first_token: str = "enc",
     normalize_text: bool = True,
     max_text_tokens: int | None = 35,
@@ -275,8 +275,10 @@ def load_model(
     device : str or torch.device, optional
         Default ``"cpu"``. ``"cuda"`` works where a CUDA GPU is present, ``"mps"`` on a Mac with an
         Apple GPU; a device this machine lacks raises :class:`blipviz.InputError` listing those it has.
-    dtype : torch.dtype, optional
-        Default ``torch.float32`` (BLIP's numbers). ``torch.float16`` / ``torch.bfloat16`` on GPU;
+    dtype : torch.dtype or str, optional
+        Default ``torch.float32`` (BLIP's numbers); also ``torch.float64``, or any of these four by
+        name (``"float32"``, ``"float16"``, ``"bfloat16"``, ``"float64"``; another value is an
+        :class:`blipviz.InputError` listing them). ``torch.float16`` / ``torch.bfloat16`` on GPU;
         ``torch.bfloat16`` also on CPUs with bfloat16 instructions (about 2.5x faster there, scores
         within about 0.03 of float32). Scores are always returned as float64; a half-precision overflow raises
         :class:`blipviz.NumericalError`.
@@ -310,10 +312,11 @@ def load_model(
     Raises
     ------
     InputError
-        Unknown architecture, dataset or option (lists the allowed values); a device this machine
-        does not have (lists those it has); a seed out of torch's range.
+        Unknown architecture, dataset or option (lists the allowed values), a dtype among them; a
+        device this machine does not have (lists those it has); a seed out of torch's range.
     InputTypeError
-        ``seed`` that is not an int; ``device`` that is neither a str nor a ``torch.device``.
+        ``seed`` that is not an int; ``device`` that is neither a str nor a ``torch.device``;
+        ``dtype`` that is neither a str nor a ``torch.dtype``.
     OfflineError
         A hub id that is not cached while the Hub cannot be reached. When the string could also be
         a relative folder (``"models/blip"``), the message says that no such folder exists either.

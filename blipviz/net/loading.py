@@ -232,6 +232,47 @@ def _check_device(device: str | torch.device | None) -> torch.device:
     return parsed
 
 
+#: The dtypes a net runs in, by the names ``load_model(dtype=...)`` also accepts.
+_DTYPE_NAMES = {
+    "float32": torch.float32,
+    "float16": torch.float16,
+    "bfloat16": torch.bfloat16,
+    "float64": torch.float64,
+}
+
+
+def _check_dtype(dtype: Any) -> torch.dtype | None:
+    """``dtype`` as a ``torch.dtype`` a net can run in (``None`` stays ``None``: float32).
+
+    Accepts the torch dtypes of ``_DTYPE_NAMES`` and their names (``"float16"``, also
+    ``"torch.float16"``).
+
+    Raises
+    ------
+    InputError
+        A name or torch dtype not in ``_DTYPE_NAMES`` (lists the allowed values).
+    InputTypeError
+        Neither a str nor a ``torch.dtype``.
+    """
+    allowed = ", ".join(map(repr, _DTYPE_NAMES))
+    if dtype is None:
+        return None
+    if isinstance(dtype, str):
+        name = dtype.removeprefix("torch.")
+        if name not in _DTYPE_NAMES:
+            raise InputError(f"unknown dtype {dtype!r}; allowed values: {allowed} (or those torch dtypes)")
+        return _DTYPE_NAMES[name]
+    if isinstance(dtype, torch.dtype):
+        if dtype not in _DTYPE_NAMES.values():
+            raise InputError(
+                f"dtype {dtype} cannot run a net; allowed values: {allowed} (or those torch dtypes)"
+            )
+        return dtype
+    raise InputTypeError(
+        f"dtype must be a torch.dtype or one of the names {allowed}, got {type(dtype).__name__} {dtype!r:.60}"
+    )
+
+
 def _check_seed(seed: Any) -> int:
     """``seed`` as an int, or an error: a whole number (not a bool) that torch accepts as a seed."""
     if isinstance(seed, bool) or not isinstance(seed, int | np.integer):
@@ -249,7 +290,7 @@ def load_net(
     dataset: str = DEFAULT_DATASET,
     pretrained: bool = True,
     device: str | torch.device | None = None,
-    dtype: torch.dtype | None = None,
+    dtype: torch.dtype | str | None = None,
     first_token: str = "enc",
     normalize_text: bool = True,
     max_text_tokens: int | None = 35,
@@ -275,6 +316,7 @@ def load_net(
     net_class = net_class or BlipNet
     ckpt = checkpoint_for(architecture, dataset)
     device = _check_device(device)
+    dtype = _check_dtype(dtype)
     seed = _check_seed(seed)
     if quantize is not None:
         check_choice("quantize", quantize, ("int8",))
