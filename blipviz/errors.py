@@ -14,6 +14,7 @@ __all__ = [
     "BlipvizError",
     "CacheFolderError",
     "CollectionFolderError",
+    "EngineError",
     "ImageLoadError",
     "InputError",
     "InputTypeError",
@@ -51,6 +52,11 @@ class MissingPartError(InputError):
 
 class InputTypeError(BlipvizError, TypeError):
     """An input has a type blipviz does not accept (for example ``None`` where an image was expected)."""
+
+
+class EngineError(BlipvizError, RuntimeError):
+    """The engine that runs a collection job (Ray) could not start, or lost or repeated rows. The
+    message says what happened and what to do (for a slow start: give it longer, or start it first)."""
 
 
 class ImageLoadError(BlipvizError, OSError):

@@ -1,16 +1,20 @@
 """The Ray engine: actors sized from what Ray reports (the small-machine case), and the same
-collection as the local engine on a local 2-CPU Ray with 2 actors of half a CPU each."""
+collection as the local engine on a local 2-CPU Ray with 2 actors of half a CPU each. Ray's start-up
+(a timeout is an EngineError that says how to give it longer), the pool passed as Ray Data's
+ActorPoolStrategy, and an unreadable item's record naming its position are tested without Ray."""
 
 from __future__ import annotations
 
 import os
+import time
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
 
-from blipviz.collection import embed_collection
-from blipviz.collection.ray_engine import actor_resources
-from blipviz.errors import InputError
+from blipviz.collection import embed_collection, ray_engine
+from blipviz.collection.ray_engine import actor_resources, start_ray
+from blipviz.errors import BlipvizError, EngineError, InputError
 from blipviz.testing import assert_close, synthetic_images
 
 # Ray's driver talks to its local processes over TCP on 127.0.0.1
@@ -40,15 +44,133 @@ def test_actor_resources_scale_with_the_cluster():
         actor_resources(None, None, 1, {"CPU": 8.0})
 
 
+TIMED_OUT = (
+    "The current node timed out during startup. This could happen because some of the raylet failed "
+    "to startup or the GCS has become overloaded."
+)
+
+
+class FakeRay:
+    """Stands for the ``ray`` module at start-up: ``init`` takes ``seconds``, then fails with each
+    of ``failures`` in turn."""
+
+    def __init__(self, *failures: BaseException, initialized: bool = False, seconds: float = 0.0) -> None:
+        self.failures = list(failures)
+        self.initialized = initialized
+        self.seconds = seconds
+        self.inits: list[dict] = []
+        self.shutdowns = 0
+
+    def is_initialized(self) -> bool:
+        return self.initialized
+
+    def init(self, **options) -> None:
+        self.inits.append(options)
+        time.sleep(self.seconds)
+        if self.failures:
+            raise self.failures.pop(0)
+        self.initialized = True
+
+    def shutdown(self) -> None:
+        self.shutdowns += 1
+
+
+def test_a_ray_start_up_that_times_out_is_an_engine_error_that_says_how_to_give_it_longer(monkeypatch):
+    """Before: Ray's bare Exception, from ray.init inside embed_collection."""
+    fake = FakeRay(Exception(TIMED_OUT), Exception(TIMED_OUT), seconds=0.05)
+    monkeypatch.setattr(ray_engine, "_ray", lambda: fake)
+    with pytest.raises(EngineError, match=r"did not start within .*start_timeout=300") as caught:
+        start_ray(0.01)  # Ray's own 30 s, in short
+    assert isinstance(caught.value, RuntimeError) and isinstance(caught.value, BlipvizError)
+    assert "ray.init()" in str(caught.value) and "timed out during startup" in str(caught.value)
+    assert len(fake.inits) == 1 and fake.shutdowns == 1  # its half-started processes stopped
+    assert fake.inits[0] == {"include_dashboard": False, "configure_logging": False, "log_to_driver": False}
+
+
+def test_a_slow_ray_start_is_tried_again_within_the_time_given(monkeypatch):
+    fake = FakeRay(Exception(TIMED_OUT), TimeoutError("GCS"))
+    monkeypatch.setattr(ray_engine, "_ray", lambda: fake)
+    start_ray(60, num_cpus=2)
+    assert len(fake.inits) == 3 and fake.shutdowns == 2 and fake.initialized
+    assert fake.inits[-1]["num_cpus"] == 2
+
+
+def test_ray_that_cannot_start_at_all_or_is_running_already(monkeypatch):
+    broken = FakeRay(ValueError("no such address"))
+    monkeypatch.setattr(ray_engine, "_ray", lambda: broken)
+    with pytest.raises(EngineError, match=r"could not start.*ValueError: no such address.*engine='local'"):
+        start_ray(600)
+    assert len(broken.inits) == 1  # not a matter of time: not tried again
+    running = FakeRay(initialized=True)
+    monkeypatch.setattr(ray_engine, "_ray", lambda: running)
+    start_ray()
+    assert running.inits == []  # the user's Ray, as it is
+    with pytest.raises(InputError, match="start_timeout"):
+        start_ray(0)
+
+
+def test_an_unknown_ray_option_is_refused_before_ray_starts(monkeypatch, tiny):
+    monkeypatch.setattr(ray_engine, "_ray", lambda: pytest.fail("Ray was started"))
+    with pytest.raises(InputError, match=r"unknown engine='ray' option 'actors'; it takes 'concurrency'"):
+        ray_engine.run_on_ray(tiny, None, 0, None, 4, False, actors=2)
+
+
+def test_the_actor_pool_is_ray_data_s_actor_pool_strategy_not_the_deprecated_concurrency(tiny):
+    ray = pytest.importorskip("ray", reason="Ray is an optional extra: pip install 'blipviz[ray]'")
+    calls = []
+
+    class Dataset:
+        def map_batches(self, fn, **options):
+            calls.append(options)
+            return SimpleNamespace(iter_batches=lambda **_: iter(()))
+
+    fake = SimpleNamespace(put=lambda value: value, data=ray.data)
+    res = actor_resources(3, None, None, {"CPU": 4.0})
+    src = SimpleNamespace(count=0)
+    ray_engine._embed_on_ray(fake, tiny, src, Dataset(), {}, 0, SimpleNamespace(n_errors=0), 4, False, res)
+    (options,) = calls
+    assert "concurrency" not in options
+    assert isinstance(options["compute"], ray.data.ActorPoolStrategy)
+    assert options["compute"].min_size == options["compute"].max_size == 3
+    assert options["num_cpus"] == res["num_cpus"]
+
+
+def test_an_unreadable_item_on_a_ray_actor_names_its_source_position(tiny, tmp_path):
+    """Before: every record said "image -1" (the actors numbered no row)."""
+    pytest.importorskip("ray", reason="Ray is an optional extra: pip install 'blipviz[ray]'")
+    import pyarrow as pa
+    from PIL import Image
+
+    good = tmp_path / "good.png"
+    Image.fromarray(synthetic_images(1)[0]).save(good)
+    bad = tmp_path / "bad.png"
+    bad.write_bytes(b"not a png")
+    embedder = ray_engine._Embedder(ray_engine.net_recipe(tiny), {}, 1, False)
+    records = {
+        ray_engine.POSITION: [41, 42],
+        "id": ["good.png", "bad.png"],
+        "item": [str(good), str(bad)],
+        "locator": [str(good), str(bad)],
+    }
+    out = embedder(pa.table(records))
+    assert out["error"][0] is None and "image 42" in out["error"][1] and "image -1" not in out["error"][1]
+    assert out["position"].tolist() == [41, 42]
+    columns = {"image_column": "image", "id_column": None, "text_column": None}
+    from_dataset = ray_engine._Embedder(ray_engine.net_recipe(tiny), columns, 1, False)
+    batch = pa.table({ray_engine.POSITION: [7], "image": [{"bytes": b"junk", "path": None}]})
+    out = from_dataset(batch)
+    assert "image 7" in out["error"][0] and out["id"].tolist() == ["7"]
+
+
 @pytest.fixture(scope="module")
 def local_ray():
     ray = pytest.importorskip("ray", reason="Ray is an optional extra: pip install 'blipviz[ray]'")
     started = not ray.is_initialized()
     if started:
-        try:
-            ray.init(num_cpus=2, include_dashboard=False, configure_logging=False, log_to_driver=False)
-        except Exception as exc:  # only a machine where Ray cannot start at all skips
-            pytest.skip(f"Ray could not start on this machine: {type(exc).__name__}: {exc}")
+        try:  # a busy 2-core machine may need more than Ray's 30 s: tried again for up to 5 minutes
+            start_ray(300, num_cpus=2)
+        except EngineError as exc:  # only a machine where Ray cannot start at all skips
+            pytest.skip(f"Ray could not start on this machine: {exc}")
     yield ray
     if started:
         ray.shutdown()
@@ -106,6 +228,10 @@ def test_a_streamed_dataset_and_a_folder_on_ray_keep_the_source_order(tiny, data
     folder.mkdir()
     for i, record in enumerate(dataset.select(range(40))):
         record["image"].save(folder / f"{i:03d}.png")
+    (folder / "040.png").write_bytes(b"not a png")  # its record names position 40, as locally
     from_files = embed_collection(tiny, folder, tmp_path / "files", engine="ray", **options)
     assert from_files.ids == [f"{i:03d}.png" for i in range(40)]
     assert_close(from_files.embeddings, local.embeddings[:40])
+    files_locally = embed_collection(tiny, folder, tmp_path / "files-local", **options)
+    assert from_files.errors.to_dict("records") == files_locally.errors.to_dict("records")
+    assert from_files.errors["position"].tolist() == [40] and "image 40" in from_files.errors["reason"][0]

@@ -14,26 +14,46 @@ the settings of its creation) and puts any row that still comes early back in it
 shards, and a later resume, follow the source exactly.
 
 Ray is the user's: a ``ray.init(address=...)`` made before is used as it is; when Ray is not
-initialised, a local one is started (``ray.init()``) and left running for the next job.
+initialised, a local one is started (``ray.init()``) and left running for the next job. Ray gives
+its processes 30 s to start and then raises a bare ``Exception``; on a busy machine blipviz tries
+again until ``start_timeout`` seconds (default 120) are spent, then raises
+:class:`blipviz.EngineError`, which says how to give it longer (:func:`start_ray`).
 
 Resources: each actor asks for ``num_cpus`` CPUs (default: the cluster's CPUs less one left for Ray
 Data's read tasks, shared by the actors, at most 1 each; on a 2-CPU machine with 2 actors, 0.5 each:
 with 1 CPU each the read task would wait for a CPU forever) and ``num_gpus`` GPUs (default none; with
-GPUs the net runs on ``cuda``). Each actor runs torch with ``max(1, round(num_cpus))`` threads.
+GPUs the net runs on ``cuda``). Each actor runs torch with ``max(1, round(num_cpus))`` threads. The
+pool is Ray Data's ``ActorPoolStrategy(size=concurrency)`` (``map_batches(concurrency=)`` is
+deprecated). An unreadable item's record names its source position, as the local engine's does.
 """
 
 from __future__ import annotations
 
+import contextlib
 import math
+import time
 from collections.abc import Iterable, Iterator
 from typing import Any
 
 import numpy as np
 
-from ..errors import InputError, positive_int
+from ..errors import EngineError, InputError, positive_int
 from .sources import Row, Source
 
-__all__ = ["actor_resources", "in_source_order", "net_recipe", "run_on_ray"]
+__all__ = [
+    "DEFAULT_START_TIMEOUT",
+    "RAY_OPTIONS",
+    "actor_resources",
+    "in_source_order",
+    "net_recipe",
+    "run_on_ray",
+    "start_ray",
+]
+
+#: Seconds a local Ray may take to start when none is running (Ray waits 30 s per attempt).
+DEFAULT_START_TIMEOUT = 120.0
+#: The engine options of ``embed_collection(..., engine="ray")``.
+RAY_OPTIONS = ("concurrency", "num_cpus", "num_gpus", "start_timeout")
 
 #: The column that carries each row's source position through Ray.
 POSITION = "__blipviz_position"
@@ -46,6 +66,60 @@ def _ray():
     except ImportError:
         raise ImportError("engine='ray' needs Ray: pip install 'blipviz[ray]'") from None
     return ray
+
+
+def _timed_out(exc: BaseException) -> bool:
+    """Whether Ray's start-up failed for time (its raylet or GCS too slow to come up)."""
+    return isinstance(exc, TimeoutError) or "timed out" in str(exc).lower()
+
+
+def start_ray(timeout_s: float = DEFAULT_START_TIMEOUT, **init_options: Any) -> None:
+    """Start a local Ray unless one is initialised: ``ray.init(**init_options)`` (no dashboard, no
+    logging set-up, no worker logs on the driver unless given), tried again while it times out and
+    ``timeout_s`` seconds are left.
+
+    Raises
+    ------
+    InputError
+        ``timeout_s`` not a number above 0.
+    EngineError
+        Ray did not start: in time (the message says how to give it longer: ``start_timeout=``, or
+        starting Ray first), or at all (Ray's own error is chained and quoted).
+    """
+    if isinstance(timeout_s, bool) or not isinstance(timeout_s, int | float) or not timeout_s > 0:
+        raise InputError(f"start_timeout must be a number of seconds above 0, got {timeout_s!r}")
+    ray = _ray()
+    if ray.is_initialized():
+        return
+    options = {"include_dashboard": False, "configure_logging": False, "log_to_driver": False}
+    options.update(init_options)
+    began = time.monotonic()
+    attempts = 0
+    while True:
+        attempts += 1
+        try:
+            ray.init(**options)
+            return
+        except Exception as exc:  # Ray's start-up timeout is a bare Exception
+            with contextlib.suppress(Exception):  # the processes this attempt started
+                ray.shutdown()
+            spent = time.monotonic() - began
+            if not _timed_out(exc):
+                raise EngineError(
+                    f"Ray could not start on this machine ({type(exc).__name__}: {exc}). Start Ray "
+                    "yourself first (ray.init() in Python, or `ray start --head` in a shell) to see its "
+                    "own diagnostics (blipviz then uses it as it is), or embed with engine='local'"
+                ) from exc
+            if spent < timeout_s:
+                continue
+            raise EngineError(
+                f"Ray did not start within {spent:.0f} s ({attempts} attempt{'s' * (attempts > 1)}; Ray "
+                "gives its processes 30 s each time): this machine is busy. Give it longer with "
+                f"embed_collection(..., engine='ray', start_timeout={max(2 * float(timeout_s), 300.0):g}), "
+                "or start Ray yourself first (ray.init() in Python, or `ray start --head` in a shell and "
+                "ray.init(address='auto')): a Ray already running is used as it is. Ray said: "
+                f"{exc}"
+            ) from exc
 
 
 def actor_resources(
@@ -130,7 +204,7 @@ def build_net(recipe: dict[str, Any], device: str):
     if recipe["fast_attention"]:
         enable_fast_attention(net.hf)
     if net.fingerprint("image") != recipe["fingerprint"]:
-        raise RuntimeError("the net rebuilt on a Ray worker has other image weights than the driver's")
+        raise EngineError("the net rebuilt on a Ray worker has other image weights than the driver's")
     return net.keep_only_part("ImageEncoder")
 
 
@@ -152,13 +226,14 @@ class _Embedder:
 
         records = batch.to_pylist()
         positions = np.array([r[POSITION] for r in records], dtype=np.int64)
+        # each row at its source position: an unreadable item's record names it, as on the local engine
         if self.source is not None:
-            rows = [self.source.dataset_row(-1, r) for r in records]
-            if self.source.id_column is None:
-                for row in rows:
-                    row.id = None  # the driver numbers the rows
+            rows = [self.source.dataset_row(int(p), r) for p, r in zip(positions, records, strict=True)]
         else:
-            rows = [Row(-1, r["id"], None, r["item"], r["locator"]) for r in records]
+            rows = [
+                Row(int(p), r["id"], None, r["item"], r["locator"])
+                for p, r in zip(positions, records, strict=True)
+            ]
         embeddings, errors = embed_rows(self.net, rows)
         full = np.zeros((len(rows), self.dim), dtype=np.float32)
         full[[e is None for e in errors]] = embeddings
@@ -186,20 +261,20 @@ def in_source_order(rows: Iterable[tuple[int, Any]], start: int) -> Iterator[Any
 
     Raises
     ------
-    RuntimeError
+    EngineError
         A position comes twice, or is missing at the end: the shards would lose or repeat a row.
     """
     waiting: dict[int, Any] = {}
     expected = start
     for position, value in rows:
         if position < expected or position in waiting:
-            raise RuntimeError(f"Ray returned the row at source position {position} twice")
+            raise EngineError(f"Ray returned the row at source position {position} twice")
         waiting[position] = value
         while expected in waiting:
             yield waiting.pop(expected)
             expected += 1
     if waiting:
-        raise RuntimeError(
+        raise EngineError(
             f"Ray returned no row for source position {expected} (rows up to {max(waiting)} came)"
         )
 
@@ -239,12 +314,26 @@ def run_on_ray(
     concurrency: int | None = None,
     num_cpus: float | None = None,
     num_gpus: float | None = None,
+    start_timeout: float = DEFAULT_START_TIMEOUT,
+    **unknown: Any,
 ) -> int:
     """Embed ``src`` from position ``start`` on with Ray Data, feeding ``writer`` in source order;
-    returns the source's length."""
+    returns the source's length.
+
+    Raises
+    ------
+    InputError
+        An option that is not one of :data:`RAY_OPTIONS`, or out of its range.
+    EngineError
+        Ray did not start (:func:`start_ray`), or lost or repeated a row.
+    """
+    if unknown:
+        raise InputError(
+            f"unknown engine='ray' option{'s' * (len(unknown) > 1)} {', '.join(map(repr, sorted(unknown)))}; "
+            f"it takes {', '.join(map(repr, RAY_OPTIONS))}"
+        )
     ray = _ray()
-    if not ray.is_initialized():
-        ray.init(include_dashboard=False, configure_logging=False, log_to_driver=False)
+    start_ray(start_timeout)
     res = actor_resources(concurrency, num_cpus, num_gpus, ray.cluster_resources())
     ctx = ray.data.DataContext.get_current()
     previous = ctx.execution_options.preserve_order
@@ -272,7 +361,7 @@ def _embed_on_ray(ray, model, src, dataset, columns, start, writer, batch_size, 
         },
         batch_size=batch_size,
         batch_format="pyarrow",
-        concurrency=res["concurrency"],
+        compute=ray.data.ActorPoolStrategy(size=res["concurrency"]),
         num_cpus=res["num_cpus"],
         num_gpus=res["num_gpus"] or None,
     )
