@@ -1,8 +1,9 @@
 """The feature-space figure as a reader sees it: image comparisons of each layout on fixed inputs
-(tiny net, synthetic images, texts some longer than 80 characters), and geometric rules measured on
-the drawn figure: callouts apart from each other and from the thumbnails, no thumbnail covering
-another's centre, everything inside the figure, texts whole up to 80 characters and elided in the
-middle beyond, colours from the palette, a title naming the net, the embedding and the reduction.
+(synthetic images, texts some longer than 80 characters, fixed 2-D coordinates), and geometric rules
+measured on the maps (PCA, UMAP) of the tiny net's embeddings: callouts apart from each other and
+from the thumbnails, no thumbnail covering another's centre, everything inside the figure, texts
+whole up to 80 characters and elided in the middle beyond, colours from the palette, a title naming
+the net, the embedding and the reduction.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import pytest
 
 import blipviz
 from blipviz.analysis.feature_space import centre_per_modality, feature_space_map, reduction_parameters
-from blipviz.display.feature_space import LAYOUTS, thumbnail_points
+from blipviz.display.feature_space import LAYOUTS, FeatureSpaceDisplay, thumbnail_points
 from blipviz.display.labels import MAX_LABEL_CHARS, fit_text, palette
 from blipviz.testing import MAP_CAPTIONS, MAP_PHOTOS, assert_close, synthetic_images
 from blipviz.testing.figures import assert_inside_figure, assert_no_overlap, image_comparison, visible_texts
@@ -37,6 +38,20 @@ def pictures():
 
 @pytest.fixture(scope="module")
 def features(tiny, pictures):
+    return tiny.encode_images(pictures), tiny.encode_texts(TEXTS)
+
+
+@pytest.fixture(scope="module")
+def smooth_features(tiny):
+    """The image tests' items: four noise-free 36 x 48 pictures, a gradient and a coloured block each
+    (a thumbnail moved by a pixel changes few pixels of the comparison; noise would change them all),
+    and the texts."""
+    yy, xx = np.mgrid[0:36, 0:48]
+    pictures = []
+    for k, colour in enumerate([(230, 60, 40), (40, 160, 70), (240, 200, 40), (60, 90, 220)]):
+        picture = np.stack([xx * 5, yy * 7, np.full_like(xx, 50 + 60 * k)], axis=-1).astype(np.uint8)
+        picture[6 + 4 * k : 20 + 4 * k, 8 + 6 * k : 24 + 6 * k] = colour
+        pictures.append(picture)
     return tiny.encode_images(pictures), tiny.encode_texts(TEXTS)
 
 
@@ -110,11 +125,52 @@ def check_texts(disp) -> None:
 
 
 # ---------------------------------------------------------------------------- image comparisons
+# Fixed coordinates of the 4 pictures and 6 texts of smooth_features (their PCA by the tiny net,
+# rounded): the image tests draw these, not a reduction, whose last bits follow the CPU's kernels and
+# can move a callout or a thumbnail (blipviz.testing.figures). Joint: the modality gap shows, the
+# images crowd on one side; centred per modality (per-modality and side-by-side): both kinds spread.
+FIXED_XY = {
+    "joint": [
+        (0.717, -0.026), (0.746, -0.019), (0.769, 0.018), (0.66, -0.092), (-0.509, -0.256),
+        (-0.483, -0.051), (-0.547, -0.294), (-0.499, -0.11), (-0.519, 0.069), (-0.335, 0.762),
+    ],
+    "centred": [
+        (0.019, -0.493), (0.027, -0.294), (0.05, 0.245), (-0.096, 0.543), (-0.273, -0.015),
+        (-0.072, 0.084), (-0.32, -0.023), (-0.127, -0.088), (0.036, -0.014), (0.756, 0.055),
+    ],
+}  # fmt: skip
+
+
+def at_fixed_coordinates(disp: FeatureSpaceDisplay, xy) -> FeatureSpaceDisplay:
+    """The map ``disp`` (items, thumbnails, title) with the given coordinates in place of its own."""
+    xy = np.asarray(xy, dtype=np.float64)
+    return FeatureSpaceDisplay(
+        disp.coords_.assign(x=xy[:, 0], y=xy[:, 1]),
+        disp.thumbnails,
+        method=disp.method,
+        random_state=disp.random_state,
+        layout=disp.layout,
+        centred=disp.centred,
+        net_name=disp.net_name,
+        embedding=disp.embedding,
+        reduction=disp.reduction,
+    )
+
+
 @pytest.mark.parametrize("layout", LAYOUTS)
 @image_comparison()
-def test_figure_feature_space_layout(features, layout):
-    disp = blipviz.feature_space_plot(list(features), method="pca", layout=layout)
-    return disp.figure_
+def test_figure_feature_space_layout(smooth_features, layout):
+    computed = feature_space_map(list(smooth_features), method="pca", layout=layout)
+    xy = FIXED_XY["joint" if layout == "joint" else "centred"]
+    return at_fixed_coordinates(computed, xy).plot().figure_
+
+
+def test_fixed_coordinates_keep_the_map_but_its_coordinates(features):
+    computed = feature_space_map(list(features), method="pca", layout="side-by-side")
+    fixed = at_fixed_coordinates(computed, FIXED_XY["centred"])
+    assert fixed.title() == computed.title() and fixed.thumbnails == computed.thumbnails
+    assert fixed.coords_.drop(columns=["x", "y"]).equals(computed.coords_.drop(columns=["x", "y"]))
+    assert fixed.coords_[["x", "y"]].to_numpy().tolist() == [list(p) for p in FIXED_XY["centred"]]
 
 
 # ------------------------------------------------------------------------------------ geometry

@@ -3,6 +3,14 @@ not overlap and lie inside the figure, thumbnails inside their cells, a colorbar
 
 Every function draws the figure first (``fig.canvas.draw()``) so that extents are final, and
 measures in display pixels.
+
+Image tests (:func:`image_comparison`) draw fixed inputs, never a net's outputs nor a reduction's
+(UMAP, PCA, t-SNE): their last bits follow the CPU's kernels (AVX-512 or AVX2, oneDNN, BLAS), and a
+figure can amplify a last-bit change into a large image difference (a callout placed on the other side,
+two equal scores sorted the other way, a tick moved, a noise thumbnail shifted by a pixel). A test
+computes its result with the net (names, tokens, thumbnails) and replaces the numbers by fixed ones:
+literal tables, or arrays made with +, -, *, / alone (:func:`bump_maps`), which IEEE arithmetic rounds
+alike on every CPU. What a net computes is drawn under the geometric checks only.
 """
 
 from __future__ import annotations
@@ -10,11 +18,14 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
+import numpy as np
+
 __all__ = [
     "FIGURE_STYLE",
     "FIGURE_TOLERANCE",
     "assert_inside_figure",
     "assert_no_overlap",
+    "bump_maps",
     "colorbars",
     "image_comparison",
     "overlapping_pairs",
@@ -140,14 +151,46 @@ def _name(artist) -> str:
     return type(artist).__name__
 
 
-#: RMS tolerance (0-255 scale) of the image tests: text antialiasing and the last bits of a float
-#: kernel move a few pixels between machines; a changed layout, colour or label moves far more.
+#: RMS tolerance (0-255 scale) of the image tests: text antialiasing moves a few pixels between
+#: machines; a changed layout, colour or label moves far more. It does not absorb a figure drawn from
+#: a net's numbers: their last bits can move a whole callout (see the module docstring).
 FIGURE_TOLERANCE = 3.0
+
+
+def bump_maps(
+    grid: tuple[int, int], peaks: Sequence[tuple[float, float]], *, spread: float = 1.0
+) -> np.ndarray:
+    """Smooth maps over a patch grid, one per peak, for image tests: the same bits on every CPU.
+
+    Map k is ``1 / (1 + d**2 / spread**2)``, d the distance in patches of each cell from
+    ``peaks[k] = (row, col)`` (fractions allowed): 1 at the peak, 1/2 at ``spread`` patches. Only
+    +, -, * and / are used, which IEEE arithmetic rounds alike everywhere (unlike a net's outputs, or
+    ``exp``, whose last bits follow the CPU's kernels).
+
+    Parameters
+    ----------
+    grid : (gh, gw)
+    peaks : sequence of (row, col)
+    spread : float, default 1
+
+    Returns
+    -------
+    ndarray of shape (len(peaks), gh, gw), float64
+    """
+    gh, gw = grid
+    rows = np.arange(gh, dtype=np.float64)[:, None]
+    cols = np.arange(gw, dtype=np.float64)[None, :]
+    maps = np.empty((len(peaks), gh, gw))
+    for k, (row, col) in enumerate(peaks):
+        dr, dc = rows - row, cols - col
+        maps[k] = 1.0 / (1.0 + (dr * dr + dc * dc) / (spread * spread))
+    return maps
 
 
 def image_comparison(**options):
     """The pytest mark of blipviz's image tests: pytest-mpl's ``mpl_image_compare`` with the pinned
-    style, the tolerance and the baselines in ``tests/baseline``. The test returns its figure.
+    style, the tolerance and the baselines in ``tests/baseline``. The test returns its figure, drawn
+    from fixed inputs (see the module docstring): never from a net's or a reduction's numbers.
 
     Regenerate baselines (then open every changed PNG) with
     ``pytest tests -k figure --mpl-generate-path=tests/baseline``.
