@@ -24,6 +24,7 @@ from .analysis.retrieval import RetrievalEvaluation, evaluate_retrieval
 from .analysis.scores import Ranking, ScoreMatrix
 from .analysis.zero_shot import ZeroShotClassifier, ZeroShotEvaluation, evaluate_zero_shot
 from .collection import Collection, embed_collection
+from .collection.netspec import set_net_class
 from .display.attention import AttentionGridDisplay, HeadsTokensDisplay
 from .display.feature_space import FeatureSpaceDisplay
 from .display.plotting import ScoreMatrixDisplay
@@ -49,6 +50,7 @@ from .net.text import TruncationWarning, normalize_caption
 from .store import cache
 
 install_moved_module_aliases()
+set_net_class(BlipITM)  # a collection reopened without a net loads the class load_model returns
 
 __version__ = "0.1.0"
 

@@ -115,8 +115,16 @@ def test_an_unknown_ray_option_is_refused_before_ray_starts(monkeypatch, tiny):
         ray_engine.run_on_ray(tiny, None, 0, None, 4, False, actors=2)
 
 
-def test_the_actor_pool_is_ray_data_s_actor_pool_strategy_not_the_deprecated_concurrency(tiny):
+def test_the_actor_pool_is_ray_data_s_actor_pool_strategy_not_the_deprecated_concurrency(
+    monkeypatch, tiny, tmp_path
+):
     ray = pytest.importorskip("ray", reason="Ray is an optional extra: pip install 'blipviz[ray]'")
+    from PIL import Image
+
+    from blipviz.collection.sources import as_source
+
+    for i in range(3):
+        Image.fromarray(synthetic_images(1)[0]).save(tmp_path / f"{i}.png")
     calls = []
 
     class Dataset:
@@ -124,15 +132,21 @@ def test_the_actor_pool_is_ray_data_s_actor_pool_strategy_not_the_deprecated_con
             calls.append(options)
             return SimpleNamespace(iter_batches=lambda **_: iter(()))
 
-    fake = SimpleNamespace(put=lambda value: value, data=ray.data)
-    res = actor_resources(3, None, None, {"CPU": 4.0})
-    src = SimpleNamespace(count=0)
-    ray_engine._embed_on_ray(fake, tiny, src, Dataset(), {}, 0, SimpleNamespace(n_errors=0), 4, False, res)
+    fake = FakeRay(initialized=True)  # a running Ray, as run_on_ray sees it
+    fake.cluster_resources = lambda: {"CPU": 4.0}
+    fake.put = lambda value: value
+    fake.data = SimpleNamespace(
+        DataContext=ray.data.DataContext,
+        ActorPoolStrategy=ray.data.ActorPoolStrategy,
+        from_items=lambda items: Dataset(),
+    )
+    monkeypatch.setattr(ray_engine, "_ray", lambda: fake)
+    ray_engine.run_on_ray(tiny, as_source(tmp_path), 0, None, 4, False, concurrency=3)
     (options,) = calls
     assert "concurrency" not in options
     assert isinstance(options["compute"], ray.data.ActorPoolStrategy)
     assert options["compute"].min_size == options["compute"].max_size == 3
-    assert options["num_cpus"] == res["num_cpus"]
+    assert options["num_cpus"] == actor_resources(3, None, None, {"CPU": 4.0})["num_cpus"]
 
 
 def test_an_unreadable_item_on_a_ray_actor_names_its_source_position(tiny, tmp_path):
@@ -145,7 +159,7 @@ def test_an_unreadable_item_on_a_ray_actor_names_its_source_position(tiny, tmp_p
     Image.fromarray(synthetic_images(1)[0]).save(good)
     bad = tmp_path / "bad.png"
     bad.write_bytes(b"not a png")
-    embedder = ray_engine._Embedder(ray_engine.net_recipe(tiny), {}, 1, False)
+    embedder = ray_engine.Embedder(ray_engine.net_recipe(tiny), {}, 1, False)
     records = {
         ray_engine.POSITION: [41, 42],
         "id": ["good.png", "bad.png"],
@@ -156,7 +170,7 @@ def test_an_unreadable_item_on_a_ray_actor_names_its_source_position(tiny, tmp_p
     assert out["error"][0] is None and "image 42" in out["error"][1] and "image -1" not in out["error"][1]
     assert out["position"].tolist() == [41, 42]
     columns = {"image_column": "image", "id_column": None, "text_column": None}
-    from_dataset = ray_engine._Embedder(ray_engine.net_recipe(tiny), columns, 1, False)
+    from_dataset = ray_engine.Embedder(ray_engine.net_recipe(tiny), columns, 1, False)
     batch = pa.table({ray_engine.POSITION: [7], "image": [{"bytes": b"junk", "path": None}]})
     out = from_dataset(batch)
     assert "image 7" in out["error"][0] and out["id"].tolist() == ["7"]

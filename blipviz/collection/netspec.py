@@ -9,7 +9,9 @@ differ is refused.
 
 A part of a net (``load_part("ImageEncoder")``) stands for the net it wraps (:func:`as_net`): an
 ImageEncoder holds every weight an image embedding needs. A collection reopened without a net gets
-the class :func:`blipviz.load_model` returns (:class:`blipviz.BlipITM`), with all its methods.
+the class :func:`blipviz.load_model` returns (:class:`blipviz.BlipITM`), with all its methods: the
+package names it when it is imported (:func:`set_net_class`), since this layer does not import the
+one above it.
 """
 
 from __future__ import annotations
@@ -23,12 +25,33 @@ import torch
 from ..errors import InputTypeError, MissingPartError
 from ..net.fast_attention import fast_attention_enabled
 
-__all__ = ["as_net", "check_same_net", "load_described_net", "net_description", "preprocessing_description"]
+__all__ = [
+    "as_net",
+    "check_same_net",
+    "load_described_net",
+    "net_description",
+    "preprocessing_description",
+    "set_net_class",
+]
 
 _RANDOM_SUFFIX = " (random weights)"
 _DTYPES = {
     str(d).replace("torch.", ""): d for d in (torch.float16, torch.bfloat16, torch.float32, torch.float64)
 }
+
+
+#: The class :func:`load_described_net` builds (:func:`set_net_class`); empty: BlipNet.
+_net_class: list[type] = []
+
+
+def set_net_class(net_class: type) -> None:
+    """Build the nets that manifests name as ``net_class`` (a :class:`blipviz.net.BlipNet` subclass):
+    ``blipviz`` sets :class:`blipviz.BlipITM`, the class :func:`blipviz.load_model` returns."""
+    from ..net.net import BlipNet
+
+    if not (isinstance(net_class, type) and issubclass(net_class, BlipNet)):
+        raise InputTypeError(f"net_class must be a subclass of BlipNet, got {net_class!r}")
+    _net_class[:] = [net_class]
 
 
 def as_net(model, use: str = "a collection"):
@@ -111,7 +134,8 @@ def net_description(model) -> dict[str, Any]:
 
 def load_described_net(description: dict[str, Any], device: str | torch.device | None = None):
     """Load the net a manifest names and check its fingerprints: a :class:`blipviz.BlipITM`, the
-    class :func:`blipviz.load_model` returns (``rank``, ``itm_scores`` and the rest work on it).
+    class :func:`blipviz.load_model` returns (``rank``, ``itm_scores`` and the rest work on it; the
+    class :func:`set_net_class` named).
 
     Raises
     ------
@@ -120,7 +144,6 @@ def load_described_net(description: dict[str, Any], device: str | torch.device |
     ModelLoadError, OfflineError
         The net cannot be loaded here.
     """
-    from ..itm import BlipITM
     from ..net.loading import load_net
 
     options = dict(description["load"])
@@ -135,7 +158,9 @@ def load_described_net(description: dict[str, Any], device: str | torch.device |
     if options.get("seed") is None:
         options.pop("seed", None)
     name = options.pop("name_or_path")
-    model = load_net(os.fspath(name), device=device, net_class=BlipITM, **options)
+    model = load_net(
+        os.fspath(name), device=device, net_class=_net_class[0] if _net_class else None, **options
+    )
     check_same_net(description, model, "the net its manifest names")
     return model
 

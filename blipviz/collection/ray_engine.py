@@ -42,7 +42,9 @@ from .sources import Row, Source
 
 __all__ = [
     "DEFAULT_START_TIMEOUT",
+    "POSITION",
     "RAY_OPTIONS",
+    "Embedder",
     "actor_resources",
     "in_source_order",
     "net_recipe",
@@ -208,8 +210,9 @@ def build_net(recipe: dict[str, Any], device: str):
     return net.keep_only_part("ImageEncoder")
 
 
-class _Embedder:
-    """A Ray Data actor: the net built once, then batch after batch embedded."""
+class Embedder:
+    """A Ray Data actor: the net built once, then batch after batch embedded, each row at its source
+    position (the ``POSITION`` column), as the local engine embeds it."""
 
     def __init__(self, recipe, columns: dict[str, Any], threads: int, use_gpu: bool) -> None:
         import ray
@@ -352,7 +355,7 @@ def _embed_on_ray(ray, model, src, dataset, columns, start, writer, batch_size, 
 
     recipe = ray.put(net_recipe(model))
     mapped = dataset.map_batches(
-        _Embedder,
+        Embedder,
         fn_constructor_kwargs={
             "recipe": recipe,
             "columns": columns,
