@@ -245,3 +245,171 @@ def test_to_pandas_is_plain_data():
     frame = _pairs([0.2, 0.4]).to_pandas()
     assert isinstance(frame, pd.DataFrame)
     assert frame.dtypes["itm"] == np.float64 and frame.dtypes["truncated"] == np.dtype(bool)
+
+
+# ----------------------------------------------------------------------------------- figures
+from hypothesis import HealthCheck, Phase, given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+from blipviz.display.labels import wrap_text  # noqa: E402
+from blipviz.display.pairs import PairDistributionDisplay  # noqa: E402
+from blipviz.testing.figures import assert_inside_figure, assert_no_overlap, visible_texts  # noqa: E402
+
+# Few examples, no shrinking: every example draws a figure, and CI has two cores
+FIGURES = settings(
+    max_examples=8,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow],
+    phases=[Phase.explicit, Phase.reuse, Phase.generate],
+)
+# Latin with TeX's special characters, Greek, Cyrillic, Hebrew, CJK (drawn as boxes where the font
+# lacks it, but measured all the same), digits and spaces
+_ALPHABET = list("abcdefghijklmnopqrstuvwxyz ABC $$$___^^{}\\%#&~") + list("αβγδεζ жзийкл שלום 猫狗红 0123")
+CAPTION_TEXT = st.text(alphabet=st.sampled_from(_ALPHABET), min_size=1, max_size=150)
+MISSING_GLYPHS = pytest.mark.filterwarnings("ignore:Glyph .* missing from font")
+
+
+def _literal(text_artist, expected: str) -> None:
+    assert text_artist.get_text() == expected
+    assert text_artist.get_parse_math() is False
+
+
+def _check_layout(fig, extra=()) -> None:
+    texts = visible_texts(fig)
+    assert_no_overlap(texts, what="texts")
+    assert_inside_figure([*texts, *extra])
+
+
+@MISSING_GLYPHS
+@pytest.mark.parametrize("font_size", [8, 14])
+@FIGURES
+@given(captions=st.lists(CAPTION_TEXT, min_size=1, max_size=12), data=st.data())
+def test_worst_pairs_slide_geometry(font_size, captions, data):
+    import matplotlib.pyplot as plt
+
+    n = len(captions)
+    itm = data.draw(st.lists(st.floats(0.001, 0.999), min_size=n, max_size=n))
+    cosine = data.draw(st.lists(st.floats(-1.0, 1.0), min_size=n, max_size=n))
+    cut = data.draw(st.lists(st.sampled_from([None, "tokens", "words"]), min_size=n, max_size=n))
+    pairs = _pairs(itm, cosine=cosine, texts=captions, truncated_by=cut)
+    shown = data.draw(st.integers(1, n))
+    with plt.rc_context({"font.size": font_size}):
+        display = pairs.plot_worst(shown)
+        fig = display.figure_
+        _check_layout(fig, [*display.images_, *display.bars_["itm"], *display.bars_["cosine"]])
+        order = pairs.worst(shown).index.tolist()
+        assert len(display.caption_texts_) == len(display.images_) == shown
+        for artist, pair in zip(display.caption_texts_, order, strict=True):
+            caption = captions[pair]
+            _literal(artist, wrap_text(caption))
+            if len(" ".join(caption.split())) <= 80:  # whole: only line breaks where spaces were
+                assert " ".join(artist.get_text().split("\n")) == " ".join(caption.split())
+            assert artist.get_fontsize() == pytest.approx(font_size)
+        for artist in [*display.note_texts_, *display.value_texts_, display.ax_.title]:
+            assert artist.get_parse_math() is False
+        small = plt.matplotlib.font_manager.FontProperties(size="small").get_size_in_points()
+        assert display.note_texts_[0].get_fontsize() == pytest.approx(small)
+        # bars: as long as their values on their tracks
+        widths = [bar.get_width() for bar in display.bars_["itm"]]
+        assert widths == pytest.approx([pairs.itm[p] * widths[0] / pairs.itm[order[0]] for p in order])
+        title = display.ax_.title.get_text()
+        assert "tiny-random" in title
+        assert f"{shown} worst of {n}" in title.replace("\n", " ") or shown == n
+        plt.close(fig)
+
+
+@MISSING_GLYPHS
+@pytest.mark.parametrize("font_size", [8, 14])
+@FIGURES
+@given(
+    names=st.lists(
+        st.text(alphabet=st.sampled_from(_ALPHABET), min_size=1, max_size=40), min_size=1, max_size=5
+    ),
+    n=st.integers(1, 12),
+    threshold=st.one_of(st.none(), st.floats(0.0, 1.0), st.fixed_dictionaries({"cosine": st.floats(-1, 1)})),
+    seed=st.integers(0, 1000),
+)
+def test_distribution_geometry(font_size, names, n, threshold, seed):
+    import matplotlib.pyplot as plt
+
+    rng = np.random.default_rng(seed)
+    pairs = _pairs(rng.uniform(0.001, 0.999, n), cosine=rng.uniform(-0.5, 0.9, n), thumbnails=False)
+    groups = [names[i % len(names)] for i in range(n)]
+    with plt.rc_context({"font.size": font_size}):
+        display = pairs.plot_distribution(threshold=threshold, group=groups)
+        _check_layout(display.figure_)
+        legend = display.legend_
+        labels = [t.get_text() for t in legend.get_texts()]
+        distinct = list(dict.fromkeys(groups))
+        for label, name in zip(labels, distinct, strict=False):
+            assert label.startswith(" ".join(name.split()) if len(" ".join(name.split())) <= 40 else "")
+        assert all(t.get_parse_math() is False for t in legend.get_texts())
+        assert display.figure_._suptitle.get_parse_math() is False
+        assert display.kept_["pairs"].tolist() == [groups.count(g) for g in distinct]
+        plt.close(display.figure_)
+
+
+def test_distribution_share_kept():
+    pairs = _pairs([0.1, 0.6, 0.7, 0.9], cosine=[0.1, 0.2, 0.3, 0.4], thumbnails=False)
+    display = pairs.plot_distribution(threshold=0.65)
+    assert display.kept_.loc["all pairs", "itm"] == 0.5
+    (label,) = [t.get_text() for t in display.legend_.get_texts()]
+    assert label == "threshold: ITM probability ≥ 0.65 keeps 50.0% (2 of 4)"
+    grouped = pairs.plot_distribution(threshold={"itm": 0.5, "cosine": 0.25}, group=["a", "b", "a", "b"])
+    assert grouped.kept_.loc["a"].to_dict() == {"pairs": 2, "itm": 0.5, "cosine": 0.5}
+    assert grouped.kept_.loc["b"].to_dict() == {"pairs": 2, "itm": 1.0, "cosine": 0.5}
+    by_column = pairs.plot_distribution(group="truncated")
+    assert by_column.kept_.index.tolist() == ["False"]
+    assert [len(ax.patches) > 0 for ax in by_column.axes_] == [True, True]
+
+
+def test_distribution_refuses_bad_options():
+    pairs = _pairs([0.1, 0.6], thumbnails=False)
+    with pytest.raises(InputError, match="no column 'source'"):
+        pairs.plot_distribution(group="source")
+    with pytest.raises(InputError, match="group has 3 entries for 2 pairs"):
+        pairs.plot_distribution(group=["a", "b", "c"])
+    with pytest.raises(InputError, match="threshold keys"):
+        pairs.plot_distribution(threshold={"recall": 0.5})
+    with pytest.raises(InputError, match="at most 12 groups"):
+        PairDistributionDisplay(np.full(13, 0.5), np.zeros(13), groups=range(13))
+
+
+def test_dollar_captions_render_literally(tmp_path):
+    import matplotlib.pyplot as plt
+
+    pairs = _pairs([0.2, 0.8], texts=["it costs $5 and $10", "x_1^2 and $\\alpha$"])
+    display = pairs.plot_worst(2)
+    display.figure_.savefig(tmp_path / "slide.png")  # drawing must not fail on unbalanced $
+    assert [t.get_text() for t in display.caption_texts_] == ["it costs $5 and $10", "x_1^2 and $\\alpha$"]
+    plt.close(display.figure_)
+
+
+def test_slide_in_a_given_axes_stays_inside_it():
+    import matplotlib.pyplot as plt
+
+    pairs = _pairs([0.3, 0.1, 0.5, 0.2], texts=[f"a caption of some length, number {i}" for i in range(4)])
+    fig, (left, _right) = plt.subplots(1, 2, figsize=(8, 3))
+    display = pairs.plot_worst(4, ax=left)
+    assert display.ax_ is left and display.figure_ is fig
+    frame = left.get_window_extent()
+    renderer = fig.canvas.get_renderer()
+    for artist in [*display.caption_texts_, *display.value_texts_, *display.images_]:
+        box = artist.get_window_extent(renderer)
+        assert frame.x0 - 0.5 <= box.x0 and box.x1 <= frame.x1 + 0.5
+        assert frame.y0 - 0.5 <= box.y0 and box.y1 <= frame.y1 + 0.5
+    assert_no_overlap(visible_texts(fig))
+    assert fig.get_size_inches().tolist() == [8, 3]  # the figure is left as it was
+
+
+def test_slide_without_thumbnails_and_its_title():
+    pairs = _pairs([0.3, 0.1, 0.5], thumbnails=False)
+    display = pairs.plot_best(2)
+    assert display.images_ == []
+    title = display.ax_.title.get_text()  # wrapped to the slide's width
+    assert " ".join(title.split("\n")) == (
+        "The 2 best of 3 image-caption pairs (highest ITM probability) net: tiny-random"
+    )
+    assert title.split("\n")[-1] == "net: tiny-random"
+    assert [t.get_text() for t in display.caption_texts_] == ["caption 2", "caption 0"]
+    _check_layout(display.figure_)
