@@ -13,6 +13,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from ..errors import InputError, InputTypeError
+
 __all__ = ["ImageFeatures", "TextFeatures", "index_list"]
 
 
@@ -87,6 +89,34 @@ class ImageFeatures:
         return f"ImageFeatures(n={len(self)}, embeddings={tuple(self.embeddings.shape)}, raw={raw})"
 
 
+_CHECKED_TEXT_ARRAYS = ("embeddings", "projected")
+
+
+def _checked_text_array(features: TextFeatures, name: str, value: Any) -> torch.Tensor:
+    """``value`` for ``TextFeatures.<name>``: a Tensor (a numeric numpy array becomes one over the
+    same memory where it can) of finite values; else :class:`InputTypeError` or, for NaN or inf,
+    :class:`InputError` naming the texts (as ImageFeatures with NaN are refused)."""
+    if isinstance(value, np.ndarray) and value.dtype.kind in "iuf":
+        if not (value.flags.writeable and value.flags.c_contiguous):
+            value = np.array(value, order="C")
+        value = torch.from_numpy(value)
+    if not isinstance(value, torch.Tensor):
+        kind = (
+            f"a numpy array of dtype {value.dtype}" if isinstance(value, np.ndarray) else type(value).__name__
+        )
+        raise InputTypeError(f"TextFeatures.{name} must be a Tensor or a numeric numpy array, got {kind}")
+    if value.ndim == 0 or bool(torch.isfinite(value).all()):
+        return value
+    bad = (~torch.isfinite(value.reshape(len(value), -1))).any(1).nonzero().flatten().tolist()
+    texts = getattr(features, "texts", None)
+    named = ""
+    if isinstance(texts, list) and len(texts) == len(value):
+        named = (
+            ": " + ", ".join(f"{str(texts[i])!r:.50}" for i in bad[:5]) + (", ..." if len(bad) > 5 else "")
+        )
+    raise InputError(f"TextFeatures contain NaN or inf values (texts {bad[:10]}{named}) in .{name}")
+
+
 @dataclass(eq=False)
 class TextFeatures:
     """Features of a batch of texts, from the unimodal text encoder.
@@ -116,6 +146,10 @@ class TextFeatures:
     truncated_by : list of {"tokens", "words", None}
         Why each text was cut (see :class:`blipviz.text.TokenizedTexts`); default: ``"tokens"``
         where ``truncated``.
+
+    ``embeddings`` and ``projected`` are checked when the features are built and when either is
+    replaced: a numeric numpy array becomes a Tensor, NaN or inf is an :class:`blipviz.InputError`
+    naming the texts, another type an :class:`blipviz.InputTypeError`.
     """
 
     embeddings: torch.Tensor
@@ -132,6 +166,14 @@ class TextFeatures:
     def __post_init__(self) -> None:
         if self.truncated_by is None:
             self.truncated_by = ["tokens" if t else None for t in self.truncated]
+        for name in _CHECKED_TEXT_ARRAYS:
+            object.__setattr__(self, name, _checked_text_array(self, name, getattr(self, name)))
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        # arrays replaced after construction are checked as at construction (once it is complete)
+        if name in _CHECKED_TEXT_ARRAYS and "truncated_by" in self.__dict__:
+            value = _checked_text_array(self, name, value)
+        object.__setattr__(self, name, value)
 
     def __len__(self) -> int:
         return int(self.embeddings.shape[0])
