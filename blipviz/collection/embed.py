@@ -167,7 +167,19 @@ def _batches(rows: Iterable[Row], batch_size: int, shard_size: int) -> Iterable[
         yield batch
 
 
-def _resume_point(folder: Path, manifest: dict[str, Any]) -> tuple[int, set[str]]:
+def _check_replaceable(folder: Path, manifest: dict[str, Any], index: int, path: Path) -> None:
+    """Refuse to replace ``path``, the file at shard ``index``'s name, unless blipviz wrote it for
+    this collection (listed in the manifest, or its footer carries the collection's uid)."""
+    listed = any(entry["index"] == index for entry in manifest["shards"])
+    if path.is_symlink() or not (listed or read_shard_meta(path).get("uid") == manifest["uid"]):
+        raise CollectionFolderError(
+            f"collection {str(folder)!r}: {path.relative_to(folder).as_posix()} was not written by this "
+            "collection, and blipviz would have to replace it; move it out of the folder (nothing of "
+            "yours was changed)"
+        )
+
+
+def _resume_point(folder: Path, manifest: dict[str, Any], count: int | None) -> tuple[int, set[str]]:
     """Keep the shards the manifest lists, in order from shard 0, while their files are intact
     (checksum); the first damaged or missing one and those after it are written again. Returns the
     index of the first shard to write and the ids already written.
@@ -180,7 +192,6 @@ def _resume_point(folder: Path, manifest: dict[str, Any]) -> tuple[int, set[str]
     """
     kept: list[dict[str, Any]] = []
     seen: set[str] = set()
-    listed = {entry["index"] for entry in manifest["shards"]}
     for entry in manifest["shards"]:
         path = inside(folder, entry["file"])
         if not path.is_file() or path.is_symlink() or checksum_file(path) != entry["checksum"]:
@@ -188,14 +199,10 @@ def _resume_point(folder: Path, manifest: dict[str, Any]) -> tuple[int, set[str]
         kept.append(entry)
         seen.update(read_shard(path, ["id"]).column("id").to_pylist())
     k = len(kept)
-    for index, path in sorted(shard_files(folder).items()):
-        ours = index in listed or read_shard_meta(path).get("uid") == manifest["uid"]
-        if index >= k and (path.is_symlink() or not ours):
-            raise CollectionFolderError(
-                f"collection {str(folder)!r}: {path.relative_to(folder).as_posix()} was not written by "
-                "this collection, and blipviz would have to replace it; move it out of the folder "
-                "(nothing was changed)"
-            )
+    needed = None if count is None else -(-count // manifest["shard_size"])
+    for index, path in sorted(shard_files(folder).items()):  # the ones this run will write, up front
+        if index >= k and (needed is None or index < needed):
+            _check_replaceable(folder, manifest, index, path)
     manifest["shards"] = kept
     return k, seen
 
@@ -445,7 +452,7 @@ def embed_collection(
         else:
             manifest = read_manifest(folder) or manifest  # as it is now that the lock is held
             remove_temporaries(folder, manifest["uid"])
-        start_shard, seen = _resume_point(folder, manifest)
+        start_shard, seen = _resume_point(folder, manifest, src.count)
         if manifest["shards"]:
             verify_source(folder, manifest, src, manifest["shards"][-1]["stop"])
         size = manifest["shard_size"]

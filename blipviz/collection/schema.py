@@ -1,5 +1,6 @@
-"""The JSON schema of a collection manifest (``blipviz-collection.json``), checked with ``jsonschema``
-every time a manifest is read: a missing key, a value of the wrong type or range, an unknown load
+"""The JSON schema of a collection manifest (``blipviz-collection.json``), checked (draft 7,
+compiled once by ``fastjsonschema``) every time a manifest is read: a missing key, a value of the
+wrong type or range, an unknown load
 option or a file path outside the folder's own layout is a :class:`blipviz.CollectionFolderError`
 naming the manifest and the key, before anything is opened, loaded or deleted.
 
@@ -9,6 +10,7 @@ File names are fixed patterns (``shards/shard-000000.parquet``, ``embeddings.npy
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 __all__ = ["MANIFEST_SCHEMA", "validate_manifest"]
@@ -63,7 +65,7 @@ _INDEX = {
 }
 
 MANIFEST_SCHEMA: dict[str, Any] = {
-    "$schema": "https://json-schema.org/draft/2020-12/schema",
+    "$schema": "http://json-schema.org/draft-07/schema#",
     "type": "object",
     "required": (
         "format version uid state net preprocessing source shard_size batch_size keep_states shards"
@@ -137,6 +139,13 @@ MANIFEST_SCHEMA: dict[str, Any] = {
 }
 
 
+@functools.lru_cache(maxsize=1)
+def _validator():
+    import fastjsonschema
+
+    return fastjsonschema.compile(MANIFEST_SCHEMA)
+
+
 def validate_manifest(data: Any, where: str) -> None:
     """Check a manifest against :data:`MANIFEST_SCHEMA`, and the shards' own order: shard ``k`` is
     ``shards/shard-{k:06d}.parquet`` and covers the positions right after shard ``k - 1``.
@@ -146,18 +155,19 @@ def validate_manifest(data: Any, where: str) -> None:
     CollectionFolderError
         Naming ``where`` (the manifest's path), the key that is wrong and why.
     """
-    import jsonschema
+    import fastjsonschema
 
     from ..errors import CollectionFolderError
 
-    validator = jsonschema.Draft202012Validator(MANIFEST_SCHEMA)
-    error = jsonschema.exceptions.best_match(validator.iter_errors(data))
-    if error is not None:
-        key = "/".join(str(p) for p in error.absolute_path) or "(top level)"
+    try:
+        _validator()(data)
+    except fastjsonschema.JsonSchemaValueException as error:
+        key = "/".join(str(p) for p in error.path[1:]) or "(top level)"
+        message = error.message.replace(error.name, "it", 1) if error.name else error.message
         raise CollectionFolderError(
-            f"collection manifest {where} is damaged at {key}: {error.message}. Nothing was changed; "
+            f"collection manifest {where} is damaged at {key}: {message}. Nothing was changed; "
             "embed into a new folder (or restore the manifest)"
-        )
+        ) from None
     size = data["shard_size"]
     for k, shard in enumerate(data["shards"]):
         start, stop = k * size, shard["stop"]
