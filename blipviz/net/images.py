@@ -42,7 +42,9 @@ __all__ = [
 #: Longest side of the thumbnails kept with features for plots, in pixels.
 THUMBNAIL_SIZE = 96
 
-ImageLike = Image.Image | str | os.PathLike | np.ndarray | bytes
+ImageLike = Image.Image | str | os.PathLike | np.ndarray | bytes | bytearray | memoryview
+#: Buffers holding an encoded image file (PNG, JPEG, ...).
+_ENCODED = bytes | bytearray | memoryview
 
 
 def _describe(item: Any, index: int | None) -> str:
@@ -109,8 +111,9 @@ def load_image(item: ImageLike, index: int | None = None, *, exif_transpose: boo
 
     Parameters
     ----------
-    item : PIL.Image.Image, str, os.PathLike, bytes or ndarray
-        A PIL image, a path, the encoded bytes of an image file, or a numpy array of shape (H, W),
+    item : PIL.Image.Image, str, os.PathLike, bytes, bytearray, memoryview or ndarray
+        A PIL image, a path, the encoded bytes of an image file (``bytes``, ``bytearray`` or
+        ``memoryview``), or a numpy array of shape (H, W),
         (H, W, 3) or (H, W, 4), uint8 in 0-255 or float in [0, 1].
     index : int, optional
         Position of the item in the caller's list, used in error messages.
@@ -136,8 +139,8 @@ def load_image(item: ImageLike, index: int | None = None, *, exif_transpose: boo
     where = _describe(item, index)
     if isinstance(item, Image.Image):
         image = item
-    elif isinstance(item, str | os.PathLike | bytes):
-        source = io.BytesIO(item) if isinstance(item, bytes) else Path(item)
+    elif isinstance(item, str | os.PathLike | _ENCODED):
+        source = io.BytesIO(bytes(item)) if isinstance(item, _ENCODED) else Path(item)
         if isinstance(source, Path) and not source.is_file():
             raise ImageLoadError(f"{where}: no such file")
         try:
@@ -158,7 +161,8 @@ def load_image(item: ImageLike, index: int | None = None, *, exif_transpose: boo
         image = _from_array(item, where)
     else:
         raise InputTypeError(
-            f"{where}: expected a PIL image, a path, bytes or a numpy array, got {type(item).__name__}"
+            f"{where}: expected a PIL image, a path, bytes (an encoded image file) or a numpy array, "
+            f"got {type(item).__name__}"
         )
     if image.width == 0 or image.height == 0:
         raise InputError(f"{where}: the image has no pixels ({image.width}x{image.height})")
@@ -172,7 +176,7 @@ def image_label(item: Any, index: int) -> str:
     """The label of an image in plots and tables: its file name, or ``"image {index}"``."""
     if isinstance(item, str | os.PathLike):
         return Path(item).name
-    name = getattr(item, "filename", "") if not isinstance(item, np.ndarray | bytes) else ""
+    name = getattr(item, "filename", "") if not isinstance(item, np.ndarray | _ENCODED) else ""
     return Path(name).name if name else f"image {index}"
 
 
@@ -185,7 +189,7 @@ def thumbnail(rgb: Image.Image, size: int = THUMBNAIL_SIZE) -> Image.Image:
 
 def as_image_list(images: ImageLike | Sequence[ImageLike]) -> list[ImageLike]:
     """Accept one image or a sequence of images and return a list (no decoding yet)."""
-    if isinstance(images, Image.Image | str | os.PathLike | bytes):
+    if isinstance(images, Image.Image | str | os.PathLike | _ENCODED):  # one image, not its bytes
         return [images]
     if isinstance(images, np.ndarray):
         if images.ndim == 4:  # a stack of images
