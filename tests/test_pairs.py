@@ -413,3 +413,17 @@ def test_slide_without_thumbnails_and_its_title():
     assert title.split("\n")[-1] == "net: tiny-random"
     assert [t.get_text() for t in display.caption_texts_] == ["caption 2", "caption 0"]
     _check_layout(display.figure_)
+
+
+def test_readme_section_runs_and_prints_what_it_says():
+    import contextlib
+    import re
+    from pathlib import Path
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    section = readme.split("## Scoring pairs", 1)[1].split("\n## ", 1)[0]
+    code, printed = re.findall(r"```(?:python|text)\n(.*?)```", section, flags=re.S)[:2]
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        exec(compile(code, "README scoring pairs", "exec"), {})
+    assert out.getvalue() == printed
