@@ -44,7 +44,11 @@ never makes a call fail.
 sees half an entry; ITM logits live in an sqlite database in WAL mode (one connection per thread
 and process, atomic transactions). Several processes or threads may read and write one cache at
 once; everything each of them stored is served to all afterwards. sqlite's WAL mode needs a local
-file system (not NFS).
+file system (not NFS). A database that another connection keeps write-locked (an open transaction
+in another process, a database browser) is waited for at most ``_DB_LOCK_WAIT_S`` (1.5 s) once,
+with one warning naming the folder; after that no call waits for it: the logits it holds are still
+served, new ones are computed and not stored, until a write goes through again (then a later lock
+is waited for, and reported, again).
 
 Pixel tensors given directly to the net are not cached (their preprocessing is unknown).
 """
@@ -70,7 +74,7 @@ from typing import Any
 
 import torch
 
-from ..errors import CacheFolderError, InputError
+from ..errors import CacheFolderError, InputError, InputTypeError
 from ..net.fingerprint import weights_fingerprint
 
 __all__ = [
@@ -99,7 +103,9 @@ _DB_NAME = "itm.sqlite3"
 _TEMP_PREFIX = ".blipviz-tmp-"
 _SHARD = re.compile(r"[0-9a-f]{2}")
 _ENTRY = re.compile(r"[0-9a-f]{64}\.safetensors")
-_DB_TIMEOUT_S = 60.0
+#: The longest wait, in seconds, for another connection's write lock on the ITM database; once it
+#: is spent, the cache waits no more (reads, computes, does not store) until a write goes through.
+_DB_LOCK_WAIT_S = 1.5
 _SQL_CHUNK = 500  # text keys per SELECT (sqlite's variable limit is 999 in old builds)
 _RAW_DTYPES = {torch.float32: "float32", torch.float16: "float16"}
 _READ_ONLY_ERRNOS = {errno.EACCES, errno.EPERM, errno.EROFS}
@@ -154,9 +160,15 @@ class FeatureCache:
     blipviz.CacheFolderError
         ``directory`` is a file, a non-empty folder without the marker, or a cache of another
         format version.
+    blipviz.InputTypeError
+        ``directory`` is not a str or path (``None``, a number, ...).
     """
 
     def __init__(self, directory: str | os.PathLike, *, raw_dtype: torch.dtype = torch.float32) -> None:
+        if not isinstance(directory, str | os.PathLike):
+            raise InputTypeError(
+                f"FeatureCache: directory must be a folder (a str or path), got {type(directory).__name__}"
+            )
         if raw_dtype not in _RAW_DTYPES:
             raise InputError(f"raw_dtype must be torch.float32 or torch.float16, got {raw_dtype}")
         self.directory = Path(directory).expanduser()
@@ -166,6 +178,7 @@ class FeatureCache:
         self._logged: set[str] = set()  # one-time warnings already logged
         self._local = threading.local()  # this thread's sqlite connection, with its process id
         self._db_unusable = False
+        self._locked = False  # another connection holds the ITM database's write lock: wait no more
         self._open_folder()
 
     def __repr__(self) -> str:
@@ -183,6 +196,7 @@ class FeatureCache:
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__dict__.update(state)
         self._local = threading.local()
+        self._locked = False
 
     # -------------------------------------------------------------------------- the folder
     def _open_folder(self) -> None:
@@ -448,7 +462,7 @@ class FeatureCache:
         conn = None
         if self.writable:
             try:
-                conn = sqlite3.connect(path, timeout=_DB_TIMEOUT_S, isolation_level=None)
+                conn = sqlite3.connect(path, timeout=self._lock_wait(), isolation_level=None)
                 conn.execute("PRAGMA journal_mode=WAL")
                 conn.execute("PRAGMA synchronous=NORMAL")
                 conn.execute(
@@ -467,7 +481,7 @@ class FeatureCache:
                 return None
             for mode in ("mode=ro", "immutable=1"):
                 try:
-                    conn = sqlite3.connect(f"{path.as_uri()}?{mode}", uri=True, timeout=_DB_TIMEOUT_S)
+                    conn = sqlite3.connect(f"{path.as_uri()}?{mode}", uri=True, timeout=self._lock_wait())
                     conn.execute("SELECT count(*) FROM itm").fetchone()
                     break
                 except sqlite3.Error as exc:
@@ -478,15 +492,47 @@ class FeatureCache:
             if conn is None:
                 self._db_failed(last, "opening")
                 return None
-        local.conn, local.pid = conn, os.getpid()
+        local.conn, local.pid, local.wait = conn, os.getpid(), self._lock_wait()
         return conn
+
+    def _lock_wait(self) -> float:
+        """Seconds an sqlite call may wait for another connection's lock: none once one was found."""
+        return 0.0 if self._locked else _DB_LOCK_WAIT_S
+
+    def _waiting(self, conn: sqlite3.Connection) -> sqlite3.Connection:
+        """``conn`` with its busy timeout set to :meth:`_lock_wait`."""
+        wait = self._lock_wait()
+        if getattr(self._local, "wait", None) != wait:
+            conn.execute(f"PRAGMA busy_timeout = {int(wait * 1000)}")
+            self._local.wait = wait
+        return conn
+
+    def _lock_found(self, exc: sqlite3.Error, doing: str) -> None:
+        """Another connection holds the ITM database locked: from now on no sqlite call waits for it
+        and nothing is stored (stored logits are still read), until a write goes through; one warning
+        for each such stretch."""
+        if self._locked:
+            return
+        self._locked = True
+        logger.warning(
+            "feature cache %s: its ITM database %s is locked by another process or connection (%s "
+            "while %s, after waiting %.1f s); the ITM logits it holds are still served where it can be "
+            "read, new ones are computed and not stored until the lock is released",
+            self.directory,
+            _DB_NAME,
+            exc,
+            doing,
+            _DB_LOCK_WAIT_S,
+        )
 
     def _db_failed(self, exc: sqlite3.Error, doing: str) -> bool:
         """Handle an sqlite error; True when the cache just turned read-only (the database may still
         be read)."""
+        if _is_lock_error(exc):  # another connection's lock: no waiting, no storing while it lasts
+            self._lock_found(exc, doing)
+            return False
         if isinstance(exc, sqlite3.OperationalError):
-            # a read-only folder or file: read-only from now on; locked past the timeout, disk I/O:
-            # this write is skipped
+            # a read-only folder or file: read-only from now on; disk I/O: this write is skipped
             self._write_failed(exc, "ITM logits")
             return not self.writable
         if self._db_unusable:  # another thread already counted and reported it
@@ -517,6 +563,7 @@ class FeatureCache:
             return {}
         rows: list[tuple] = []
         try:
+            self._waiting(conn)
             for start in range(0, len(text_keys), _SQL_CHUNK):
                 chunk = text_keys[start : start + _SQL_CHUNK]
                 rows += conn.execute(
@@ -545,9 +592,10 @@ class FeatureCache:
         if conn is None or not self.writable:
             return
         try:
-            conn.execute("BEGIN IMMEDIATE")
+            self._waiting(conn).execute("BEGIN IMMEDIATE")
             conn.executemany("INSERT OR REPLACE INTO itm VALUES (?, ?, ?, ?, ?, ?)", rows)
             conn.execute("COMMIT")
+            self._locked = False  # (no longer) locked: the next lock waits again, and is reported
         except sqlite3.Error as exc:
             if conn.in_transaction:
                 with contextlib.suppress(sqlite3.Error):
@@ -655,7 +703,7 @@ class FeatureCache:
         db = self.directory / _DB_NAME
         if db.is_file() and not self._db_unusable and (conn := self._db()) is not None:
             try:
-                removed += conn.execute("DELETE FROM itm").rowcount
+                removed += self._waiting(conn).execute("DELETE FROM itm").rowcount
             except sqlite3.Error as exc:
                 self._db_failed(exc, "clearing")
         if self._db_unusable:  # a corrupted database: replace it
@@ -667,6 +715,16 @@ class FeatureCache:
         return removed
 
     # ------------------------------------------------------------------------------ iteration
+
+
+def _is_lock_error(exc: BaseException) -> bool:
+    """Whether an sqlite error is another connection's lock (``SQLITE_BUSY`` / ``SQLITE_LOCKED``)."""
+    if not isinstance(exc, sqlite3.OperationalError):
+        return False
+    code = getattr(exc, "sqlite_errorcode", None)  # Python >= 3.11
+    if code is not None:
+        return (code & 0xFF) in (5, 6)  # SQLITE_BUSY, SQLITE_LOCKED (and their extended codes)
+    return "locked" in str(exc) or "busy" in str(exc)
 
 
 def _lock(fd: int) -> None:
