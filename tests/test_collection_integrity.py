@@ -352,3 +352,19 @@ def test_a_folder_that_cannot_be_written_is_a_collection_folder_error(tiny, made
     with pytest.raises(CollectionFolderError, match="cannot create or lock") as err:
         _embed(tiny, [str(p) for p in made[1]], tmp_path / "d")
     assert isinstance(err.value, BlipvizError)
+
+
+def test_a_part_opens_a_collection_as_the_net_it_wraps(tiny, made):
+    import blipviz
+
+    part = blipviz.load_part("ImageEncoder", "tiny-random")
+    c = Collection.open(made[0], model=part)  # its image weights are checked against the manifest
+    assert c.ids == Collection.open(made[0]).ids
+    with pytest.raises(blipviz.MissingPartError):  # a query needs the text weights the part lacks
+        c.search("a photo", k=2)
+
+
+def test_an_unknown_ray_option_is_refused_before_the_folder_is_made(tiny, made, tmp_path):
+    with pytest.raises(BlipvizError, match="unknown engine='ray' option 'concurrenc'"):
+        embed_collection(tiny, [str(p) for p in made[1]], tmp_path / "c", engine="ray", concurrenc=2)
+    assert not (tmp_path / "c").exists()

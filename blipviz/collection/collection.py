@@ -25,7 +25,7 @@ import torch
 
 from ..errors import CollectionFolderError, InputError, positive_int
 from .index import INDEX_KINDS, build_index, index_options, load_index, save_index, search_index
-from .netspec import check_same_net, load_described_net
+from .netspec import as_net, check_same_net, load_described_net
 from .shards import (
     EMBEDDINGS_NAME,
     checksum_file,
@@ -155,6 +155,7 @@ class Collection:
                 "written): run embed_collection with the same arguments again to finish it"
             )
         if model is not None:
+            model = as_net(model, "Collection.open")
             check_same_net(manifest["net"], model, "this net", f"{str(folder)!r} ")
         if verify:
             files = [(s["file"], s["checksum"]) for s in manifest["shards"]]

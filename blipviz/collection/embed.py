@@ -391,7 +391,8 @@ def embed_collection(
         Images per ViT pass; default the net's (4 on CPU, 16 on a GPU).
     engine : {"local", "ray"}
         ``"ray"``: the same job on Ray Data (:mod:`blipviz.collection.ray_engine`), writing the same
-        shards; ``engine_options`` go there (``concurrency``, ``num_gpus``, ``num_cpus``).
+        shards; ``engine_options`` go there (``concurrency``, ``num_gpus``, ``num_cpus``,
+        ``start_timeout``: seconds to wait for a local Ray to start, default 120).
     progress : bool, optional
         A progress bar in images/s; default for 64 images or more (or an unknown count).
     keep_states : bool, default False
@@ -420,6 +421,15 @@ def embed_collection(
         raise InputError(
             f"options {sorted(engine_options)} are for engine='ray'; the local engine takes none"
         )
+    if engine == "ray":
+        from .ray_engine import RAY_OPTIONS
+
+        unknown = sorted(set(engine_options) - set(RAY_OPTIONS))
+        if unknown:  # before any folder is touched
+            raise InputError(
+                f"unknown engine='ray' option{'s' * (len(unknown) > 1)} {', '.join(map(repr, unknown))}; "
+                f"it takes {', '.join(map(repr, RAY_OPTIONS))}"
+            )
     if not isinstance(out, str | os.PathLike):
         raise InputTypeError(f"out must be a folder path (str or os.PathLike), got {type(out).__name__}")
     if shard_size is not None:
@@ -484,8 +494,6 @@ def _run_local(
     try:
         with _StatesStore(model, folder, keep):
             for batch in _batches(src.rows(start), batch_size, writer.shard_size):
-                for row in batch:
-                    row.digest = item_digest(row.item)
                 embeddings, errors = embed_rows(model, batch)
                 at = 0
                 for row, error in zip(batch, errors, strict=True):

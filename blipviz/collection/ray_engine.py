@@ -59,7 +59,7 @@ RAY_OPTIONS = ("concurrency", "num_cpus", "num_gpus", "start_timeout")
 
 #: The column that carries each row's source position through Ray.
 POSITION = "__blipviz_position"
-_COLUMNS = ("id", "text", "locator", "error", "embedding")
+_COLUMNS = ("id", "text", "locator", "digest", "error", "embedding")
 
 
 def _ray():
@@ -245,6 +245,7 @@ class Embedder:
             "id": np.array([r.id for r in rows], dtype=object),
             "text": np.array([r.text for r in rows], dtype=object),
             "locator": np.array([r.locator for r in rows], dtype=object),
+            "digest": np.array([r.digest for r in rows], dtype=object),
             "error": np.array(errors, dtype=object),
             "embedding": full,
         }
@@ -388,6 +389,7 @@ def _embed_on_ray(ray, model, src, dataset, columns, start, writer, batch_size, 
                 _str_or_none(out["text"]),
                 None,
                 _str_or_none(out["locator"]),
+                _str_or_none(out["digest"]),
             )
             error = _str_or_none(out["error"])
             writer.add(row, out["embedding"] if error is None else None, error)

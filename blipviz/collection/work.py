@@ -11,7 +11,7 @@ import torch.nn.functional as F
 
 from ..errors import BlipvizError
 from ..net.net import PROGRESS_MIN_IMAGES
-from .sources import Row
+from .sources import Row, item_digest
 
 __all__ = ["embed_rows", "progress_bar"]
 
@@ -26,6 +26,7 @@ def _decode(model, row: Row) -> tuple[Any, str | None]:
 
 def embed_rows(model, rows: list[Row]) -> tuple[np.ndarray, list[str | None]]:
     """Embed one batch of rows: decode each (errors recorded, not raised), one pass of the input stream.
+    Each row's ``digest`` is set to what it was made from.
 
     Returns
     -------
@@ -33,6 +34,8 @@ def embed_rows(model, rows: list[Row]) -> tuple[np.ndarray, list[str | None]]:
         L2-normalised, for the rows whose error is None, in order.
     errors : list of str or None, one per row
     """
+    for row in rows:  # what each row is made from, recorded beside it (sources.item_digest)
+        row.digest = item_digest(row.item)
     decoded = [_decode(model, row) for row in rows]
     good = [rgb for rgb, err in decoded if err is None]
     errors = [err for _, err in decoded]
