@@ -251,8 +251,7 @@ def test_to_pandas_is_plain_data():
 from hypothesis import HealthCheck, Phase, given, settings  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
 
-from blipviz.display.labels import wrap_text  # noqa: E402
-from blipviz.display.pairs import PairDistributionDisplay  # noqa: E402
+from blipviz.display.pairs import PairDistributionDisplay, caption_lines  # noqa: E402
 from blipviz.testing.figures import assert_inside_figure, assert_no_overlap, visible_texts  # noqa: E402
 
 # Few examples, no shrinking: every example draws a figure, and CI has two cores
@@ -272,6 +271,31 @@ MISSING_GLYPHS = pytest.mark.filterwarnings("ignore:Glyph .* missing from font")
 def _literal(text_artist, expected: str) -> None:
     assert text_artist.get_text() == expected
     assert text_artist.get_parse_math() is False
+
+
+def _rejoins(shown: str, caption: str) -> bool:
+    """Whether ``caption`` is ``shown``'s lines joined, each break standing for a space or for
+    nothing (a break between two Chinese characters)."""
+    lines = shown.split("\n")
+    position = 0
+    for k, line in enumerate(lines):
+        if not caption.startswith(line, position):
+            return False
+        position += len(line)
+        if k < len(lines) - 1 and caption.startswith(" ", position):
+            position += 1
+    return position == len(caption)
+
+
+def test_caption_lines_break_chinese_between_characters_and_never_a_latin_word():
+    assert caption_lines("a dog running on the beach") == "a dog running on the beach"
+    chinese = "猫" * 60  # 60 characters, 120 Latin widths
+    lines = caption_lines(chinese).split("\n")
+    assert "".join(lines) == chinese and max(len(line) for line in lines) <= 22
+    word = "word" * 15  # one 60-character word: whole on its line
+    assert caption_lines(f"{word} and more") == f"{word}\nand more"
+    mixed = " ".join(("一只狗 在海滩上奔跑 " * 4).split())
+    assert _rejoins(caption_lines(mixed), mixed)
 
 
 def _check_layout(fig, extra=()) -> None:
@@ -301,9 +325,9 @@ def test_worst_pairs_slide_geometry(font_size, captions, data):
         assert len(display.caption_texts_) == len(display.images_) == shown
         for artist, pair in zip(display.caption_texts_, order, strict=True):
             caption = captions[pair]
-            _literal(artist, wrap_text(caption))
-            if len(" ".join(caption.split())) <= 80:  # whole: only line breaks where spaces were
-                assert " ".join(artist.get_text().split("\n")) == " ".join(caption.split())
+            _literal(artist, caption_lines(caption))
+            if len(" ".join(caption.split())) <= 80:  # whole: only line breaks added
+                assert _rejoins(artist.get_text(), " ".join(caption.split()))
             assert artist.get_fontsize() == pytest.approx(font_size)
         for artist in [*display.note_texts_, *display.value_texts_, display.ax_.title]:
             assert artist.get_parse_math() is False

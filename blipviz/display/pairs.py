@@ -2,7 +2,8 @@
 row per pair, and the distributions of both scores with a filter's threshold.
 
 - :class:`PairRowsDisplay`: per row the image's thumbnail, its caption (whole up to 80 characters,
-  wrapped; :func:`~blipviz.display.labels.wrap_text`) with the pair's position and image label below,
+  wrapped by :func:`caption_lines`: Latin words never broken, Chinese or Japanese text broken
+  between characters) with the pair's position and image label below,
   and the ITM probability and the cosine similarity as bars on a grey track of their whole range,
   with their numbers. The layout is measured, not guessed: captions and numbers are laid out at the
   sizes of ``rcParams["font.size"]`` and the columns are as wide as their widest text.
@@ -15,6 +16,7 @@ signs. They draw computed data only (no net runs here); matplotlib is imported w
 
 from __future__ import annotations
 
+import unicodedata
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -24,7 +26,7 @@ import pandas as pd
 from ..errors import InputError, positive_int
 from .labels import fit_text, format_number, palette, wrap_text
 
-__all__ = ["MAX_GROUPS", "SCORE_NAMES", "PairDistributionDisplay", "PairRowsDisplay"]
+__all__ = ["MAX_GROUPS", "SCORE_NAMES", "PairDistributionDisplay", "PairRowsDisplay", "caption_lines"]
 
 #: How each score is named in figures.
 SCORE_NAMES = {"itm": "ITM probability", "cosine": "cosine similarity"}
@@ -40,6 +42,7 @@ _THUMB = 3.6  # side of the square a thumbnail is fitted into
 _TRACK = 6.0  # width of a bar's track
 _BAR = 1.0  # height of a bar
 _MIN_CAPTION = 12.0  # narrowest caption column
+_SLACK = 1.05  # text measured at the figure's dpi is drawn a little wider at a coarser one (hinting)
 
 
 def _points(size: Any) -> float:
@@ -66,6 +69,41 @@ def _rgb(image: Any) -> np.ndarray:
     if arr.ndim == 2:
         arr = np.repeat(arr[:, :, None], 3, axis=2)
     return np.ascontiguousarray(arr[:, :, :3].astype(np.uint8))
+
+
+def _wide(char: str) -> bool:
+    return unicodedata.east_asian_width(char) in ("W", "F")
+
+
+def caption_lines(text: str, wrap_chars: int = _WRAP_CHARS) -> str:
+    """A caption as the slide shows it: :func:`~blipviz.display.labels.wrap_text` (whole up to 80
+    characters, lines of about ``wrap_chars``, Latin words never broken), then lines of East Asian
+    wide characters (Chinese, Japanese, Korean; about two Latin characters wide each, and written
+    without spaces in Chinese and Japanese) broken beside a wide character, where those scripts
+    allow a line break. A break at a space replaces the space.
+
+    Returns
+    -------
+    str
+        Lines joined with ``"\\n"``.
+    """
+    out: list[str] = []
+    for line in wrap_text(text, wrap_chars).split("\n"):
+        widths = [2 if _wide(c) else 1 for c in line]
+        if sum(widths) <= wrap_chars * 1.2 or not any(w == 2 for w in widths):
+            out.append(line)
+            continue
+        current, used = "", 0
+        for c, w in zip(line, widths, strict=True):
+            if used + w > wrap_chars and current and (w == 2 or _wide(current[-1])):
+                out.append(current.rstrip(" "))
+                current, used = "", 0
+                if c == " ":
+                    continue
+            current += c
+            used += w
+        out.append(current)
+    return "\n".join(out)
 
 
 def _wrap_lines(lines: Sequence[str], chars: int) -> str:
@@ -204,7 +242,7 @@ class PairRowsDisplay:
         def text(s: str, size: float, **kw):
             return ax.text(0.0, 0.0, s, fontsize=size, parse_math=False, clip_on=False, **kw)
 
-        captions = [wrap_text(t, wrap_chars) for t in self.texts]
+        captions = [caption_lines(t, wrap_chars) for t in self.texts]
         self.caption_texts_ = [text(c, fs, va="top", ha="left", color="0.05") for c in captions]
         self.note_texts_ = [text(n, small, va="top", ha="left", color="0.35") for n in self._notes()]
         numbers = [
@@ -236,20 +274,22 @@ class PairRowsDisplay:
         has_thumbs = self.thumbnails is not None
         thumb = _THUMB * em if has_thumbs else 0.0
         cap_x = thumb + pad if has_thumbs else 0.0
-        cap_w = max([_MIN_CAPTION * em] + [w for w, _ in cap_sizes] + [w for w, _ in note_sizes])
+        cap_w = max([_MIN_CAPTION * em] + [w for w, _ in cap_sizes] + [w for w, _ in note_sizes]) * _SLACK
         gap = 0.25 * em  # between a caption and its note
         blocks = [c[1] + gap + n[1] for c, n in zip(cap_sizes, note_sizes, strict=True)]
-        row_h = max([thumb, _BAR * em * 2.0, *blocks]) + 2 * pad
+        # each row as tall as its content (a four-line caption does not stretch the others)
+        row_h = [max(thumb, _BAR * em * 2.0, block) + 2 * pad for block in blocks]
         header_h = max(h for _, h in header_sizes) + pad
+        tops = header_h + np.concatenate([[0.0], np.cumsum(row_h)])
         track = _TRACK * em
         col_x, col_w = [], []
         x = cap_x + cap_w + 2 * pad
         for header_w, _ in header_sizes:
             col_x.append(x)
-            col_w.append(max(track + 0.4 * em + value_w, header_w))
+            col_w.append(max(track + 0.4 * em + value_w, header_w) * _SLACK)
             x += col_w[-1] + 2 * pad
         width = x - 2 * pad
-        height = header_h + k * row_h
+        height = float(tops[-1])
 
         # the scale of a given Axes (1 data unit = 1 point at scale 1)
         if own:
@@ -273,8 +313,8 @@ class PairRowsDisplay:
         self.images_, self.bars_ = [], {"itm": [], "cosine": []}
         ranges = {"itm": (0.0, 1.0), "cosine": (cos_lo, 1.0)}
         for i in range(k):
-            top = header_h + i * row_h
-            middle = top + row_h / 2
+            top = float(tops[i])
+            middle = top + row_h[i] / 2
             ax.plot([0.0, width], [top, top], color="0.85", linewidth=0.6 * scale, solid_capstyle="butt")
             if has_thumbs:
                 rgb = _rgb(self.thumbnails[i])
