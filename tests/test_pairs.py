@@ -134,6 +134,23 @@ def test_the_same_path_or_bytes_is_one_image(tiny, tmp_path, vit_images):
     assert_close(pairs.cosine[4], pairs.cosine[1], depth=net_depth(tiny), magnitude=1.0)
 
 
+def test_with_a_feature_cache_a_second_run_skips_the_vit_and_the_itm_pass(tiny, tmp_path, vit_images):
+    from blipviz.store.cache import feature_cache
+
+    a, b = synthetic_images(2)
+    images, texts = [a, b, a], CAPTIONS[:3]
+    plain = tiny.pair_scores(images, texts)
+    with feature_cache(tiny, tmp_path) as cache:
+        first = tiny.pair_scores(images, texts)
+        assert sum(vit_images) == 2 + 2  # the plain run's two images, then two misses
+        second = tiny.pair_scores(images, texts)
+        assert sum(vit_images) == 4  # all from the store
+        assert cache.stats.itm_hits == 3
+    assert np.array_equal(second.itm, first.itm)
+    assert_close(first.itm, plain.itm, depth=net_depth(tiny), magnitude=1.0)
+    assert_close(second.cosine, plain.cosine, depth=net_depth(tiny), magnitude=1.0)
+
+
 def test_distinct_images_keys():
     a = np.zeros((4, 4, 3), np.uint8)
     b = a.copy()  # equal pixels, another object: another image (arrays are compared by identity)
