@@ -264,3 +264,13 @@ def test_a_write_locked_cache_is_read_and_not_waited_for(tiny, tmp_path, caplog)
             locker.kill()
     assert seconds < 20, f"{seconds:.1f} s for 3 images: the lock was waited for per image"
     assert_close(itm, plain, depth=4, magnitude=1.0)
+
+
+def test_text_features_changed_in_place_to_nan_are_refused_at_use(tiny):
+    from blipviz import InputError
+
+    features = tiny.encode_texts(["a cat", "a dog"])
+    images = tiny.encode_images(synthetic_images(1, size=(16, 16)))
+    features.embeddings[1, 0] = float("nan")  # after the check at construction
+    with pytest.raises(InputError, match=r"texts \[1\]: 'a dog'"):
+        tiny.cosine_scores(images, features)

@@ -255,6 +255,9 @@ class BlipNet:
         """TextFeatures of this net: given ones checked (:meth:`check_origin`), or texts encoded."""
         if isinstance(texts, TextFeatures):
             self.check_origin(texts)
+            for name in ("embeddings", "projected"):  # again at use: a value may be changed in place
+                if getattr(texts, name, None) is not None:
+                    setattr(texts, name, getattr(texts, name))
             return texts
         return self.encode_texts(texts)
 
