@@ -1,9 +1,10 @@
-"""The attention and GradCAM figures: image comparisons on the tiny net, and what a reader needs
-measured (a colorbar, panels of at least 2.5 inches, no empty rows, titles apart and inside the
-figure, numbered repeats, one scale when shared, one default layer everywhere)."""
+"""The attention and GradCAM figures: image comparisons of fixed maps, and what a reader needs
+measured on the tiny net's maps (a colorbar, panels of at least 2.5 inches, no empty rows, titles
+apart and inside the figure, numbered repeats, one scale when shared, one default layer everywhere)."""
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import numpy as np
@@ -17,6 +18,7 @@ from blipviz.net.images import ImagePreprocessing
 from blipviz.testing.figures import (
     assert_inside_figure,
     assert_no_overlap,
+    bump_maps,
     colorbars,
     image_comparison,
     visible_texts,
@@ -42,6 +44,40 @@ def attention(tiny, photo):
 @pytest.fixture(scope="module")
 def cam(tiny, photo):
     return tiny.gradcam(photo, TEXT)
+
+
+# The image tests draw fixed maps, not the net's: their last bits follow the CPU's kernels, and a
+# figure can amplify them (a colour scale's top, its ticks; blipviz.testing.figures). One peak per
+# token of TEXT, in patches (row, col) of the 8 x 8 grid; both "dog"s on the yellow block.
+PEAKS = [(0.5, 0.5), (1, 6), (3, 3), (6, 1), (6, 6), (3, 4), (7, 7)]
+HEAD_SHIFTS = [(0, 0), (0, 1), (1, 0), (1, 1)]  # each head's peaks a patch away from the first's
+
+
+@pytest.fixture(scope="module")
+def fixed_attention(attention):
+    """The pair's cross-attention (tokens, picture, title) with fixed weights: in every layer and head,
+    each token attends to a bump at its peak (shifted by the head) and to [CLS] as much as to the peak;
+    rows sum to 1. ITM probability 0.158."""
+    rows = []
+    for dr, dc in HEAD_SHIFTS:
+        bumps = bump_maps(attention.grid, [(r + dr, c + dc) for r, c in PEAKS], spread=0.7)
+        rows.append(np.concatenate([np.ones((len(PEAKS), 1)), bumps.reshape(len(PEAKS), -1)], axis=1))
+    heads = np.stack(rows)  # (heads, tokens, 1 + patches)
+    weights = np.stack([heads / heads.sum(axis=-1, keepdims=True)] * attention.n_layers)
+    assert weights.shape == attention.weights.shape
+    return dataclasses.replace(attention, weights=weights.astype(np.float32), score=0.158)
+
+
+@pytest.fixture(scope="module")
+def fixed_cam(cam):
+    """The pair's GradCAM (tokens, picture, title) with fixed maps: a bump at each token's peak, the
+    mean map that of the real tokens. ITM probability 0.158."""
+    maps = 0.04 * bump_maps(cam.grid, PEAKS, spread=0.7)
+    assert maps.shape == cam.maps.shape
+    mean_map = maps[1:-1].mean(axis=0)
+    return dataclasses.replace(
+        cam, maps=maps.astype(np.float32), mean_map=mean_map.astype(np.float32), score=0.158
+    )
 
 
 @pytest.fixture(scope="module")
@@ -78,23 +114,23 @@ def _rows(fig, exclude):
 
 # ----------------------------------------------------------------------------- image tests
 @image_comparison()
-def test_figure_cross_attention_overlay_shared_scale(attention):
-    return attention.overlay(layer=0, tokens=[1, 2, 4], ncols=3).figure_
+def test_figure_cross_attention_overlay_shared_scale(fixed_attention):
+    return fixed_attention.overlay(layer=0, tokens=[1, 2, 4], ncols=3).figure_
 
 
 @image_comparison()
-def test_figure_cross_attention_matrices_per_token_scale(attention):
-    return attention.plot(layer=0, tokens=[1, 2, 4], ncols=3, scale="per-token").figure_
+def test_figure_cross_attention_matrices_per_token_scale(fixed_attention):
+    return fixed_attention.plot(layer=0, tokens=[1, 2, 4], ncols=3, scale="per-token").figure_
 
 
 @image_comparison()
-def test_figure_gradcam_overlay(cam):
-    return cam.overlay(tokens=[2, 5], ncols=3).figure_
+def test_figure_gradcam_overlay(fixed_cam):
+    return fixed_cam.overlay(tokens=[2, 5], ncols=3).figure_
 
 
 @image_comparison()
-def test_figure_heads_by_image_tokens(attention):
-    return attention.plot_heads(layer=0, tokens=[1, 2, 4], width=7.0).figure_
+def test_figure_heads_by_image_tokens(fixed_attention):
+    return fixed_attention.plot_heads(layer=0, tokens=[1, 2, 4], width=7.0).figure_
 
 
 # ------------------------------------------------------------------------------- geometry

@@ -1,13 +1,22 @@
-"""The deletion / insertion figure: an image test on fixed curves, and geometric checks."""
+"""The deletion / insertion figure: an image test on fixed curves, and geometric checks; the
+relevancy overlay: an image test on fixed maps, and the panels of the tiny net's explanations."""
 
 from __future__ import annotations
+
+import dataclasses
 
 import numpy as np
 import pandas as pd
 
 from blipviz.display.explanations import ExplanationCurvesDisplay
 from blipviz.display.labels import palette
-from blipviz.testing.figures import assert_inside_figure, assert_no_overlap, image_comparison, visible_texts
+from blipviz.testing.figures import (
+    assert_inside_figure,
+    assert_no_overlap,
+    bump_maps,
+    image_comparison,
+    visible_texts,
+)
 
 
 def _curves():
@@ -114,6 +123,20 @@ def test_explanation_panels_titles_and_colorbar(tiny):
     )
 
 
+# Peaks (row, col) of the fixed relevancy maps on the 8 x 8 grid, one per token of "[ENC] a red square
+# and a green block [SEP]": "red" and "square" on the red block, "green" and "block" on the green
+# one, the match decision ([ENC]) on both.
+RED, GREEN = (1.5, 5.5), (5.5, 2.0)
+RELEVANCY_PEAKS = [RED, (0, 2), RED, (2, 6), (4, 4), (7, 7), GREEN, (6, 2.5), (3, 0)]
+
+
 @image_comparison()
 def test_relevancy_overlay_image(tiny):
-    return tiny.explain(_picture(), "a red square and a green block", "relevancy").overlay().figure_
+    """The relevancy overlay of fixed maps (the net's last bits follow the CPU's kernels, and the
+    figure's per-panel scales would carry them: blipviz.testing.figures)."""
+    rel = tiny.explain(_picture(), "a red square and a green block", "relevancy")
+    maps = bump_maps(rel.grid, RELEVANCY_PEAKS, spread=0.8)
+    maps[0] += bump_maps(rel.grid, [GREEN], spread=0.8)[0]
+    assert maps.shape == rel.maps.shape
+    fixed = dataclasses.replace(rel, maps=maps, match_map=maps[0], itm_probability=0.869)
+    return fixed.overlay().figure_
