@@ -35,15 +35,19 @@ test: $(STAMP) browser
 		$(PY) -m pytest tests notebooks --nbmake --nbmake-timeout=300 -p no:cacheprovider
 	$(MAKE) --no-print-directory test-avx2
 
-# The numerical tests again on another CPU's kernels (AVX2 only, as on older Intel and AMD CPUs):
-# their tolerances must hold wherever the suite runs (blipviz.testing.assert_close).
+# The numerical tests and the image tests again on another CPU's kernels (AVX2 only, as on older Intel
+# and AMD CPUs): tolerances must hold wherever the suite runs (blipviz.testing.assert_close), and the
+# figures must match their baselines (they draw fixed inputs: blipviz.testing.figures).
 NUMERICAL_TESTS := tests/test_numerics.py tests/test_parity.py tests/test_fast_attention.py \
 	tests/test_reliability.py tests/test_scores.py
+# every file with an image test; `-m mpl_image_compare` runs those tests only
+IMAGE_TESTS = $(shell grep -lE 'image_comparison|mpl_image_compare' tests/test_*.py)
+AVX2 := ATEN_CPU_CAPABILITY=avx2 ONEDNN_MAX_CPU_ISA=AVX2 \
+	HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 BLIPVIZ_MODEL=tiny-random
 
 test-avx2: $(STAMP)
-	ATEN_CPU_CAPABILITY=avx2 ONEDNN_MAX_CPU_ISA=AVX2 \
-	HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 BLIPVIZ_MODEL=tiny-random \
-		$(PY) -m pytest $(NUMERICAL_TESTS) -p no:cacheprovider
+	$(AVX2) $(PY) -m pytest $(NUMERICAL_TESTS) -p no:cacheprovider
+	$(AVX2) $(PY) -m pytest $(IMAGE_TESTS) -m mpl_image_compare -p no:cacheprovider
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check --fix blipviz tests benchmarks
