@@ -23,7 +23,7 @@ from .analysis.pairs import PairScores
 from .analysis.retrieval import RetrievalEvaluation, evaluate_retrieval
 from .analysis.scores import Ranking, ScoreMatrix
 from .analysis.zero_shot import ZeroShotClassifier, ZeroShotEvaluation, evaluate_zero_shot
-from .collection import Collection, embed_collection
+from .collection import Collection, PairCollection, embed_collection, score_pairs
 from .collection.netspec import set_net_class
 from .display.attention import AttentionGridDisplay, HeadsTokensDisplay
 from .display.feature_space import FeatureSpaceDisplay
@@ -99,6 +99,7 @@ __all__ = [
     "NetInformation",
     "NumericalError",
     "OfflineError",
+    "PairCollection",
     "PairScores",
     "Ranking",
     "RankingExplorer",
@@ -125,6 +126,7 @@ __all__ = [
     "net_information",
     "normalize_caption",
     "parameters_information",
+    "score_pairs",
     "style_ranking",
     "testing",
 ]

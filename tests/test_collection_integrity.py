@@ -244,7 +244,7 @@ def test_a_damaged_embeddings_file_is_never_searched(tiny, copy, damage):
         (lambda m: m["embeddings"].update(file="../../../../etc/hostname"), "embeddings/file"),
         (lambda m: m["shards"][0].update(rows=-1), "shards/0/rows"),
         (lambda m: m["shards"].reverse(), "shards/0"),
-        (lambda m: m.update(count=3), "embeddings/shape"),
+        (lambda m: m.update(count=3), "count"),
     ],
     ids=[
         "missing key",

@@ -61,7 +61,7 @@ class Collection:
         self._source = None
         if source is not None:
             d = manifest["source"]
-            if d.get("kind") in ("dataset", "iterable_dataset"):
+            if d.get("kind") in ("dataset", "iterable_dataset", "table"):
                 self._source = as_source(
                     source,
                     image_column=d.get("image_column") or "image",
@@ -149,6 +149,11 @@ class Collection:
         manifest = read_manifest(folder)
         if manifest is None:
             raise CollectionFolderError(f"{str(folder)!r} is not a blipviz collection (no manifest)")
+        if manifest["job"] != "embeddings":
+            raise CollectionFolderError(
+                f"{str(folder)!r} holds scored pairs (score_pairs), not embeddings: open it with "
+                "blipviz.PairCollection.open"
+            )
         if manifest.get("state") != "complete":
             raise CollectionFolderError(
                 f"collection {str(folder)!r} is unfinished ({len(manifest.get('shards', []))} shards "

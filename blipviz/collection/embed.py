@@ -28,9 +28,9 @@ from typing import Any
 import numpy as np
 
 from ..errors import CollectionFolderError, InputError, InputTypeError, check_choice, positive_int
+from .jobs import EmbeddingJob, Job
 from .netspec import as_net, check_same_net, net_description, preprocessing_description
 from .shards import (
-    EMBEDDINGS_NAME,
     ShardRows,
     checksum_file,
     folder_lock,
@@ -40,17 +40,15 @@ from .shards import (
     read_shard,
     read_shard_meta,
     remove_temporaries,
-    shard_embeddings,
     shard_files,
     shard_path,
-    write_atomically,
     write_manifest,
     write_shard,
 )
 from .sources import Row, Source, as_source, item_digest
-from .work import embed_rows, progress_bar
+from .work import progress_bar
 
-__all__ = ["DEFAULT_SHARD_SIZE", "ENGINES", "ShardWriter", "embed_collection", "verify_source"]
+__all__ = ["DEFAULT_SHARD_SIZE", "ENGINES", "ShardWriter", "embed_collection", "run_job", "verify_source"]
 
 #: Source positions per shard when none is given (about 1 MB of embeddings).
 DEFAULT_SHARD_SIZE = 1024
@@ -59,7 +57,7 @@ STATES_DIR = "states"
 
 
 class ShardWriter:
-    """Takes embedded rows in position order and writes each shard when its last position is in.
+    """Takes computed rows in position order and writes each shard when its last position is in.
 
     Parameters
     ----------
@@ -67,7 +65,8 @@ class ShardWriter:
     manifest : dict
         Updated (and rewritten atomically) after every shard.
     shard_size : int
-    dim : int
+    job : blipviz.collection.jobs.Job
+        Turns the rows' values into the shard's own columns.
     start_shard : int
         Index of the first shard to write (the shards before it are complete).
     seen : set of str
@@ -79,11 +78,11 @@ class ShardWriter:
         folder: Path,
         manifest: dict[str, Any],
         shard_size: int,
-        dim: int,
+        job: Job,
         start_shard: int,
         seen: set[str],
     ) -> None:
-        self.folder, self.manifest, self.shard_size, self.dim = folder, manifest, shard_size, dim
+        self.folder, self.manifest, self.shard_size, self.job = folder, manifest, shard_size, job
         self.shard = start_shard
         self.seen = seen
         self.n_errors = sum(s["errors"] for s in manifest["shards"])
@@ -96,14 +95,15 @@ class ShardWriter:
         self.locators: list[str | None] = []
         self.digests: list[str | None] = []
         self.errors: list[str | None] = []
-        self.embeddings: list[np.ndarray] = []
+        self.values: list[Any] = []
 
-    def add(self, row: Row, embedding: np.ndarray | None, error: str | None) -> None:
-        """One row: its embedding of shape (dim,), or ``None`` and why it was skipped."""
+    def add(self, row: Row, value: Any, error: str | None) -> None:
+        """One row: its value (an embedding of shape (dim,), a pair's scores), or ``None`` and why it
+        was skipped."""
         while row.position >= (self.shard + 1) * self.shard_size:
             self.flush()
         if error is None and row.id in self.seen:
-            error, embedding = "duplicate id (an earlier position has the same id)", None
+            error, value = "duplicate id (an earlier position has the same id)", None
         self.seen.add(row.id)
         self.positions.append(row.position)
         self.ids.append(row.id)
@@ -111,9 +111,8 @@ class ShardWriter:
         self.locators.append(row.locator)
         self.digests.append(row.digest)
         self.errors.append(error)
-        if error is None:
-            self.embeddings.append(np.asarray(embedding, dtype=np.float32).reshape(self.dim))
-        else:
+        self.values.append(value if error is None else None)
+        if error is not None:
             self.n_errors += 1
         if row.position + 1 == (self.shard + 1) * self.shard_size:
             self.flush()  # the shard is whole: on disk before the next batch starts
@@ -122,7 +121,6 @@ class ShardWriter:
         """Write the current shard (positions up to ``stop``, default the shard's end) and move on."""
         start = self.shard * self.shard_size
         stop = (self.shard + 1) * self.shard_size if stop is None else stop
-        emb = np.stack(self.embeddings) if self.embeddings else np.zeros((0, self.dim), np.float32)
         rows = ShardRows(
             np.asarray(self.positions, dtype=np.int64),
             self.ids,
@@ -130,9 +128,9 @@ class ShardWriter:
             self.locators,
             self.digests,
             self.errors,
-            emb,
+            self.job.arrays(self.values, self.errors),
         )
-        checksum = write_shard(self.folder, self.shard, start, stop, rows, self.dim, self.manifest["uid"])
+        checksum = write_shard(self.folder, self.shard, start, stop, rows, self.manifest["uid"])
         self.manifest["shards"].append(
             {
                 "index": self.shard,
@@ -255,10 +253,11 @@ def verify_source(folder: Path, manifest: dict[str, Any], source: Source, stop: 
 
 
 def _new_manifest(
-    model, source: Source, shard_size: int, batch_size: int, keep_states: bool
+    model, source: Source, shard_size: int, batch_size: int, keep_states: bool, job: Job
 ) -> dict[str, Any]:
     return {
         "uid": new_uid(),
+        "job": job.name,
         "state": "running",
         "net": net_description(model),
         "preprocessing": preprocessing_description(model),
@@ -270,8 +269,15 @@ def _new_manifest(
     }
 
 
-def _check_folder(folder: Path, manifest: dict[str, Any], model, source: Source, keep_states: bool) -> None:
+def _check_folder(
+    folder: Path, manifest: dict[str, Any], model, source: Source, keep_states: bool, job: Job
+) -> None:
     where = f"{str(folder)!r} "
+    if manifest["job"] != job.name:
+        made = "embed_collection" if manifest["job"] == "embeddings" else "score_pairs"
+        raise CollectionFolderError(
+            f"{where}holds {manifest['job']} (made by {made}), not {job.name}: give another folder"
+        )
     check_same_net(manifest["net"], model, "this net", where)
     mine = preprocessing_description(model)
     if manifest["preprocessing"] != mine:
@@ -301,36 +307,17 @@ def _check_folder(folder: Path, manifest: dict[str, Any], model, source: Source,
         )
 
 
-def _finalize(folder: Path, manifest: dict[str, Any], end: int) -> None:
-    """Write ``embeddings.npy`` from the shards (one shard in memory at a time) and mark complete."""
-    dim = manifest["net"]["dim"]
-    n_ok = sum(s["rows"] - s["errors"] for s in manifest["shards"])
-
-    def write(tmp: str) -> None:
-        out = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float32, shape=(n_ok, dim))
-        at = 0
-        for entry in manifest["shards"]:
-            emb = shard_embeddings(read_shard(inside(folder, entry["file"]), ["embedding"]))
-            out[at : at + len(emb)] = emb
-            at += len(emb)
-        out.flush()
-        del out
-
-    write_atomically(folder / EMBEDDINGS_NAME, write, manifest["uid"])
+def _finalize(folder: Path, manifest: dict[str, Any], end: int, job: Job) -> None:
+    """What the job adds to a finished folder (``embeddings.npy``), then mark it complete."""
+    job.finalize(folder, manifest, read_shard)
     for index, path in shard_files(folder).items():  # a killed run's shards past the end: ours only
         if index >= len(manifest["shards"]) and read_shard_meta(path).get("uid") == manifest["uid"]:
             path.unlink(missing_ok=True)
     manifest.update(
         state="complete",
-        count=n_ok,
+        count=sum(s["rows"] - s["errors"] for s in manifest["shards"]),
         positions=end,
         errors=sum(s["errors"] for s in manifest["shards"]),
-        embeddings={
-            "file": EMBEDDINGS_NAME,
-            "shape": [n_ok, dim],
-            "dtype": "float32",
-            "checksum": checksum_file(folder / EMBEDDINGS_NAME),
-        },
     )
     manifest["source"]["count"] = end
     write_manifest(folder, manifest)
@@ -415,7 +402,36 @@ def embed_collection(
     """
     from .collection import Collection
 
-    model = as_net(model, "embed_collection")
+    folder = run_job(
+        model, source, out, EmbeddingJob, "embed_collection", image_column=image_column,
+        id_column=id_column, text_column=text_column, batch_size=batch_size, engine=engine,
+        progress=progress, keep_states=keep_states, shard_size=shard_size, engine_options=engine_options,
+    )  # fmt: skip
+    return Collection.open(folder, model=model, source=source)
+
+
+def run_job(
+    model,
+    source: Any,
+    out: str | os.PathLike,
+    job_class: type[Job],
+    caller: str,
+    *,
+    image_column: str,
+    id_column: str | None,
+    text_column: str | None,
+    batch_size: int | None,
+    engine: str,
+    progress: bool | None,
+    keep_states: bool,
+    shard_size: int | None,
+    engine_options: dict[str, Any],
+) -> Path:
+    """The machinery :func:`embed_collection` and :func:`blipviz.score_pairs` share: options checked,
+    the folder read and checked against the net and the source, then (unless it is complete)
+    resumed under the lock, every kept row verified against the source, the rest computed by
+    ``job_class`` on an engine, and the folder finished. Returns the folder."""
+    model = as_net(model, caller)
     check_choice("engine", engine, ENGINES)
     if engine == "local" and engine_options:
         raise InputError(
@@ -436,15 +452,23 @@ def embed_collection(
         shard_size = positive_int("shard_size", shard_size)
     if batch_size is not None:
         batch_size = model.resolve_batch_size(batch_size)
-    model.require_part("ImageEncoder", "embedding a collection")
-    src = as_source(source, image_column=image_column, id_column=id_column, text_column=text_column)
+    job = job_class(int(model.config.image_text_hidden_size))
+    doing = "embedding a collection" if job.name == "embeddings" else "scoring pairs"
+    model.require_part("ImageEncoder", doing)
+    if job.needs_text:
+        model.require_part("MultimodalEncoder", doing)
+        if text_column is None:
+            raise InputError(f"{caller} needs text_column: the column of each image's own text")
+    src = as_source(
+        source, image_column=image_column, id_column=id_column, text_column=text_column, tables=job.needs_text
+    )
     folder = Path(out).expanduser()
     manifest = read_manifest(folder)
     if manifest is not None:
-        _check_folder(folder, manifest, model, src, bool(keep_states))
+        _check_folder(folder, manifest, model, src, bool(keep_states), job)
         if manifest.get("state") == "complete":
             verify_source(folder, manifest, src, manifest["positions"])
-            return Collection.open(folder, model=model, source=source)
+            return folder
         if shard_size is not None and shard_size != manifest["shard_size"]:
             raise CollectionFolderError(
                 f"collection {str(folder)!r} was started with shard_size={manifest['shard_size']}: resume "
@@ -457,7 +481,7 @@ def embed_collection(
     with folder_lock(folder):
         if manifest is None:
             size = DEFAULT_SHARD_SIZE if shard_size is None else shard_size
-            manifest = _new_manifest(model, src, size, batch_size, bool(keep_states))
+            manifest = _new_manifest(model, src, size, batch_size, bool(keep_states), job)
             write_manifest(folder, manifest)
         else:
             manifest = read_manifest(folder) or manifest  # as it is now that the lock is held
@@ -467,7 +491,7 @@ def embed_collection(
             verify_source(folder, manifest, src, manifest["shards"][-1]["stop"])
         size = manifest["shard_size"]
         start = manifest["shards"][-1]["stop"] if manifest["shards"] else 0
-        writer = ShardWriter(folder, manifest, size, manifest["net"]["dim"], start_shard, seen)
+        writer = ShardWriter(folder, manifest, size, job, start_shard, seen)
         if engine == "ray":
             from .ray_engine import run_on_ray
 
@@ -475,30 +499,41 @@ def embed_collection(
         else:
             end = _run_local(model, src, start, writer, batch_size, progress, folder, bool(keep_states))
         writer.finish(end)
-        _finalize(folder, manifest, end)
+        _finalize(folder, manifest, end, job)
     if writer.n_errors:
         import logging
 
         logging.getLogger("blipviz").warning(
-            "collection %s: %d unreadable items were skipped (see Collection.errors)", folder, writer.n_errors
+            "%s %s: %d items were skipped (see .errors)", caller, folder, writer.n_errors
         )
-    return Collection.open(folder, model=model, source=source)
+    n_truncated = getattr(job, "n_truncated", 0)
+    if n_truncated:
+        import warnings
+
+        from ..net.text import TruncationWarning
+
+        warnings.warn(
+            f"{caller} {folder}: {n_truncated} texts were cut to the net's token limit (column 'truncated')",
+            TruncationWarning,
+            stacklevel=3,
+        )
+    return folder
 
 
 def _run_local(
     model, src: Source, start: int, writer: ShardWriter, batch_size: int, progress, folder: Path, keep: bool
 ) -> int:
     """The local engine: batches in order through the net; returns the source's length."""
-    bar = progress_bar(progress, src.count, start, "embedding collection")
+    job = writer.job
+    what = "embedding collection" if job.name == "embeddings" else "scoring pairs"
+    bar = progress_bar(progress, src.count, start, what)
     end = start
     try:
         with _StatesStore(model, folder, keep):
             for batch in _batches(src.rows(start), batch_size, writer.shard_size):
-                embeddings, errors = embed_rows(model, batch)
-                at = 0
-                for row, error in zip(batch, errors, strict=True):
-                    writer.add(row, embeddings[at] if error is None else None, error)
-                    at += error is None
+                values, errors = job.compute(model, batch)
+                for row, value, error in zip(batch, values, errors, strict=True):
+                    writer.add(row, value, error)
                 end = batch[-1].position + 1
                 if bar is not None:
                     bar.update(len(batch))

@@ -59,7 +59,7 @@ RAY_OPTIONS = ("concurrency", "num_cpus", "num_gpus", "start_timeout")
 
 #: The column that carries each row's source position through Ray.
 POSITION = "__blipviz_position"
-_COLUMNS = ("id", "text", "locator", "digest", "error", "embedding")
+_COLUMNS = ("id", "text", "locator", "digest", "error")
 
 
 def _ray():
@@ -156,8 +156,9 @@ def actor_resources(
     }
 
 
-def net_recipe(model) -> dict[str, Any]:
-    """What an actor needs to build the net's image part: config, image weights, options, fingerprint."""
+def net_recipe(model, whole: bool = False) -> dict[str, Any]:
+    """What an actor needs to build the net's image part (or, ``whole``, the whole net): config,
+    weights, options, fingerprints."""
     from ..net.fast_attention import fast_attention_enabled
     from ..net.fingerprint import WEIGHT_GROUPS
 
@@ -166,7 +167,8 @@ def net_recipe(model) -> dict[str, Any]:
             "engine='ray' sends the net's float weights to its workers; this net is quantised "
             f"({model.quantization}): embed with engine='local', or use the float net"
         )
-    prefixes = tuple(g + "." for g in WEIGHT_GROUPS["image"])
+    groups = WEIGHT_GROUPS["image"] + (WEIGHT_GROUPS["text"] if whole else ())
+    prefixes = tuple(g + "." for g in groups)
     state = {k: v.detach().cpu() for k, v in model.hf.state_dict().items() if k.startswith(prefixes)}
     p = model.preprocessing
     return {
@@ -182,6 +184,12 @@ def net_recipe(model) -> dict[str, Any]:
         "dtype": str(model.dtype).replace("torch.", ""),
         "fast_attention": fast_attention_enabled(model.hf),
         "fingerprint": model.fingerprint("image"),
+        "text_fingerprint": model.fingerprint("text") if whole else None,
+        "text_options": {
+            "first_token": model.first_token,
+            "normalize_text": bool(model.normalize_text),
+            "max_text_tokens": model.max_text_tokens,
+        },
     }
 
 
@@ -202,11 +210,16 @@ def build_net(recipe: dict[str, Any], device: str):
         preprocessing=ImagePreprocessing(**recipe["preprocessing"]),
         device=device,
         dtype=getattr(torch, recipe["dtype"]),
+        **recipe.get("text_options", {}),
     )
     if recipe["fast_attention"]:
         enable_fast_attention(net.hf)
     if net.fingerprint("image") != recipe["fingerprint"]:
         raise EngineError("the net rebuilt on a Ray worker has other image weights than the driver's")
+    if recipe.get("text_fingerprint") is not None:
+        if net.fingerprint("text") != recipe["text_fingerprint"]:
+            raise EngineError("the net rebuilt on a Ray worker has other text weights than the driver's")
+        return net
     return net.keep_only_part("ImageEncoder")
 
 
@@ -214,19 +227,22 @@ class Embedder:
     """A Ray Data actor: the net built once, then batch after batch embedded, each row at its source
     position (the ``POSITION`` column), as the local engine embeds it."""
 
-    def __init__(self, recipe, columns: dict[str, Any], threads: int, use_gpu: bool) -> None:
+    def __init__(
+        self, recipe, columns: dict[str, Any], threads: int, use_gpu: bool, job: str = "embeddings"
+    ) -> None:
         import ray
         import torch
+
+        from .jobs import JOBS
 
         torch.set_num_threads(threads)
         recipe = ray.get(recipe) if isinstance(recipe, ray.ObjectRef) else recipe
         self.net = build_net(recipe, "cuda" if use_gpu else "cpu")
         self.dim = int(self.net.config.image_text_hidden_size)
+        self.job = JOBS[job](self.dim)
         self.source = Source("dataset", None, count=None, **columns) if columns else None
 
     def __call__(self, batch) -> dict[str, np.ndarray]:
-        from .work import embed_rows
-
         records = batch.to_pylist()
         positions = np.array([r[POSITION] for r in records], dtype=np.int64)
         # each row at its source position: an unreadable item's record names it, as on the local engine
@@ -237,9 +253,7 @@ class Embedder:
                 Row(int(p), r["id"], None, r["item"], r["locator"])
                 for p, r in zip(positions, records, strict=True)
             ]
-        embeddings, errors = embed_rows(self.net, rows)
-        full = np.zeros((len(rows), self.dim), dtype=np.float32)
-        full[[e is None for e in errors]] = embeddings
+        values, errors = self.job.compute(self.net, rows)
         return {
             "position": positions,
             "id": np.array([r.id for r in rows], dtype=object),
@@ -247,7 +261,7 @@ class Embedder:
             "locator": np.array([r.locator for r in rows], dtype=object),
             "digest": np.array([r.digest for r in rows], dtype=object),
             "error": np.array(errors, dtype=object),
-            "embedding": full,
+            **self.job.transport(values, errors),
         }
 
 
@@ -294,7 +308,10 @@ def _ray_dataset(ray, src: Source, start: int):
     # Not ray.data.from_huggingface: it first asks the Hugging Face Hub for the dataset's Parquet files,
     # a network call even for a local dataset (and, for a streamed one, an error when offline).
     data = src.data
-    if src.kind == "dataset":  # its Arrow table, the image column still encoded (what Ray's reader does)
+    if src.kind in (
+        "dataset",
+        "table",
+    ):  # its Arrow table, the image column still encoded (what Ray's reader does)
         if start >= len(data):
             return None, {}
         data = data.select(range(start, len(data))) if start else data
@@ -354,7 +371,8 @@ def run_on_ray(
 def _embed_on_ray(ray, model, src, dataset, columns, start, writer, batch_size, progress, res) -> int:
     from .work import progress_bar
 
-    recipe = ray.put(net_recipe(model))
+    job = writer.job
+    recipe = ray.put(net_recipe(model, whole=job.needs_text))
     mapped = dataset.map_batches(
         Embedder,
         fn_constructor_kwargs={
@@ -362,6 +380,7 @@ def _embed_on_ray(ray, model, src, dataset, columns, start, writer, batch_size, 
             "columns": columns,
             "threads": res["threads"],
             "use_gpu": res["num_gpus"] > 0,
+            "job": job.name,
         },
         batch_size=batch_size,
         batch_format="pyarrow",
@@ -374,7 +393,7 @@ def _embed_on_ray(ray, model, src, dataset, columns, start, writer, batch_size, 
     def arriving():
         for out in mapped.iter_batches(batch_size=None, batch_format="numpy"):
             for j in range(len(out["error"])):
-                yield int(out["position"][j]), {k: out[k][j] for k in _COLUMNS}
+                yield int(out["position"][j]), {k: out[k][j] for k in _COLUMNS + job.columns}
             if bar is not None:
                 bar.update(len(out["error"]))
                 bar.set_postfix(skipped=writer.n_errors, refresh=False)
@@ -392,7 +411,7 @@ def _embed_on_ray(ray, model, src, dataset, columns, start, writer, batch_size, 
                 _str_or_none(out["digest"]),
             )
             error = _str_or_none(out["error"])
-            writer.add(row, out["embedding"] if error is None else None, error)
+            writer.add(row, job.value_of(out) if error is None else None, error)
             position += 1
     finally:
         if bar is not None:

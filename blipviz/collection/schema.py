@@ -68,12 +68,13 @@ MANIFEST_SCHEMA: dict[str, Any] = {
     "$schema": "http://json-schema.org/draft-07/schema#",
     "type": "object",
     "required": (
-        "format version uid state net preprocessing source shard_size batch_size keep_states shards"
+        "format version uid job state net preprocessing source shard_size batch_size keep_states shards"
     ).split(),
     "properties": {
         "format": {"const": "blipviz collection"},
         "version": {"type": "string"},
         "uid": {"type": "string", "pattern": "^[0-9a-f]{32}$"},
+        "job": {"enum": ["embeddings", "pairs"]},
         "state": {"enum": ["running", "complete"]},
         "created": {"type": "string"},
         "net": {
@@ -102,7 +103,8 @@ MANIFEST_SCHEMA: dict[str, Any] = {
             "type": "object",
             "required": ["kind", "count"],
             "properties": {
-                "kind": {"enum": ["dataset", "iterable_dataset", "folder", "paths"]},
+                "kind": {"enum": ["dataset", "iterable_dataset", "folder", "paths", "table"]},
+                "file": {"type": "string"},
                 "count": {"type": ["integer", "null"], "minimum": 0},
                 "image_column": _NULLABLE_STR,
                 "id_column": _NULLABLE_STR,
@@ -134,8 +136,16 @@ MANIFEST_SCHEMA: dict[str, Any] = {
             "properties": {"ivf": _INDEX, "hnsw": _INDEX},
         },
     },
-    "if": {"properties": {"state": {"const": "complete"}}},
-    "then": {"required": ["count", "positions", "errors", "embeddings"]},
+    "allOf": [
+        {
+            "if": {"properties": {"state": {"const": "complete"}}},
+            "then": {"required": ["count", "positions", "errors"]},
+        },
+        {
+            "if": {"properties": {"state": {"const": "complete"}, "job": {"const": "embeddings"}}},
+            "then": {"required": ["embeddings"]},
+        },
+    ],
 }
 
 
@@ -184,10 +194,15 @@ def validate_manifest(data: Any, where: str) -> None:
                 f"shards/shard-{k:06d}.parquet with positions {start} to at most {start + size} and one "
                 "row per position. Nothing was changed; embed into a new folder (or restore the manifest)"
             )
-    if data["state"] == "complete":
-        n_ok = sum(s["rows"] - s["errors"] for s in data["shards"])
+    n_ok = sum(s["rows"] - s["errors"] for s in data["shards"])
+    if data["state"] == "complete" and data["count"] != n_ok:
+        raise CollectionFolderError(
+            f"collection manifest {where} is damaged at count: its shards hold {n_ok} rows without "
+            f"error, the manifest says {data['count']}"
+        )
+    if data["state"] == "complete" and data["job"] == "embeddings":
         expected = [n_ok, data["net"]["dim"]]
-        if data["embeddings"]["shape"] != expected or data["count"] != n_ok:
+        if data["embeddings"]["shape"] != expected:
             raise CollectionFolderError(
                 f"collection manifest {where} is damaged at embeddings/shape: its shards hold {n_ok} "
                 f"embeddings of {data['net']['dim']} values, the manifest says {data['embeddings']['shape']} "

@@ -57,12 +57,13 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import CollectionFolderError, InputError
+from ..errors import CollectionFolderError
 
 __all__ = [
     "EMBEDDINGS_NAME",
     "FORMAT_VERSION",
     "MANIFEST_NAME",
+    "ROW_COLUMNS",
     "ShardRows",
     "checksum_file",
     "folder_lock",
@@ -100,10 +101,10 @@ class ShardRows:
     positions : ndarray of shape (n,), int64
         Positions in the source (0-based).
     ids, texts, locators, digests, errors : list of str or None, length n
-        ``errors[i]`` is None for an embedded item, else why it was skipped; ``digests[i]`` what the
-        item was made from (:func:`blipviz.collection.sources.item_digest`).
-    embeddings : ndarray of shape (n_ok, dim), float32
-        Embeddings of the rows whose error is None, in order.
+        ``errors[i]`` is None for a row that was computed, else why it was skipped; ``digests[i]``
+        what the item was made from (:func:`blipviz.collection.sources.item_digest`).
+    values : dict of str to pyarrow.Array, each of length n
+        The job's own columns (an embedding, or a pair's scores), null where ``errors[i]`` is set.
     """
 
     positions: np.ndarray
@@ -112,7 +113,7 @@ class ShardRows:
     locators: list[str | None]
     digests: list[str | None]
     errors: list[str | None]
-    embeddings: np.ndarray
+    values: dict[str, Any]
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -324,58 +325,35 @@ def shard_files(folder: Path) -> dict[int, Path]:
     return found
 
 
-def _schema(dim: int):
-    import pyarrow as pa
-
-    return pa.schema(
-        [
-            ("position", pa.int64()),
-            ("id", pa.string()),
-            ("text", pa.string()),
-            ("locator", pa.string()),
-            ("digest", pa.string()),
-            ("embedding", pa.list_(pa.float32(), dim)),
-            ("error", pa.string()),
-        ]
-    )
+#: The columns every shard starts with; a job's own columns follow (``ShardRows.values``).
+ROW_COLUMNS = ("position", "id", "text", "locator", "digest")
 
 
-def write_shard(folder: Path, index: int, start: int, stop: int, rows: ShardRows, dim: int, uid: str) -> str:
+def write_shard(folder: Path, index: int, start: int, stop: int, rows: ShardRows, uid: str) -> str:
     """Write shard ``index`` (source positions ``start`` to ``stop``) atomically; returns its checksum.
 
     Parameters
     ----------
     rows : ShardRows
-        ``rows.embeddings`` of shape (number of rows without error, dim), float32.
+        The rows, with the job's columns in ``rows.values`` (written after the row columns, before
+        ``error``).
     uid : str
         The collection's uid, written in the shard's footer (the shard is blipviz's own).
     """
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    ok = np.array([e is None for e in rows.errors], dtype=bool)
-    if rows.embeddings.shape != (int(ok.sum()), dim):
-        raise InputError(
-            f"shard {index}: {rows.embeddings.shape} embeddings for {int(ok.sum())} embedded rows"
-        )
-    full = np.zeros((len(rows), dim), dtype=np.float32)
-    full[ok] = rows.embeddings
-    values = pa.array(full.reshape(-1), type=pa.float32())
-    embedding = pa.FixedSizeListArray.from_arrays(values, dim, mask=pa.array(~ok))
     meta = {"shard": index, "start": start, "stop": stop, "format": FORMAT_VERSION, "uid": uid}
-    schema = _schema(dim).with_metadata({"blipviz": json.dumps(meta)})
-    table = pa.table(
-        [
-            pa.array(np.asarray(rows.positions, dtype=np.int64)),
-            pa.array(rows.ids, type=pa.string()),
-            pa.array(rows.texts, type=pa.string()),
-            pa.array(rows.locators, type=pa.string()),
-            pa.array(rows.digests, type=pa.string()),
-            embedding,
-            pa.array(rows.errors, type=pa.string()),
-        ],
-        schema=schema,
-    )
+    columns = {
+        "position": pa.array(np.asarray(rows.positions, dtype=np.int64)),
+        "id": pa.array(rows.ids, type=pa.string()),
+        "text": pa.array(rows.texts, type=pa.string()),
+        "locator": pa.array(rows.locators, type=pa.string()),
+        "digest": pa.array(rows.digests, type=pa.string()),
+        **rows.values,
+        "error": pa.array(rows.errors, type=pa.string()),
+    }
+    table = pa.table(columns).replace_schema_metadata({"blipviz": json.dumps(meta)})
     path = shard_path(folder, index)
     write_atomically(path, lambda tmp: pq.write_table(table, tmp, compression="zstd"), uid)
     return checksum_file(path)

@@ -83,7 +83,9 @@ class Source:
 
     Attributes
     ----------
-    kind : {"dataset", "iterable_dataset", "folder", "paths"}
+    kind : {"dataset", "iterable_dataset", "folder", "paths", "table"}
+        ``"table"``: a CSV or Parquet file of rows (image path, text, ...), read into a dataset
+        whose relative paths are resolved against the file's folder.
     count : int or None
         Number of positions; ``None`` for a streamed dataset of unknown length.
     description : dict
@@ -100,6 +102,7 @@ class Source:
         id_column: str | None = None,
         text_column: str | None = None,
         root: Path | None = None,
+        file: Path | None = None,
     ) -> None:
         self.kind = kind
         self.data = data
@@ -108,14 +111,17 @@ class Source:
         self.id_column = id_column
         self.text_column = text_column
         self.root = root
+        self.file = file
 
     @property
     def description(self) -> dict[str, Any]:
         d: dict[str, Any] = {"kind": self.kind, "count": self.count}
-        if self.kind in ("dataset", "iterable_dataset"):
+        if self.kind in ("dataset", "iterable_dataset", "table"):
             d.update(image_column=self.image_column, id_column=self.id_column, text_column=self.text_column)
         if self.root is not None:
             d["root"] = str(self.root)
+        if self.file is not None:
+            d["file"] = str(self.file)
         return d
 
     @property
@@ -141,7 +147,7 @@ class Source:
             path = self.data[position]
             ident = Path(path).relative_to(self.root).as_posix() if self.kind == "folder" else os.fspath(path)
             return Row(position, ident, None, os.fspath(path), os.path.abspath(path))
-        if self.kind != "dataset":
+        if self.kind not in ("dataset", "table"):
             raise InputError("a streamed dataset cannot be read at a position: pass a datasets.Dataset")
         return self.dataset_row(position, self.data[int(position)])
 
@@ -166,9 +172,9 @@ class Source:
         if not self.random_access:
             return None
         stop = min(stop, self.count if self.count is not None else stop)
-        if self.kind == "dataset" and self.id_column is not None:
+        if self.kind in ("dataset", "table") and self.id_column is not None:
             return [str(v) for v in self.data[start:stop][self.id_column]]
-        if self.kind == "dataset":
+        if self.kind in ("dataset", "table"):
             return [str(i) for i in range(start, stop)]
         return [self.row(i).id for i in range(start, stop)]
 
@@ -191,14 +197,78 @@ def _undecoded(data, image_column: str):
     return data
 
 
+TABLE_EXTENSIONS = (".csv", ".parquet")
+
+
+def _table_file(source: Any) -> Path | None:
+    """The CSV or Parquet file ``source`` names: the file itself, or the one such file in a folder."""
+    if not isinstance(source, str | os.PathLike):
+        return None
+    path = Path(source).expanduser()
+    if path.is_file() and path.suffix.lower() in TABLE_EXTENSIONS:
+        return path.resolve()
+    if path.is_dir():
+        tables = sorted(p for p in path.iterdir() if p.suffix.lower() in TABLE_EXTENSIONS and p.is_file())
+        if len(tables) > 1:
+            raise InputError(
+                f"folder {str(path)!r} holds {len(tables)} tables ({', '.join(p.name for p in tables[:4])}); "
+                "give the file to read"
+            )
+        return tables[0].resolve() if tables else None
+    return None
+
+
+def _table_source(file: Path, image_column: str, id_column: str | None, text_column: str | None) -> Source:
+    import datasets
+    import pandas as pd
+
+    try:
+        frame = pd.read_parquet(file) if file.suffix.lower() == ".parquet" else pd.read_csv(file)
+    except Exception as exc:  # a malformed file: pandas' or pyarrow's own error
+        raise InputError(f"table {str(file)!r} cannot be read ({type(exc).__name__}: {exc})") from None
+    for what, name in (
+        ("image_column", image_column),
+        ("id_column", id_column),
+        ("text_column", text_column),
+    ):
+        if name is not None and name not in frame.columns:
+            raise InputError(
+                f"{what}={name!r} is not a column of {str(file)!r}; it has: {list(frame.columns)}"
+            )
+    keep = [c for c in (image_column, id_column, text_column) if c is not None]
+    frame = frame[keep].copy()
+    root = file.parent
+
+    def resolve(value: Any) -> Any:
+        if isinstance(value, str) and value and not os.path.isabs(value):
+            return str(root / value)
+        return value
+
+    frame[image_column] = [resolve(v) for v in frame[image_column]]
+    if text_column is not None:
+        frame[text_column] = [None if pd.isna(v) else str(v) for v in frame[text_column]]
+    data = datasets.Dataset.from_pandas(frame, preserve_index=False)
+    return Source(
+        "table", data, count=len(data), image_column=image_column, id_column=id_column,
+        text_column=text_column, file=file,
+    )  # fmt: skip
+
+
 def as_source(
     source: Any,
     *,
     image_column: str = "image",
     id_column: str | None = None,
     text_column: str | None = None,
+    tables: bool = False,
 ) -> Source:
     """Wrap a dataset, folder or list of paths as a :class:`Source`.
+
+    Parameters
+    ----------
+    tables : bool, default False
+        Also read a CSV or Parquet file of rows (or a folder holding one such file) as a ``"table"``
+        source: each row an image path (relative to the file's folder) and its text.
 
     Raises
     ------
@@ -231,6 +301,8 @@ def as_source(
             "iterable_dataset", data, count=None, image_column=image_column, id_column=id_column,
             text_column=text_column,
         )  # fmt: skip
+    if tables and (file := _table_file(source)) is not None:
+        return _table_source(file, image_column, id_column, text_column)
     if isinstance(source, str | os.PathLike):
         root = Path(source).expanduser()
         if not root.is_dir():

@@ -13,7 +13,7 @@ from ..errors import BlipvizError
 from ..net.net import PROGRESS_MIN_IMAGES
 from .sources import Row, item_digest
 
-__all__ = ["embed_rows", "progress_bar"]
+__all__ = ["decode_rows", "embed_rows", "progress_bar"]
 
 
 def _decode(model, row: Row) -> tuple[Any, str | None]:
@@ -22,6 +22,21 @@ def _decode(model, row: Row) -> tuple[Any, str | None]:
         return model.preprocessing.load(row.item, row.position), None
     except BlipvizError as exc:  # ImageLoadError, InputError, InputTypeError: the item, not the run
         return None, f"{type(exc).__name__}: {exc}"
+
+
+def decode_rows(model, rows: list[Row]) -> tuple[list[Any], list[str | None]]:
+    """Decode one batch of rows (errors recorded, not raised), after setting each row's ``digest``
+    to what it is made from (:func:`blipviz.collection.sources.item_digest`).
+
+    Returns
+    -------
+    images : list of PIL images or None, one per row
+    errors : list of str or None, one per row
+    """
+    for row in rows:
+        row.digest = item_digest(row.item)
+    decoded = [_decode(model, row) for row in rows]
+    return [rgb for rgb, _ in decoded], [err for _, err in decoded]
 
 
 def embed_rows(model, rows: list[Row]) -> tuple[np.ndarray, list[str | None]]:
@@ -34,15 +49,12 @@ def embed_rows(model, rows: list[Row]) -> tuple[np.ndarray, list[str | None]]:
         L2-normalised, for the rows whose error is None, in order.
     errors : list of str or None, one per row
     """
-    for row in rows:  # what each row is made from, recorded beside it (sources.item_digest)
-        row.digest = item_digest(row.item)
-    decoded = [_decode(model, row) for row in rows]
-    good = [rgb for rgb, err in decoded if err is None]
-    errors = [err for _, err in decoded]
+    images, errors = decode_rows(model, rows)
+    good = [rgb for rgb, err in zip(images, errors, strict=True) if err is None]
     dim = int(model.config.image_text_hidden_size)
     if not good:
         return np.zeros((0, dim), np.float32), errors
-    labels = [row.id for row, (_, err) in zip(rows, decoded, strict=True) if err is None]
+    labels = [row.id for row, err in zip(rows, errors, strict=True) if err is None]
     parts = []
     with torch.inference_mode():
         for batch in model.iter_image_states(good, len(good), False, labels):
