@@ -17,10 +17,12 @@ import numpy as np
 __all__ = [
     "MAX_LABEL_CHARS",
     "cielab",
+    "contrast_ratio",
     "fit_text",
     "format_number",
     "number_repeats",
     "palette",
+    "readable_text_colour",
     "readable_ticks",
     "wrap_text",
 ]
@@ -132,6 +134,36 @@ def cielab(hex_colours: Sequence[str]) -> np.ndarray:
     xyz = lin @ m.T / np.array([0.95047, 1.0, 1.08883])
     f = np.where(xyz > (6 / 29) ** 3, np.cbrt(xyz), xyz / (3 * (6 / 29) ** 2) + 4 / 29)
     return np.stack([116 * f[:, 1] - 16, 500 * (f[:, 0] - f[:, 1]), 200 * (f[:, 1] - f[:, 2])], axis=1)
+
+
+def _luminance(colour) -> float:
+    """WCAG 2 relative luminance of a matplotlib colour (alpha ignored)."""
+    import matplotlib.colors as mcolors
+
+    rgb = np.array(mcolors.to_rgb(colour))
+    lin = np.where(rgb <= 0.04045, rgb / 12.92, ((rgb + 0.055) / 1.055) ** 2.4)
+    return float(lin @ np.array([0.2126, 0.7152, 0.0722]))
+
+
+def contrast_ratio(foreground, background) -> float:
+    """WCAG 2 contrast ratio of two matplotlib colours, from 1 (same) to 21 (black on white); text
+    needs at least 4.5 (level AA). Alpha is ignored: composite a translucent colour first."""
+    a, b = sorted((_luminance(foreground), _luminance(background)))
+    return (b + 0.05) / (a + 0.05)
+
+
+def readable_text_colour(background, preferred=None, min_ratio: float = 4.5) -> tuple:
+    """``preferred`` (default: ``rcParams["text.color"]``, the active style's) as RGBA when its
+    contrast with ``background`` is at least ``min_ratio``, else black or white, whichever contrasts
+    more (one of them always reaches 4.58)."""
+    import matplotlib.colors as mcolors
+    import matplotlib.pyplot as plt
+
+    colour = mcolors.to_rgba(plt.rcParams["text.color"] if preferred is None else preferred)
+    if contrast_ratio(colour, background) >= min_ratio:
+        return colour
+    black, white = (0.0, 0.0, 0.0, 1.0), (1.0, 1.0, 1.0, 1.0)
+    return max((black, white), key=lambda c: contrast_ratio(c, background))
 
 
 def _distinct(candidates: Sequence[str], min_delta: float) -> list[str]:
