@@ -249,3 +249,19 @@ def test_a_streamed_dataset_and_a_folder_on_ray_keep_the_source_order(tiny, data
     files_locally = embed_collection(tiny, folder, tmp_path / "files-local", **options)
     assert from_files.errors.to_dict("records") == files_locally.errors.to_dict("records")
     assert from_files.errors["position"].tolist() == [40] and "image 40" in from_files.errors["reason"][0]
+
+
+def test_score_pairs_on_ray_equals_the_local_engine_row_for_row(tiny, dataset, tmp_path, local_ray):
+    from blipviz import score_pairs
+    from blipviz.testing import net_depth
+
+    captioned = dataset.add_column("text", [f"picture {i % 7} of a scene" for i in range(len(dataset))])
+    options = {"id_column": "name", "batch_size": 16, "shard_size": 32, "progress": False}
+    local = score_pairs(tiny, captioned, tmp_path / "local", **options).to_pandas()
+    on_ray = score_pairs(
+        tiny, captioned, tmp_path / "ray", engine="ray", concurrency=2, **options
+    ).to_pandas()
+    assert on_ray["id"].tolist() == local["id"].tolist() and on_ray["error"].isna().all()
+    for column in ("itm", "itm_logit", "cosine"):
+        assert_close(on_ray[column].to_numpy(), local[column].to_numpy(), depth=net_depth(tiny))
+    assert on_ray["truncated"].tolist() == local["truncated"].tolist()
