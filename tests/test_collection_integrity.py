@@ -368,3 +368,15 @@ def test_an_unknown_ray_option_is_refused_before_the_folder_is_made(tiny, made, 
     with pytest.raises(BlipvizError, match="unknown engine='ray' option 'concurrenc'"):
         embed_collection(tiny, [str(p) for p in made[1]], tmp_path / "c", engine="ray", concurrenc=2)
     assert not (tmp_path / "c").exists()
+
+
+def test_the_manifest_records_who_made_the_folder(tiny, made):
+    import datetime
+
+    import torch
+    import transformers
+
+    made_by = _manifest(made[0])["provenance"]
+    assert made_by["torch"] == torch.__version__ and made_by["transformers"] == transformers.__version__
+    assert made_by["device"] == "cpu" and made_by["dtype"] == "float32"
+    assert datetime.datetime.fromisoformat(made_by["date"]).tzinfo is not None

@@ -252,12 +252,36 @@ def verify_source(folder: Path, manifest: dict[str, Any], source: Source, stop: 
         )
 
 
+def provenance(model) -> dict[str, str]:
+    """Who made a folder: the blipviz, torch and transformers versions, the net's device and dtype,
+    and the date (UTC, ISO 8601)."""
+    import datetime
+    from importlib.metadata import PackageNotFoundError, version
+
+    import torch
+    import transformers
+
+    try:
+        mine = version("blipviz")
+    except PackageNotFoundError:  # pragma: no cover - run from a source tree
+        mine = "unknown"
+    return {
+        "blipviz": mine,
+        "torch": torch.__version__,
+        "transformers": transformers.__version__,
+        "device": str(model.device),
+        "dtype": str(model.dtype).replace("torch.", ""),
+        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+    }
+
+
 def _new_manifest(
     model, source: Source, shard_size: int, batch_size: int, keep_states: bool, job: Job
 ) -> dict[str, Any]:
     return {
         "uid": new_uid(),
         "job": job.name,
+        "provenance": provenance(model),
         "state": "running",
         "net": net_description(model),
         "preprocessing": preprocessing_description(model),

@@ -76,7 +76,11 @@ MANIFEST_SCHEMA: dict[str, Any] = {
         "uid": {"type": "string", "pattern": "^[0-9a-f]{32}$"},
         "job": {"enum": ["embeddings", "pairs"]},
         "state": {"enum": ["running", "complete"]},
-        "created": {"type": "string"},
+        "provenance": {
+            "type": "object",
+            "additionalProperties": {"type": "string"},
+            "required": ["blipviz", "torch", "transformers", "device", "dtype", "date"],
+        },
         "net": {
             "type": "object",
             "required": ["name", "load", "image_fingerprint", "text_fingerprint", "dim"],
