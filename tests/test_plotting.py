@@ -72,9 +72,12 @@ def test_heatmap_on_given_axes_without_thumbnails_and_options():
     assert disp.thumbnails_ == [] and list(ax.images) == [disp.im_]
     assert disp.im_.get_cmap().name == "magma"
     assert disp.colorbar_ is None
-    # cosine: colour range is the data range; itm: [0, 1]
-    assert disp.im_.get_clim() == (s.values.min(), s.values.max())
+    # cosine: a diverging scale centred at zero, as wide as the largest magnitude; itm: [0, 1]
+    top = np.abs(s.values).max()
+    assert disp.im_.get_clim() == (-top, top)
+    assert s.plot().im_.get_cmap().name == "RdBu_r"
     assert _scores(2, 2).plot().im_.get_clim() == (0.0, 1.0)
+    assert _scores(2, 2).plot().im_.get_cmap().name == "viridis"
 
 
 def test_heatmap_rejects_bad_options_and_empty_matrix():

@@ -16,6 +16,7 @@ from PIL import Image
 
 from ..errors import InputError
 from .labels import MAX_LABEL_CHARS, fit_text, format_number, number_repeats, wrap_text
+from .rules import LABEL, SMALL, TITLE, finish_axes, font_size, settle_layout, thumbnail_crop
 
 if TYPE_CHECKING:
     from ..analysis.scores import ScoreMatrix
@@ -63,12 +64,12 @@ def _rgb_array(image: Any) -> np.ndarray:
 
 
 def new_axes(figsize: tuple[float, float], ax=None):
-    """The given Axes and its figure, or a new figure with one Axes."""
+    """The given Axes and its figure, or a new figure (constrained layout) with one Axes."""
     if ax is not None:
         return ax.figure, ax
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=figsize)
+    fig, ax = plt.subplots(figsize=figsize, layout="constrained")
     return fig, ax
 
 
@@ -124,42 +125,6 @@ def blend_heatmap(
     base = np.asarray(rgb, dtype=np.float32)
     red = np.array([255.0, 0.0, 0.0], dtype=np.float32)
     return np.round(base * (1.0 - weight) + red * weight).astype(np.uint8)
-
-
-def _grid_axes(n: int, ncols: int | None, panel_in: float, axes=None):
-    """A figure with ``n`` panels in a grid (or the given Axes, flattened); unused panels hidden."""
-    if axes is not None:
-        flat = list(np.ravel(axes))
-        if len(flat) < n:
-            raise InputError(f"need {n} Axes, got {len(flat)}")
-        return flat[0].figure, flat[:n]
-    import matplotlib.pyplot as plt
-
-    ncols = ncols or min(n, 6)
-    nrows = -(-n // ncols)
-    fig, grid = plt.subplots(
-        nrows, ncols, figsize=(panel_in * ncols, panel_in * nrows + 0.4), squeeze=False, layout="constrained"
-    )
-    flat = list(grid.ravel())
-    for extra in flat[n:]:
-        extra.set_axis_off()
-    return fig, flat[:n]
-
-
-def panel_grid(
-    panels: Sequence[np.ndarray], titles: Sequence[str], *, ncols, axes, panel_in, title, **imshow_kw
-):
-    """Draw arrays as a labelled grid of images. Returns (figure, axes, images)."""
-    fig, flat = _grid_axes(len(panels), ncols, panel_in, axes)
-    images = []
-    for ax, arr, label in zip(flat, panels, titles, strict=True):
-        images.append(ax.imshow(arr, **imshow_kw))
-        ax.set_title(label, fontsize=9)
-        ax.set_xticks([])
-        ax.set_yticks([])
-    if title:
-        fig.suptitle(title, fontsize=10)
-    return fig, np.array(flat, dtype=object), images
 
 
 # --------------------------------------------------------------------------------- heatmap
@@ -234,7 +199,8 @@ def _heatmap_geometry(
     """Cell size, fonts, labels and figure size of the heatmap of ``scores``."""
     n_images, n_texts = scores.shape
     cell = _cell_inches(n_texts, n_images)
-    fontsize = 8.0 if max(n_texts, n_images) > 20 else 9.0
+    fontsize = font_size(SMALL if max(n_texts, n_images) > 20 else LABEL)
+    em = font_size() / 10.0  # text grows with rcParams["font.size"] (10 pt: the sizes below)
     line_in = _LINE_EM * fontsize / 72.0
     max_lines = int(np.clip((0.92 * cell) // line_in, 1, _MAX_LABEL_LINES))
     rows = heatmap_row_labels(scores.texts, max_chars=max_label_chars, max_lines=max_lines)
@@ -244,13 +210,13 @@ def _heatmap_geometry(
     rotate = _text_inches(column_chars, fontsize) > 0.95 * cell
     band = thumbnail_height if thumbnails else 0.0
     label_in = _text_inches(row_chars, fontsize) + 0.25
-    right_in = 1.25 if colorbar else 0.2
+    right_in = 1.25 * em if colorbar else 0.2
     width = label_in + n_images * cell + right_in + 0.2
     column_label_in = (
         _text_inches(column_chars, fontsize) * np.sin(np.radians(60)) + 0.1 if rotate else line_in
     ) + 0.15
     title_lines = 0 if not title else title.count("\n") + 1
-    height = (n_texts + band) * cell + column_label_in + 0.3 * title_lines + 0.25
+    height = (n_texts + band) * cell + column_label_in + 0.3 * em * title_lines + 0.25
     return {
         "cell": cell,
         "fontsize": fontsize,
@@ -324,8 +290,10 @@ def _title_room(geometry: dict[str, Any], n_images: int) -> float:
     return n_images * geometry["cell"] + 2 * 1.2
 
 
-def _title_chars(width_in: float, fontsize: float = 10.0) -> int:
-    """How many title characters fit in ``width_in`` inches (with a margin)."""
+def _title_chars(width_in: float, fontsize: float | None = None) -> int:
+    """How many title characters fit in ``width_in`` inches (with a margin), at ``fontsize``
+    (default: the title's, :data:`~blipviz.display.rules.TITLE` of ``rcParams["font.size"]``)."""
+    fontsize = font_size(TITLE) if fontsize is None else fontsize
     return int((width_in - 0.3) / (_CHAR_EM * 1.05 * fontsize / 72.0))
 
 
@@ -396,7 +364,7 @@ class ScoreMatrixDisplay:
         *,
         sort: str | None = None,
         annotate: bool | None = None,
-        cmap: str = "viridis",
+        cmap: Any = None,
         vmin: float | None = None,
         vmax: float | None = None,
         thumbnails: bool = True,
@@ -419,9 +387,12 @@ class ScoreMatrixDisplay:
             Order texts (rows) and/or images (columns) by their mean score, best first.
         annotate : bool, optional
             Write each value in its cell; default: when the matrix is at most 12 x 12.
-        cmap : str or Colormap, default "viridis"
+        cmap : str or Colormap, optional
+            Default: "viridis" for ITM probabilities; for cosine similarities the diverging "RdBu_r"
+            (blue below zero, red above; safe for colour-blind readers), centred at zero.
         vmin, vmax : float, optional
-            Colour range; default [0, 1] for ITM probabilities, the data range for cosine scores.
+            Colour range; default [0, 1] for ITM probabilities, and for cosine similarities
+            [-m, m] with m the largest absolute value, so that zero is the scale's white middle.
         thumbnails : bool, default True
             Draw the image thumbnails above the columns (when the scores carry them).
         thumbnail_height : float, default 1.4
@@ -508,6 +479,11 @@ class ScoreMatrixDisplay:
 
         if vmin is None and vmax is None and s.kind == "itm":
             vmin, vmax = 0.0, 1.0
+        elif vmin is None and vmax is None and s.kind == "cosine":  # diverging, centred at zero
+            top = float(np.nanmax(np.abs(shown))) if np.isfinite(shown).any() else 1.0
+            vmin, vmax = -(top or 1.0), top or 1.0
+        if cmap is None:
+            cmap = "RdBu_r" if s.kind == "cosine" else "viridis"
         self.im_ = ax.imshow(shown, cmap=cmap, vmin=vmin, vmax=vmax, aspect="equal", interpolation="nearest")
         self.values_ = shown
         self.row_order_ = rows
@@ -515,9 +491,10 @@ class ScoreMatrixDisplay:
 
         row_labels = geometry["row_labels"]
         column_labels = geometry["column_labels"]
-        ax.set_yticks(np.arange(n_texts), [row_labels[i] for i in rows])
-        ax.set_xticks(np.arange(n_images), [column_labels[j] for j in cols])
+        ax.set_yticks(np.arange(n_texts), [row_labels[i] for i in rows], parse_math=False)
+        ax.set_xticks(np.arange(n_images), [column_labels[j] for j in cols], parse_math=False)
         ax.tick_params(axis="both", labelsize=fontsize, length=2)
+        smaller = fontsize - font_size(0.1)
         ax.xaxis.tick_bottom()
         for side in ("top", "right", "bottom", "left"):
             ax.spines[side].set_visible(False)
@@ -532,7 +509,10 @@ class ScoreMatrixDisplay:
             box = (1.0 - THUMBNAIL_GAP, band - THUMBNAIL_GAP)
             for x, j in enumerate(cols):
                 arr = _rgb_array(thumbs[j])
-                extent = letterbox(arr.shape[:2], (float(x), -0.5 - band / 2.0), box)
+                # a strip of extreme aspect ratio shows its middle at a readable size, not a sliver
+                (top, bottom, left, right), drawn = thumbnail_crop(arr.shape[:2], box)
+                arr = arr[top:bottom, left:right]
+                extent = letterbox(arr.shape[:2], (float(x), -0.5 - band / 2.0), drawn)
                 self.thumbnails_.append(ax.imshow(arr, extent=extent, interpolation="antialiased"))
         ax.set_xlim(-0.5, n_images - 0.5)
         ax.set_ylim(n_texts - 0.5, -0.5 - band)
@@ -555,8 +535,9 @@ class ScoreMatrixDisplay:
                         format_number(shown[i, j], values_format),
                         ha="center",
                         va="center",
-                        fontsize=fontsize - 1,
+                        fontsize=smaller,
                         color="white" if dark else "black",
+                        parse_math=False,
                     )
 
         # outlines: white with a black halo, visible on every colour of the map
@@ -585,8 +566,8 @@ class ScoreMatrixDisplay:
         if colorbar:
             cax = ax.inset_axes((x_side, 0.0, _COLORBAR_CELLS, n_texts / (n_texts + band)), transform=right)
             self.colorbar_ = fig.colorbar(self.im_, cax=cax)
-            self.colorbar_.set_label(_KIND_LABELS.get(s.kind, s.kind), fontsize=fontsize)
-            self.colorbar_.ax.tick_params(labelsize=fontsize - 1)
+            self.colorbar_.set_label(_KIND_LABELS.get(s.kind, s.kind), fontsize=fontsize, parse_math=False)
+            self.colorbar_.ax.tick_params(labelsize=smaller)
         self.legend_ = None
         if self.highlights_:
             key = Patch(facecolor="none", edgecolor="black", linewidth=1.6, label="true pair")
@@ -596,16 +577,19 @@ class ScoreMatrixDisplay:
                 loc="center left" if band else "lower left",
                 bbox_to_anchor=(x_side - 0.1, anchor_y),
                 bbox_transform=right,
-                fontsize=fontsize - 1,
+                fontsize=smaller,
                 frameon=False,
                 handlelength=1.0,
                 handleheight=1.0,
                 borderaxespad=0.0,
             )
         if title:
-            ax.set_title(title, fontsize=10, loc="center")
+            ax.set_title(title, fontsize=font_size(TITLE), loc="center", parse_math=False)
+        finish_axes([ax])  # every text literal; a warning for glyphs the font lacks
         if fit:
             fit_figure_to_axes(ax, (n_images * geometry["cell"], (n_texts + band) * geometry["cell"]))
+        else:
+            settle_layout(fig)
         self.ax_ = ax
         self.figure_ = fig
         return self

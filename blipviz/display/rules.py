@@ -1,0 +1,414 @@
+"""The rules every blipviz figure follows, built once: the figure modules draw through these helpers.
+
+- **Literal text.** Captions, tokens, labels and titles are data: every text blipviz draws has
+  ``parse_math=False`` (``"costs $5 and $10"`` shows its dollar signs, ``"$z$"`` is not an italic
+  z). :func:`literal_texts` turns it off on what a display drew, tick labels included; numbers a
+  tick formatter writes (``10⁻⁵``, log ticks) keep matplotlib's typesetting.
+- **Sizes from rcParams.** Font sizes are multiples of ``rcParams["font.size"]`` (:func:`font_size`
+  with :data:`TITLE`, :data:`LABEL`, :data:`SMALL`, :data:`TINY`): with ``font.size: 14`` the whole
+  figure grows, and the layouts that measure text grow with it.
+- **Missing glyphs.** A text with characters that the fonts of ``rcParams["font.family"]`` lack
+  (Japanese, most emoji, with matplotlib's DejaVu Sans) is drawn as empty boxes; :func:`check_glyphs`
+  gives one :class:`MissingGlyphWarning` per such text, naming it and the setting that fixes it.
+- **Legends beside the data**, never over it (:func:`legend_beside`).
+- **Colour without confusion.** :data:`CATEGORICAL` (Okabe & Ito's palette, without its yellow)
+  stays distinct under deuteranopia, protanopia and tritanopia (:func:`simulate_cvd`, Machado et
+  al. 2009); line plots add a second cue, a marker and a line style per series (:func:`line_cues`).
+- **Counts read right**: "1 pair", "2 pairs" (:func:`plural`).
+- **Thumbnails of any shape are readable**: a 1:20 strip is not drawn as a 2-pixel sliver but as
+  its middle, cropped, at least :data:`MIN_THUMBNAIL_SHARE` of its box (:func:`thumbnail_crop`).
+- **A figure function draws into the Axes it is given** and changes nothing outside them: no
+  figure title, no figure size, no layout change on a user's figure. Figures blipviz makes use
+  constrained layout (:func:`new_figure`), settled once before they are returned
+  (:func:`settle_layout`).
+- **PDF and SVG keep their text as text** when saved inside :func:`editable_text`
+  (``pdf.fonttype: 42``, ``ps.fonttype: 42``, ``svg.fonttype: "none"``); blipviz itself saves only
+  PNGs, so it never changes these settings for you::
+
+      with blipviz.display.rules.editable_text():
+          display.figure_.savefig("heatmap.pdf")
+
+matplotlib is imported inside the functions that need it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import unicodedata
+import warnings
+from collections.abc import Iterable, Iterator, Sequence
+from typing import Any
+
+import numpy as np
+
+from .labels import cielab, fit_text
+
+__all__ = [
+    "CATEGORICAL",
+    "CVD_MATRICES",
+    "LABEL",
+    "MARKERS",
+    "MIN_THUMBNAIL_SHARE",
+    "SMALL",
+    "TINY",
+    "TITLE",
+    "MissingGlyphWarning",
+    "check_glyphs",
+    "editable_text",
+    "finish_axes",
+    "font_size",
+    "legend_beside",
+    "line_cues",
+    "literal_texts",
+    "missing_glyphs",
+    "new_figure",
+    "plural",
+    "settle_layout",
+    "simulate_cvd",
+    "thumbnail_crop",
+]
+
+# ------------------------------------------------------------------------------------- sizes
+#: Font sizes, as multiples of ``rcParams["font.size"]`` (10 pt by default: titles 10 pt, labels
+#: 9 pt, small text 8 pt, tick labels of dense axes 7 pt).
+TITLE = 1.0
+LABEL = 0.9
+SMALL = 0.8
+TINY = 0.7
+
+
+def font_size(scale: float = 1.0) -> float:
+    """``scale`` times ``rcParams["font.size"]``, in points (the size of every text blipviz draws)."""
+    import matplotlib as mpl
+
+    return float(mpl.rcParams["font.size"]) * float(scale)
+
+
+# ---------------------------------------------------------------------------------- counting
+def plural(n: int, noun: str, nouns: str | None = None) -> str:
+    """``"1 pair"``, ``"2 pairs"``, ``"1,000 images"``; ``nouns`` for an irregular plural."""
+    n = int(n)
+    return f"{n:,} {noun if n == 1 else (nouns or noun + 's')}"
+
+
+# ------------------------------------------------------------------------------ literal text
+def _formatted_texts(ax) -> set[int]:
+    """Ids of the texts a tick formatter writes in ``ax`` (numbers, possibly math): left alone."""
+    from matplotlib.ticker import FixedFormatter
+
+    ids: set[int] = set()
+    for axis in (ax.xaxis, ax.yaxis):
+        ids.add(id(axis.offsetText))
+        for ticks, formatter in (
+            (axis.majorTicks, axis.get_major_formatter()),
+            (axis.minorTicks, axis.get_minor_formatter()),
+        ):
+            if not isinstance(formatter, FixedFormatter):
+                ids.update(id(t) for tick in ticks for t in (tick.label1, tick.label2))
+    return ids
+
+
+def _axes_texts(axes: Iterable) -> list:
+    """Every Text artist in ``axes`` and their inset Axes (colorbars), but those of tick formatters."""
+    from matplotlib.text import Text
+
+    found, seen = [], set()
+    stack = list(axes)
+    while stack:
+        ax = stack.pop(0)
+        if id(ax) in seen:
+            continue
+        seen.add(id(ax))
+        skip = _formatted_texts(ax)
+        found += [t for t in ax.findobj(Text, include_self=False) if id(t) not in skip]
+        stack.extend(ax.child_axes)
+    unique = {id(t): t for t in found}
+    return list(unique.values())
+
+
+def literal_texts(artists: Iterable) -> None:
+    """``parse_math=False`` on each Text in ``artists``: drawn as written, ``$`` included."""
+    for artist in artists:
+        artist.set_parse_math(False)
+
+
+# ---------------------------------------------------------------------------- missing glyphs
+class MissingGlyphWarning(UserWarning):
+    """A text has characters that no font of ``rcParams["font.family"]`` can draw."""
+
+
+_CHARMAPS: dict[tuple[str, int], frozenset[int]] = {}
+
+
+def _font_paths(prop) -> list:
+    """The font files matplotlib draws ``prop`` with: its families in order, as fallbacks."""
+    from matplotlib import font_manager
+
+    find_all = getattr(font_manager.fontManager, "_find_fonts_by_props", None)
+    if find_all is not None:
+        return list(find_all(prop))
+    return [font_manager.findfont(prop)]
+
+
+def _charmap(path) -> frozenset[int]:
+    from matplotlib import font_manager
+
+    key = (str(getattr(path, "path", path)), int(getattr(path, "face_index", 0)))
+    if key not in _CHARMAPS:
+        _CHARMAPS[key] = frozenset(font_manager.get_font(path).get_charmap())
+    return _CHARMAPS[key]
+
+
+def _family_name(path) -> str:
+    from matplotlib import font_manager
+
+    return str(font_manager.get_font(path).family_name)
+
+
+def _drawable(char: str) -> bool:
+    """Whether a character needs a glyph: not spaces, controls, joiners or variation selectors."""
+    if char.isspace():
+        return False
+    if unicodedata.category(char) in ("Cc", "Cf", "Zs", "Zl", "Zp"):
+        return False
+    code = ord(char)
+    return not (0xFE00 <= code <= 0xFE0F or 0xE0100 <= code <= 0xE01EF)
+
+
+def missing_glyphs(text: str, fontproperties=None) -> str:
+    """The characters of ``text`` (in order, each once) that no font of ``fontproperties`` has.
+
+    Parameters
+    ----------
+    text : str
+    fontproperties : matplotlib.font_manager.FontProperties, optional
+        Default: ``rcParams``' font (``font.family`` and its fallbacks).
+    """
+    from matplotlib.font_manager import FontProperties
+
+    prop = fontproperties if fontproperties is not None else FontProperties()
+    charmaps = [_charmap(p) for p in _font_paths(prop)]
+    missing = []
+    for char in dict.fromkeys(str(text)):
+        if _drawable(char) and not any(ord(char) in cm for cm in charmaps):
+            missing.append(char)
+    return "".join(missing)
+
+
+def _fix_for(missing: str) -> str:
+    """The ``font.family`` advice for the scripts of the missing characters."""
+    names = " ".join(unicodedata.name(c, "") for c in missing)
+    if any(w in names for w in ("CJK", "HIRAGANA", "KATAKANA", "HANGUL", "IDEOGRAPH")):
+        font = "Noto Sans CJK JP"  # Chinese, Japanese and Korean in one font
+    elif any(ord(c) >= 0x1F000 for c in missing):
+        font = "Noto Emoji"  # monochrome: matplotlib's renderers draw no colour fonts
+    else:
+        font = "a Noto font of that script"
+    return (
+        f'set rcParams["font.family"] to a list whose later fonts have them, e.g. '
+        f'plt.rcParams["font.family"] = ["DejaVu Sans", "{font}"] (installed on this machine)'
+    )
+
+
+def check_glyphs(texts: Iterable) -> list[str]:
+    """Warn once per text whose characters the fonts in use cannot draw.
+
+    Parameters
+    ----------
+    texts : iterable of matplotlib.text.Text
+        The drawn texts; equal strings are checked and warned about once.
+
+    Returns
+    -------
+    list of str
+        The texts warned about (:class:`MissingGlyphWarning`, naming the text, the characters,
+        the fonts and the ``rcParams["font.family"]`` setting that fixes it).
+    """
+    warned: dict[str, str] = {}
+    for artist in texts:
+        string = artist.get_text()
+        if not string or string in warned or not any(ord(c) > 127 for c in string):
+            continue
+        missing = missing_glyphs(string, artist.get_fontproperties())
+        if not missing:
+            continue
+        warned[string] = missing
+        fonts = ", ".join(dict.fromkeys(_family_name(p) for p in _font_paths(artist.get_fontproperties())))
+        shown = fit_text(string.replace("\n", " "))
+        warnings.warn(
+            f"the text {shown!r} has characters that the font(s) of rcParams['font.family'] "
+            f"({fonts}) lack: {', '.join(repr(c) for c in missing[:8])}"
+            f"{' …' if len(missing) > 8 else ''}; they are drawn as empty boxes. To draw them, "
+            + _fix_for(missing),
+            MissingGlyphWarning,
+            stacklevel=3,
+        )
+    return list(warned)
+
+
+def finish_axes(axes: Iterable, texts: Iterable = ()) -> None:
+    """The text rules on what a display drew: every text of ``axes`` (titles, labels, tick labels
+    but a formatter's numbers, legends, annotations, colorbars) and of ``texts`` (figure titles)
+    drawn literally, and one :class:`MissingGlyphWarning` per text with missing glyphs."""
+    found = _axes_texts(axes) + [t for t in texts if t is not None]
+    literal_texts(found)
+    check_glyphs([t for t in found if t.get_visible()])
+
+
+# -------------------------------------------------------------------------------- colours
+#: Okabe & Ito's colour-blind-safe palette (2008) without its yellow (it vanishes on white): blue,
+#: orange, bluish green, reddish purple, sky blue, vermillion, black. Under Machado et al.'s
+#: simulations of deuteranopia, protanopia and tritanopia no two are closer than ΔE 16 (CIELAB).
+CATEGORICAL = ("#0072B2", "#E69F00", "#009E73", "#CC79A7", "#56B4E9", "#D55E00", "#000000")
+#: Markers of line plots' series, one per colour of :data:`CATEGORICAL` (a cue beside colour).
+MARKERS = ("o", "s", "^", "D", "v", "P", "X")
+_LINESTYLES = ("-", (0, (5, 2)), (0, (1, 1.5)), (0, (6, 2, 1, 2)))
+
+#: Machado, Oliveira & Fernandes (2009), severity 1.0: linear-RGB matrices simulating dichromacy.
+CVD_MATRICES = {
+    "protanopia": np.array(
+        [[0.152286, 1.052583, -0.204868], [0.114503, 0.786281, 0.099216], [-0.003882, -0.048116, 1.051998]]
+    ),
+    "deuteranopia": np.array(
+        [[0.367322, 0.860646, -0.227968], [0.280085, 0.672501, 0.047413], [-0.011820, 0.042940, 0.968881]]
+    ),
+    "tritanopia": np.array(
+        [[1.255528, -0.076749, -0.178779], [-0.078411, 0.930809, 0.147602], [0.004733, 0.691367, 0.303900]]
+    ),
+}
+
+
+def simulate_cvd(hex_colours: Sequence[str], kind: str) -> list[str]:
+    """How ``hex_colours`` look to a reader with ``kind`` ("protanopia", "deuteranopia",
+    "tritanopia"): Machado et al.'s matrices applied in linear RGB. Returns hex colours."""
+    from matplotlib.colors import to_rgb
+
+    matrix = CVD_MATRICES[kind]
+    rgb = np.array([to_rgb(c) for c in hex_colours])
+    linear = np.where(rgb <= 0.04045, rgb / 12.92, ((rgb + 0.055) / 1.055) ** 2.4)
+    seen = np.clip(linear @ matrix.T, 0.0, 1.0)
+    srgb = np.where(seen <= 0.0031308, 12.92 * seen, 1.055 * seen ** (1 / 2.4) - 0.055)
+    return ["#{:02x}{:02x}{:02x}".format(*np.round(c * 255).astype(int)) for c in srgb]
+
+
+def min_delta_e(hex_colours: Sequence[str], kind: str | None = None) -> float:
+    """The smallest CIELAB distance (CIE76) between two of ``hex_colours``, as seen normally
+    (``kind=None``) or under a simulated dichromacy."""
+    colours = list(hex_colours) if kind is None else simulate_cvd(hex_colours, kind)
+    lab = cielab(colours)
+    if len(lab) < 2:
+        return float("inf")
+    gaps = np.linalg.norm(lab[:, None, :] - lab[None, :, :], axis=-1)
+    return float(gaps[np.triu_indices(len(lab), 1)].min())
+
+
+def line_cues(n: int) -> list[dict[str, Any]]:
+    """``n`` series styles (``color``, ``marker``, ``linestyle``) for line plots: the colours of
+    :data:`CATEGORICAL` with a marker each; beyond 7 series the colours repeat with another line
+    style, so no two series share all three."""
+    if n < 0:
+        raise ValueError(f"n must be >= 0, got {n}")
+    k = len(CATEGORICAL)
+    return [
+        {
+            "color": CATEGORICAL[i % k],
+            "marker": MARKERS[i % len(MARKERS)],
+            "linestyle": _LINESTYLES[(i // k) % len(_LINESTYLES)],
+        }
+        for i in range(n)
+    ]
+
+
+# -------------------------------------------------------------------------------- legends
+def legend_beside(ax, handles=None, labels=None, *, title: str | None = None, **kw: Any):
+    """A legend to the right of ``ax``, outside its data area (so never over a curve), top-aligned,
+    its texts literal and of :data:`SMALL` size. Under constrained layout the Axes make room for it.
+    """
+    args = [] if handles is None else [handles] if labels is None else [handles, labels]
+    options = {
+        "loc": "upper left",
+        "bbox_to_anchor": (1.02, 1.0),
+        "borderaxespad": 0.0,
+        "frameon": False,
+        "fontsize": font_size(SMALL),
+        "title_fontsize": font_size(SMALL),
+    }
+    options.update(kw)
+    legend = ax.legend(*args, title=title, **options)
+    literal_texts([*legend.get_texts(), legend.get_title()])
+    return legend
+
+
+# ------------------------------------------------------------------------------ thumbnails
+#: A thumbnail's shorter drawn side is at least this share of its box's shorter side: an image
+#: of extreme aspect ratio (1:20; beyond about 1:4 in a square box) is cropped to its middle
+#: rather than drawn as a sliver.
+MIN_THUMBNAIL_SHARE = 0.25
+
+
+def thumbnail_crop(
+    shape: tuple[int, int], box: tuple[float, float], *, min_share: float = MIN_THUMBNAIL_SHARE
+) -> tuple[tuple[int, int, int, int], tuple[float, float]]:
+    """What part of an image a thumbnail shows, and how large, in a ``box``.
+
+    The image is scaled whole into the box (aspect ratio kept). When its shorter side would then be
+    less than ``min_share`` of the box's shorter side (a 1:20 strip, a 20:1 panorama), it is scaled
+    up to that and its longer side cropped to the box, around the middle. Never distorted.
+
+    Parameters
+    ----------
+    shape : (height, width)
+        The image's size in pixels (any size: 16 px to 4,000 px and more).
+    box : (width, height)
+        The room, in any unit.
+    min_share : float, default :data:`MIN_THUMBNAIL_SHARE`
+
+    Returns
+    -------
+    crop : (top, bottom, left, right)
+        Pixel rows ``top:bottom`` and columns ``left:right`` to draw.
+    size : (width, height)
+        The drawn size, in the box's unit: within the box, the crop's aspect ratio.
+    """
+    h, w = (int(v) for v in shape[:2])
+    bw, bh = (float(v) for v in box)
+    if h <= 0 or w <= 0 or bw <= 0 or bh <= 0:
+        raise ValueError(f"need a non-empty image and box, got shape {shape} and box {box}")
+    scale = min(bw / w, bh / h)
+    scale = max(scale, min_share * min(bw, bh) / min(w, h))
+    crop_w = min(w, max(1, round(bw / scale)))
+    crop_h = min(h, max(1, round(bh / scale)))
+    left, top = (w - crop_w) // 2, (h - crop_h) // 2
+    size = (min(bw, crop_w * scale), min(bh, crop_h * scale))
+    return (top, top + crop_h, left, left + crop_w), size
+
+
+# ----------------------------------------------------------------------------- figures
+def new_figure(figsize: tuple[float, float], **kw: Any):
+    """A new figure of ``figsize`` inches with constrained layout (never pyplot's global state
+    beyond creating it)."""
+    import matplotlib.pyplot as plt
+
+    return plt.figure(figsize=figsize, layout=kw.pop("layout", "constrained"), **kw)
+
+
+def settle_layout(fig) -> None:
+    """Run the figure's constrained layout once now, so that the first time it is shown or saved
+    is its second pass: fixed-aspect Axes (heatmaps, images) and their inset colorbars then sit
+    where the layout means them to, even in a user's grid of several displays. A figure without
+    a layout engine, or whose canvas cannot draw, is left alone."""
+    root = fig.canvas.figure  # a SubFigure's root figure
+    if root.get_layout_engine() is None or not hasattr(root.canvas, "get_renderer"):
+        return
+    root.draw_without_rendering()
+
+
+@contextlib.contextmanager
+def editable_text() -> Iterator[None]:
+    """Within it, PDF, PostScript and SVG files keep their text as text (TrueType fonts embedded,
+    ``pdf.fonttype`` and ``ps.fonttype`` 42; SVG ``<text>`` elements, ``svg.fonttype`` "none"),
+    so a journal's editor can select and change it; the settings are restored afterwards."""
+    import matplotlib as mpl
+
+    with mpl.rc_context({"pdf.fonttype": 42, "ps.fonttype": 42, "svg.fonttype": "none"}):
+        yield
