@@ -31,8 +31,9 @@ from .shards import (
     checksum_file,
     folder_lock,
     inside,
+    open_finished,
     read_manifest,
-    read_shard,
+    read_rows,
     write_manifest,
 )
 from .sources import Row, as_source, item_digest
@@ -69,19 +70,7 @@ class Collection:
                     text_column=d.get("text_column"),
                 )
         self._indexes: dict[str, Any] = {}
-        columns = ["position", "id", "text", "locator", "digest", "error"]
-        table = []
-        for entry in manifest["shards"]:
-            shard = read_shard(inside(folder, entry["file"]), columns)
-            if shard.num_rows != entry["rows"]:
-                raise CollectionFolderError(
-                    f"collection {str(folder)!r}: {entry['file']} holds {shard.num_rows} rows, its manifest "
-                    f"says {entry['rows']} (the file was replaced after it was written)"
-                )
-            table.append(shard)
-        import pyarrow as pa
-
-        rows = pa.concat_tables(table).to_pandas() if table else pd.DataFrame(columns=columns)
+        rows = read_rows(folder, manifest, ["position", "id", "text", "locator", "digest", "error"])
         ok = rows["error"].isna().to_numpy()
         self._rows = rows[ok].reset_index(drop=True)
         self._errors = rows[~ok].reset_index(drop=True)
@@ -139,37 +128,10 @@ class Collection:
         InputTypeError
             ``out`` is not a str or path (``None``, a number, ...).
         """
-        if not isinstance(out, str | os.PathLike):
-            from ..errors import InputTypeError
-
-            raise InputTypeError(
-                f"Collection.open: out must be a collection folder (a str or path), got {type(out).__name__}"
-            )
-        folder = Path(out).expanduser()
-        manifest = read_manifest(folder)
-        if manifest is None:
-            raise CollectionFolderError(f"{str(folder)!r} is not a blipviz collection (no manifest)")
-        if manifest["job"] != "embeddings":
-            raise CollectionFolderError(
-                f"{str(folder)!r} holds scored pairs (score_pairs), not embeddings: open it with "
-                "blipviz.PairCollection.open"
-            )
-        if manifest.get("state") != "complete":
-            raise CollectionFolderError(
-                f"collection {str(folder)!r} is unfinished ({len(manifest.get('shards', []))} shards "
-                "written): run embed_collection with the same arguments again to finish it"
-            )
+        folder, manifest = open_finished(out, "embeddings", "Collection.open", verify)
         if model is not None:
             model = as_net(model, "Collection.open")
             check_same_net(manifest["net"], model, "this net", f"{str(folder)!r} ")
-        if verify:
-            files = [(s["file"], s["checksum"]) for s in manifest["shards"]]
-            files.append((manifest["embeddings"]["file"], manifest["embeddings"]["checksum"]))
-            for name, expected in files:
-                if checksum_file(inside(folder, name)) != expected:
-                    raise CollectionFolderError(
-                        f"collection {str(folder)!r}: {name} changed since it was written (checksum)"
-                    )
         collection = cls(folder, manifest, model, source)
         if verify:
             collection._embeddings_checked = collection._file_state()

@@ -19,7 +19,7 @@ import pandas as pd
 
 from ..errors import CollectionFolderError, InputError, InputTypeError
 from .jobs import PAIR_SCORES, PairJob
-from .shards import checksum_file, inside, read_manifest, read_shard
+from .shards import open_finished, read_rows
 
 __all__ = ["PairCollection", "score_pairs"]
 
@@ -107,19 +107,7 @@ class PairCollection:
     def __init__(self, folder: Path, manifest: dict[str, Any]) -> None:
         self.folder = folder
         self.manifest = manifest
-        tables = []
-        for entry in manifest["shards"]:
-            table = read_shard(inside(folder, entry["file"]), _COLUMNS)
-            if table.num_rows != entry["rows"]:
-                raise CollectionFolderError(
-                    f"pairs folder {str(folder)!r}: {entry['file']} holds {table.num_rows} rows, its "
-                    f"manifest says {entry['rows']} (the file was replaced after it was written)"
-                )
-            tables.append(table)
-        import pyarrow as pa
-
-        frame = pa.concat_tables(tables).to_pandas() if tables else pd.DataFrame(columns=_COLUMNS)
-        self._frame = frame.reset_index(drop=True)
+        self._frame = read_rows(folder, manifest, _COLUMNS)
         if not np.array_equal(self._frame["position"].to_numpy(), np.arange(len(self._frame))):
             raise CollectionFolderError(
                 f"pairs folder {str(folder)!r}: its shards do not hold positions 0 to {len(self._frame) - 1} "
@@ -142,31 +130,7 @@ class PairCollection:
             Not a pairs folder, an unfinished one (run :func:`score_pairs` again to finish it), or a
             damaged one.
         """
-        if not isinstance(out, str | os.PathLike):
-            raise InputTypeError(
-                f"PairCollection.open: out must be a folder (str or path), got {type(out).__name__}"
-            )
-        folder = Path(out).expanduser()
-        manifest = read_manifest(folder)
-        if manifest is None:
-            raise CollectionFolderError(f"{str(folder)!r} is not a blipviz pairs folder (no manifest)")
-        if manifest["job"] != "pairs":
-            raise CollectionFolderError(
-                f"{str(folder)!r} holds embeddings (embed_collection), not scored pairs: open it with "
-                "blipviz.Collection.open"
-            )
-        if manifest["state"] != "complete":
-            raise CollectionFolderError(
-                f"pairs folder {str(folder)!r} is unfinished ({len(manifest['shards'])} shards written): run "
-                "score_pairs with the same arguments again to finish it"
-            )
-        if verify:
-            for entry in manifest["shards"]:
-                if checksum_file(inside(folder, entry["file"])) != entry["checksum"]:
-                    raise CollectionFolderError(
-                        f"pairs folder {str(folder)!r}: {entry['file']} changed since it was written "
-                        "(checksum)"
-                    )
+        folder, manifest = open_finished(out, "pairs", "PairCollection.open", verify)
         return cls(folder, manifest)
 
     def __len__(self) -> int:

@@ -69,7 +69,9 @@ __all__ = [
     "folder_lock",
     "inside",
     "new_uid",
+    "open_finished",
     "read_manifest",
+    "read_rows",
     "read_shard",
     "read_shard_meta",
     "remove_temporaries",
@@ -390,6 +392,73 @@ def read_shard(path: Path, columns: list[str] | None = None):
             "was damaged after it was written: embed into a new folder, or run embed_collection on an "
             "unfinished one to write it again"
         ) from None
+
+
+_JOB_DOORS = {
+    "embeddings": ("collection", "embed_collection", "blipviz.Collection.open"),
+    "pairs": ("pairs folder", "score_pairs", "blipviz.PairCollection.open"),
+}
+
+
+def open_finished(out: Any, job: str, caller: str, verify: bool) -> tuple[Path, dict[str, Any]]:
+    """The folder and validated manifest of a finished folder of ``job`` (``"embeddings"``,
+    ``"pairs"``); with ``verify``, every file's checksum checked.
+
+    Raises
+    ------
+    InputTypeError
+        ``out`` is not a str or path.
+    CollectionFolderError
+        Not such a folder (another job's, or none), an unfinished one, or a changed file.
+    """
+    from ..errors import InputTypeError
+
+    what, maker, _ = _JOB_DOORS[job]
+    if not isinstance(out, str | os.PathLike):
+        raise InputTypeError(f"{caller}: out must be a {what} (a str or path), got {type(out).__name__}")
+    folder = Path(out).expanduser()
+    manifest = read_manifest(folder)
+    if manifest is None:
+        raise CollectionFolderError(f"{str(folder)!r} is not a blipviz {what} (no manifest)")
+    if manifest["job"] != job:
+        _, their_maker, door = _JOB_DOORS[manifest["job"]]
+        raise CollectionFolderError(
+            f"{str(folder)!r} holds {manifest['job']} ({their_maker}), not {job}: open it with {door}"
+        )
+    if manifest["state"] != "complete":
+        raise CollectionFolderError(
+            f"{what} {str(folder)!r} is unfinished ({len(manifest['shards'])} shards written): run {maker} "
+            "with the same arguments again to finish it"
+        )
+    if verify:
+        files = [(s["file"], s["checksum"]) for s in manifest["shards"]]
+        if "embeddings" in manifest:
+            files.append((manifest["embeddings"]["file"], manifest["embeddings"]["checksum"]))
+        for name, expected in files:
+            if checksum_file(inside(folder, name)) != expected:
+                raise CollectionFolderError(
+                    f"{what} {str(folder)!r}: {name} changed since it was written (checksum)"
+                )
+    return folder, manifest
+
+
+def read_rows(folder: Path, manifest: dict[str, Any], columns: list[str]):
+    """Every shard's ``columns`` in position order, as one DataFrame; each shard's row count checked
+    against the manifest (a replaced file is a :class:`CollectionFolderError` naming it)."""
+    import pandas as pd
+    import pyarrow as pa
+
+    tables = []
+    for entry in manifest["shards"]:
+        table = read_shard(inside(folder, entry["file"]), columns)
+        if table.num_rows != entry["rows"]:
+            raise CollectionFolderError(
+                f"{str(folder)!r}: {entry['file']} holds {table.num_rows} rows, its manifest says "
+                f"{entry['rows']} (the file was replaced after it was written)"
+            )
+        tables.append(table)
+    frame = pa.concat_tables(tables).to_pandas() if tables else pd.DataFrame(columns=columns)
+    return frame.reset_index(drop=True)
 
 
 def shard_embeddings(table) -> np.ndarray:
