@@ -380,3 +380,36 @@ def test_the_manifest_records_who_made_the_folder(tiny, made):
     assert made_by["torch"] == torch.__version__ and made_by["transformers"] == transformers.__version__
     assert made_by["device"] == "cpu" and made_by["dtype"] == "float32"
     assert datetime.datetime.fromisoformat(made_by["date"]).tzinfo is not None
+
+
+def test_query_by_example_ranks_by_image_image_cosine(tiny, made):
+    from PIL import Image
+
+    c = Collection.open(made[0], tiny)
+    example = Image.open(made[1][2])
+    found = c.search(images=[example], k=3)
+    emb = np.asarray(c.embeddings)
+    query = tiny.encode_images([example]).embeddings.numpy()[0]
+    best = np.argsort(-(emb @ query), kind="stable")[:3]
+    assert found["row"].tolist() == best.tolist() and found["id"].iloc[0] == str(made[1][2])
+    np.testing.assert_allclose(found["cosine"].to_numpy(), (emb @ query)[best], atol=1e-5)
+    with pytest.raises(BlipvizError, match="rerank scores candidates with the ITM head"):
+        c.search(images=[example], k=3, rerank=2)
+    with pytest.raises(BlipvizError, match="one text per image"):
+        c.search(["a", "b"], images=[example], k=3, rerank=2)
+
+
+def test_an_example_with_a_text_reranks_by_itm_against_the_text(tiny, made, caplog):
+    from PIL import Image
+
+    c = Collection.open(made[0], tiny)
+    example = Image.open(made[1][0])
+    with caplog.at_level("WARNING", logger="blipviz"):
+        both = c.search("a photo", images=[example], k=4, rerank=4)
+        c.search("a photo", images=[example], k=4, rerank=4)
+    suggestions = [r for r in caplog.records if "keep_states=True" in r.getMessage()]
+    assert len(suggestions) == 1  # said once per collection
+    cosine_order = c.search(images=[example], k=4)
+    assert set(both["id"]) == set(cosine_order["id"])  # the candidates come from the image example
+    itm = tiny.itm_scores([Image.open(p) for p in both["id"]], ["a photo"]).values[:, 0]
+    np.testing.assert_allclose(both["itm"].to_numpy(), itm, atol=1e-5)

@@ -76,6 +76,7 @@ class Collection:
         self._errors = rows[~ok].reset_index(drop=True)
         self._row_of: dict[str, int] | None = None
         self._embeddings_checked: tuple[int, int] | None = None
+        self._suggested_states = False
         self._check_embeddings_file()
 
     def _check_embeddings_file(self) -> Path:
@@ -311,21 +312,27 @@ class Collection:
 
     def search(
         self,
-        texts: str | Sequence[str],
+        texts: str | Sequence[str] | None = None,
         k: int = 10,
         rerank: int = 0,
         *,
+        images: Any = None,
         index: str = "flat",
         score: str = "itm",
         batch_size: int | None = None,
         **index_opts: Any,
     ) -> pd.DataFrame:
-        """Find the images of the collection that best match each text, BLIP's two-stage way.
+        """Find the images of the collection that best match each text (BLIP's two-stage way), or
+        each example image.
 
         Parameters
         ----------
-        texts : str or sequence of str
-            The queries (a str is one query).
+        texts : str or sequence of str, optional
+            The queries (a str is one query): ranked by text-image cosine, reranked by ITM.
+        images : image or sequence of images, optional
+            Query by example: ranked by image-image cosine of the embeddings. Given with ``texts``
+            (one text per image), the cosine stage uses the images and the rerank scores the
+            candidates by ITM against the texts.
         k : int, default 10
             Rows per query.
         rerank : int, default 0
@@ -357,9 +364,30 @@ class Collection:
         if index not in INDEX_KINDS:
             raise InputError(f"unknown index {index!r}; allowed values: {', '.join(map(repr, INDEX_KINDS))}")
         index_options(index, len(self), **index_opts)  # all checked before the net or FAISS allocates
+        if texts is None and images is None:
+            raise InputError("search needs texts, images (query by example), or both")
+        if images is not None and texts is None and rerank:
+            raise InputError(
+                "rerank scores candidates with the ITM head, which matches an image against a TEXT: "
+                "give texts= with the example images, or rerank=0"
+            )
         model = self.model
-        features = model.encode_texts(texts)
-        queries = features.embeddings.numpy().astype(np.float32)
+        if images is not None:
+            from ..net.images import as_image_list
+
+            example = model.encode_images(as_image_list(images), keep_raw=False)
+            features = model.encode_texts(texts) if texts is not None else None
+            if features is not None and len(features) != len(example):
+                raise InputError(
+                    f"query by example with texts needs one text per image: got {len(example.labels)} images "
+                    f"and {len(features)} texts"
+                )
+            queries = example.embeddings.numpy().astype(np.float32)
+            labels = list(example.labels)
+        else:
+            features = model.encode_texts(texts)
+            queries = features.embeddings.numpy().astype(np.float32)
+            labels = list(features.texts)
         columns = ["query", "query_index", "rank", "id", "row", "cosine", "cosine_rank"]
         if len(self) == 0 or len(queries) == 0:
             return pd.DataFrame(columns=columns + (["itm", "itm_logit"] if rerank else []))
@@ -373,7 +401,7 @@ class Collection:
             for r in range(rows.shape[1]):
                 i = int(rows[q, r])
                 rec = {
-                    "query": features.texts[q],
+                    "query": labels[q],
                     "query_index": q,
                     "id": ids[i],
                     "row": i,
@@ -396,9 +424,11 @@ class Collection:
         frame = frame.groupby("query_index", sort=True).head(k).reset_index(drop=True)
         frame["rank"] = frame.groupby("query_index").cumcount() + 1
         out = frame[columns + (["itm", "itm_logit"] if rerank else [])]
-        out.attrs["truncated_by"] = {
-            t: r for t, r in zip(features.texts, features.truncated_by, strict=True) if r is not None
-        }
+        out.attrs["truncated_by"] = (
+            {}
+            if features is None
+            else {t: r for t, r in zip(features.texts, features.truncated_by, strict=True) if r is not None}
+        )
         return out
 
     def _rerank(self, model, features, candidates: np.ndarray, batch_size: int | None) -> dict:
@@ -411,6 +441,16 @@ class Collection:
             for i in candidates[q]:
                 by_row.setdefault(int(i), []).append(q)
         order = sorted(by_row)
+        if not self.manifest.get("keep_states") and not self._suggested_states:
+            import logging
+
+            self._suggested_states = True
+            logging.getLogger("blipviz").warning(
+                "collection %s: the rerank reads %d images again and passes them through the ViT; "
+                "a collection embedded with keep_states=True reranks without any ViT pass",
+                self.folder,
+                len(order),
+            )
         exif = bool(self.manifest["preprocessing"].get("exif_transpose", True))
         size = model.resolve_batch_size(batch_size)
         logits: dict[tuple[int, int], torch.Tensor] = {}
