@@ -16,6 +16,7 @@ from __future__ import annotations
 from . import datasets, testing  # blipviz.datasets.sample_images, blipviz.testing.synthetic_images
 from ._moved import install_moved_module_aliases
 from .analysis.attention import CrossAttention, GradCAM
+from .analysis.cost import estimate_seconds, expected_time
 from .analysis.explanations import Explanation, ExplanationEvaluation, evaluate_explanations
 from .analysis.feature_space import feature_space_map, feature_space_plot
 from .analysis.info import NetInformation, net_information
@@ -115,9 +116,11 @@ __all__ = [
     "cache",
     "datasets",
     "embed_collection",
+    "estimate_seconds",
     "evaluate_explanations",
     "evaluate_retrieval",
     "evaluate_zero_shot",
+    "expected_time",
     "feature_space_map",
     "feature_space_plot",
     "list_models",
