@@ -58,7 +58,7 @@ def test_recall_curves_figure(evaluation):
     return with_ranks(evaluation, FIXED_RANKS_I2T, FIXED_RANKS_T2I).plot().figure_
 
 
-def test_recall_curves_show_both_directions_with_legend_inside_and_labels_apart(evaluation):
+def test_recall_curves_show_both_directions_with_legend_beside_and_labels_apart(evaluation):
     display = evaluation.plot()
     fig, ax = display.figure_, display.ax_
     assert isinstance(display, RecallCurveDisplay)
@@ -78,9 +78,13 @@ def test_recall_curves_show_both_directions_with_legend_inside_and_labels_apart(
     assert_inside_figure(texts)
     assert_inside_figure([display.legend_])
     assert_no_overlap(visible_texts(fig, include_ticks=False))
+    # the legend stands beside the data (it once hid the R@5 markers), its entries say line and marker
     legend_box = display.legend_.get_window_extent()
-    axes_box = ax.get_window_extent()
-    assert axes_box.contains(legend_box.x0, legend_box.y0) and axes_box.contains(legend_box.x1, legend_box.y1)
+    assert legend_box.x0 >= ax.get_window_extent().x1
+    for direction in ("i2t", "t2i"):
+        assert display.markers_[direction].get_marker() != "None"
+    assert display.markers_["i2t"].get_marker() != display.markers_["t2i"].get_marker()
+    assert display.lines_["i2t"].get_linestyle() != display.lines_["t2i"].get_linestyle()
 
 
 def test_recall_curves_on_given_axes_and_bad_curves(evaluation):

@@ -18,8 +18,9 @@ import numpy as np
 import pandas as pd
 
 from ..errors import InputError
-from .labels import fit_text, palette
+from .labels import fit_text
 from .plotting import new_axes
+from .rules import TITLE, finish_axes, font_size, legend_beside, line_cues, plural, settle_layout
 
 __all__ = ["DIRECTION_NAMES", "RecallCurveDisplay", "RetrievalFailures"]
 
@@ -35,7 +36,8 @@ _MARKED_K = (1, 5, 10)
 def _title(what: str, model_name: str, benchmark: str, n_images: int, n_texts: int) -> str:
     where = benchmark or "evaluation set"
     return (
-        fit_text(f"{what}: {model_name or 'net'} on {where}") + f"\n{n_images:,} images, {n_texts:,} captions"
+        fit_text(f"{what}: {model_name or 'net'} on {where}")
+        + f"\n{plural(n_images, 'image')}, {plural(n_texts, 'caption')}"
     )
 
 
@@ -85,9 +87,10 @@ class RecallCurveDisplay:
 
     @staticmethod
     def legend_label(direction: str, curve: np.ndarray) -> str:
-        """``"image → text (TR): R@1 97.3, R@5 99.9, R@10 100.0"`` (the Ks the curve reaches)."""
+        """``"image → text (TR)\nR@1 97.3, R@5 99.9, R@10 100.0"`` (the Ks the curve reaches), two
+        lines: the legend stands beside the Axes."""
         values = ", ".join(f"R@{k} {curve[k - 1]:.1f}" for k in _MARKED_K if k <= len(curve))
-        return f"{DIRECTION_NAMES[direction]}: {values}"
+        return f"{DIRECTION_NAMES[direction]}\n{values}"
 
     def plot(self, ax=None, *, log_x: bool = True, title: str | None = None) -> RecallCurveDisplay:
         """Draw the curves.
@@ -95,7 +98,9 @@ class RecallCurveDisplay:
         Parameters
         ----------
         ax : matplotlib.axes.Axes, optional
-            Default: a new 6.4 x 4.2 inch figure.
+            Default: a new 8 x 4.2 inch figure (constrained layout). The legend stands to the
+            right of the Axes, never over the curves; in a figure of yours, constrained layout
+            (``layout="constrained"``) makes room for it.
         log_x : bool, default True
             K on a log scale (K = 1 .. 256 reads best so).
         title : str, optional
@@ -106,30 +111,40 @@ class RecallCurveDisplay:
         RecallCurveDisplay
             ``self``, with the attributes above set.
         """
-        fig, ax = new_axes((6.4, 4.2), ax)
-        colours = dict(zip(DIRECTION_NAMES, palette(len(DIRECTION_NAMES)), strict=True))
-        styles = {"i2t": "-", "t2i": "--"}  # a second cue beside the colour
+        fig, ax = new_axes((8.0, 4.2), ax)
+        # colour-blind-safe colours, and two more cues: line style and the R@K markers' shape
+        cues = dict(zip(DIRECTION_NAMES, line_cues(len(DIRECTION_NAMES)), strict=True))
+        styles = {"i2t": "-", "t2i": "--"}
         self.lines_, self.markers_ = {}, {}
         longest = 1
         for direction, curve in self.curves.items():
             ks = np.arange(1, len(curve) + 1)
             longest = max(longest, len(curve))
+            cue = cues[direction]
             (self.lines_[direction],) = ax.plot(
                 ks,
                 curve,
-                styles[direction],
-                color=colours[direction],
+                linestyle=styles[direction],
+                color=cue["color"],
                 linewidth=1.8,
-                label=self.legend_label(direction, curve),
+                label="_nolegend_",
             )
             marked = [k for k in _MARKED_K if k <= len(curve)]
             (self.markers_[direction],) = ax.plot(
-                marked, curve[np.array(marked) - 1], "o", color=colours[direction], markersize=5
+                marked,
+                curve[np.array(marked) - 1],
+                linestyle="none",
+                marker=cue["marker"],
+                color=cue["color"],
+                markersize=5,
             )
+        handles = [(self.lines_[d], self.markers_[d]) for d in self.curves]
+        labels = [self.legend_label(d, c) for d, c in self.curves.items()]
+        for direction, label in zip(self.curves, labels, strict=True):
+            self.lines_[direction].set_label(label)
+        self.legend_ = legend_beside(ax, handles, labels, handlelength=2.6, labelspacing=0.9)
         if log_x:
             ax.set_xscale("log")
-            ticks = _log_ticks(longest, ax.get_position().width * fig.get_figwidth())
-            ax.set_xticks(ticks, [f"{k:,}" for k in ticks])
             ax.minorticks_off()
         ax.set_xlim(0.9 if log_x else 0, longest * (1.1 if log_x else 1.02))
         ax.set_ylim(0, 103)
@@ -139,16 +154,23 @@ class RecallCurveDisplay:
         if title is None:
             title = _title("Recall@K", self.model_name, self.benchmark, self.n_images, self.n_texts)
             title += f", k_test={self.k_test}, score {self.score}"
-        ax.set_title(title, fontsize=10)
-        self.legend_ = ax.legend(loc="lower right", fontsize=8, framealpha=0.9)
+        ax.set_title(title, fontsize=font_size(TITLE), parse_math=False)
+        if log_x:  # as many K labels as the Axes' width, once the layout has set it, holds apart
+            settle_layout(fig)
+            ticks = _log_ticks(longest, ax.get_position().width * fig.get_figwidth(), font_size() / 10.0)
+            ax.set_xticks(ticks, [f"{k:,}" for k in ticks])
+        finish_axes([ax])
+        settle_layout(fig)
         self.ax_, self.figure_ = ax, fig
         return self
 
 
-def _log_ticks(longest: int, axis_in: float, char_in: float = 0.09, pad_in: float = 0.12) -> list[int]:
+def _log_ticks(longest: int, axis_in: float, em: float = 1.0) -> list[int]:
     """Ticks of a log K axis from 1 to ``longest``, ``axis_in`` inches wide: the densest of the
-    1-2-5, 1-5 and 1-10 steps whose labels (about ``char_in`` inches a character, ``pad_in``
-    apart) do not touch, and ``longest`` itself, where the curves end, when its label fits."""
+    1-2-5, 1-5 and 1-10 steps whose labels (about 0.09 inch a character and 0.12 inch apart at
+    10 pt, times ``em``: ``rcParams["font.size"] / 10``) do not touch, and ``longest`` itself,
+    where the curves end, when its label fits."""
+    char_in, pad_in = 0.09 * em, 0.12 * em
     span = np.log10(longest * 1.1 / 0.9)  # the axis limits plot() sets
 
     def apart(a: int, b: int) -> bool:
