@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 
 from blipviz.display.explanations import ExplanationCurvesDisplay
-from blipviz.display.labels import palette
+from blipviz.display.rules import line_cues
 from blipviz.testing.figures import (
     assert_inside_figure,
     assert_no_overlap,
@@ -66,20 +66,46 @@ def test_curves_figure_reads():
     titles = [t for t in texts if t.get_text().startswith(("deletion", "insertion", "Which map"))]
     assert len(titles) == 3
     assert_no_overlap(titles, what="titles")
-    # one line per method and kind, the method's AUC in its label, random dashed grey
+    assert_no_overlap(visible_texts(fig, include_ticks=False))
+    # one line per method and kind, the method's AUC in its label, random dashed
     assert len(disp.lines_) == 8
     line = disp.lines_[("deletion", "relevancy")]
     assert f"{table.loc['relevancy', 'deletion_auc']:.3f}" in line.get_label()
     assert disp.lines_[("insertion", "random")].get_linestyle() == "--"
-    assert line.get_color() == palette(3)[0]
+    cues = line_cues(3)
+    assert line.get_color() == cues[0]["color"] and line.get_marker() == cues[0]["marker"]
+    markers = {disp.lines_[("deletion", m)].get_marker() for m in ("relevancy", "rollout", "occlusion")}
+    assert len(markers) == 3  # a second cue beside colour
     mean = (
         curves[(curves.method == "relevancy") & (curves.kind == "deletion")].groupby("fraction").score.mean()
     )
     np.testing.assert_allclose(line.get_ydata(), mean.to_numpy())
-    for ax in disp.axes_:
-        legend = ax.get_legend()
-        assert legend is not None
-        assert_inside_figure([legend])
+    # one legend, beside the data (it once covered the best curve), naming both AUCs
+    assert [ax.get_legend() for ax in disp.axes_] == [None, disp.legend_]
+    legend_box = disp.legend_.get_window_extent()
+    assert all(legend_box.x0 >= ax.get_window_extent().x1 for ax in disp.axes_)
+    assert_inside_figure([disp.legend_])
+    entry = disp.legend_.get_texts()[0].get_text()
+    assert entry.startswith("relevancy") and f"{table.loc['relevancy', 'insertion_auc']:.3f}" in entry
+    # 3 pairs, 4 series: interquartile bars at the markers, not four shaded bands
+    assert len(disp.spread_) == 8 and "3 pairs; bars: interquartile range" in disp.title_
+
+
+def test_curves_of_one_pair_and_into_given_axes():
+    """One pair: "1 pair", no spread; given Axes: drawn into, and no figure title nor layout change."""
+    import matplotlib.pyplot as plt
+
+    curves, table = _curves()
+    one = curves[(curves.pair == 0) & curves.method.isin(["relevancy", "random"])]
+    fig, axes = plt.subplots(1, 2, figsize=(9, 4), layout="constrained")
+    fig.suptitle("my figure")
+    disp = ExplanationCurvesDisplay(one, table.loc[["relevancy", "random"]], net_name="n").plot(axes)
+    assert disp.figure_ is fig and list(disp.axes_) == list(axes)
+    assert fig.get_suptitle() == "my figure" and tuple(fig.get_size_inches()) == (9, 4)
+    assert fig.get_layout_engine() is not None and "1 pair" in disp.title_ and "1 pairs" not in disp.title_
+    assert disp.spread_ == {}
+    two = ExplanationCurvesDisplay(curves[curves.method.isin(["relevancy", "random"])], table).plot()
+    assert "band: interquartile range over pairs" in two.title_ and len(two.spread_) == 4
 
 
 @image_comparison()

@@ -66,6 +66,7 @@ __all__ = [
     "settle_layout",
     "simulate_cvd",
     "thumbnail_crop",
+    "wrap_to_width",
 ]
 
 # ------------------------------------------------------------------------------------- sizes
@@ -130,6 +131,24 @@ def literal_texts(artists: Iterable) -> None:
     """``parse_math=False`` on each Text in ``artists``: drawn as written, ``$`` included."""
     for artist in artists:
         artist.set_parse_math(False)
+
+
+def wrap_to_width(artist, width_px: float) -> bool:
+    """Wrap a Text's lines (between words, never inside one) until it is at most ``width_px``
+    display pixels wide, as measured on its figure's renderer. Returns whether it was rewrapped.
+    A text that no wrap makes narrow enough keeps its narrowest wrap."""
+    from .labels import wrap_text
+
+    renderer = artist.figure.canvas.get_renderer()
+    text = artist.get_text()
+    if not text or artist.get_window_extent(renderer).width <= width_px:
+        return False
+    flat = " ".join(text.split())
+    for chars in range(max(len(line) for line in text.split("\n")) - 1, 7, -1):
+        artist.set_text(wrap_text(flat, chars, max_chars=None))
+        if artist.get_window_extent(renderer).width <= width_px:
+            break
+    return True
 
 
 # ---------------------------------------------------------------------------- missing glyphs
