@@ -20,7 +20,7 @@ from matplotlib.image import AxesImage
 
 import blipviz
 from blipviz import InputError, InputTypeError, ZeroShotClassifier, ZeroShotEvaluation, evaluate_zero_shot
-from blipviz.display.labels import palette
+from blipviz.display.rules import CATEGORICAL
 from blipviz.display.zero_shot import TopKDisplay, confusion_title, plot_confusion_matrix
 from blipviz.testing import assert_close
 from blipviz.testing.data import retrieval_fixture_image
@@ -76,10 +76,12 @@ def test_top_k_figure_shows_the_image_beside_its_ranked_class_texts(classifier, 
     assert images == [display.im_]
     assert display.im_.get_array().shape == (48, 64, 3)
     np.testing.assert_array_equal(display.im_.get_array(), np.asarray(pictures[0]))
-    # the true class stands out; the title names the image, the net, the method and the score kind
-    base, highlight = (to_rgba(c) for c in palette(2))
+    # the true class stands out by colour and hatching; the title names the image, the net, the
+    # method and the score kind
+    base, highlight = (to_rgba(c) for c in CATEGORICAL[:2])
     for bar, label in zip(display.bars_, table["label"], strict=True):
         assert bar.get_facecolor() == (highlight if label == "cat" else base), label
+        assert bool(bar.get_hatch()) == (label == "cat")
     title = display.figure_.get_suptitle()
     rank = list(classifier.top_k(pictures[0], k=6)["label"]).index("cat") + 1
     for part in ("image 0", "top 4 of 6 classes", f"true class: cat, rank {rank}", "tiny-random", "ITM"):
@@ -119,10 +121,13 @@ def test_top_k_figure_fits_long_class_texts(model, pictures):
 def test_top_k_figure_from_features_and_on_given_axes(model, classifier, pictures):
     features = model.encode_images(pictures[3])
     fig, axes = plt.subplots(1, 2, figsize=(7, 3))
+    fig.suptitle("my figure")
     display = classifier.plot_top_k(features, k=3, axes=axes, image_label="shape 3")
     assert display.figure_ is fig and display.ax_image_ is axes[0] and display.ax_ is axes[1]
     assert display.im_.get_array().shape[:2] == features.thumbnails[0].size[::-1]
-    assert "shape 3" in fig.get_suptitle()
+    # a given figure keeps its title and size: the display's title goes over its bar chart
+    assert "shape 3" in display.ax_.get_title() and fig.get_suptitle() == "my figure"
+    assert tuple(fig.get_size_inches()) == (7, 3)
     assert_close(
         display.table["score"].to_numpy(),
         classifier.top_k(pictures[3], k=3)["score"].to_numpy(),

@@ -10,7 +10,10 @@ Both draw computed data only; no net runs here.
   fit (``fit_text``, x labels vertical so they never collide), a labelled colorbar and a title that
   names the net, the method and the template. :meth:`blipviz.ZeroShotEvaluation.plot` calls it.
 
-matplotlib and scikit-learn are imported when a figure is drawn.
+Both follow :mod:`blipviz.display.rules`: literal texts at sizes from ``rcParams["font.size"]``,
+colour-blind-safe colours with a second cue (the true class's bar hatched, its label bold), an image
+of extreme aspect ratio shown by its middle at a readable size, and given Axes drawn into without a
+figure title. matplotlib and scikit-learn are imported when a figure is drawn.
 """
 
 from __future__ import annotations
@@ -21,7 +24,19 @@ from typing import Any
 import numpy as np
 
 from ..errors import InputError
-from .labels import MAX_LABEL_CHARS, fit_text, format_number, palette, wrap_text
+from .labels import MAX_LABEL_CHARS, fit_text, format_number, wrap_text
+from .rules import (
+    CATEGORICAL,
+    LABEL,
+    SMALL,
+    TINY,
+    TITLE,
+    finish_axes,
+    font_size,
+    plural,
+    settle_layout,
+    thumbnail_crop,
+)
 
 __all__ = [
     "METHOD_NAMES",
@@ -44,6 +59,11 @@ SCORE_KINDS = {
 # Width of one character of 9-10 pt DejaVu Sans, in inches (figure sizing only; layout is measured).
 _CHAR_IN = 0.075
 _FONT_SIZE = 9
+
+
+def _char_in(fontsize: float | None = None) -> float:
+    """Width of one character of text at ``fontsize`` (default: the labels'), in inches."""
+    return _CHAR_IN * (font_size(LABEL) if fontsize is None else fontsize) / _FONT_SIZE
 
 
 def method_name(method: str, rerank_k: int | None = None) -> str:
@@ -71,7 +91,7 @@ def _rgb(image: Any) -> np.ndarray:
 def _wrap_title(lines: Sequence[str], width_in: float, fontsize: float) -> str:
     """Title lines wrapped (never cut) to about ``width_in`` inches of ``fontsize`` text: at the
     `` · `` between the parts of a line first, inside a part only when it alone is too long."""
-    chars = max(20, int(width_in / (_CHAR_IN * fontsize / _FONT_SIZE)))
+    chars = max(20, int(width_in / _char_in(fontsize)))
     pieces: list[str] = []
     for line in lines:
         current = ""
@@ -127,7 +147,9 @@ class TopKDisplay:
         The ranking drawn, as :meth:`blipviz.ZeroShotClassifier.top_k` returns it (set by
         ``plot_top_k``; None when the display was built by hand).
     im_ : matplotlib.image.AxesImage
-        The image; ``im_.get_array()`` has the image's shape (H, W, 3).
+        The image; ``im_.get_array()`` has the image's shape (H, W, 3), or that of its middle when
+        an extreme aspect ratio (beyond about 1:4) would draw it as a sliver
+        (:func:`blipviz.display.rules.thumbnail_crop`; the panel then says so).
     bars_ : matplotlib.container.BarContainer
         One bar per class, best at the top.
     value_texts_ : list of matplotlib.text.Text
@@ -179,7 +201,10 @@ class TopKDisplay:
     def title(self) -> list[str]:
         """The title's lines: the image and what is ranked; the net, the method and the score."""
         k = len(self.texts)
-        what = f"top {k} of {self.n_classes} classes" if k < self.n_classes else f"all {k} classes ranked"
+        classes = plural(self.n_classes, "class", "classes")
+        what = (
+            f"top {k} of {classes}" if k < self.n_classes else f"all {plural(k, 'class', 'classes')} ranked"
+        )
         first = f"{self.image_label}: {what}" if self.image_label else f"zero-shot: {what}"
         if self.true_label is not None:
             rank = "" if self.true_rank is None else f", rank {self.true_rank}"
@@ -212,14 +237,16 @@ class TopKDisplay:
         Parameters
         ----------
         axes : pair of matplotlib Axes, optional
-            (image panel, bar chart); default: a new figure sized for ``k`` and the texts.
+            (image panel, bar chart); default: a new figure sized for ``k`` and the texts, with the
+            title above both. Given Axes are drawn into (the title over the bar chart) and nothing
+            outside them changes.
         max_label_chars : int or None, default 80
             Bar labels longer than this are elided in the middle (:func:`fit_text`).
         values_format : str, default ".3f"
             Format of the values written beside the bars.
         color, true_color : str, optional
-            Colours of the bars and of the true class's bar; default the first two of
-            :func:`blipviz.display.labels.palette`.
+            Colours of the bars and of the true class's bar (also hatched); default the first two
+            of :data:`blipviz.display.rules.CATEGORICAL` (blue, orange).
         title : str, optional
             Replaces the default title (image, classes, net, method, score kind).
 
@@ -233,14 +260,21 @@ class TopKDisplay:
 
         k = len(self.texts)
         shown = [fit_text(t, max_label_chars) for t in self.texts]
-        base, highlight = palette(2)
+        base, highlight = CATEGORICAL[:2]
         color = color or base
         true_color = true_color or highlight
-        label_in = max(len(t) for t in shown) * _CHAR_IN + 0.3
-        height = max(2.6, 0.3 * k + 1.5)
+        em = font_size() / 10.0
+        fs, small = font_size(LABEL), font_size(SMALL)
+        label_in = max(len(t) for t in shown) * _char_in() + 0.3
+        height = max(2.6, 0.3 * k * em + 1.5 * em)
         h, w = self.image.shape[:2]
-        image_in = min(4.0, max(1.2, (height - 1.2) * w / h))
-        if axes is None:
+        # a strip of extreme aspect ratio shows its middle, at least a quarter of the panel's side
+        (top, bottom, left, right), (image_in, _) = thumbnail_crop((h, w), (4.0, height - 1.2 * em))
+        picture = self.image[top:bottom, left:right]
+        cropped = picture.shape[:2] != (h, w)
+        image_in = max(1.2, image_in)
+        own = axes is None
+        if own:
             bars_in = 3.2
             width = image_in + label_in + bars_in + 0.6
             fig = plt.figure(figsize=(width, height), layout="constrained")
@@ -251,8 +285,10 @@ class TopKDisplay:
             fig = ax.figure
 
         interpolation = "nearest" if max(h, w) <= 128 else "antialiased"
-        self.im_ = ax_image.imshow(self.image, interpolation=interpolation)
+        self.im_ = ax_image.imshow(picture, interpolation=interpolation)
         ax_image.set_axis_off()
+        if cropped:
+            ax_image.set_title(f"middle of the {w} × {h} px image", fontsize=small, parse_math=False)
 
         lo, hi = self._value_range()
         pad = 0.2 * (hi - lo)
@@ -260,6 +296,10 @@ class TopKDisplay:
         heights = np.where(np.isfinite(self.scores), self.scores, 0.0)
         colours = [true_color if lab == self.true_label else color for lab in self.labels]
         self.bars_ = ax.barh(y, heights, height=0.7, color=colours)
+        for bar, lab in zip(self.bars_, self.labels, strict=True):
+            if lab == self.true_label:  # a second cue beside colour
+                bar.set_hatch("///")
+                bar.set_edgecolor("white")
         self.value_texts_ = []
         for i, value in enumerate(self.scores):
             if np.isfinite(value):
@@ -272,9 +312,9 @@ class TopKDisplay:
                 )
                 text, x, ha, style = f"not reranked{cos}", lo + 0.015 * (hi - lo), "left", "italic"
             self.value_texts_.append(
-                ax.text(x, i, text, va="center", ha=ha, fontsize=_FONT_SIZE - 1, style=style)
+                ax.text(x, i, text, va="center", ha=ha, fontsize=small, style=style, parse_math=False)
             )
-        ax.set_yticks(y, shown, fontsize=_FONT_SIZE)
+        ax.set_yticks(y, shown, fontsize=fs, parse_math=False)
         for tick, lab in zip(ax.get_yticklabels(), self.labels, strict=True):
             if lab == self.true_label:
                 tick.set_color(true_color)
@@ -283,14 +323,21 @@ class TopKDisplay:
         ticks = MaxNLocator(5).tick_values(lo, hi)
         ax.set_xticks([t for t in ticks if lo - 1e-9 <= t <= hi + 1e-9])
         ax.set_xlim(lo - (pad if lo < 0 else 0.0), hi + pad)  # room for the values
-        ax.set_xlabel(SCORE_KINDS[self.method], fontsize=_FONT_SIZE)
+        ax.set_xlabel(SCORE_KINDS[self.method], fontsize=fs, parse_math=False)
         if lo < 0:
             ax.axvline(0.0, color="0.3", linewidth=0.8)
         ax.spines[["top", "right"]].set_visible(False)
-        ax.tick_params(axis="x", labelsize=_FONT_SIZE - 1)
+        ax.tick_params(axis="x", labelsize=small)
 
-        width_in = fig.get_figwidth()
-        fig.suptitle(title or _wrap_title(self.title, width_in - 0.3, 10), fontsize=10)
+        if own:
+            text = title or _wrap_title(self.title, fig.get_figwidth() - 0.3, font_size(TITLE))
+            heading = fig.suptitle(text, fontsize=font_size(TITLE))
+        else:  # a figure of yours keeps its title: this one goes over the bar chart
+            width_in = ax.get_position().width * fig.get_figwidth()
+            text = title or _wrap_title(self.title, max(width_in, 2.5), font_size(TITLE))
+            heading = ax.set_title(text, fontsize=font_size(TITLE))
+        finish_axes([ax_image, ax], [heading])
+        settle_layout(fig)
         self.ax_image_, self.ax_, self.figure_ = ax_image, ax, fig
         return self
 
@@ -312,7 +359,7 @@ def confusion_title(
     first = "zero-shot confusion" + (f" — {', '.join(parts)}" if parts else "")
     second = "rows: true class, columns: predicted class"
     if n_images is not None:
-        second = f"{n_images:,} images; {second}"
+        second = f"{plural(n_images, 'image')}; {second}"
     return [first, second]
 
 
@@ -380,13 +427,14 @@ def plot_confusion_matrix(
     if include_values is None:
         include_values = n <= 20
     cell_in = min(0.6, max(0.22, 6.0 / max(n, 1)))
+    fs = font_size(LABEL)
     if ax is None:
-        label_in = max(len(s) for s in shown) * _CHAR_IN + 0.2
+        label_in = max(len(s) for s in shown) * _char_in() + 0.2
         side = n * cell_in
         fig, ax = plt.subplots(figsize=(side + label_in + 2.0, side + label_in + 1.4), layout="constrained")
     kwargs.setdefault("xticks_rotation", "vertical")
     text_kw = dict(kwargs.pop("text_kw", None) or {})
-    text_kw.setdefault("fontsize", _FONT_SIZE if cell_in >= 0.4 else 7)
+    text_kw.setdefault("fontsize", fs if cell_in >= 0.4 else font_size(TINY))
     display = ConfusionMatrixDisplay(values, display_labels=shown).plot(
         ax=ax,
         cmap=cmap,
@@ -396,17 +444,22 @@ def plot_confusion_matrix(
         **kwargs,
     )
     fig = display.figure_
-    ax.tick_params(labelsize=_FONT_SIZE)
-    ax.set_xlabel("predicted class", fontsize=_FONT_SIZE + 1)
-    ax.set_ylabel("true class", fontsize=_FONT_SIZE + 1)
+    ax.tick_params(labelsize=fs)
+    ax.set_xlabel("predicted class", fontsize=font_size(TITLE))
+    ax.set_ylabel("true class", fontsize=font_size(TITLE))
     display.colorbar_ = None
     if colorbar:
         display.colorbar_ = fig.colorbar(display.im_, ax=ax, shrink=0.8)
-        display.colorbar_.set_label(_COLORBAR_LABELS[normalize], fontsize=_FONT_SIZE)
-        display.colorbar_.ax.tick_params(labelsize=_FONT_SIZE - 1)
+        display.colorbar_.set_label(_COLORBAR_LABELS[normalize], fontsize=fs)
+        display.colorbar_.ax.tick_params(labelsize=font_size(SMALL))
         if normalize is None:  # counts: whole numbers only
             display.colorbar_.ax.yaxis.set_major_locator(MaxNLocator(integer=True))
     if title is not None:
         lines = [title] if isinstance(title, str) else list(title)
-        ax.set_title(_wrap_title(lines, max(fig.get_figwidth() - 0.4, 3.0), 10), fontsize=10)
+        ax.set_title(
+            _wrap_title(lines, max(fig.get_figwidth() - 0.4, 3.0), font_size(TITLE)),
+            fontsize=font_size(TITLE),
+        )
+    finish_axes([ax])
+    settle_layout(fig)
     return display
