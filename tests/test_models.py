@@ -345,3 +345,26 @@ def test_weight_loading_bars_are_silenced_and_other_bars_kept(capfd):
         assert _current_tqdm_hook() is outer  # restored despite the exception
     finally:
         hf_logging.set_tqdm_hook(previous)
+
+
+def test_list_models_gives_one_total_per_net_beside_the_overlapping_part_counts():
+    import torch
+    from transformers import BlipForImageTextRetrieval
+
+    from blipviz.net.registry import blip_config
+
+    table = blipviz.list_models()
+    for architecture, rows in table.groupby("architecture"):
+        with torch.device("meta"):
+            whole = BlipForImageTextRetrieval(blip_config(architecture))
+        total = sum(p.numel() for p in whole.parameters())
+        assert set(rows["net_parameters"]) == {total}
+        # the parts share the text tower: their counts overlap, so their sum exceeds the total
+        one_net = rows[rows["dataset"] == "COCO"]
+        assert one_net["parameters"].sum() > total > one_net["parameters"].max()
+
+
+def test_a_net_s_repr_shows_its_dtype_and_quantisation():
+    net = blipviz.load_model("tiny-random", dtype="bfloat16")
+    assert "dtype='bfloat16'" in repr(net) and "quantize" not in repr(net)
+    assert "quantize='int8'" in repr(blipviz.load_model("tiny-random", quantize="int8"))

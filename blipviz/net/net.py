@@ -170,9 +170,11 @@ class BlipNet:
         return 1 + self.grid[0] * self.grid[1]
 
     def __repr__(self) -> str:
+        quantized = f", quantize={self.quantization!r}" if self.quantization else ""
         return (
             f"{type(self).__name__}({self.name!r}, width={self.width}, grid={self.grid}, "
-            f"device={str(self.device)!r}, first_token={self.first_token!r})"
+            f"device={str(self.device)!r}, dtype={str(self.dtype).replace('torch.', '')!r}"
+            f"{quantized}, first_token={self.first_token!r})"
         )
 
     # ----------------------------------------------------------------------------- low level

@@ -234,7 +234,8 @@ def list_models() -> pd.DataFrame:
     -------
     DataFrame with columns ``part``, ``architecture``, ``dataset``, ``checkpoint``, ``parameters``
     (the number of weights that part uses; parts share the text tower's embeddings and
-    self-attention) and ``default`` (the default net).
+    self-attention, so the parts' counts overlap and do not add up), ``net_parameters`` (the one
+    total of the whole net, each weight counted once) and ``default`` (the default net).
     """
     rows = []
     for ckpt in _CHECKPOINTS:
@@ -247,6 +248,7 @@ def list_models() -> pd.DataFrame:
                     dataset=ckpt.dataset,
                     checkpoint=ckpt.hub_id,
                     parameters=counts[part],
+                    net_parameters=counts["all"],
                     default=(part, ckpt.architecture, ckpt.dataset)
                     == (DEFAULT_PART, DEFAULT_ARCHITECTURE, DEFAULT_DATASET),
                 )
