@@ -30,6 +30,7 @@ from .overlay import (
     overlay_picture,
     scale_norms,
 )
+from .rules import LABEL, SMALL, TITLE, finish_axes, font_size, settle_layout
 
 __all__ = ["MIN_PANEL_INCHES", "AttentionGridDisplay", "HeadsTokensDisplay", "describe_heads"]
 
@@ -53,7 +54,7 @@ def describe_heads(heads: Sequence[int], n_heads: int) -> str:
 
 def _figure_title(what: str, text: str, score: float, truncated_by: str | None, width_in: float) -> str:
     """Two or more lines: what is shown, then the text (whole up to 80 characters) and its ITM probability."""
-    chars = max(30, int(width_in / _CHAR_IN))
+    chars = max(30, int(width_in / (_CHAR_IN * font_size(TITLE) / 10.0)))
     pair = f"“{fit_text(text)}”" if text else ""
     if not math.isnan(score):
         pair += f"  ·  ITM probability {score:.3f}"
@@ -70,8 +71,9 @@ def _new_grid(n: int, ncols: int, panel_wh: tuple[float, float], title_lines: in
     import matplotlib.pyplot as plt
 
     nrows = -(-n // ncols)
-    width = ncols * (panel_wh[0] + 0.12) + _COLORBAR_IN + 0.2
-    height = nrows * (panel_wh[1] + _TITLE_IN + 0.08) + title_lines * _LINE_IN + 0.3
+    em = font_size() / 10.0  # titles and the colorbar's label grow with rcParams["font.size"]
+    width = ncols * (panel_wh[0] + 0.12) + _COLORBAR_IN * em + 0.2
+    height = nrows * (panel_wh[1] + _TITLE_IN * em + 0.08) + title_lines * _LINE_IN * em + 0.3
     fig = plt.figure(figsize=(width, height), layout="constrained")
     grid = fig.subplots(nrows, ncols, squeeze=False)
     flat = list(grid.ravel())
@@ -224,6 +226,13 @@ class AttentionGridDisplay:
         panel_size : float, default 2.6
             Shorter side of each panel of a new figure, inches (at least 2.5 reads).
         colorbar : bool, default True
+
+        Notes
+        -----
+        With ``axes`` given, the panels and the colorbar (which takes its room from them) are drawn
+        into them and nothing else in the figure changes: the figure's title stays yours, and
+        :attr:`title_` holds the display's (``fig.suptitle(display.title_)``). Texts are literal
+        (``$`` is a dollar sign) and sized from ``rcParams["font.size"]``.
         """
         from matplotlib.cm import ScalarMappable
         from matplotlib.colors import Normalize
@@ -246,7 +255,8 @@ class AttentionGridDisplay:
             aspect = self.maps[0].shape[0] / self.maps[0].shape[1]
         ncols = max(1, min(n, ncols or 4))
         panel_wh = (panel_size, panel_size * aspect) if aspect <= 1 else (panel_size / aspect, panel_size)
-        if axes is None:
+        own = axes is None
+        if own:
             fig, flat, grid = _new_grid(n, ncols, panel_wh, 3)
         else:
             fig, flat, grid = _given_axes(axes, n)
@@ -258,11 +268,11 @@ class AttentionGridDisplay:
                 images.append(ax.imshow(arr))
             else:
                 images.append(ax.imshow(arr, cmap=on_white, norm=norm, interpolation="nearest"))
-            ax.set_title(fit_text(label, 24), fontsize=10)
+            ax.set_title(fit_text(label, 24), fontsize=font_size(TITLE), parse_math=False)
             ax.set_xticks([])
             ax.set_yticks([])
         self.title_ = _figure_title(self.describe(), self.text, self.score, self.truncated_by, width_in)
-        fig.suptitle(self.title_, fontsize=10)
+        heading = fig.suptitle(self.title_, fontsize=font_size(TITLE)) if own else None
         self.colorbar_ = None
         if colorbar:
             top = max(float(m.max()) - norm.vmax for m, norm in zip(self.maps, norms, strict=True))
@@ -275,9 +285,11 @@ class AttentionGridDisplay:
                 shrink=0.6 if len(grid) > ncols else 0.9,
                 aspect=25,
             )
-            self.colorbar_.set_label(self.value_label(scale, percentile), fontsize=9)
-            self.colorbar_.ax.tick_params(labelsize=8)
+            self.colorbar_.set_label(self.value_label(scale, percentile), fontsize=font_size(LABEL))
+            self.colorbar_.ax.tick_params(labelsize=font_size(SMALL))
             readable_ticks(self.colorbar_.ax.yaxis)
+        finish_axes(flat + ([self.colorbar_.ax] if self.colorbar_ is not None else []), [heading])
+        settle_layout(fig)
         self.arrays_, self.titles_, self.norms_ = arrays, titles, norms
         self.figure_, self.axes_, self.images_ = fig, np.array(flat, dtype=object), images
         self.scale_ = scale

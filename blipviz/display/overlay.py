@@ -35,9 +35,12 @@ __all__ = [
     "scale_norms",
 ]
 
-#: The colour key of every attention and GradCAM figure (matplotlib's name). Light to dark, one hue
-#: family, lightness falling monotonically: it reads on a photograph and on white.
-ATTENTION_CMAP = "Reds"
+#: The colour key of every attention and GradCAM figure (matplotlib's name): plasma reversed, a
+#: perceptually uniform map whose part used here runs from light orange to deep indigo, lightness
+#: falling monotonically, so it reads on white (matrices) and on a photograph. Unlike a one-hue
+#: red key it stays visible over red content (a red car, a ginger cat): its top differs from any
+#: muted photograph colour by ΔE > 60 (CIELAB). Every figure takes ``cmap=`` to choose another.
+ATTENTION_CMAP = "plasma_r"
 #: Opacity of the key's top colour over a photograph.
 OVERLAY_ALPHA = 0.85
 #: The scale's top: this percentile of the values shown (values above it get the top colour).

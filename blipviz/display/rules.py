@@ -100,9 +100,9 @@ def _formatted_texts(ax) -> set[int]:
     ids: set[int] = set()
     for axis in (ax.xaxis, ax.yaxis):
         ids.add(id(axis.offsetText))
-        for ticks, formatter in (
-            (axis.majorTicks, axis.get_major_formatter()),
-            (axis.minorTicks, axis.get_minor_formatter()),
+        for ticks, formatter in (  # every tick the axis draws now (its children), created if need be
+            (axis.get_major_ticks(), axis.get_major_formatter()),
+            (axis.get_minor_ticks(), axis.get_minor_formatter()),
         ):
             if not isinstance(formatter, FixedFormatter):
                 ids.update(id(t) for tick in ticks for t in (tick.label1, tick.label2))
