@@ -23,9 +23,9 @@ def test_the_measurement_is_remembered_until_refreshed(tiny, monkeypatch):
     original = tiny.vision_states
     monkeypatch.setattr(tiny, "vision_states", lambda pixels: calls.append(pixels.shape) or original(pixels))
     assert cost.pass_seconds(tiny, "vit") == first and not calls  # no pass: remembered
-    cost.pass_seconds(tiny, "vit", refresh=True, repeats=2)
+    cost.pass_seconds(tiny, "vit", refresh=True)
     size = tiny.config.vision_config.image_size
-    assert calls == [(1, 3, size, size)] * 3  # one warm-up, two timed; one image each
+    assert calls == [(1, 3, size, size)] * 3  # one warm-up, two timed (the default); one image each
 
 
 def test_a_part_is_measured_through_its_net(tiny):

@@ -10,11 +10,11 @@ the same in a sentence to print before the cell runs::
     # the curves: 656 ViT passes x 0.71 s (measured on cpu, 2 threads) = about 8 min
 
 The measurement runs random pixels at the net's input size (no preprocessing, no feature cache,
-nothing stored): one warm-up pass, then the fastest of ``repeats`` timed passes. It is kept per net,
-device and dtype, so later estimates for the same net cost nothing. An estimate is a lower bound
-of sorts: it leaves out decoding images, the text encoder and the figures, which are small beside
-the ViT on the full geometry, and the machine's other load may change between the measurement and
-the cell.
+nothing stored): one warm-up pass, then the mean of ``repeats`` timed passes, so a busy machine shows
+in it as it will in the cell. It is kept per net, device and dtype: later estimates for the same net
+cost nothing. An estimate leaves out decoding images, the text encoder and the figures, small beside
+the ViT on the full geometry, and the machine's load may change between the measurement and the
+cell.
 """
 
 from __future__ import annotations
@@ -60,16 +60,14 @@ def _timed(fn, device: torch.device, repeats: int) -> float:
     with torch.inference_mode():
         fn()  # warm-up: kernels chosen, buffers allocated
         _synchronize(device)
-        best = float("inf")
+        start = time.perf_counter()
         for _ in range(repeats):
-            start = time.perf_counter()
             fn()
-            _synchronize(device)
-            best = min(best, time.perf_counter() - start)
-    return best
+        _synchronize(device)
+    return (time.perf_counter() - start) / repeats
 
 
-def pass_seconds(model: Any, kind: str = "vit", *, repeats: int = 1, refresh: bool = False) -> float:
+def pass_seconds(model: Any, kind: str = "vit", *, repeats: int = 2, refresh: bool = False) -> float:
     """Seconds one pass of ``model`` takes on its device, measured on first use and then remembered.
 
     Parameters
@@ -78,8 +76,8 @@ def pass_seconds(model: Any, kind: str = "vit", *, repeats: int = 1, refresh: bo
     kind : {"vit", "itm"}
         ``"vit"``: one image (batch 1) through the vision transformer. ``"itm"``: one short text
         through the multimodal encoder against one image's states (the ITM head's input).
-    repeats : int, default 1
-        Timed passes after one warm-up pass; the fastest counts.
+    repeats : int, default 2
+        Timed passes after one warm-up pass; their mean counts.
     refresh : bool, default False
         Measure again even if this net (on this device, in this dtype) was measured before.
 
