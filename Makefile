@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.blipviz-installed
 CHROMIUM ?= /usr/bin/chromium
 
-.PHONY: demo test test-avx2 lint clean browser
+.PHONY: demo test test-avx2 notebooks-real lint clean browser
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -48,6 +48,16 @@ AVX2 := ATEN_CPU_CAPABILITY=avx2 ONEDNN_MAX_CPU_ISA=AVX2 \
 test-avx2: $(STAMP)
 	$(AVX2) $(PY) -m pytest $(NUMERICAL_TESTS) -p no:cacheprovider
 	$(AVX2) $(PY) -m pytest $(IMAGE_TESTS) -m mpl_image_compare -p no:cacheprovider
+
+# Every notebook on the real default net's geometry (ViT-B/16, random weights: the arithmetic of
+# Salesforce/blip-itm-base-coco, offline), each killed after 8 minutes; prints each notebook's time
+# and the total (benchmarks/notebooks_real.py). The converted checkpoint is written once to
+# REAL_CHECKPOINT. Not part of `make test`: minutes per notebook on a laptop's CPU.
+REAL_CHECKPOINT ?= $(HOME)/.cache/blipviz/vit-b16-random
+
+notebooks-real: $(STAMP)
+	HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 \
+		$(PY) benchmarks/notebooks_real.py --checkpoint $(REAL_CHECKPOINT) --timeout 480
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check --fix blipviz tests benchmarks
