@@ -141,7 +141,10 @@ def test_the_actor_pool_is_ray_data_s_actor_pool_strategy_not_the_deprecated_con
         from_items=lambda items: Dataset(),
     )
     monkeypatch.setattr(ray_engine, "_ray", lambda: fake)
-    ray_engine.run_on_ray(tiny, as_source(tmp_path), 0, None, 4, False, concurrency=3)
+    from blipviz.collection.jobs import EmbeddingJob
+
+    writer = SimpleNamespace(job=EmbeddingJob(256), n_errors=0)  # takes no rows: the fake maps none
+    ray_engine.run_on_ray(tiny, as_source(tmp_path), 0, writer, 4, False, concurrency=3)
     (options,) = calls
     assert "concurrency" not in options
     assert isinstance(options["compute"], ray.data.ActorPoolStrategy)
