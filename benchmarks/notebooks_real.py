@@ -85,17 +85,22 @@ def parse_seconds(text: str) -> float | None:
     return value * {"s": 1, "min": 60, "h": 3600}[found.group(2)]
 
 
-def cell_report(executed: Path) -> tuple[dict, list[dict]]:
-    """The slowest cell of an executed notebook, and each cell that printed an estimate."""
+def cell_report(executed: Path) -> dict:
+    """Of an executed notebook: its slowest cell, each cell that printed an estimate, and the first
+    code cell that did not finish (``None`` when all did)."""
     import nbformat
 
     nb = nbformat.read(executed, as_version=4)
     slowest: dict = {}
     estimates = []
+    unfinished = None
     for index, cell in enumerate(nb.cells):
+        if cell.cell_type != "code":
+            continue
         timing = cell.get("metadata", {}).get("execution", {})
         begin, end = timing.get("iopub.execute_input"), timing.get("shell.execute_reply")
-        if cell.cell_type != "code" or not begin or not end:
+        if not begin or not end:
+            unfinished = index if unfinished is None else unfinished
             continue
         seconds = (
             datetime.datetime.fromisoformat(end.replace("Z", "+00:00"))
@@ -113,11 +118,11 @@ def cell_report(executed: Path) -> tuple[dict, list[dict]]:
                     "cell_s": round(seconds, 1),
                 }
             )
-    return slowest, estimates
+    return {"slowest_cell": slowest, "estimates": estimates, "unfinished_cell": unfinished}
 
 
 #: Runs in a child process: executes one notebook in a fresh kernel (nbclient, as nbmake does) and
-#: writes the executed copy, with per-cell timings, even when a cell fails.
+#: writes the executed copy, with per-cell timings, after each cell and at the end.
 EXECUTE = """
 import sys
 from pathlib import Path
@@ -129,6 +134,8 @@ path, out, timeout = Path(sys.argv[1]), Path(sys.argv[2]), int(sys.argv[3])
 nb = nbformat.read(path, as_version=4)
 where = {"metadata": {"path": str(path.parent)}}
 client = NotebookClient(nb, timeout=timeout, kernel_name="python3", resources=where)
+# written after each cell too, so a notebook killed at its time limit shows how far it came
+client.on_cell_executed = lambda **_: nbformat.write(nb, out / path.name)
 try:
     client.execute()
 finally:
@@ -175,7 +182,9 @@ def run_one(path: Path, env: dict, timeout: int, out: Path) -> dict:
     seconds = time.perf_counter() - start
     row = {"notebook": path.name, "seconds": round(seconds, 1), "status": status}
     if executed.is_file():
-        row["slowest_cell"], row["estimates"] = cell_report(executed)
+        row.update(cell_report(executed))
+        if status != "passed" and row["unfinished_cell"] is not None:
+            row["status"] += f" in cell {row['unfinished_cell']}"
     if status == "failed":
         row["error"] = log.decode(errors="replace")[-3000:]
     return row
