@@ -32,7 +32,7 @@ test: $(STAMP) browser
 	$(VENV)/bin/ruff check blipviz tests benchmarks
 	$(VENV)/bin/ruff format --check blipviz tests benchmarks
 	HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 BLIPVIZ_MODEL=tiny-random \
-		$(PY) -m pytest tests notebooks --nbmake --nbmake-timeout=300 -p no:cacheprovider
+		$(PY) -m pytest tests notebooks --nbmake --nbmake-timeout=300 -p no:cacheprovider --durations=20
 	$(MAKE) --no-print-directory test-avx2
 
 # The numerical tests and the image tests again on another CPU's kernels (AVX2 only, as on older Intel
@@ -46,7 +46,7 @@ AVX2 := ATEN_CPU_CAPABILITY=avx2 ONEDNN_MAX_CPU_ISA=AVX2 \
 	HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 BLIPVIZ_MODEL=tiny-random
 
 test-avx2: $(STAMP)
-	$(AVX2) $(PY) -m pytest $(NUMERICAL_TESTS) -p no:cacheprovider
+	$(AVX2) $(PY) -m pytest $(NUMERICAL_TESTS) -p no:cacheprovider --durations=10
 	$(AVX2) $(PY) -m pytest $(IMAGE_TESTS) -m mpl_image_compare -p no:cacheprovider
 
 # Every notebook on the real default net's geometry (ViT-B/16, random weights: the arithmetic of
