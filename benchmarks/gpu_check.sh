@@ -56,5 +56,10 @@ done
 step precision "$py" benchmarks/bench_precision.py "${results[@]}" --reps 2
 step cache "$py" benchmarks/bench_cache.py "${results[@]}"
 step memory "$py" benchmarks/bench_memory.py "${results[@]}"
+# Pair scoring: pair_scores against the per-pair recipe (16 images fill a GPU batch), score_pairs
+# against pair_scores on 1,000 camera-sized files with the full net; its memory part is CPU-only.
+pairs=(--skip memory)
+[ "$device" = cpu ] || pairs+=(--n-images 16 --collection-net full)
+step pairs "$py" benchmarks/bench_pairs.py "${results[@]}" "${pairs[@]}"
 "$py" benchmarks/report.py --results "$out/results.jsonl" ${QUICK:+--include-quick} >"$out/report.md"
 exit "$status"

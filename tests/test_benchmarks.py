@@ -16,6 +16,7 @@ from benchmarks import (
     bench_feature_space_explorer,
     bench_itm_matrix,
     bench_memory,
+    bench_pairs,
     bench_precision,
     bench_retrieval,
     bench_vision,
@@ -49,6 +50,7 @@ def shared_tiny(tiny, monkeypatch):
             ["--skip", "throughput", "memory", "ray", "--vectors", "clustered"],
         ),
         (bench_retrieval, "retrieval", []),
+        (bench_pairs, "pairs_speed", ["--n-images", "2", "--collection-pairs", "6", "--memory-sizes", "10"]),
     ],
 )
 def test_scripts_run_quick(shared_tiny, tmp_path, script, name, extra):
@@ -63,6 +65,11 @@ def test_scripts_run_quick(shared_tiny, tmp_path, script, name, extra):
     if name == "collection_search":  # exact search is exact; the clustered vectors were searched
         assert all(r["vectors"] == "clustered" for r in rows)
         assert [r["recall_at_10"] for r in rows[:2]] == [1.0, 1.0]
+    if name == "pairs_speed":  # pair_scores, the per-pair recipe and score_pairs agree; each part wrote
+        assert [r["benchmark"] for r in records] == ["pairs_speed", "pairs_collection", "pairs_memory"]
+        assert [r["pairs"] for r in records[0]["rows"]] == [2, 10]
+        assert all(r["max_abs_diff"] < 1e-5 for r in records[0]["rows"] + records[1]["rows"])
+        assert [r["scored"] for r in records[2]["rows"]] == [10]
     if name == "itm_matrix":  # blipviz and the per-pair recipe agree
         assert all(r["max_abs_diff"] < 1e-5 for r in rows)
         assert [r["shape"] for r in rows] == ["2 x 3", "3 x 3", "1 x 5", "5 x 1"]
