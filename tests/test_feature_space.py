@@ -72,7 +72,7 @@ def test_three_items_work_with_every_method(tiny_model, small_images, method):
     assert disp.coords_.shape == (3, 6)
     assert list(disp.coords_["kind"]) == ["image", "image", "text"]
     assert np.isfinite(disp.coords_[["x", "y"]].to_numpy()).all()
-    assert len([a for a in disp.ax_.artists if isinstance(a, AnnotationBbox)]) == len(disp.thumbnails_) == 2
+    assert len(disp.ax_.findobj(AnnotationBbox)) == len(disp.thumbnails_) == 2
     assert [t.get_text() for t in disp.texts_] == ["a red square"]
 
 
@@ -91,7 +91,7 @@ def test_thousands_of_items_subsample_thumbnails_not_points():
     disp = blipviz.feature_space_plot(feats, method="pca", max_thumbnails=25)
     assert len(disp.scatter_.get_offsets()) == 1500
     assert len(disp.thumbnails_) == 25
-    assert len([a for a in disp.ax_.artists if isinstance(a, AnnotationBbox)]) == 25
+    assert len(disp.ax_.findobj(AnnotationBbox)) == 25
     assert disp.legend_ is None  # one label only
 
 

@@ -284,20 +284,22 @@ def test_layouts_compute_and_draw_as_said(features):
 
 
 # ---------------------------------------------------------------------------------- crowding
-def test_crowded_callouts_move_to_a_column_beside_the_axes(tiny):
+def test_crowded_callouts_stay_inside_the_axes_and_the_rest_are_counted(tiny):
     texts = [
         f"sentence number {i} about a {w} photograph of the harbour at dawn"
         for i, w in enumerate("abcdefghijklmnopqrstuvwxyz")
     ]
     disp = blipviz.feature_space_plot(model=tiny, texts=texts, method="pca", layout="joint")
-    assert len(disp.texts_) == 26
     check_geometry(disp)
     check_texts(disp)
-    frame = disp.ax_.get_window_extent()
-    beside = [b for b in _boxes([t.get_bbox_patch() for t in disp.texts_]) if b[0] >= frame.x1]
-    assert beside, "expected some callouts in the column beside the axes"
-    assert disp.figure_.get_figwidth() > 6.5  # widened for the column
-    assert len(disp.leaders_) >= len(beside)
+    frame = disp.ax_.get_window_extent().extents
+    boxes = _boxes([t.get_bbox_patch() for t in disp.texts_])
+    assert (boxes[:, :2] >= frame[:2]).all() and (boxes[:, 2:] <= frame[2:]).all()  # no side column
+    assert disp.figure_.get_figwidth() == 6.3  # the figure is not widened
+    assert len(disp.leaders_) == len(disp.texts_)  # every callout joined to its point
+    if len(disp.texts_) < 26:
+        (note,) = disp.notes_
+        assert note.get_text() == f"{len(disp.texts_)} of 26 texts labelled"
 
 
 def test_a_given_axes_with_room_beside_it(tiny):
@@ -312,7 +314,11 @@ def test_a_given_axes_with_room_beside_it(tiny):
     )
     assert disp.legend_ is not None and disp.legend_.axes is ax
     assert disp.figure_ is fig and fig.get_figwidth() == 9  # a given figure keeps its size
+    assert fig._suptitle is None and not fig.texts and not fig.legends  # nothing outside the Axes
     check_geometry(disp)
+    frame = ax.get_window_extent().extents
+    boxes = _boxes([t.get_bbox_patch() for t in disp.texts_])
+    assert (boxes[:, :2] >= frame[:2]).all() and (boxes[:, 2:] <= frame[2:]).all()  # the room is not used
 
 
 def test_a_figure_too_small_for_its_callouts_says_so(tiny):
@@ -320,8 +326,15 @@ def test_a_figure_too_small_for_its_callouts_says_so(tiny):
 
     texts = [f"caption {i}: a long description of a scene, {i} of many" for i in range(12)]
     _, ax = plt.subplots(figsize=(3, 2))
-    with pytest.warns(UserWarning, match=r"callout\(s\) found no free spot.*max_texts"):
-        blipviz.feature_space_plot(model=tiny, texts=texts, method="pca", ax=ax)
+    disp = blipviz.feature_space_plot(model=tiny, texts=texts, method="pca", ax=ax)
+    assert len(disp.texts_) < 12
+    assert " ".join(n.get_text() for n in disp.notes_) == f"{len(disp.texts_)} of 12 texts labelled"
+    # labels and the note inside the Axes (its three-line title is the user's small figure's)
+    disp.figure_.canvas.draw()
+    boxes = _boxes([t.get_bbox_patch() for t in disp.texts_ + disp.notes_])
+    frame = ax.get_window_extent().extents
+    assert (boxes[:, :2] >= frame[:2]).all() and (boxes[:, 2:] <= frame[2:]).all()
+    assert_no_overlap([t.get_bbox_patch() for t in disp.texts_ + disp.notes_], what="callouts and note")
 
 
 # -------------------------------------------------------------------------------- full geometry
