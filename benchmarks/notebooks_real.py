@@ -86,19 +86,21 @@ def parse_seconds(text: str) -> float | None:
 
 
 def cell_report(executed: Path) -> dict:
-    """Of an executed notebook: its slowest cell, each cell that printed an estimate, and the first
-    code cell that did not finish (``None`` when all did)."""
+    """Of an executed notebook: its slowest cell, each cell that printed an estimate, and the cell
+    it stopped in: the first that raised, else the first that did not finish (``None``: neither)."""
     import nbformat
 
     nb = nbformat.read(executed, as_version=4)
     slowest: dict = {}
     estimates = []
-    unfinished = None
+    unfinished = failed = None
     for index, cell in enumerate(nb.cells):
         if cell.cell_type != "code":
             continue
         timing = cell.get("metadata", {}).get("execution", {})
         begin, end = timing.get("iopub.execute_input"), timing.get("shell.execute_reply")
+        if failed is None and any(o.get("output_type") == "error" for o in cell.get("outputs", [])):
+            failed = index
         if not begin or not end:
             unfinished = index if unfinished is None else unfinished
             continue
@@ -118,7 +120,8 @@ def cell_report(executed: Path) -> dict:
                     "cell_s": round(seconds, 1),
                 }
             )
-    return {"slowest_cell": slowest, "estimates": estimates, "unfinished_cell": unfinished}
+    stopped = failed if failed is not None else unfinished
+    return {"slowest_cell": slowest, "estimates": estimates, "stopped_in_cell": stopped}
 
 
 #: Runs in a child process: executes one notebook in a fresh kernel (nbclient, as nbmake does) and
@@ -183,8 +186,8 @@ def run_one(path: Path, env: dict, timeout: int, out: Path) -> dict:
     row = {"notebook": path.name, "seconds": round(seconds, 1), "status": status}
     if executed.is_file():
         row.update(cell_report(executed))
-        if status != "passed" and row["unfinished_cell"] is not None:
-            row["status"] += f" in cell {row['unfinished_cell']}"
+        if status != "passed" and row["stopped_in_cell"] is not None:
+            row["status"] += f" in cell {row['stopped_in_cell']}"
     if status == "failed":
         row["error"] = log.decode(errors="replace")[-3000:]
     return row
