@@ -30,7 +30,7 @@ from .overlay import (
     overlay_picture,
     scale_norms,
 )
-from .rules import LABEL, SMALL, TITLE, finish_axes, font_size, settle_layout
+from .rules import LABEL, SMALL, TITLE, finish_axes, font_size, settle_layout, wrap_to_width
 
 __all__ = ["MIN_PANEL_INCHES", "AttentionGridDisplay", "HeadsTokensDisplay", "describe_heads"]
 
@@ -40,6 +40,8 @@ _TITLE_IN = 0.32  # height of a panel title, inches
 _LINE_IN = 0.24  # height of a line of the figure title, inches
 _COLORBAR_IN = 1.1  # width taken by the colorbar and its label, inches
 _CHAR_IN = 0.085  # width of a character of the figure title (10 pt DejaVu Sans), inches
+_PANEL_TITLE_CHARS = 24  # panel titles (tokens) are elided in the middle beyond this
+_MIN_TITLE_CHARS = 30  # the figure title's lines are at least this long (a new figure makes room)
 
 
 def describe_heads(heads: Sequence[int], n_heads: int) -> str:
@@ -54,7 +56,7 @@ def describe_heads(heads: Sequence[int], n_heads: int) -> str:
 
 def _figure_title(what: str, text: str, score: float, truncated_by: str | None, width_in: float) -> str:
     """Two or more lines: what is shown, then the text (whole up to 80 characters) and its ITM probability."""
-    chars = max(30, int(width_in / (_CHAR_IN * font_size(TITLE) / 10.0)))
+    chars = max(_MIN_TITLE_CHARS, int(width_in / (_CHAR_IN * font_size(TITLE) / 10.0)))
     pair = f"“{fit_text(text)}”" if text else ""
     if not math.isnan(score):
         pair += f"  ·  ITM probability {score:.3f}"
@@ -66,14 +68,19 @@ def _figure_title(what: str, text: str, score: float, truncated_by: str | None, 
     return "\n".join(lines)
 
 
-def _new_grid(n: int, ncols: int, panel_wh: tuple[float, float], title_lines: int):
-    """A figure with ``ceil(n / ncols)`` rows of panels of ``panel_wh`` inches; unused panels hidden."""
+def _new_grid(n: int, ncols: int, panel_wh: tuple[float, float], title_lines: int, key_chars: int = 0):
+    """A figure with ``ceil(n / ncols)`` rows of panels of ``panel_wh`` inches, at least as tall as
+    a colorbar label of ``key_chars`` characters needs; unused panels hidden."""
     import matplotlib.pyplot as plt
 
     nrows = -(-n // ncols)
     em = font_size() / 10.0  # titles and the colorbar's label grow with rcParams["font.size"]
     width = ncols * (panel_wh[0] + 0.12) + _COLORBAR_IN * em + 0.2
+    width = max(width, _MIN_TITLE_CHARS * _CHAR_IN * em + 0.6)  # room for the figure's title
     height = nrows * (panel_wh[1] + _TITLE_IN * em + 0.08) + title_lines * _LINE_IN * em + 0.3
+    # the colorbar's label, upright, may wrap into twice its lines (0.55 em a character)
+    key_in = 0.5 * key_chars * 0.55 * font_size(LABEL) / 72.0
+    height = max(height, key_in + title_lines * _LINE_IN * em + 0.5)
     fig = plt.figure(figsize=(width, height), layout="constrained")
     grid = fig.subplots(nrows, ncols, squeeze=False)
     flat = list(grid.ravel())
@@ -255,20 +262,26 @@ class AttentionGridDisplay:
             aspect = self.maps[0].shape[0] / self.maps[0].shape[1]
         ncols = max(1, min(n, ncols or 4))
         panel_wh = (panel_size, panel_size * aspect) if aspect <= 1 else (panel_size / aspect, panel_size)
+        titles = number_repeats(self.labels)
+        # a panel of a new figure is at least as wide as its title (a portrait photo's is narrow)
+        title_in = (
+            max(len(fit_text(t, _PANEL_TITLE_CHARS)) for t in titles) * _CHAR_IN * font_size(TITLE) / 10
+        )
+        panel_wh = (max(panel_wh[0], title_in), panel_wh[1])
         own = axes is None
         if own:
-            fig, flat, grid = _new_grid(n, ncols, panel_wh, 3)
+            key_chars = max(map(len, self.value_label(scale, percentile).split("\n"))) if colorbar else 0
+            fig, flat, grid = _new_grid(n, ncols, panel_wh, 3, key_chars)
         else:
             fig, flat, grid = _given_axes(axes, n)
         width_in = fig.get_figwidth() - 0.4
-        titles = number_repeats(self.labels)
         images = []
         for ax, arr, norm, label in zip(flat, arrays, norms, titles, strict=True):
             if self.image is not None:
                 images.append(ax.imshow(arr))
             else:
                 images.append(ax.imshow(arr, cmap=on_white, norm=norm, interpolation="nearest"))
-            ax.set_title(fit_text(label, 24), fontsize=font_size(TITLE), parse_math=False)
+            ax.set_title(fit_text(label, _PANEL_TITLE_CHARS), fontsize=font_size(TITLE), parse_math=False)
             ax.set_xticks([])
             ax.set_yticks([])
         self.title_ = _figure_title(self.describe(), self.text, self.score, self.truncated_by, width_in)
@@ -290,6 +303,15 @@ class AttentionGridDisplay:
             readable_ticks(self.colorbar_.ax.yaxis)
         finish_axes(flat + ([self.colorbar_.ax] if self.colorbar_ is not None else []), [heading])
         settle_layout(fig)
+        # titles as wide as their panel at most (between words), in a figure of yours too; the
+        # colorbar's label no longer than the figure is tall
+        changed = [wrap_to_width(ax.title, ax.get_window_extent().width, elide=True) for ax in flat]
+        if self.colorbar_ is not None:
+            label = self.colorbar_.ax.yaxis.label
+            room = fig.bbox.height - 0.5 * fig.dpi
+            changed.append(wrap_to_width(label, room, along="height"))
+        if any(changed):
+            settle_layout(fig)
         self.arrays_, self.titles_, self.norms_ = arrays, titles, norms
         self.figure_, self.axes_, self.images_ = fig, np.array(flat, dtype=object), images
         self.scale_ = scale

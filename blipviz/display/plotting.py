@@ -16,7 +16,17 @@ from PIL import Image
 
 from ..errors import InputError
 from .labels import MAX_LABEL_CHARS, fit_text, format_number, number_repeats, wrap_text
-from .rules import LABEL, SMALL, TITLE, finish_axes, font_size, settle_layout, thumbnail_crop
+from .rules import (
+    LABEL,
+    SMALL,
+    TITLE,
+    colorbar_axes,
+    finish_axes,
+    fit_colorbar,
+    font_size,
+    settle_layout,
+    thumbnail_crop,
+)
 
 if TYPE_CHECKING:
     from ..analysis.scores import ScoreMatrix
@@ -212,9 +222,7 @@ def _heatmap_geometry(
     label_in = _text_inches(row_chars, fontsize) + 0.25
     right_in = 1.25 * em if colorbar else 0.2
     width = label_in + n_images * cell + right_in + 0.2
-    column_label_in = (
-        _text_inches(column_chars, fontsize) * np.sin(np.radians(60)) + 0.1 if rotate else line_in
-    ) + 0.15
+    column_label_in = (_text_inches(column_chars, fontsize) + 0.1 if rotate else line_in) + 0.15
     title_lines = 0 if not title else title.count("\n") + 1
     height = (n_texts + band) * cell + column_label_in + 0.3 * em * title_lines + 0.25
     return {
@@ -498,11 +506,8 @@ class ScoreMatrixDisplay:
         ax.xaxis.tick_bottom()
         for side in ("top", "right", "bottom", "left"):
             ax.spines[side].set_visible(False)
-        if geometry["rotate"]:
-            for label in ax.get_xticklabels():
-                label.set_rotation(60)
-                label.set_horizontalalignment("right")
-                label.set_rotation_mode("anchor")
+        if geometry["rotate"]:  # upright: side by side whatever their length, never overlapping
+            _upright(ax.get_xticklabels())
 
         self.thumbnails_ = []
         if thumbs is not None:
@@ -564,13 +569,24 @@ class ScoreMatrixDisplay:
         x_side = n_images - 0.5 + 0.25
         self.colorbar_ = None
         if colorbar:
-            cax = ax.inset_axes((x_side, 0.0, _COLORBAR_CELLS, n_texts / (n_texts + band)), transform=right)
+            # gap and width in inches (those of the planned cells): in a large Axes of a user's
+            # grid the cells grow, the colorbar does not
+            cell_in = geometry["cell"]
+            cax = colorbar_axes(
+                ax,
+                n_images - 0.5,
+                0.25 * cell_in,
+                _COLORBAR_CELLS * cell_in,
+                (0.0, n_texts / (n_texts + band)),
+            )
             self.colorbar_ = fig.colorbar(self.im_, cax=cax)
             self.colorbar_.set_label(_KIND_LABELS.get(s.kind, s.kind), fontsize=fontsize, parse_math=False)
             self.colorbar_.ax.tick_params(labelsize=smaller)
         self.legend_ = None
         if self.highlights_:
-            key = Patch(facecolor="none", edgecolor="black", linewidth=1.6, label="true pair")
+            key = Patch(
+                facecolor="none", edgecolor="white", linewidth=1.6, path_effects=halo, label="true pair"
+            )
             anchor_y = (n_texts + band / 2.0) / (n_texts + band) if band else 1.0
             self.legend_ = ax.legend(
                 handles=[key],
@@ -586,13 +602,96 @@ class ScoreMatrixDisplay:
         if title:
             ax.set_title(title, fontsize=font_size(TITLE), loc="center", parse_math=False)
         finish_axes([ax])  # every text literal; a warning for glyphs the font lacks
+        size_in = (n_images * geometry["cell"], (n_texts + band) * geometry["cell"])
         if fit:
-            fit_figure_to_axes(ax, (n_images * geometry["cell"], (n_texts + band) * geometry["cell"]))
-        else:
+            fit_figure_to_axes(ax, size_in)
+        else:  # an Axes of a user's figure: its cells may come out smaller than planned
             settle_layout(fig)
+            if _fit_labels_to_cells(ax, self.text_, [row_labels[i] for i in rows], fontsize, smaller):
+                settle_layout(fig)
+        if self.colorbar_ is not None and fit_colorbar(self.colorbar_):  # ticks apart on a short bar
+            fit_figure_to_axes(ax, size_in) if fit else settle_layout(fig)
+        if self.legend_ is not None and self.colorbar_ is not None:
+            if _clear_of_colorbar(ax, self.legend_, self.colorbar_, anchor_y, right):
+                fit_figure_to_axes(ax, size_in) if fit else settle_layout(fig)
         self.ax_ = ax
         self.figure_ = fig
         return self
+
+
+def _clear_of_colorbar(ax, legend, colorbar, anchor_y: float, transform) -> bool:
+    """Move the "true pair" key right of the colorbar and its label when the label, taller than a
+    colorbar of few rows, reaches up to the key (measured on the drawn figure). Returns whether
+    the key moved."""
+    root = ax.figure.canvas.figure
+    if not hasattr(root.canvas, "get_renderer"):
+        return False
+    root.draw_without_rendering()
+    renderer = root.canvas.get_renderer()
+    key = legend.get_window_extent(renderer)
+    bar = colorbar.ax.get_tightbbox(renderer)
+    if key.x0 >= bar.x1 or key.x1 <= bar.x0 or key.y0 >= bar.y1 or key.y1 <= bar.y0:
+        return False
+    pad = 0.3 * font_size()  # points to pixels below
+    x = ax.transData.inverted().transform((bar.x1 + pad * root.dpi / 72.0, 0.0))[0]
+    legend.set_bbox_to_anchor((x, anchor_y), transform=transform)
+    return True
+
+
+def _upright(labels) -> None:
+    """Column labels turned to read upwards, each centred under its column."""
+    for label in labels:
+        label.set_rotation(90)
+        label.set_horizontalalignment("center")
+        label.set_rotation_mode("default")
+
+
+def _cell_pixels(ax) -> tuple[float, float]:
+    """(width, height) of one heatmap cell in display pixels."""
+    (x0, y0), (x1, y1) = ax.transData.transform([(0.0, 0.0), (1.0, 1.0)])
+    return abs(x1 - x0), abs(y1 - y0)
+
+
+def _widest(texts, renderer, side: str) -> float:
+    boxes = [t.get_window_extent(renderer) for t in texts if t.get_visible() and t.get_text()]
+    return max((getattr(b, side) for b in boxes), default=0.0)
+
+
+def _fit_labels_to_cells(ax, annotations, row_labels: Sequence[str], fontsize: float, smaller: float) -> bool:
+    """In an Axes the display did not size (a grid of a user's figure), fit the labels to the
+    cells as drawn: column labels wider than a column turned upright; row labels taller than a
+    row put on one line, then smaller (down to 0.6 of ``rcParams["font.size"]``); values that do
+    not fit their cells smaller, else left out (the colorbar still reads). Returns whether anything
+    changed."""
+    renderer = ax.figure.canvas.get_renderer()
+    cell_w, cell_h = _cell_pixels(ax)
+    changed = False
+    columns = ax.get_xticklabels()
+    if columns and columns[0].get_rotation() != 90 and _widest(columns, renderer, "width") > 0.95 * cell_w:
+        _upright(columns)
+        changed = True
+    if _widest(ax.get_yticklabels(), renderer, "height") > cell_h:
+        flat = [" ".join(label.split("\n")) for label in row_labels]
+        ax.set_yticks(np.arange(len(flat)), flat, parse_math=False)
+        tallest = _widest(ax.get_yticklabels(), renderer, "height")
+        if tallest > cell_h:
+            ax.tick_params(axis="y", labelsize=max(font_size(0.6), fontsize * cell_h / tallest))
+        changed = True
+    if annotations is not None:
+        values = list(annotations.ravel())
+        size = smaller
+        while size > font_size(0.6) and (
+            _widest(values, renderer, "width") > 0.95 * cell_w or _widest(values, renderer, "height") > cell_h
+        ):
+            size = max(font_size(0.6), size * 0.85)
+            for value in values:
+                value.set_fontsize(size)
+            changed = True
+        if _widest(values, renderer, "width") > 0.95 * cell_w:
+            for value in values:
+                value.set_visible(False)
+            changed = True
+    return changed
 
 
 def fit_figure_to_axes(ax, size_in: tuple[float, float], *, pad_in: float = 0.08, rounds: int = 2) -> bool:

@@ -111,6 +111,8 @@ class RecallCurveDisplay:
         RecallCurveDisplay
             ``self``, with the attributes above set.
         """
+        from matplotlib.ticker import MaxNLocator
+
         fig, ax = new_axes((8.0, 4.2), ax)
         # colour-blind-safe colours, and two more cues: line style and the R@K markers' shape
         cues = dict(zip(DIRECTION_NAMES, line_cues(len(DIRECTION_NAMES)), strict=True))
@@ -146,7 +148,11 @@ class RecallCurveDisplay:
         if log_x:
             ax.set_xscale("log")
             ax.minorticks_off()
-        ax.set_xlim(0.9 if log_x else 0, longest * (1.1 if log_x else 1.02))
+        if log_x:
+            ax.set_xlim(0.9, longest * 1.1)
+        else:  # K from 1: whole numbers, none at the corner where recall's 0 is written
+            ax.set_xlim(0.5, longest + 0.5)
+            ax.xaxis.set_major_locator(MaxNLocator(integer=True, min_n_ticks=1))
         ax.set_ylim(0, 103)
         ax.set_xlabel("K (rank cut-off)")
         ax.set_ylabel("recall@K (% of queries)")

@@ -34,6 +34,7 @@ matplotlib is imported inside the functions that need it.
 from __future__ import annotations
 
 import contextlib
+import itertools
 import unicodedata
 import warnings
 from collections.abc import Iterable, Iterator, Sequence
@@ -54,8 +55,10 @@ __all__ = [
     "TITLE",
     "MissingGlyphWarning",
     "check_glyphs",
+    "colorbar_axes",
     "editable_text",
     "finish_axes",
+    "fit_colorbar",
     "font_size",
     "legend_beside",
     "line_cues",
@@ -93,18 +96,26 @@ def plural(n: int, noun: str, nouns: str | None = None) -> str:
 
 
 # ------------------------------------------------------------------------------ literal text
+def _given_labels(formatter, locator) -> bool:
+    """Whether an axis's tick labels are strings it was given (``set_xticks(ticks, labels)``: a
+    FixedFormatter, or matplotlib >= 3.10's FuncFormatter over a FixedLocator), not numbers."""
+    from matplotlib.ticker import FixedFormatter, FixedLocator, FuncFormatter
+
+    return isinstance(formatter, FixedFormatter) or (
+        isinstance(formatter, FuncFormatter) and isinstance(locator, FixedLocator)
+    )
+
+
 def _formatted_texts(ax) -> set[int]:
     """Ids of the texts a tick formatter writes in ``ax`` (numbers, possibly math): left alone."""
-    from matplotlib.ticker import FixedFormatter
-
     ids: set[int] = set()
     for axis in (ax.xaxis, ax.yaxis):
         ids.add(id(axis.offsetText))
-        for ticks, formatter in (  # every tick the axis draws now (its children), created if need be
-            (axis.get_major_ticks(), axis.get_major_formatter()),
-            (axis.get_minor_ticks(), axis.get_minor_formatter()),
+        for ticks, formatter, locator in (  # every tick the axis draws now (created if need be)
+            (axis.get_major_ticks(), axis.get_major_formatter(), axis.get_major_locator()),
+            (axis.get_minor_ticks(), axis.get_minor_formatter(), axis.get_minor_locator()),
         ):
-            if not isinstance(formatter, FixedFormatter):
+            if not _given_labels(formatter, locator):
                 ids.update(id(t) for tick in ticks for t in (tick.label1, tick.label2))
     return ids
 
@@ -120,6 +131,9 @@ def _axes_texts(axes: Iterable) -> list:
         if id(ax) in seen:
             continue
         seen.add(id(ax))
+        for axis in (ax.xaxis, ax.yaxis):  # tick labels get their text from the formatter: now
+            axis.get_majorticklabels()
+            axis.get_minorticklabels()
         skip = _formatted_texts(ax)
         found += [t for t in ax.findobj(Text, include_self=False) if id(t) not in skip]
         stack.extend(ax.child_axes)
@@ -133,21 +147,34 @@ def literal_texts(artists: Iterable) -> None:
         artist.set_parse_math(False)
 
 
-def wrap_to_width(artist, width_px: float) -> bool:
+def wrap_to_width(artist, width_px: float, *, elide: bool = False, along: str = "width") -> bool:
     """Wrap a Text's lines (between words, never inside one) until it is at most ``width_px``
-    display pixels wide, as measured on its figure's renderer. Returns whether it was rewrapped.
-    A text that no wrap makes narrow enough keeps its narrowest wrap."""
+    display pixels wide, as measured on its figure's renderer (``along="height"``: as tall, for
+    an upright text such as a colorbar's label). Returns whether it was changed.
+
+    A text that no wrap makes narrow enough (one long word) keeps its narrowest wrap, or with
+    ``elide`` is shortened in the middle (:func:`~blipviz.display.labels.fit_text`) until it fits,
+    down to 5 characters."""
     from .labels import wrap_text
 
     renderer = artist.figure.canvas.get_renderer()
+
+    def fits() -> bool:
+        return getattr(artist.get_window_extent(renderer), along) <= width_px
+
     text = artist.get_text()
-    if not text or artist.get_window_extent(renderer).width <= width_px:
+    if not text or fits():
         return False
     flat = " ".join(text.split())
     for chars in range(max(len(line) for line in text.split("\n")) - 1, 7, -1):
         artist.set_text(wrap_text(flat, chars, max_chars=None))
-        if artist.get_window_extent(renderer).width <= width_px:
-            break
+        if fits():
+            return True
+    if elide:
+        for chars in range(len(flat) - 1, 4, -1):
+            artist.set_text(fit_text(flat, chars))
+            if fits():
+                break
     return True
 
 
@@ -323,15 +350,15 @@ def min_delta_e(hex_colours: Sequence[str], kind: str | None = None) -> float:
 
 def line_cues(n: int) -> list[dict[str, Any]]:
     """``n`` series styles (``color``, ``marker``, ``linestyle``) for line plots: the colours of
-    :data:`CATEGORICAL` with a marker each; beyond 7 series the colours repeat with another line
-    style, so no two series share all three."""
+    :data:`CATEGORICAL` with a marker each; beyond 7 series the colours repeat with other markers
+    and another line style, so no two of the first 196 series share all three."""
     if n < 0:
         raise ValueError(f"n must be >= 0, got {n}")
     k = len(CATEGORICAL)
     return [
         {
             "color": CATEGORICAL[i % k],
-            "marker": MARKERS[i % len(MARKERS)],
+            "marker": MARKERS[(i + i // k) % len(MARKERS)],
             "linestyle": _LINESTYLES[(i // k) % len(_LINESTYLES)],
         }
         for i in range(n)
@@ -356,6 +383,71 @@ def legend_beside(ax, handles=None, labels=None, *, title: str | None = None, **
     legend = ax.legend(*args, title=title, **options)
     literal_texts([*legend.get_texts(), legend.get_title()])
     return legend
+
+
+class _BesideData:
+    """Axes locator: ``gap_in`` inches right of data x ``x_data`` of ``parent``, ``width_in`` inches
+    wide, over ``span`` (bottom, top) as fractions of the parent's height, wherever the layout
+    puts the parent."""
+
+    def __init__(self, parent, x_data: float, gap_in: float, width_in: float, span) -> None:
+        self.parent, self.x_data, self.gap_in, self.width_in = parent, x_data, gap_in, width_in
+        self.span = tuple(span)
+
+    def __call__(self, ax, renderer):
+        from matplotlib.transforms import Bbox
+
+        parent = self.parent
+        parent.apply_aspect()
+        dpi = parent.figure.dpi
+        x0 = parent.transData.transform((self.x_data, 0.0))[0] + self.gap_in * dpi
+        (_, y0), (_, y1) = parent.transAxes.transform([(0.0, self.span[0]), (0.0, self.span[1])])
+        box = Bbox.from_extents(x0, y0, x0 + self.width_in * dpi, y1)
+        return box.transformed(parent.figure.transSubfigure.inverted())
+
+
+def fit_colorbar(colorbar, label_length_px: float | None = None) -> bool:
+    """A colorbar readable at its drawn size: fewer ticks when their labels would touch (a short
+    colorbar of a one-row heatmap at font.size 14), and its label wrapped to at most
+    ``label_length_px`` (between words). Measured on the figure as drawn last; returns whether
+    anything changed (then lay the figure out again)."""
+    from matplotlib.ticker import MaxNLocator
+
+    ax = colorbar.ax
+    renderer = ax.figure.canvas.get_renderer()
+    vertical = colorbar.orientation == "vertical"
+    axis = ax.yaxis if vertical else ax.xaxis
+    low, high = sorted(axis.get_view_interval())
+    labels = [
+        t.label2 if vertical and t.label2.get_visible() else t.label1
+        for t in axis.get_major_ticks()
+        if low - 1e-9 <= t.get_loc() <= high + 1e-9
+    ]
+    boxes = sorted(
+        (b.y0, b.y1) if vertical else (b.x0, b.x1)
+        for b in (t.get_window_extent(renderer) for t in labels if t.get_text())
+    )
+    changed = False
+    if any(b[0] < a[1] + 1.0 for a, b in itertools.pairwise(boxes)):
+        size = max(b - a for a, b in boxes)
+        span = ax.get_window_extent(renderer)
+        length = span.height if vertical else span.width
+        colorbar.locator = MaxNLocator(nbins=max(1, int(length // (1.8 * size))))
+        changed = True
+    if label_length_px is not None:
+        label = axis.label
+        changed |= wrap_to_width(label, label_length_px, along="height" if vertical else "width")
+    return changed
+
+
+def colorbar_axes(ax, x_data: float, gap_in: float, width_in: float, span=(0.0, 1.0)):
+    """An inset Axes for a colorbar beside the data of ``ax`` (an image): ``gap_in`` inches right
+    of data x ``x_data`` and ``width_in`` inches wide, whatever size the layout gives ``ax``, over
+    ``span`` (bottom, top) of its height. It belongs to ``ax`` (its tight box, hence constrained
+    layout and :func:`blipviz.display.plotting.fit_figure_to_axes`, include it)."""
+    cax = ax.inset_axes((1.0, span[0], 0.05, span[1] - span[0]))
+    cax.set_axes_locator(_BesideData(ax, x_data, gap_in, width_in, span))
+    return cax
 
 
 # ------------------------------------------------------------------------------ thumbnails

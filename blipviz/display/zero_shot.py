@@ -25,17 +25,21 @@ import numpy as np
 
 from ..errors import InputError
 from .labels import MAX_LABEL_CHARS, fit_text, format_number, wrap_text
+from .plotting import fit_figure_to_axes
 from .rules import (
     CATEGORICAL,
     LABEL,
     SMALL,
     TINY,
     TITLE,
+    colorbar_axes,
     finish_axes,
+    fit_colorbar,
     font_size,
     plural,
     settle_layout,
     thumbnail_crop,
+    wrap_to_width,
 )
 
 __all__ = [
@@ -149,7 +153,7 @@ class TopKDisplay:
     im_ : matplotlib.image.AxesImage
         The image; ``im_.get_array()`` has the image's shape (H, W, 3), or that of its middle when
         an extreme aspect ratio (beyond about 1:4) would draw it as a sliver
-        (:func:`blipviz.display.rules.thumbnail_crop`; the panel then says so).
+        (:func:`blipviz.display.rules.thumbnail_crop`; "centre crop" above it then says so).
     bars_ : matplotlib.container.BarContainer
         One bar per class, best at the top.
     value_texts_ : list of matplotlib.text.Text
@@ -273,6 +277,8 @@ class TopKDisplay:
         picture = self.image[top:bottom, left:right]
         cropped = picture.shape[:2] != (h, w)
         image_in = max(1.2, image_in)
+        if cropped:  # a line above the image says so
+            height += 0.3 * em
         own = axes is None
         if own:
             bars_in = 3.2
@@ -287,8 +293,11 @@ class TopKDisplay:
         interpolation = "nearest" if max(h, w) <= 128 else "antialiased"
         self.im_ = ax_image.imshow(picture, interpolation=interpolation)
         ax_image.set_axis_off()
+        ax_image.set_xticks([])  # no tick labels left behind an axis that is off
+        ax_image.set_yticks([])
+        note = None
         if cropped:
-            ax_image.set_title(f"middle of the {w} × {h} px image", fontsize=small, parse_math=False)
+            note = ax_image.set_title("centre crop", fontsize=small, parse_math=False)
 
         lo, hi = self._value_range()
         pad = 0.2 * (hi - lo)
@@ -338,6 +347,8 @@ class TopKDisplay:
             heading = ax.set_title(text, fontsize=font_size(TITLE))
         finish_axes([ax_image, ax], [heading])
         settle_layout(fig)
+        if note is not None and wrap_to_width(note, ax_image.get_window_extent().width):
+            settle_layout(fig)
         self.ax_image_, self.ax_, self.figure_ = ax_image, ax, fig
         return self
 
@@ -428,7 +439,8 @@ def plot_confusion_matrix(
         include_values = n <= 20
     cell_in = min(0.6, max(0.22, 6.0 / max(n, 1)))
     fs = font_size(LABEL)
-    if ax is None:
+    own = ax is None
+    if own:
         label_in = max(len(s) for s in shown) * _char_in() + 0.2
         side = n * cell_in
         fig, ax = plt.subplots(figsize=(side + label_in + 2.0, side + label_in + 1.4), layout="constrained")
@@ -444,22 +456,36 @@ def plot_confusion_matrix(
         **kwargs,
     )
     fig = display.figure_
+    im_kw = kwargs.get("im_kw") or {}
+    if "vmin" not in im_kw and "vmax" not in im_kw and "norm" not in im_kw:  # the scale starts at 0
+        top = float(np.nanmax(values)) if values.size and np.isfinite(values).any() else 0.0
+        display.im_.set_clim(0.0, max(top, 1.0) if normalize is None else 1.0)
     ax.tick_params(labelsize=fs)
     ax.set_xlabel("predicted class", fontsize=font_size(TITLE))
     ax.set_ylabel("true class", fontsize=font_size(TITLE))
     display.colorbar_ = None
     if colorbar:
-        display.colorbar_ = fig.colorbar(display.im_, ax=ax, shrink=0.8)
+        # beside the matrix, 80% of its height, its width in inches whatever the matrix's size
+        cax = colorbar_axes(ax, n - 0.5, 0.15 * font_size() / 10.0, 0.2, (0.1, 0.9))
+        display.colorbar_ = fig.colorbar(display.im_, cax=cax)
         display.colorbar_.set_label(_COLORBAR_LABELS[normalize], fontsize=fs)
         display.colorbar_.ax.tick_params(labelsize=font_size(SMALL))
         if normalize is None:  # counts: whole numbers only
-            display.colorbar_.ax.yaxis.set_major_locator(MaxNLocator(integer=True))
+            display.colorbar_.locator = MaxNLocator(integer=True)
     if title is not None:
         lines = [title] if isinstance(title, str) else list(title)
         ax.set_title(
             _wrap_title(lines, max(fig.get_figwidth() - 0.4, 3.0), font_size(TITLE)),
             fontsize=font_size(TITLE),
         )
-    finish_axes([ax])
-    settle_layout(fig)
+    finish_axes([ax])  # the colorbar is an inset of ax
+    size_in = (n * cell_in, n * cell_in)
+    if own:  # the figure as large as the matrix, its labels and its colorbar, measured
+        fit_figure_to_axes(ax, size_in)
+    else:
+        settle_layout(fig)
+    # the colorbar's ticks apart and its label no taller than the matrix (a small matrix's title
+    # sits where a longer label would reach)
+    if display.colorbar_ is not None and fit_colorbar(display.colorbar_, ax.get_window_extent().height):
+        fit_figure_to_axes(ax, size_in) if own else settle_layout(fig)
     return display

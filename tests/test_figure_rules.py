@@ -1,0 +1,479 @@
+"""The rules every figure follows (blipviz.display.rules), on generated inputs: texts with ``$``,
+``_``, ``^``, Greek, Cyrillic, Hebrew, Chinese and emoji of 1 to 150 characters; counts from 1 to
+30; images from 1:20 to 20:1; the default and dark_background styles; font.size 8 and 14; each
+figure alone and inside a constrained-layout grid of a user's figure.
+
+Measured on the drawn figures (blipviz.testing.figures): no text overlaps another text, a thumbnail
+or a colorbar; everything inside the figure; texts literal (what was given, or its fitted form, with
+``parse_math`` off); font sizes relative to ``rcParams["font.size"]``; legends beside the data;
+colours distinct under simulated colour blindness, with markers beside them; given Axes drawn into
+without a figure title or size change. Every example draws a figure: few examples, no shrinking.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import re
+import warnings
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+import pytest
+from hypothesis import HealthCheck, Phase, given, settings
+from hypothesis import strategies as st
+
+import blipviz
+from blipviz.display.attention import AttentionGridDisplay
+from blipviz.display.explanations import ExplanationCurvesDisplay
+from blipviz.display.labels import fit_text
+from blipviz.display.retrieval import RecallCurveDisplay
+from blipviz.display.rules import (
+    CATEGORICAL,
+    CVD_MATRICES,
+    MARKERS,
+    MIN_THUMBNAIL_SHARE,
+    MissingGlyphWarning,
+    editable_text,
+    line_cues,
+    min_delta_e,
+    missing_glyphs,
+    plural,
+    thumbnail_crop,
+)
+from blipviz.display.zero_shot import TopKDisplay, plot_confusion_matrix
+from blipviz.testing.figures import assert_inside_figure, assert_no_overlap, colorbars, visible_texts
+
+FIGURES = settings(
+    max_examples=8,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow],
+    phases=[Phase.explicit, Phase.reuse, Phase.generate],
+)
+# Latin with TeX's special characters, Greek, Cyrillic, Hebrew, CJK and emoji (drawn as boxes where
+# the font lacks them, but measured all the same), digits and spaces
+_ALPHABET = list("abcdefghijklmnopqrstuvwxyz ABC $$$___^^{}\\%#&~") + list("αβγδ жзий שלום 猫狗红 0123🤖😀")
+TEXT = st.text(alphabet=st.sampled_from(_ALPHABET), min_size=1, max_size=150).filter(str.strip)
+SHORT = st.text(alphabet=st.sampled_from(_ALPHABET), min_size=1, max_size=40).filter(str.strip)
+STYLES = st.sampled_from(["default", "dark_background"])
+FONT_SIZES = st.sampled_from([8, 14])
+# (height, width) of the thumbnails: 1:20 to 20:1, 16 px to 320 px (larger ones: thumbnail_crop)
+SHAPES = st.sampled_from([(16, 320), (320, 16), (48, 64), (80, 36), (16, 16), (200, 120)])
+RELATIVE_SIZES = (0.59, 1.16)  # every text's size / font.size: from 0.6 (dense ticks) to 1.1 (titles)
+USER_TITLE = "a user's own figure"
+NUMBER = re.compile(r"[\s\d.,−\-+%]*|\$[^$]*\$")  # what a tick formatter writes (maths allowed)
+
+
+@contextlib.contextmanager
+def drawing(style: str, font_size: float):
+    """The style and font size, and no warnings for the glyphs the font lacks (tested apart)."""
+    with plt.style.context(style), plt.rc_context({"font.size": font_size}), warnings.catch_warnings():
+        warnings.simplefilter("ignore", MissingGlyphWarning)
+        warnings.filterwarnings("ignore", "Glyph .* missing from font")
+        yield
+
+
+def _picture(shape, seed=0) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    return rng.integers(0, 255, (*shape, 3), dtype=np.uint8)
+
+
+def _grid(figsize=(14.0, 6.0), ncols=2, nrows=1):
+    fig, axes = plt.subplots(nrows, ncols, figsize=figsize, layout="constrained", squeeze=False)
+    fig.suptitle(USER_TITLE)
+    return fig, axes.ravel()
+
+
+def _undrawn_ticks(fig) -> set[int]:
+    """Tick labels of inset Axes (a heatmap's colorbar) outside their view: never drawn, though
+    ``visible_texts`` (which looks at the figure's own Axes) counts them."""
+    hidden: set[int] = set()
+    for bar in colorbars(fig):
+        for axis in (bar.ax.xaxis, bar.ax.yaxis):
+            low, high = sorted(axis.get_view_interval())
+            for tick in axis.majorTicks + axis.minorTicks:
+                if not low - 1e-9 <= tick.get_loc() <= high + 1e-9:
+                    hidden |= {id(tick.label1), id(tick.label2)}
+    return hidden
+
+
+def check_rules(fig, *, obstacles=(), font_size: float) -> list:
+    """The geometric and text rules on a drawn figure; returns its visible texts."""
+    texts = visible_texts(fig)
+    undrawn = _undrawn_ticks(fig)
+    texts = [t for t in texts if id(t) not in undrawn]
+    bars = [cb.ax for cb in colorbars(fig)]
+    assert_inside_figure([*texts, *obstacles, *bars])
+    assert_no_overlap([*texts, *obstacles, *bars], what="texts, thumbnails and colorbars")
+    for text in texts:  # sizes follow rcParams["font.size"]
+        if text.get_text() == USER_TITLE:
+            continue
+        ratio = text.get_fontsize() / font_size
+        assert RELATIVE_SIZES[0] <= ratio <= RELATIVE_SIZES[1], (text.get_text(), text.get_fontsize())
+        if text.get_parse_math():  # only a tick formatter's numbers are typeset
+            assert NUMBER.fullmatch(text.get_text()), text.get_text()
+    return texts
+
+
+def _literal(artist, expected: str) -> None:
+    assert artist.get_text() == expected
+    assert artist.get_parse_math() is False
+
+
+def _unchanged_user_figure(fig, size) -> None:
+    assert fig.get_suptitle() == USER_TITLE
+    assert tuple(fig.get_size_inches()) == pytest.approx(size)
+    assert fig.get_layout_engine() is not None
+
+
+# ---------------------------------------------------------------------------------- plain rules
+def test_plural_counts():
+    assert [plural(n, "pair") for n in (0, 1, 2, 1000)] == ["0 pairs", "1 pair", "2 pairs", "1,000 pairs"]
+    assert plural(1, "class", "classes") == "1 class" and plural(3, "class", "classes") == "3 classes"
+
+
+def test_categorical_colours_stay_apart_for_colour_blind_readers():
+    """Okabe-Ito (without yellow) under Machado et al.'s simulations: no pair closer than ΔE 15."""
+    assert min_delta_e(CATEGORICAL) >= 25
+    for kind in CVD_MATRICES:
+        assert min_delta_e(CATEGORICAL, kind) >= 15, kind
+    # the palette it replaced fails: tab10's green and red merge for deuteranopes
+    assert min_delta_e(["#2ca02c", "#d62728"], "deuteranopia") < 10
+    # simulation sanity: greys are seen as they are; pure red and green merge under deuteranopia
+    assert min_delta_e(["#777777", "#777777"]) == 0
+    assert min_delta_e(["#ff0000", "#00ff00"], "deuteranopia") < min_delta_e(["#ff0000", "#00ff00"]) / 2
+
+
+@given(st.integers(1, 30))
+def test_line_cues_never_repeat(n):
+    cues = line_cues(n)
+    assert len({(c["color"], c["marker"], str(c["linestyle"])) for c in cues}) == n
+    first = cues[: len(MARKERS)]
+    assert len({c["marker"] for c in first}) == len(first)  # a marker per colour
+
+
+@given(
+    side=st.integers(16, 4000),
+    ratio=st.floats(1 / 20, 20),
+    box=st.tuples(st.floats(0.1, 10.0), st.floats(0.1, 10.0)),
+)
+def test_thumbnails_are_readable_whatever_their_aspect_ratio(side, ratio, box):
+    """16 px to 4,000 px, 1:20 to 20:1: never a sliver, never distorted, always inside the box."""
+    h, w = (side, max(1, round(side * ratio))) if ratio >= 1 else (max(1, round(side / ratio)), side)
+    (top, bottom, left, right), (dw, dh) = thumbnail_crop((h, w), box)
+    assert 0 <= top < bottom <= h and 0 <= left < right <= w
+    assert dw <= box[0] * (1 + 1e-9) and dh <= box[1] * (1 + 1e-9)
+    crop_h, crop_w = bottom - top, right - left
+    # the shorter drawn side: at least the share of the box, unless the whole image is smaller
+    short = min(dw, dh)
+    whole = min(box[0] / w, box[1] / h) * min(h, w)
+    assert short >= min(MIN_THUMBNAIL_SHARE * min(box), whole) * (1 - 1e-9) - 1e-9
+    # not distorted: the crop's aspect ratio is the drawn one, within a pixel's rounding
+    scale_w, scale_h = dw / crop_w, dh / crop_h
+    assert scale_w == pytest.approx(scale_h, rel=1.0 / min(crop_w, crop_h) + 1e-6)
+    # centred
+    assert abs((top + bottom) - h) <= 1 and abs((left + right) - w) <= 1
+    if crop_h == h and crop_w == w:  # shown whole: as large as the box allows
+        assert max(dw / box[0], dh / box[1]) == pytest.approx(1.0)
+
+
+# ------------------------------------------------------------------------------- missing glyphs
+def test_missing_glyphs_warn_once_per_text_naming_the_setting():
+    assert missing_glyphs("costs $5 and $10 — café, αβγ, жзий") == ""
+    assert missing_glyphs("日本語の猫 🤖") == "日本語の猫🤖"
+    scores = blipviz.ScoreMatrix(
+        np.full((2, 2), 0.5), ["日本語の猫", "a robot 🤖"], ["日本語の猫", "image"], kind="itm"
+    )
+    with pytest.warns(MissingGlyphWarning) as caught, warnings.catch_warnings():
+        warnings.filterwarnings("ignore", "Glyph .* missing from font")
+        scores.plot(ax=plt.subplots()[1])
+    messages = [str(w.message) for w in caught if issubclass(w.category, MissingGlyphWarning)]
+    assert len(messages) == 2  # the Japanese text is drawn twice (row and column), warned about once
+    japanese = next(m for m in messages if "日本語の猫" in m)
+    assert "font.family" in japanese and "Noto Sans CJK JP" in japanese and "DejaVu Sans" in japanese
+    assert any("'a robot 🤖'" in m and "Noto Emoji" in m for m in messages)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", MissingGlyphWarning)
+        blipviz.ScoreMatrix(np.ones((1, 1)), ["costs $5 and $10"], ["x"]).plot()  # nothing missing
+
+
+def test_pdf_and_svg_keep_text_editable_inside_the_context():
+    display = blipviz.ScoreMatrix(np.eye(2), ["costs $5 and $10", "a"], ["x", "y"]).plot()
+    before = dict(matplotlib.rcParams)
+    with editable_text():
+        pdf, svg = io.BytesIO(), io.BytesIO()
+        display.figure_.savefig(pdf, format="pdf")
+        display.figure_.savefig(svg, format="svg")
+    assert b"/FontFile2" in pdf.getvalue() and b"/Type3" not in pdf.getvalue()  # TrueType, not Type 3
+    assert b"costs $5 and $10" in svg.getvalue()  # a <text> element, the dollars included
+    assert matplotlib.rcParams["pdf.fonttype"] == before["pdf.fonttype"]
+    assert matplotlib.rcParams["svg.fonttype"] == before["svg.fonttype"]
+
+
+# ------------------------------------------------------------------------------------- heatmap
+@FIGURES
+@given(
+    texts=st.lists(TEXT, min_size=1, max_size=30),
+    n_images=st.integers(1, 4),
+    shapes=st.lists(SHAPES, min_size=4, max_size=4),
+    kind=st.sampled_from(["itm", "cosine"]),
+    style=STYLES,
+    font_size=FONT_SIZES,
+    in_grid=st.booleans(),
+    seed=st.integers(0, 100),
+)
+def test_heatmap_rules(texts, n_images, shapes, kind, style, font_size, in_grid, seed):
+    rng = np.random.default_rng(seed)
+    if in_grid:  # two heatmaps side by side: labels of the right one once covered the left colorbar
+        texts = texts[:8]
+    low = -0.3 if kind == "cosine" else 0.0
+    scores = blipviz.ScoreMatrix(
+        rng.uniform(low, 1.0, (n_images, len(texts))),
+        texts,
+        [f"$x_{i}$.jpg" for i in range(n_images)],
+        kind=kind,
+        thumbnails=[_picture(shapes[i], i) for i in range(n_images)],
+        model_name="net_$1$",
+        true_pairs=[(0, 0)],
+    )
+    with drawing(style, font_size):
+        if in_grid:
+            fig, axes = _grid((16.0, 7.0))
+            displays = [scores.plot(ax=axes[0]), scores.plot(ax=axes[1], sort="rows")]
+            _unchanged_user_figure(fig, (16.0, 7.0))
+        else:
+            displays = [scores.plot()]
+            fig = displays[0].figure_
+        thumbs = [t for d in displays for t in d.thumbnails_]
+        check_rules(fig, obstacles=thumbs, font_size=font_size)
+        for display in displays:
+            rows = display.ax_.get_yticklabels()
+            for label, i in zip(rows, display.row_order_, strict=True):
+                assert label.get_parse_math() is False
+                assert label.get_text().replace("\n", " ").startswith(fit_text(texts[i])[:1])
+                if len(" ".join(texts[i].split())) <= 60 and texts.count(texts[i]) == 1:
+                    _literal(label, " ".join(texts[i].split()))  # whole and literal
+            _literal(display.ax_.get_xticklabels()[0], "$x_" + str(display.column_order_[0]) + "$.jpg")
+            assert display.ax_.title.get_parse_math() is False and "net_$1$" in display.ax_.get_title()
+            assert display.colorbar_.ax.get_ylabel().startswith(("ITM", "cosine"))
+            if kind == "cosine":  # diverging, centred at zero
+                vmin, vmax = display.im_.get_clim()
+                assert vmin == -vmax and display.im_.get_cmap().name == "RdBu_r"
+            renderer = fig.canvas.get_renderer()
+            cell = abs(
+                display.ax_.transData.transform((1, 0))[0] - display.ax_.transData.transform((0, 0))[0]
+            )
+            for thumb in display.thumbnails_:  # never a sliver
+                box = thumb.get_window_extent(renderer)
+                assert min(box.width, box.height) >= 0.9 * MIN_THUMBNAIL_SHARE * 0.86 * cell
+        plt.close(fig)
+
+
+# -------------------------------------------------------------------------------- recall@K
+@FIGURES
+@given(
+    lengths=st.tuples(st.integers(1, 30), st.integers(1, 30)),
+    names=st.tuples(SHORT, SHORT),
+    counts=st.tuples(st.integers(1, 30), st.integers(1, 30)),
+    style=STYLES,
+    font_size=FONT_SIZES,
+    in_grid=st.booleans(),
+    log_x=st.booleans(),
+)
+def test_recall_curve_rules(lengths, names, counts, style, font_size, in_grid, log_x):
+    curves = {
+        d: np.linspace(10.0 * (1 + k), 100.0, n)
+        for k, (d, n) in enumerate(zip(("i2t", "t2i"), lengths, strict=True))
+    }
+    with drawing(style, font_size):
+        display = RecallCurveDisplay(
+            curves, model_name=names[0], benchmark=names[1], n_images=counts[0], n_texts=counts[1]
+        )
+        if in_grid:
+            fig, axes = _grid((13.0, 4.5))
+            axes[0].plot([0, 1], [0, 1])
+            display.plot(ax=axes[1], log_x=log_x)
+            _unchanged_user_figure(fig, (13.0, 4.5))
+        else:
+            fig = display.plot(log_x=log_x).figure_
+        check_rules(fig, font_size=font_size)
+        ax = display.ax_
+        # the legend never covers the data: it lies beside the Axes
+        legend = display.legend_.get_window_extent()
+        data = ax.get_window_extent()
+        assert legend.x0 >= data.x1 or legend.y1 <= data.y0 or legend.y0 >= data.y1
+        title = ax.get_title()
+        assert ax.title.get_parse_math() is False and fit_text(names[0]) in title.replace("\n", " ")
+        assert plural(counts[0], "image") in title and plural(counts[1], "caption") in title
+        assert all(t.get_parse_math() is False for t in display.legend_.get_texts())
+        markers = {display.markers_[d].get_marker() for d in curves}
+        assert len(markers) == 2
+        plt.close(fig)
+
+
+# ----------------------------------------------------------------------- explanation curves
+METHOD_NAMES = ["attention", "gradcam", "relevancy", "rollout", "occlusion", "$z$_method"]
+
+
+@FIGURES
+@given(
+    n_methods=st.integers(1, 6),
+    n_pairs=st.integers(1, 4),
+    steps=st.integers(2, 20),
+    style=STYLES,
+    font_size=FONT_SIZES,
+    in_grid=st.booleans(),
+    seed=st.integers(0, 100),
+)
+def test_explanation_curve_rules(n_methods, n_pairs, steps, style, font_size, in_grid, seed):
+    rng = np.random.default_rng(seed)
+    methods = [*METHOD_NAMES[:n_methods], "random"]
+    fractions = np.linspace(0, 1, steps + 1)
+    rows = []
+    for k, method in enumerate(methods):
+        for pair in range(n_pairs):
+            for kind, sign in (("deletion", -1.0), ("insertion", 1.0)):
+                curve = (
+                    0.5
+                    + sign * 0.4 * (1 - np.exp(-(1 + k) * fractions))
+                    + rng.normal(0, 0.03, len(fractions))
+                )
+                rows += [
+                    dict(method=method, pair=pair, fraction=f, score=float(s), kind=kind)
+                    for f, s in zip(fractions, np.clip(curve, 0, 1), strict=True)
+                ]
+    curves = pd.DataFrame(rows)
+    table = pd.DataFrame(
+        {"deletion_auc": rng.uniform(0, 1, len(methods)), "insertion_auc": rng.uniform(0, 1, len(methods))},
+        index=methods,
+    )
+    with drawing(style, font_size):
+        display = ExplanationCurvesDisplay(curves, table, net_name="net $v$", baseline="blur")
+        if in_grid:
+            fig, axes = _grid((14.0, 5.0))
+            display.plot(axes)
+            _unchanged_user_figure(fig, (14.0, 5.0))
+        else:
+            fig = display.plot().figure_
+            assert fig.get_suptitle() == display.title_
+        check_rules(fig, font_size=font_size)
+        legend = display.legend_.get_window_extent()
+        for ax in display.axes_:  # beside both panels, over neither
+            data = ax.get_window_extent()
+            assert legend.x0 >= data.x1 or legend.x1 <= data.x0
+        lines = [display.lines_[("deletion", m)] for m in methods]
+        colours = [matplotlib.colors.to_hex(line.get_color()) for line in lines]
+        for kind in CVD_MATRICES:
+            assert min_delta_e(colours, kind) >= 15
+        cues = {(line.get_marker(), str(line.get_linestyle())) for line in lines}
+        assert len(cues) == len(lines)  # a second cue beside colour
+        assert plural(n_pairs, "pair") in display.title_ and "1 pairs" not in display.title_
+        plt.close(fig)
+
+
+# ------------------------------------------------------------------------------- zero-shot
+@FIGURES
+@given(
+    texts=st.lists(TEXT, min_size=1, max_size=12),
+    shape=SHAPES,
+    style=STYLES,
+    font_size=FONT_SIZES,
+    in_grid=st.booleans(),
+    seed=st.integers(0, 100),
+)
+def test_top_k_rules(texts, shape, style, font_size, in_grid, seed):
+    rng = np.random.default_rng(seed)
+    k = len(texts)
+    display = TopKDisplay(
+        _picture(shape, seed),
+        texts,
+        np.sort(rng.uniform(0, 1, k))[::-1],
+        labels=[f"class {i}" for i in range(k)],
+        net="net_$1$",
+        image_label="$photo$",
+        true_label="class 0",
+        n_classes=k + int(rng.integers(0, 3)),
+    )
+    with drawing(style, font_size):
+        if in_grid:
+            fig, axes = _grid((15.0, max(3.0, 0.45 * k + 2.0)))
+            display.plot(axes=axes)
+            _unchanged_user_figure(fig, (15.0, max(3.0, 0.45 * k + 2.0)))
+            heading = display.ax_.title
+        else:
+            fig = display.plot().figure_
+            heading = next(t for t in visible_texts(fig) if "$photo$" in t.get_text())
+        check_rules(fig, obstacles=[display.im_], font_size=font_size)
+        for label, text in zip(display.ax_.get_yticklabels(), texts, strict=True):
+            _literal(label, fit_text(text))
+        assert heading.get_parse_math() is False and "net_$1$" in heading.get_text()
+        drawn = display.im_.get_window_extent(fig.canvas.get_renderer())
+        assert min(drawn.width, drawn.height) >= 0.2 * fig.dpi or in_grid  # never a sliver
+        plt.close(fig)
+
+
+@FIGURES
+@given(
+    labels=st.lists(SHORT, min_size=1, max_size=12),
+    style=STYLES,
+    font_size=FONT_SIZES,
+    seed=st.integers(0, 9),
+)
+def test_confusion_matrix_rules(labels, style, font_size, seed):
+    rng = np.random.default_rng(seed)
+    n = len(labels)
+    with drawing(style, font_size):
+        display = plot_confusion_matrix(rng.integers(0, 5, (n, n)), labels, title=["a $5$ title", "x"])
+        check_rules(display.figure_, font_size=font_size)
+        for label, text in zip(display.ax_.get_yticklabels(), labels, strict=True):
+            _literal(label, fit_text(text))
+        assert display.ax_.title.get_parse_math() is False
+        plt.close(display.figure_)
+
+
+# ------------------------------------------------------------------------------- attention grid
+@FIGURES
+@given(
+    tokens=st.lists(SHORT, min_size=1, max_size=6),
+    text=TEXT,
+    shape=st.one_of(st.none(), SHAPES),
+    style=STYLES,
+    font_size=FONT_SIZES,
+    in_grid=st.booleans(),
+    seed=st.integers(0, 100),
+)
+def test_attention_grid_rules(tokens, text, shape, style, font_size, in_grid, seed):
+    rng = np.random.default_rng(seed)
+    maps = [rng.uniform(0, 1, (4, 4)) for _ in tokens]
+    display = AttentionGridDisplay(
+        maps,
+        tokens,
+        image=None if shape is None else _picture(shape, seed),
+        layer=1,
+        n_layers=2,
+        heads="mean of the 4 heads",
+        text=text,
+        score=0.5,
+    )
+    with drawing(style, font_size):
+        if in_grid:
+            size = (16.0, 9.0)
+            fig, axes = _grid(size, ncols=4, nrows=2)
+            display.plot(axes=axes[: len(tokens)])
+            _unchanged_user_figure(fig, size)
+        else:
+            fig = display.plot().figure_
+            assert fig.get_suptitle() == display.title_
+        titles = [ax.title for ax in display.axes_]
+        assert_no_overlap(titles, what="panel titles")
+        if not in_grid:
+            check_rules(fig, font_size=font_size)
+        for title in titles:
+            assert title.get_parse_math() is False
+        assert fit_text(text) in display.title_.replace("\n", " ") or len(text) > 80
+        plt.close(fig)
