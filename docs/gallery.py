@@ -67,6 +67,36 @@ TRUE_PAIRS = [(i, 2 * i) for i in range(len(PHOTOS))]
 MAP_PHOTOS, CAPTIONS = list(MAP_PHOTOS), list(MAP_CAPTIONS)
 LAYOUTS = ("per-modality", "joint", "side-by-side")
 
+# The feature-space map at its design target, 300 items: every photograph of sample_images (13)
+# and 287 captions, 22 settings of each photograph's subject (some with "$", some longer than 80
+# characters), coloured by subject.
+MAP_300_SUBJECTS = {
+    "astronaut": "an astronaut",
+    "cameraman": "a cameraman",
+    "chelsea": "a ginger cat",
+    "coffee": "a cup of coffee",
+    "coins": "old coins",
+    "hubble_deep_field": "distant galaxies",
+    "moon": "the moon",
+    "motorcycle": "a red motorcycle",
+    "retina": "a retina scan",
+    "rocket": "a rocket",
+    "china": "a chinese temple",
+    "flower": "a pink flower",
+    "grace_hopper": "a naval officer",
+}
+MAP_300_SETTINGS = [
+    "in a studio", "at night", "under a blue sky", "seen from above", "in close-up", "on a table",
+    "behind glass", "in black and white", "on a $5 postcard", "with a long shadow", "by a window",
+    "in the rain", "as an oil painting", "on a poster from 1969", "at dawn", "in a magazine",
+    "on a stamp worth $0.50", "drawn by a child", "in a snow globe", "out of focus", "on a screen",
+    "in a museum, photographed from the far end of the hall on a crowded and rainy Sunday afternoon",
+]  # fmt: skip
+MAP_300_CAPTIONS = [
+    f"{subject} {where}" for subject in MAP_300_SUBJECTS.values() for where in MAP_300_SETTINGS
+]
+MAP_300_CAPTIONS.append("a photograph of nothing in particular")  # 287 captions, 300 items
+
 # Cross-attention and explanations: one photograph, one sentence.
 ATTENTION_TEXT = "an astronaut in an orange suit with a flag and a space shuttle behind her"
 
@@ -236,6 +266,14 @@ def feature_space(s: Session) -> None:
     ]
     for layout in LAYOUTS:
         s.save(blipviz.feature_space_plot(both, layout=layout).figure_, f"feature_space_{layout}.png")
+    gallery = sample_images(list(MAP_300_SUBJECTS))
+    subjects = [name for name in MAP_300_SUBJECTS for _ in MAP_300_SETTINGS] + ["none"]
+    many = [
+        s.model.encode_images(gallery.images, labels=gallery.names),
+        s.model.encode_texts(MAP_300_CAPTIONS),
+    ]
+    groups = gallery.names + subjects
+    s.save(blipviz.feature_space_plot(many, labels=groups).figure_, "feature_space_300.png")
 
 
 def attention(s: Session) -> None:
@@ -311,6 +349,32 @@ _RETRIEVAL = (
     'labels=r.names, benchmark="8 sample photographs")'
 )
 
+_FEATURE_SPACE_ENTRIES = [
+    Entry(
+        f"feature_space_{layout}.png",
+        {
+            "per-modality": "UMAP map of six photographs (thumbnails) and eight captions (callouts), "
+            "each modality centred on its own mean first (the default).",
+            "joint": "The same embeddings mapped as they are: the modality gap shows.",
+            "side-by-side": "The per-modality coordinates in two panels, images and texts, on shared axes.",
+        }[layout],
+        f'{_MAP}blipviz.feature_space_plot(both, layout="{layout}")',
+    )
+    for layout in LAYOUTS
+]
+_FEATURE_SPACE_ENTRIES.append(
+    Entry(
+        "feature_space_300.png",
+        "The design target: 300 items, the 13 photographs of sample_images and 287 captions (22 "
+        "settings of each photograph's subject), coloured by subject. The labels that fit are drawn, "
+        "each at or joined to its own point, chosen for coverage (outliers and every region first); "
+        "the note in a corner counts them. FeatureSpaceExplorer shows every item by hover and selection.",
+        "g13 = sample_images(list(MAP_300_SUBJECTS)); "
+        "many = [model.encode_images(g13.images, labels=g13.names), model.encode_texts(MAP_300_CAPTIONS)]; "
+        "blipviz.feature_space_plot(many, labels=g13.names + SUBJECT_OF_EACH_CAPTION)",
+    )
+)
+
 FIGURES: dict[str, tuple[Callable[[Session], None], tuple[Entry, ...]]] = {
     "heatmap": (
         heatmap,
@@ -340,23 +404,7 @@ FIGURES: dict[str, tuple[Callable[[Session], None], tuple[Entry, ...]]] = {
             ),
         ),
     ),
-    "feature_space": (
-        feature_space,
-        tuple(
-            Entry(
-                f"feature_space_{layout}.png",
-                {
-                    "per-modality": "UMAP map of six photographs (thumbnails) and eight captions (callouts), "
-                    "each modality centred on its own mean first (the default).",
-                    "joint": "The same embeddings mapped as they are: the modality gap shows.",
-                    "side-by-side": "The per-modality coordinates in two panels, images and texts, "
-                    "on shared axes.",
-                }[layout],
-                f'{_MAP}blipviz.feature_space_plot(both, layout="{layout}")',
-            )
-            for layout in LAYOUTS
-        ),
-    ),
+    "feature_space": (feature_space, tuple(_FEATURE_SPACE_ENTRIES)),
     "attention": (
         attention,
         (

@@ -461,3 +461,14 @@ def test_segment_tests():
     crossing = segments_cross([[0, 0], [0, 0]], [[10, 10], [10, 0]], [[0, 10]], [[10, 0]])
     assert crossing[:, 0].tolist() == [True, False]  # the second only touches at (10, 0)
     assert not segments_cross([[0, 0]], [[5, 5]], [[0, 0]], [[5, -5]])[0, 0]  # a shared start
+
+
+def test_a_pickled_map_keeps_its_labels():
+    import pickle
+
+    scene = make_scene(30, "gaussian", 9, ["a cat", "$5 coffee"], 0.5, ["a", "b"])
+    disp = display_of(scene).plot()
+    fig = pickle.loads(pickle.dumps(disp.figure_))
+    fig.canvas.draw()
+    texts = {t.get_text() for t in visible_texts(fig, include_ticks=False)}
+    assert {t.get_text() for t in disp.texts_ + disp.notes_} <= texts

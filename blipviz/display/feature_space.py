@@ -15,10 +15,13 @@ with these rules for any scene, from one item to tens of thousands:
   covering unlabelled points where they can (a cost, not a rule);
 - everything lies inside the Axes drawn into, and nothing is drawn or changed outside it;
 - when not every item can be labelled, a subset chosen for coverage is: items are tried in
-  farthest-point order in screen space (:func:`coverage_order`: outliers and every region first), and
-  an item that finds no free spot within a short leader's reach is left a point. A note in a corner
-  of the Axes says how many are labelled ("12 of 300 texts labelled"); ``label=`` chooses which items
-  may be; :class:`blipviz.FeatureSpaceExplorer` shows every item by hover and selection.
+  farthest-point order in screen space (:func:`coverage_order`: outliers and every region first;
+  thumbnails and callouts in turn), a label in the way of one that finds no spot may move, and an
+  item that still finds none within a short leader's reach is left a point. A small map (at most 48
+  labels) that does not fit whole is tried again in other orders, with longer leaders, then with
+  smaller thumbnails. A note in a corner of the Axes says how many are labelled ("12 of 300 texts
+  labelled"); ``label=`` chooses which items may be; :class:`blipviz.FeatureSpaceExplorer` shows
+  every item by hover and selection.
 
 Texts are drawn literally (``parse_math=False``: "$5 and $10" is not mathematics), at sizes relative
 to ``rcParams["font.size"]``, in the active style's colours: a callout's box is filled with the
@@ -51,6 +54,8 @@ __all__ = [
     "LabelPlacer",
     "callout_text",
     "coverage_order",
+    "segments_cross",
+    "segments_hit_boxes",
     "thumbnail_points",
 ]
 
@@ -213,6 +218,24 @@ def _coverage(points: np.ndarray, limit: int | None = None) -> Iterator[int]:
         dist[pick] = -np.inf
 
 
+def _interleaved(points: np.ndarray, kinds: Sequence[str]) -> Iterator[int]:
+    """The coverage order of each kind of label (thumbnails, callouts), taken in turn: a few
+    thumbnails among many texts are tried early, not after every text."""
+
+    def stream(rows: np.ndarray) -> Iterator[int]:
+        for k in _coverage(points[rows]):
+            yield int(rows[k])
+
+    streams = [stream(np.flatnonzero(np.asarray(kinds) == kind)) for kind in dict.fromkeys(kinds)]
+    while streams:
+        for stream in list(streams):
+            k = next(stream, None)
+            if k is None:
+                streams.remove(stream)
+            else:
+                yield int(k)
+
+
 def callout_text(text: str, wrap_width: int = 28, max_chars: int | None = MAX_LABEL_CHARS) -> str:
     """A text as its callout shows it: whole up to ``max_chars`` characters, else elided in the
     middle at word boundaries (:func:`~blipviz.display.labels.fit_text`), wrapped into lines of about
@@ -228,11 +251,13 @@ class LabelPlacer:
     """Greedy placement of labels (boxes) next to their points, in display pixels.
 
     Each call to :meth:`place` puts one box, or none, at the spot of least cost among the allowed
-    ones; boxes placed earlier are never moved. Allowed: inside ``region``; at least ``gap`` from every
-    box placed (and every fixed box); covering no labelled point and no leader; with a leader (from
-    the point to the box's nearest point, at most ``reach`` long) that crosses no box, no other leader
-    and passes no labelled point closer than ``clear``. The cost is the leader's length plus a
-    penalty for each unlabelled point the box covers.
+    ones (:meth:`remove` and :meth:`restore` take one out and put it back). Allowed: inside
+    ``region``; at least ``gap`` from every box placed (and every fixed box); covering no labelled
+    point (within ``clear``) and no leader; with a leader (from the point to the box's nearest point,
+    at most ``reach`` long) that crosses no box, no other leader and passes no labelled point closer
+    than ``radius``. The cost is the leader's length plus penalties for the unlabelled points the box
+    or its leader covers (more for points still to be labelled), for hemming in points still to be
+    labelled, and for a label on the crowded side of its point.
 
     Parameters
     ----------
@@ -294,19 +319,19 @@ class LabelPlacer:
             return 0.0, 0.0
         return (25.0, 1.0) if self.waiting[i] else (1.0, 0.0)
 
-    def _tables(self) -> tuple[np.ndarray, np.ndarray]:
-        """Summed-area tables of the two weights (made when first needed)."""
+    def _tables(self) -> tuple[np.ndarray, ...]:
+        """Summed-area tables of the two weights, and of every point (made when first needed)."""
         if self._sums is None:
             free = ~self.labelled
             wait = free & self.waiting
             flat = self._cj * self._shape[1] + self._ci
             out = []
-            for weights in (np.where(wait, 25.0, free * 1.0), wait * 1.0):
+            for weights in (np.where(wait, 25.0, free * 1.0), wait * 1.0, np.ones(len(free))):
                 grid = np.bincount(flat, weights=weights, minlength=self._shape[0] * self._shape[1])
                 table = np.zeros((self._shape[0] + 1, self._shape[1] + 1))
                 table[1:, 1:] = grid.reshape(self._shape).cumsum(axis=0).cumsum(axis=1)
                 out.append(table)
-            self._sums = (out[0], out[1])
+            self._sums = tuple(out)
         return self._sums
 
     def _count(self, i: int, sign: float) -> None:
@@ -314,13 +339,13 @@ class LabelPlacer:
         if self._sums is None:
             return
         j, k = self._cj[i] + 1, self._ci[i] + 1
-        for table, weight in zip(self._sums, self._weights(i), strict=True):
+        for table, weight in zip(self._sums[:2], self._weights(i), strict=True):
             if weight:
                 table[j:, k:] += sign * weight
 
     def _box_sums(self, which: int, boxes: np.ndarray, skip: int | None = None) -> np.ndarray:
         """(K,) the sum of table ``which`` (0: points not to cover, 1: points still to be
-        labelled) over the cells each box (K, 4) touches, without point ``skip``."""
+        labelled, 2: every point) over the cells each box (K, 4) touches, without point ``skip``."""
         table = self._tables()[which]
         lo = np.floor((boxes[:, :2] - self._origin) / self._cell).astype(int)
         hi = np.ceil((boxes[:, 2:] - self._origin) / self._cell).astype(int)
@@ -328,7 +353,7 @@ class LabelPlacer:
         j0, j1 = np.clip(lo[:, 1], 0, self._shape[0]), np.clip(hi[:, 1], 0, self._shape[0])
         sums = table[j1, i1] - table[j0, i1] - table[j1, i0] + table[j0, i0]
         if skip is not None:
-            weight = self._weights(skip)[which]
+            weight = (*self._weights(skip), 1.0)[which]
             ci, cj = self._ci[skip], self._cj[skip]
             sums = sums - weight * ((i0 <= ci) & (ci < i1) & (j0 <= cj) & (cj < j1))
         return sums
@@ -425,6 +450,9 @@ class LabelPlacer:
             spots = np.concatenate([along - r, along + r], axis=2).reshape(-1, 4)
             over = self._box_sums(0, spots, index).reshape(len(along), -1).sum(axis=1)
             cost[led] += self.gap * np.minimum(over, 250)
+        # a label nearer other points than its own reads as theirs
+        halo = boxes + np.maximum(dist - self.clear, 0.0)[:, None] * np.array([-1.0, -1.0, 1.0, 1.0])
+        cost += 3.0 * self.gap * np.minimum(self._box_sums(2, halo, index), 8)
         # a moat: points still to be labelled need room beside them for their leaders to get out
         moat = boxes + np.array([-1.0, -1.0, 1.0, 1.0]) * 5 * self.clear
         cost += 8.0 * self.gap * np.minimum(self._box_sums(1, moat, index), 10)
@@ -871,7 +899,7 @@ class _PanelLabels:
             got = placer.place(index[k], size, centred=kind == "thumbnail", reach=reach)
             return None if got is None else (int(rows[k]), kind, got[0], got[1], offset)
 
-        for k in _coverage(points[index]) if order is None else order:
+        for k in _interleaved(points[index], kinds) if order is None else order:
             tried.append(k)
             kind = kinds[k]
             if full(kind):
@@ -983,7 +1011,17 @@ def _layer_artist():
                 artist.draw(renderer)
             self.stale = False
 
+    # findable by pickle (a figure pickled and loaded again keeps its labels)
+    FeatureSpaceLabels.__module__ = __name__
+    FeatureSpaceLabels.__qualname__ = FeatureSpaceLabels.__name__ = "_FeatureSpaceLabels"
+    globals()["_FeatureSpaceLabels"] = FeatureSpaceLabels
     return FeatureSpaceLabels
+
+
+def __getattr__(name: str):
+    if name == "_FeatureSpaceLabels":  # unpickling a figure before any was drawn here
+        return _layer_artist()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 # ---------------------------------------------------------------------------------------- title
@@ -1327,7 +1365,9 @@ class FeatureSpaceDisplay:
         n_thumbs = int(as_thumb[eligible].sum())
         if caps["thumbnail"] is not None:
             n_thumbs = min(n_thumbs, caps["thumbnail"])
-        thumb_pt = thumbnail_points(n_thumbs, thumbnail_size)
+        # sized for the thumbnails and for the crowd around them: a third of the labels
+        crowd = min(len(eligible) // 3, caps["thumbnail"] or len(eligible)) if n_thumbs else 0
+        thumb_pt = thumbnail_points(max(n_thumbs, crowd), thumbnail_size)
         size = marker_size if marker_size is not None else float(np.clip(400.0 / max(n, 1), 4.0, 40.0))
 
         fig, axes, own_figure, title_text = self._figure(ax, side, show_legend, len(categories), title)
