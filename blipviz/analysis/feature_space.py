@@ -533,8 +533,9 @@ def feature_space_plot(
         See :func:`reduce_to_2d`; adapted to few items by default.
     ax : matplotlib Axes (a pair for "side-by-side"), optional
     **plot_kwargs
-        Passed to :meth:`FeatureSpaceDisplay.plot` (``max_thumbnails``, ``max_texts``,
-        ``thumbnail_size``, ``title``, ...).
+        Passed to :meth:`FeatureSpaceDisplay.plot` (``label`` to choose the items labelled,
+        ``max_thumbnails``, ``max_texts``, ``thumbnail_size``, ``title``, ...). Labels that do not
+        fit are left out and counted in a note; :class:`blipviz.FeatureSpaceExplorer` shows them all.
 
     Returns
     -------
