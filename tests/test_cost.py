@@ -25,7 +25,10 @@ def test_the_measurement_is_remembered_until_refreshed(tiny, monkeypatch):
     assert cost.pass_seconds(tiny, "vit") == first and not calls  # no pass: remembered
     cost.pass_seconds(tiny, "vit", refresh=True)
     size = tiny.config.vision_config.image_size
-    assert calls == [(1, 3, size, size)] * 3  # one warm-up, two timed (the default); one image each
+    assert calls == [(1, 3, size, size)] * 2  # one warm-up, one timed (the default); one image each
+    calls.clear()
+    cost.pass_seconds(tiny, "vit", refresh=True, repeats=3)
+    assert len(calls) == 4
 
 
 def test_a_part_is_measured_through_its_net(tiny):

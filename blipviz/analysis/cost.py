@@ -67,7 +67,7 @@ def _timed(fn, device: torch.device, repeats: int) -> float:
     return (time.perf_counter() - start) / repeats
 
 
-def pass_seconds(model: Any, kind: str = "vit", *, repeats: int = 2, refresh: bool = False) -> float:
+def pass_seconds(model: Any, kind: str = "vit", *, repeats: int = 1, refresh: bool = False) -> float:
     """Seconds one pass of ``model`` takes on its device, measured on first use and then remembered.
 
     Parameters
@@ -76,8 +76,9 @@ def pass_seconds(model: Any, kind: str = "vit", *, repeats: int = 2, refresh: bo
     kind : {"vit", "itm"}
         ``"vit"``: one image (batch 1) through the vision transformer. ``"itm"``: one short text
         through the multimodal encoder against one image's states (the ITM head's input).
-    repeats : int, default 2
-        Timed passes after one warm-up pass; their mean counts.
+    repeats : int, default 1
+        Timed passes after one warm-up pass; their mean counts. The default keeps the measurement
+        at two passes, small beside the work it prices.
     refresh : bool, default False
         Measure again even if this net (on this device, in this dtype) was measured before.
 
