@@ -66,7 +66,8 @@ FONT_SIZES = st.sampled_from([8, 14])
 SHAPES = st.sampled_from([(16, 320), (320, 16), (48, 64), (80, 36), (16, 16), (200, 120)])
 RELATIVE_SIZES = (0.59, 1.16)  # every text's size / font.size: from 0.6 (dense ticks) to 1.1 (titles)
 USER_TITLE = "a user's own figure"
-NUMBER = re.compile(r"[\s\d.,−\-+%]*|\$[^$]*\$")  # what a tick formatter writes (maths allowed)
+# what a tick formatter writes: numbers, or maths of its own (\mathdefault, \times 10^k)
+NUMBER = re.compile(r"[\s\d.,−\-+%]*|\$.*\\(mathdefault|times).*\$")
 
 
 @contextlib.contextmanager
@@ -477,3 +478,82 @@ def test_attention_grid_rules(tokens, text, shape, style, font_size, in_grid, se
             assert title.get_parse_math() is False
         assert fit_text(text) in display.title_.replace("\n", " ") or len(text) > 80
         plt.close(fig)
+
+
+# ------------------------------------------------------------------------- reported cases, fixed
+def _every_display(texts, font_size):
+    """Each display once, drawing ``texts`` (a caption, a token, a class, a name) at ``font_size``."""
+    first, second = texts
+    with drawing("default", font_size):
+        yield blipviz.ScoreMatrix(np.eye(2), [first, second], [first, "b.jpg"], model_name=second).plot()
+        curves = {"i2t": np.linspace(50, 100, 12), "t2i": np.linspace(40, 100, 12)}
+        yield RecallCurveDisplay(curves, model_name=first, benchmark=second, n_images=1, n_texts=1).plot()
+        yield TopKDisplay(
+            _picture((32, 32)), [first, second], [0.9, 0.1], net=second, image_label=first
+        ).plot()
+        yield plot_confusion_matrix(np.eye(2, dtype=int), [first, second], title=[second])
+        yield AttentionGridDisplay(
+            [np.eye(3), np.ones((3, 3))], [first, second], text=second, score=0.5
+        ).plot()
+        frame = pd.DataFrame(
+            [
+                dict(method=m, pair=0, fraction=f, score=1 - f, kind=k)
+                for m in (first, "random")
+                for k in ("deletion", "insertion")
+                for f in (0.0, 0.5, 1.0)
+            ]
+        )
+        table = pd.DataFrame(
+            {"deletion_auc": [0.5, 0.5], "insertion_auc": [0.5, 0.5]}, index=[first, "random"]
+        )
+        yield ExplanationCurvesDisplay(frame, table, net_name=second).plot()
+
+
+def _figure(display):
+    return display.figure_ if hasattr(display, "figure_") else display.ax_.figure
+
+
+def test_dollar_signs_are_text_everywhere_and_sizes_follow_font_size():
+    """ "costs $5 and $10" was drawn as maths ("costs 5*and*10"), "$z$" as an italic z; sizes were
+    fixed at 8-10 pt, so font.size 14 mixed 10-pt titles with 14-pt ticks."""
+    texts = ("costs $5 and $10", "$z$")
+    sizes = {}
+    for font_size in (8, 14):
+        for k, display in enumerate(_every_display(texts, font_size)):
+            fig = _figure(display)
+            drawn = check_rules(fig, font_size=font_size)
+            shown = [t for t in drawn if "$" in t.get_text() and not NUMBER.fullmatch(t.get_text())]
+            assert shown, type(display).__name__
+            assert all(t.get_parse_math() is False for t in shown), [t.get_text() for t in shown]
+            sizes[(font_size, k)] = sorted(t.get_fontsize() for t in shown)
+            plt.close(fig)
+    for k in range(6):  # the same texts, 14/8 times larger
+        assert np.allclose(np.multiply(sizes[(8, k)], 14 / 8), sizes[(14, k)]), k
+
+
+def test_two_heatmaps_side_by_side_keep_their_labels_apart():
+    """ScoreMatrix.plot(ax=) in a 1 x 2 grid drew the right heatmap's labels over the left colorbar
+    (constrained layout's first pass placed the fixed-aspect Axes and their inset colorbars)."""
+    scores = blipviz.ScoreMatrix(
+        np.random.default_rng(0).random((3, 3)),
+        ["a dog running on the beach with a red ball", "two cats sleeping on a sofa", "costs $5 and $10"],
+        ["a.jpg", "b.jpg", "c.jpg"],
+        thumbnails=[_picture((32, 32), i) for i in range(3)],
+        model_name="tiny",
+    )
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4), layout="constrained")
+    left, right = scores.plot(ax=axes[0]), scores.plot(ax=axes[1])
+    check_rules(fig, obstacles=left.thumbnails_ + right.thumbnails_, font_size=plt.rcParams["font.size"])
+    assert tuple(fig.get_size_inches()) == (10, 4)
+
+
+def test_displays_on_a_bare_figure_without_a_drawing_canvas():
+    """A ``matplotlib.figure.Figure()`` (no pyplot, a canvas that cannot measure): drawn all the
+    same, the measured adjustments left out."""
+    from matplotlib.figure import Figure
+
+    fig = Figure()
+    scores = blipviz.ScoreMatrix(np.eye(1) * 0.3, ["a"], ["x"], kind="cosine", true_pairs=[(0, 0)])
+    assert scores.plot(ax=fig.add_subplot(1, 2, 1), fit=True).figure_ is fig
+    AttentionGridDisplay([np.eye(3)], ["a"]).plot(axes=[fig.add_subplot(1, 2, 2)])
+    plot_confusion_matrix(np.eye(2, dtype=int), ["a", "b"], ax=Figure().add_subplot())

@@ -587,20 +587,23 @@ class ScoreMatrixDisplay:
             key = Patch(
                 facecolor="none", edgecolor="white", linewidth=1.6, path_effects=halo, label="true pair"
             )
-            anchor_y = (n_texts + band / 2.0) / (n_texts + band) if band else 1.0
+            # beside the thumbnails; without them under the colorbar (the title's row is the title's)
+            anchor_y = (n_texts + band / 2.0) / (n_texts + band) if band else 0.0
             self.legend_ = ax.legend(
                 handles=[key],
-                loc="center left" if band else "lower left",
+                loc="center left" if band else "upper left",
                 bbox_to_anchor=(x_side - 0.1, anchor_y),
                 bbox_transform=right,
                 fontsize=smaller,
                 frameon=False,
                 handlelength=1.0,
                 handleheight=1.0,
-                borderaxespad=0.0,
+                borderaxespad=0.0 if band else 0.8,
             )
         if title:
-            ax.set_title(title, fontsize=font_size(TITLE), loc="center", parse_math=False)
+            # without thumbnails the colorbar reaches the top: clear its top tick label
+            pad = _rc("axes.titlepad") + (0.6 * smaller if colorbar and not band else 0.0)
+            ax.set_title(title, fontsize=font_size(TITLE), loc="center", parse_math=False, pad=pad)
         finish_axes([ax])  # every text literal; a warning for glyphs the font lacks
         size_in = (n_images * geometry["cell"], (n_texts + band) * geometry["cell"])
         if fit:
@@ -609,7 +612,9 @@ class ScoreMatrixDisplay:
             settle_layout(fig)
             if _fit_labels_to_cells(ax, self.text_, [row_labels[i] for i in rows], fontsize, smaller):
                 settle_layout(fig)
-        if self.colorbar_ is not None and fit_colorbar(self.colorbar_):  # ticks apart on a short bar
+        # a short colorbar's ticks apart, its label no longer than the rows and twice the band
+        room = (n_texts + 2 * band) / (n_texts + band) * ax.get_window_extent().height
+        if self.colorbar_ is not None and fit_colorbar(self.colorbar_, room):
             fit_figure_to_axes(ax, size_in) if fit else settle_layout(fig)
         if self.legend_ is not None and self.colorbar_ is not None:
             if _clear_of_colorbar(ax, self.legend_, self.colorbar_, anchor_y, right):
@@ -638,6 +643,12 @@ def _clear_of_colorbar(ax, legend, colorbar, anchor_y: float, transform) -> bool
     return True
 
 
+def _rc(name: str) -> float:
+    import matplotlib as mpl
+
+    return float(mpl.rcParams[name])
+
+
 def _upright(labels) -> None:
     """Column labels turned to read upwards, each centred under its column."""
     for label in labels:
@@ -663,7 +674,10 @@ def _fit_labels_to_cells(ax, annotations, row_labels: Sequence[str], fontsize: f
     row put on one line, then smaller (down to 0.6 of ``rcParams["font.size"]``); values that do
     not fit their cells smaller, else left out (the colorbar still reads). Returns whether anything
     changed."""
-    renderer = ax.figure.canvas.get_renderer()
+    get_renderer = getattr(ax.figure.canvas, "get_renderer", None)
+    if get_renderer is None:
+        return False
+    renderer = get_renderer()
     cell_w, cell_h = _cell_pixels(ax)
     changed = False
     columns = ax.get_xticklabels()

@@ -147,6 +147,13 @@ def literal_texts(artists: Iterable) -> None:
         artist.set_parse_math(False)
 
 
+def _renderer(fig):
+    """The renderer of ``fig``'s canvas, or None when the canvas cannot draw (a bare
+    ``matplotlib.figure.Figure``): measured adjustments are then left out."""
+    get = getattr(fig.canvas, "get_renderer", None)
+    return get() if get is not None else None
+
+
 def wrap_to_width(artist, width_px: float, *, elide: bool = False, along: str = "width") -> bool:
     """Wrap a Text's lines (between words, never inside one) until it is at most ``width_px``
     display pixels wide, as measured on its figure's renderer (``along="height"``: as tall, for
@@ -157,7 +164,9 @@ def wrap_to_width(artist, width_px: float, *, elide: bool = False, along: str = 
     down to 5 characters."""
     from .labels import wrap_text
 
-    renderer = artist.figure.canvas.get_renderer()
+    renderer = _renderer(artist.figure)
+    if renderer is None:
+        return False
 
     def fits() -> bool:
         return getattr(artist.get_window_extent(renderer), along) <= width_px
@@ -414,7 +423,9 @@ def fit_colorbar(colorbar, label_length_px: float | None = None) -> bool:
     from matplotlib.ticker import MaxNLocator
 
     ax = colorbar.ax
-    renderer = ax.figure.canvas.get_renderer()
+    renderer = _renderer(ax.figure)
+    if renderer is None:
+        return False
     vertical = colorbar.orientation == "vertical"
     axis = ax.yaxis if vertical else ax.xaxis
     low, high = sorted(axis.get_view_interval())

@@ -520,6 +520,7 @@ class MatrixExplorer(_Explorer):
         self._refresh()
 
     def _refresh(self) -> None:
+        from matplotlib.backends.backend_agg import FigureCanvasAgg
         from matplotlib.figure import Figure
 
         from ..analysis.scores import ScoreMatrix
@@ -540,6 +541,7 @@ class MatrixExplorer(_Explorer):
             self.heatmap.value = b""
             raise InputError("no images yet: add some with the upload control")
         figure = Figure(figsize=score_matrix_figsize(self.scores_))
+        FigureCanvasAgg(figure)  # a canvas that measures: the heatmap fits the figure to its labels
         ax = figure.add_subplot()
         self.display_ = self.scores_.plot(ax=ax, fit=True)
         self.heatmap.value = _figure_png(figure)
