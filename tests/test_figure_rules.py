@@ -183,6 +183,30 @@ def test_thumbnails_are_readable_whatever_their_aspect_ratio(side, ratio, box):
         assert max(dw / box[0], dh / box[1]) == pytest.approx(1.0)
 
 
+# ------------------------------------------------------------------------------ overlay key
+@pytest.mark.parametrize(
+    "content",
+    [(220, 30, 30), (255, 0, 0), (40, 160, 40), (30, 60, 200), (240, 220, 40), (255, 255, 255), (0, 0, 0)],
+)
+def test_overlay_key_survives_any_content(content):
+    """The red key vanished over red content (a red car, a ginger cat): the default key's top, and
+    its middle, stand apart from the photograph under them whatever its colour."""
+    from PIL import Image
+
+    from blipviz.display.labels import cielab
+    from blipviz.display.overlay import ATTENTION_CMAP, blend, fading_cmap
+
+    picture = Image.fromarray(np.full((4, 4, 3), content, dtype=np.uint8))
+    bare, middle, top = (blend(picture, np.full((1, 1), v), 1.0)[0, 0] for v in (0.0, 0.5, 1.0))
+    lab = cielab(["#{:02x}{:02x}{:02x}".format(*c) for c in (bare, middle, top)])
+    assert np.linalg.norm(lab[2] - lab[0]) >= 60
+    assert np.linalg.norm(lab[1] - lab[0]) >= 20
+    # on white (matrices, the colorbar) the key darkens steadily from white: one direction to read
+    on_white = np.asarray(fading_cmap(ATTENTION_CMAP, on_white=True)(np.linspace(0, 1, 11)))[:, :3]
+    lightness = cielab(["#{:02x}{:02x}{:02x}".format(*np.round(c * 255).astype(int)) for c in on_white])[:, 0]
+    assert lightness[0] > 99 and np.all(np.diff(lightness) < 0)
+
+
 # ------------------------------------------------------------------------------- missing glyphs
 def test_missing_glyphs_warn_once_per_text_naming_the_setting():
     assert missing_glyphs("costs $5 and $10 — café, αβγ, жзий") == ""
