@@ -555,6 +555,24 @@ def test_dollar_signs_are_text_everywhere_and_sizes_follow_font_size():
         assert np.allclose(np.multiply(sizes[(8, k)], 14 / 8), sizes[(14, k)]), k
 
 
+def test_html_tables_are_not_typeset_by_jupyter():
+    """Jupyter's MathJax typesets "$...$" in HTML outputs: the ranking table and the retrieval
+    failures carry the classes that turn it off, and show the dollars escaped as written."""
+    from blipviz.display.retrieval import RetrievalFailures
+    from blipviz.display.rules import NO_MATHJAX
+    from blipviz.display.tables import style_ranking
+
+    frame = pd.DataFrame({"text": ["costs $5 and $10", "$z$"], "itm": [0.9, 0.1], "cosine": [0.3, -0.1]})
+    page = style_ranking(frame).to_html()
+    assert f'class="{NO_MATHJAX}"' in page and "costs $5 and $10" in page
+    failures = pd.DataFrame(
+        [dict(query=0, query_item="$z$", rank=2, true=1, true_item="costs $5", true_score=0.5,
+              above=[0], above_items=["$y$"], above_scores=[0.9])]
+    )  # fmt: skip
+    html = RetrievalFailures(failures, direction="t2i").to_html()
+    assert NO_MATHJAX in html and "$z$" in html
+
+
 def test_two_heatmaps_side_by_side_keep_their_labels_apart():
     """ScoreMatrix.plot(ax=) in a 1 x 2 grid drew the right heatmap's labels over the left colorbar
     (constrained layout's first pass placed the fixed-aspect Axes and their inset colorbars)."""

@@ -20,7 +20,7 @@ import pandas as pd
 from ..errors import InputError
 from .labels import fit_text
 from .plotting import new_axes
-from .rules import TITLE, finish_axes, font_size, legend_beside, line_cues, plural, settle_layout
+from .rules import NO_MATHJAX, TITLE, finish_axes, font_size, legend_beside, line_cues, plural, settle_layout
 
 __all__ = ["DIRECTION_NAMES", "RecallCurveDisplay", "RetrievalFailures"]
 
@@ -325,7 +325,7 @@ class RetrievalFailures:
                 " others rank below them (score -100)"
             )
         return (
-            f'<div class="blipviz-retrieval-failures"><p><b>{html.escape(title)}</b><br>'
+            f'<div class="blipviz-retrieval-failures {NO_MATHJAX}"><p><b>{html.escape(title)}</b><br>'
             f'<span style="font-size:85%">{html.escape(note)}</span></p>'
             f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(rows)}</tbody></table></div>"
         )

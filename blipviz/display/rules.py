@@ -3,7 +3,8 @@
 - **Literal text.** Captions, tokens, labels and titles are data: every text blipviz draws has
   ``parse_math=False`` (``"costs $5 and $10"`` shows its dollar signs, ``"$z$"`` is not an italic
   z). :func:`literal_texts` turns it off on what a display drew, tick labels included; numbers a
-  tick formatter writes (``10⁻⁵``, log ticks) keep matplotlib's typesetting.
+  tick formatter writes (``10⁻⁵``, log ticks) keep matplotlib's typesetting. HTML tables carry
+  :data:`NO_MATHJAX`, so Jupyter does not typeset them either.
 - **Sizes from rcParams.** Font sizes are multiples of ``rcParams["font.size"]`` (:func:`font_size`
   with :data:`TITLE`, :data:`LABEL`, :data:`SMALL`, :data:`TINY`): with ``font.size: 14`` the whole
   figure grows, and the layouts that measure text grow with it.
@@ -50,6 +51,7 @@ __all__ = [
     "LABEL",
     "MARKERS",
     "MIN_THUMBNAIL_SHARE",
+    "NO_MATHJAX",
     "SMALL",
     "TINY",
     "TITLE",
@@ -96,6 +98,11 @@ def plural(n: int, noun: str, nouns: str | None = None) -> str:
 
 
 # ------------------------------------------------------------------------------ literal text
+#: HTML classes that keep Jupyter's MathJax (versions 2 and 3) from typesetting ``$...$`` inside an
+#: element: blipviz's HTML tables and reports carry them, so their texts read as written.
+NO_MATHJAX = "tex2jax_ignore mathjax_ignore"
+
+
 def _given_labels(formatter, locator) -> bool:
     """Whether an axis's tick labels are strings it was given (``set_xticks(ticks, labels)``: a
     FixedFormatter, or matplotlib >= 3.10's FuncFormatter over a FixedLocator), not numbers."""

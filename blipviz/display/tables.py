@@ -25,6 +25,7 @@ import numpy as np
 import pandas as pd
 
 from ..errors import InputError
+from .rules import NO_MATHJAX
 
 __all__ = ["RANKING_HEADERS", "bar_scale", "ranking_caption", "style_ranking"]
 
@@ -219,6 +220,8 @@ def style_ranking(
     if ranks:
         styler = styler.set_properties(subset=ranks, **{"text-align": "center", "padding": "0 0.8em"})
     styler = styler.set_table_styles(table_styles)
+    # texts are data: Jupyter's MathJax typesets "$...$" in HTML outputs ("costs $5 and $10")
+    styler = styler.set_table_attributes(f'class="{NO_MATHJAX}"')
     if caption is None:
         caption = ranking_caption(
             image_label=image_label if image_label is not None else frame.attrs.get("image_label"),
