@@ -13,7 +13,7 @@ def test_estimate_is_the_measured_pass_times_the_count(tiny):
     itm = cost.pass_seconds(tiny, "itm")
     assert vit > 0 and itm > 0
     assert blipviz.estimate_seconds(tiny, vit_passes=10) == pytest.approx(10 * vit)
-    assert blipviz.estimate_seconds(tiny, 4, itm_passes=6) == pytest.approx(4 * vit + 6 * itm)
+    assert blipviz.estimate_seconds(tiny, 4, itm_pairs=6) == pytest.approx(4 * vit + 6 * itm)
     assert blipviz.estimate_seconds(tiny) == 0.0
 
 
@@ -31,6 +31,18 @@ def test_the_measurement_is_remembered_until_refreshed(tiny, monkeypatch):
     assert len(calls) == 4
 
 
+def test_an_itm_pair_is_timed_in_a_batch_of_eight_texts_against_one_image(tiny, monkeypatch):
+    batches = []
+    original = tiny.itm_logits
+    monkeypatch.setattr(
+        tiny,
+        "itm_logits",
+        lambda tok, states: batches.append((len(tok.texts), len(states))) or original(tok, states),
+    )
+    cost.pass_seconds(tiny, "itm", refresh=True)
+    assert batches == [(8, 1), (8, 1)]  # warm-up, timed; the time is divided by 8
+
+
 def test_a_part_is_measured_through_its_net(tiny):
     assert blipviz.estimate_seconds(tiny.image_encoder, vit_passes=1) == pytest.approx(
         cost.pass_seconds(tiny)
@@ -38,9 +50,9 @@ def test_a_part_is_measured_through_its_net(tiny):
 
 
 def test_expected_time_says_passes_seconds_device_and_total(tiny):
-    line = blipviz.expected_time(tiny, vit_passes=164, itm_passes=20, what="the curves")
+    line = blipviz.expected_time(tiny, vit_passes=164, itm_pairs=20, what="the curves")
     assert line.startswith("the curves: 164 ViT passes x ")
-    assert " + 20 ITM passes x " in line and "(measured on cpu, " in line and " threads) = " in line
+    assert " + 20 ITM pairs x " in line and "(measured on cpu, " in line and " threads) = " in line
 
 
 @pytest.mark.parametrize(

@@ -2,9 +2,9 @@
 
 A notebook cell that runs the vision transformer (ViT) hundreds of times can take seconds on a GPU
 and many minutes on a laptop's CPU. :func:`estimate_seconds` times one ViT pass of one image on the
-net's own device (and, when asked, one ITM pass: one text through the multimodal encoder against
-one image's states), then multiplies by the passes the cell will make; :func:`expected_time` says
-the same in a sentence to print before the cell runs::
+net's own device (and, when asked, what one (text, image) pair costs the multimodal encoder), then
+multiplies by the passes and pairs the cell will make; :func:`expected_time` says the same in a
+sentence to print before the cell runs::
 
     print(blipviz.expected_time(model, vit_passes=4 * 164, what="the curves"))
     # the curves: 656 ViT passes x 0.71 s (measured on cpu, 2 threads) = about 8 min
@@ -31,6 +31,7 @@ __all__ = ["estimate_seconds", "expected_time", "format_duration", "pass_seconds
 
 # net -> {(kind, device, dtype, quantization): seconds}
 _MEASURED: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+_ITM_BATCH = 8  # texts against one image when an ITM pair is timed
 
 
 def _net(model: Any):
@@ -74,8 +75,10 @@ def pass_seconds(model: Any, kind: str = "vit", *, repeats: int = 1, refresh: bo
     ----------
     model : BlipITM, BlipNet or a part from load_part
     kind : {"vit", "itm"}
-        ``"vit"``: one image (batch 1) through the vision transformer. ``"itm"``: one short text
-        through the multimodal encoder against one image's states (the ITM head's input).
+        ``"vit"``: one image (batch 1) through the vision transformer. ``"itm"``: one (text, image)
+        pair through the multimodal encoder to the ITM head, timed as 8 short texts against one
+        image's states and divided by 8 (the image's keys and values shared, as when several texts
+        are scored against an image; a pair scored alone costs more).
     repeats : int, default 1
         Timed passes after one warm-up pass; their mean counts. The default keeps the measurement
         at two passes, small beside the work it prices.
@@ -104,26 +107,28 @@ def pass_seconds(model: Any, kind: str = "vit", *, repeats: int = 1, refresh: bo
         net.require_part("MultimodalEncoder", "timing an ITM pass")
         with torch.inference_mode():
             states = torch.zeros(1, net.n_image_tokens, net.width, device=net.device, dtype=net.dtype)
-        tokenized = net.tokenize(["a photograph of a dog sitting on a sofa"], warn=False)
-        seconds = _timed(lambda: net.itm_logits(tokenized, states), net.device, repeats)
+        tokenized = net.tokenize(["a photograph of a dog sitting on a sofa"] * _ITM_BATCH, warn=False)
+        seconds = _timed(lambda: net.itm_logits(tokenized, states), net.device, repeats) / _ITM_BATCH
     known[key] = seconds
     return seconds
 
 
-def estimate_seconds(model: Any, vit_passes: float = 0, *, itm_passes: float = 0) -> float:
-    """Expected seconds of work that makes ``vit_passes`` ViT passes (and ``itm_passes`` ITM passes).
+def estimate_seconds(model: Any, vit_passes: float = 0, *, itm_pairs: float = 0) -> float:
+    """Expected seconds of work that makes ``vit_passes`` ViT passes and scores ``itm_pairs`` pairs.
 
-    Each kind of pass is timed once on this machine (:func:`pass_seconds`: one image, or one text
-    against one image) and multiplied by its count. Images batched together cost a little less each
-    (a few percent on a CPU, much less on a GPU), so the estimate errs on the long side there.
+    Each is timed once on this machine (:func:`pass_seconds`: one image through the ViT; a (text,
+    image) pair through the multimodal encoder) and multiplied by its count. Images batched
+    together cost a little less each (a few percent on a CPU, much less on a GPU), so the estimate
+    errs on the long side there; a pair scored alone (one text for its image) costs more than in a
+    batch, so the estimate errs on the short side there.
 
     Parameters
     ----------
     model : BlipITM, BlipNet or a part from load_part
     vit_passes : number, default 0
         Images through the vision transformer (one per image, perturbed copy or crop).
-    itm_passes : number, keyword-only, default 0
-        (text, image) pairs through the multimodal encoder.
+    itm_pairs : number, keyword-only, default 0
+        (text, image) pairs through the multimodal encoder and the ITM head.
 
     Returns
     -------
@@ -138,7 +143,7 @@ def estimate_seconds(model: Any, vit_passes: float = 0, *, itm_passes: float = 0
     True
     """
     vit = _count("vit_passes", vit_passes)
-    itm = _count("itm_passes", itm_passes)
+    itm = _count("itm_pairs", itm_pairs)
     seconds = 0.0
     if vit:
         seconds += vit * pass_seconds(model, "vit")
@@ -159,15 +164,13 @@ def format_duration(seconds: float) -> str:
     return f"about {seconds / 3600:.1f} h"
 
 
-def expected_time(
-    model: Any, vit_passes: float = 0, *, itm_passes: float = 0, what: str = "this cell"
-) -> str:
+def expected_time(model: Any, vit_passes: float = 0, *, itm_pairs: float = 0, what: str = "this cell") -> str:
     """One line saying what ``what`` will cost: the passes, the measured time of one, the total.
 
     Parameters
     ----------
     model : BlipITM, BlipNet or a part from load_part
-    vit_passes, itm_passes : number
+    vit_passes, itm_pairs : number
         As for :func:`estimate_seconds`.
     what : str, default "this cell"
         What is estimated, the sentence's start.
@@ -179,13 +182,13 @@ def expected_time(
     """
     if not isinstance(what, str):
         raise InputTypeError(f"what must be a str, got {type(what).__name__}")
-    total = estimate_seconds(model, vit_passes, itm_passes=itm_passes)
+    total = estimate_seconds(model, vit_passes, itm_pairs=itm_pairs)
     net = _net(model)
     parts = []
     if vit_passes:
         parts.append(f"{_number(vit_passes)} ViT passes x {pass_seconds(net, 'vit'):.2g} s")
-    if itm_passes:
-        parts.append(f"{_number(itm_passes)} ITM passes x {pass_seconds(net, 'itm'):.2g} s")
+    if itm_pairs:
+        parts.append(f"{_number(itm_pairs)} ITM pairs x {pass_seconds(net, 'itm'):.2g} s")
     where = str(net.device) + (f", {torch.get_num_threads()} threads" if net.device.type == "cpu" else "")
     work = " + ".join(parts) if parts else "no passes"
     return f"{what}: {work} (measured on {where}) = {format_duration(total)}"
