@@ -46,6 +46,7 @@ import pandas as pd
 from ..errors import InputError, InputTypeError, check_choice
 from .labels import MAX_LABEL_CHARS, palette, readable_text_colour, wrap_text
 from .pairs import caption_lines
+from .plotting import rgb_array
 from .rules import SMALL, TITLE, font_size, plural
 
 __all__ = [
@@ -544,18 +545,6 @@ def _opaque(colour, below=(1.0, 1.0, 1.0, 1.0)) -> tuple:
     return (*(float(v) for v in rgb), 1.0)
 
 
-def _rgb_array(image: Any) -> np.ndarray:
-    """PIL image or array -> uint8 array of shape (H, W, 3)."""
-    if hasattr(image, "convert"):
-        return np.asarray(image.convert("RGB"))
-    arr = np.asarray(image)
-    if np.issubdtype(arr.dtype, np.floating):
-        arr = np.round(np.clip(arr, 0.0, 1.0) * 255.0)
-    if arr.ndim == 2:
-        arr = np.repeat(arr[:, :, None], 3, axis=2)
-    return np.ascontiguousarray(arr[:, :, :3].astype(np.uint8))
-
-
 def _renderer(fig):
     """The figure's renderer, or a standalone Agg renderer at its dpi."""
     get = getattr(fig.canvas, "get_renderer", None)
@@ -637,7 +626,7 @@ class _PanelLabels:
             from matplotlib.offsetbox import AnnotationBbox, OffsetImage
 
             s = self.style
-            arr = _rgb_array(s["thumbnails"][row])
+            arr = rgb_array(s["thumbnails"][row])
             box = AnnotationBbox(
                 OffsetImage(arr, zoom=self.scale * s["thumb_pt"] / max(arr.shape[:2])),
                 (0.0, 0.0),

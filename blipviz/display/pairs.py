@@ -25,6 +25,7 @@ import pandas as pd
 
 from ..errors import InputError, positive_int
 from .labels import fit_text, format_number, palette, wrap_text
+from .plotting import rgb_array
 
 __all__ = ["MAX_GROUPS", "SCORE_NAMES", "PairDistributionDisplay", "PairRowsDisplay", "caption_lines"]
 
@@ -60,15 +61,6 @@ def _renderer(fig):
     from matplotlib.backends.backend_agg import RendererAgg
 
     return RendererAgg(1, 1, fig.dpi)
-
-
-def _rgb(image: Any) -> np.ndarray:
-    arr = np.asarray(image.convert("RGB") if hasattr(image, "convert") else image)
-    if np.issubdtype(arr.dtype, np.floating):
-        arr = np.round(np.clip(arr, 0.0, 1.0) * 255.0)
-    if arr.ndim == 2:
-        arr = np.repeat(arr[:, :, None], 3, axis=2)
-    return np.ascontiguousarray(arr[:, :, :3].astype(np.uint8))
 
 
 def _wide(char: str) -> bool:
@@ -317,7 +309,7 @@ class PairRowsDisplay:
             middle = top + row_h[i] / 2
             ax.plot([0.0, width], [top, top], color="0.85", linewidth=0.6 * scale, solid_capstyle="butt")
             if has_thumbs:
-                rgb = _rgb(self.thumbnails[i])
+                rgb = rgb_array(self.thumbnails[i])
                 h, w = rgb.shape[:2]
                 bw, bh = (thumb, thumb * h / w) if w >= h else (thumb * w / h, thumb)
                 x0, y0 = (thumb - bw) / 2, middle - bh / 2

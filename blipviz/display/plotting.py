@@ -61,15 +61,28 @@ def shorten(text: str, max_chars: int | None) -> str:
     return text[: max(1, max_chars - 1)].rstrip() + "…"
 
 
-def _rgb_array(image: Any) -> np.ndarray:
-    """PIL image or array -> uint8 array of shape (H, W, 3)."""
-    if isinstance(image, Image.Image):
+def rgb_array(image: Any) -> np.ndarray:
+    """An image as the figures draw it: ndarray of shape (H, W, 3), uint8.
+
+    Parameters
+    ----------
+    image : PIL image, or ndarray of shape (H, W), (H, W, 3) or (H, W, 4)
+        uint8, or float in [0, 1] (clipped, rounded).
+
+    Raises
+    ------
+    InputError
+        An array of another shape.
+    """
+    if hasattr(image, "convert"):
         return np.asarray(image.convert("RGB"))
     arr = np.asarray(image)
     if np.issubdtype(arr.dtype, np.floating):
-        arr = np.round(np.clip(arr, 0.0, 1.0) * 255.0).astype(np.uint8)
+        arr = np.round(np.clip(arr, 0.0, 1.0) * 255.0)
     if arr.ndim == 2:
         arr = np.repeat(arr[:, :, None], 3, axis=2)
+    if arr.ndim != 3 or arr.shape[2] not in (3, 4):
+        raise InputError(f"image must have shape (H, W), (H, W, 3) or (H, W, 4), got {arr.shape}")
     return np.ascontiguousarray(arr[:, :, :3].astype(np.uint8))
 
 
@@ -87,7 +100,7 @@ def add_thumbnail(ax, image: Any, xy, *, size_pt: float, xycoords="data", box_al
     """Draw ``image`` (longest side ``size_pt`` points) at ``xy``; returns the AnnotationBbox."""
     from matplotlib.offsetbox import AnnotationBbox, OffsetImage
 
-    arr = _rgb_array(image)
+    arr = rgb_array(image)
     zoom = size_pt / max(arr.shape[:2])
     box = AnnotationBbox(
         OffsetImage(arr, zoom=zoom),
@@ -122,7 +135,7 @@ def blend_heatmap(
     -------
     ndarray of shape (H, W, 3), uint8
     """
-    rgb = Image.fromarray(_rgb_array(image))
+    rgb = Image.fromarray(rgb_array(image))
     if size is not None and max(rgb.size) != size:
         scale = size / max(rgb.size)
         rgb = rgb.resize((max(1, round(rgb.width * scale)), max(1, round(rgb.height * scale))))
@@ -513,7 +526,7 @@ class ScoreMatrixDisplay:
         if thumbs is not None:
             box = (1.0 - THUMBNAIL_GAP, band - THUMBNAIL_GAP)
             for x, j in enumerate(cols):
-                arr = _rgb_array(thumbs[j])
+                arr = rgb_array(thumbs[j])
                 # a strip of extreme aspect ratio shows its middle at a readable size, not a sliver
                 (top, bottom, left, right), drawn = thumbnail_crop(arr.shape[:2], box)
                 arr = arr[top:bottom, left:right]

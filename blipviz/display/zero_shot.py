@@ -25,7 +25,7 @@ import numpy as np
 
 from ..errors import InputError
 from .labels import MAX_LABEL_CHARS, fit_text, format_number, wrap_text
-from .plotting import fit_figure_to_axes
+from .plotting import fit_figure_to_axes, rgb_array
 from .rules import (
     CATEGORICAL,
     LABEL,
@@ -76,20 +76,6 @@ def method_name(method: str, rerank_k: int | None = None) -> str:
     if method == "rerank" and rerank_k is not None:
         name += f" of the best {rerank_k}"
     return name
-
-
-def _rgb(image: Any) -> np.ndarray:
-    """PIL image or array (uint8, or float in [0, 1]) -> uint8 array of shape (H, W, 3)."""
-    if hasattr(image, "convert"):
-        return np.asarray(image.convert("RGB"))
-    arr = np.asarray(image)
-    if np.issubdtype(arr.dtype, np.floating):
-        arr = np.round(np.clip(arr, 0.0, 1.0) * 255.0)
-    if arr.ndim == 2:
-        arr = np.repeat(arr[:, :, None], 3, axis=2)
-    if arr.ndim != 3 or arr.shape[2] not in (3, 4):
-        raise InputError(f"image must have shape (H, W), (H, W, 3) or (H, W, 4), got {arr.shape}")
-    return np.ascontiguousarray(arr[:, :, :3].astype(np.uint8))
 
 
 def _wrap_title(lines: Sequence[str], width_in: float, fontsize: float) -> str:
@@ -179,7 +165,7 @@ class TopKDisplay:
         n_classes: int | None = None,
         true_rank: int | None = None,
     ) -> None:
-        self.image = _rgb(image)
+        self.image = rgb_array(image)
         self.texts = [str(t) for t in texts]
         self.scores = np.asarray(scores, dtype=np.float64).reshape(-1)
         self.labels = list(self.texts if labels is None else labels)
