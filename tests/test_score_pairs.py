@@ -224,3 +224,18 @@ def test_empty_text_is_a_skipped_row_not_an_error(tiny, tmp_path):
     assert result.errors["position"].tolist() == [1]
     with pytest.raises(InputError):
         result.keep_mask(min_itm=-0.1)
+
+
+def test_rows_of_one_image_are_decoded_once_per_batch(tiny, pairs_dataset, tmp_path, monkeypatch):
+    decodes = []
+    real = type(tiny.preprocessing).load
+
+    def counting(self, item, *args, **kwargs):
+        if isinstance(item, bytes):  # a decode (the ViT's own call gets the decoded PIL image)
+            decodes.append(item)
+        return real(self, item, *args, **kwargs)
+
+    monkeypatch.setattr(type(tiny.preprocessing), "load", counting)
+    _score(tiny, pairs_dataset, tmp_path / "p", id_column="key", batch_size=6, shard_size=6)
+    # 3 batches of 2 images x 3 captions: 6 images decoded once each, plus row 7's corrupt bytes
+    assert len(decodes) == 7

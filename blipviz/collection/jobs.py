@@ -163,8 +163,7 @@ class PairJob(Job):
         values: list[Any] = [None] * len(rows)
         if not good:
             return values, errors
-        by_digest: dict[Any, Any] = {}  # equal bytes: one object, so one ViT pass
-        images = [by_digest.setdefault(rows[i].digest or id(decoded[i]), decoded[i]) for i in good]
+        images = [decoded[i] for i in good]  # equal bytes share one object (decode_rows): one ViT pass
         with warnings.catch_warnings():
             from ..net.text import TruncationWarning
 

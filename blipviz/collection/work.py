@@ -26,16 +26,24 @@ def _decode(model, row: Row) -> tuple[Any, str | None]:
 
 def decode_rows(model, rows: list[Row]) -> tuple[list[Any], list[str | None]]:
     """Decode one batch of rows (errors recorded, not raised), after setting each row's ``digest``
-    to what it is made from (:func:`blipviz.collection.sources.item_digest`).
+    to what it is made from (:func:`blipviz.collection.sources.item_digest`); rows of equal bytes
+    are decoded once and share one image object.
 
     Returns
     -------
     images : list of PIL images or None, one per row
     errors : list of str or None, one per row
     """
+    decoded: list[tuple[Any, str | None]] = []
+    seen: dict[str, tuple[Any, str | None]] = {}  # rows of equal bytes (captions of one image): one decode
     for row in rows:
         row.digest = item_digest(row.item)
-    decoded = [_decode(model, row) for row in rows]
+        found = seen.get(row.digest) if row.digest is not None else None
+        if found is None:  # first of its bytes, or unreadable: each failure names its own row
+            found = _decode(model, row)
+            if row.digest is not None and found[1] is None:
+                seen[row.digest] = found
+        decoded.append(found)
     return [rgb for rgb, _ in decoded], [err for _, err in decoded]
 
 
