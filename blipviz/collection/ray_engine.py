@@ -388,7 +388,8 @@ def _embed_on_ray(ray, model, src, dataset, columns, start, writer, batch_size, 
         num_cpus=res["num_cpus"],
         num_gpus=res["num_gpus"] or None,
     )
-    bar = progress_bar(progress, src.count, start, f"embedding collection (Ray, {res['concurrency']} actors)")
+    what = "embedding collection" if job.name == "embeddings" else "scoring pairs"
+    bar = progress_bar(progress, src.count, start, f"{what} (Ray, {res['concurrency']} actors)")
 
     def arriving():
         for out in mapped.iter_batches(batch_size=None, batch_format="numpy"):
