@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.blipviz-installed
 CHROMIUM ?= /usr/bin/chromium
 
-.PHONY: demo test test-avx2 notebooks-real lint clean browser
+.PHONY: demo test test-avx2 test-figures-long notebooks-real lint clean browser
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -31,9 +31,19 @@ browser:
 test: $(STAMP) browser
 	$(VENV)/bin/ruff check blipviz tests benchmarks
 	$(VENV)/bin/ruff format --check blipviz tests benchmarks
-	HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 BLIPVIZ_MODEL=tiny-random \
+	HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 BLIPVIZ_MODEL=tiny-random BLIPVIZ_HYPOTHESIS=ci \
 		$(PY) -m pytest tests notebooks --nbmake --nbmake-timeout=300 -p no:cacheprovider --durations=20
 	$(MAKE) --no-print-directory test-avx2
+
+# The generated-scene figure tests with new random scenes, 25 times as many as `make test` draws
+# (which draws the same few on every run): about 25 minutes on 2 cores. A failure prints the
+# scene and a @reproduce_failure blob.
+FIGURE_RULE_TESTS := tests/test_figure_rules.py tests/test_feature_space_figure_rules.py
+
+test-figures-long: $(STAMP)
+	HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 BLIPVIZ_MODEL=tiny-random BLIPVIZ_HYPOTHESIS=explore \
+		BLIPVIZ_EXAMPLE_SCALE=$${BLIPVIZ_EXAMPLE_SCALE:-25} \
+		$(PY) -m pytest $(FIGURE_RULE_TESTS) -p no:cacheprovider --durations=10
 
 # The numerical tests and the image tests again on another CPU's kernels (AVX2 only, as on older Intel
 # and AMD CPUs): tolerances must hold wherever the suite runs (blipviz.testing.assert_close), and the
@@ -42,7 +52,7 @@ NUMERICAL_TESTS := tests/test_numerics.py tests/test_parity.py tests/test_fast_a
 	tests/test_reliability.py tests/test_scores.py
 # every file with an image test; `-m mpl_image_compare` runs those tests only
 IMAGE_TESTS = $(shell grep -lE 'image_comparison|mpl_image_compare' tests/test_*.py)
-AVX2 := ATEN_CPU_CAPABILITY=avx2 ONEDNN_MAX_CPU_ISA=AVX2 \
+AVX2 := ATEN_CPU_CAPABILITY=avx2 ONEDNN_MAX_CPU_ISA=AVX2 BLIPVIZ_HYPOTHESIS=ci \
 	HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 BLIPVIZ_MODEL=tiny-random
 
 test-avx2: $(STAMP)

@@ -13,8 +13,23 @@ import numpy as np
 import pytest
 import torch
 
+# Generated inputs: `make test` (and CI) draws the same examples on every run (the "ci" profile:
+# seeded from each test's name, so a failure on one machine fails on all); the default profile
+# draws new ones each run, and `make test-figures-long` draws many (BLIPVIZ_EXAMPLE_SCALE).
+from hypothesis import settings as _hypothesis_settings
+
 import blipviz
 from blipviz.testing import synthetic_images as make_images
+
+_hypothesis_settings.register_profile("ci", derandomize=True, print_blob=True)
+_hypothesis_settings.register_profile("explore", print_blob=True)
+_hypothesis_settings.load_profile(os.environ.get("BLIPVIZ_HYPOTHESIS", "explore"))
+
+
+def examples(n: int) -> int:
+    """``n`` generated examples, times ``BLIPVIZ_EXAMPLE_SCALE`` (default 1)."""
+    return max(1, round(n * float(os.environ.get("BLIPVIZ_EXAMPLE_SCALE", "1"))))
+
 
 TEXTS = [
     "a dog running on the beach",

@@ -19,6 +19,7 @@ import io
 import matplotlib.pyplot as plt
 import numpy as np
 import pytest
+from conftest import examples
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
@@ -35,7 +36,7 @@ from blipviz.testing.figures import assert_inside_figure, assert_no_overlap, col
 
 # Few examples, no shrinking: every example draws a figure of up to 300 items, on two shared cores
 SCENES = settings(
-    max_examples=10,
+    max_examples=examples(10),
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
     phases=[Phase.explicit, Phase.reuse, Phase.generate],

@@ -25,7 +25,8 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 import pytest
-from hypothesis import HealthCheck, Phase, given, settings
+from conftest import examples
+from hypothesis import HealthCheck, Phase, example, given, settings
 from hypothesis import strategies as st
 
 import blipviz
@@ -50,7 +51,7 @@ from blipviz.display.zero_shot import TopKDisplay, plot_confusion_matrix
 from blipviz.testing.figures import assert_inside_figure, assert_no_overlap, colorbars, visible_texts
 
 FIGURES = settings(
-    max_examples=8,
+    max_examples=examples(8),
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow],
     phases=[Phase.explicit, Phase.reuse, Phase.generate],
@@ -309,6 +310,15 @@ def test_heatmap_rules(texts, n_images, shapes, kind, style, font_size, in_grid,
     font_size=FONT_SIZES,
     in_grid=st.booleans(),
     log_x=st.booleans(),
+)
+@example(  # a scene CI drew: a title wider than the room left of the legend, centred on the Axes
+    lengths=(14, 17),
+    names=("1%🤖βsqyiβוcwзl_ם狗~kfaжl_", "δ🤖q{δ2C%_לl"),
+    counts=(8, 10),
+    style="default",
+    font_size=14,
+    in_grid=False,
+    log_x=False,
 )
 def test_recall_curve_rules(lengths, names, counts, style, font_size, in_grid, log_x):
     curves = {

@@ -20,7 +20,17 @@ import pandas as pd
 from ..errors import InputError
 from .labels import fit_text
 from .plotting import new_axes
-from .rules import NO_MATHJAX, TITLE, finish_axes, font_size, legend_beside, line_cues, plural, settle_layout
+from .rules import (
+    NO_MATHJAX,
+    TITLE,
+    finish_axes,
+    fit_title,
+    font_size,
+    legend_beside,
+    line_cues,
+    plural,
+    settle_layout,
+)
 
 __all__ = ["DIRECTION_NAMES", "RecallCurveDisplay", "RetrievalFailures"]
 
@@ -167,6 +177,8 @@ class RecallCurveDisplay:
             ax.set_xticks(ticks, [f"{k:,}" for k in ticks])
         finish_axes([ax])
         settle_layout(fig)
+        if fit_title(ax):  # the legend narrows the Axes: a long title wraps to stay in the figure
+            settle_layout(fig)
         self.ax_, self.figure_ = ax, fig
         return self
 

@@ -61,6 +61,7 @@ __all__ = [
     "editable_text",
     "finish_axes",
     "fit_colorbar",
+    "fit_title",
     "font_size",
     "legend_beside",
     "line_cues",
@@ -161,14 +162,17 @@ def _renderer(fig):
     return get() if get is not None else None
 
 
-def wrap_to_width(artist, width_px: float, *, elide: bool = False, along: str = "width") -> bool:
+def wrap_to_width(
+    artist, width_px: float, *, elide: bool = False, along: str = "width", keep_lines: bool = False
+) -> bool:
     """Wrap a Text's lines (between words, never inside one) until it is at most ``width_px``
     display pixels wide, as measured on its figure's renderer (``along="height"``: as tall, for
     an upright text such as a colorbar's label). Returns whether it was changed.
 
     A text that no wrap makes narrow enough (one long word) keeps its narrowest wrap, or with
     ``elide`` is shortened in the middle (:func:`~blipviz.display.labels.fit_text`) until it fits,
-    down to 5 characters."""
+    down to 5 characters. ``keep_lines``: the text's own line breaks stay (a title's subtitle line
+    keeps its line) and each of its lines is wrapped or elided alike."""
     from .labels import wrap_text
 
     renderer = _renderer(artist.figure)
@@ -181,17 +185,31 @@ def wrap_to_width(artist, width_px: float, *, elide: bool = False, along: str = 
     text = artist.get_text()
     if not text or fits():
         return False
-    flat = " ".join(text.split())
+    parts = [" ".join(line.split()) for line in text.split("\n")] if keep_lines else [" ".join(text.split())]
     for chars in range(max(len(line) for line in text.split("\n")) - 1, 7, -1):
-        artist.set_text(wrap_text(flat, chars, max_chars=None))
+        artist.set_text("\n".join(wrap_text(part, chars, max_chars=None) for part in parts))
         if fits():
             return True
     if elide:
-        for chars in range(len(flat) - 1, 4, -1):
-            artist.set_text(fit_text(flat, chars))
+        for chars in range(max(map(len, parts)) - 1, 4, -1):
+            artist.set_text("\n".join(fit_text(part, chars) for part in parts))
             if fits():
                 break
     return True
+
+
+def fit_title(ax, *, margin_px: float = 4.0) -> bool:
+    """Wrap ``ax``'s centred title between words until it stays inside its figure (or subfigure):
+    a title centred over an Axes that a legend or colorbar pushed aside has less room on one side
+    than the figure's width suggests. Call it once the layout has placed the Axes (after
+    :func:`settle_layout`) and settle the layout again when it returns True."""
+    title = ax.title
+    if not title.get_text() or _renderer(ax.figure) is None:
+        return False
+    box, frame = ax.get_window_extent(), ax.figure.bbox
+    centre = (box.x0 + box.x1) / 2.0
+    room = 2.0 * min(centre - frame.x0, frame.x1 - centre) - 2.0 * margin_px
+    return wrap_to_width(title, max(room, 1.0), keep_lines=True)
 
 
 # ---------------------------------------------------------------------------- missing glyphs
