@@ -13,8 +13,7 @@ widgets); :class:`BlipITM` puts every analysis one method away from a net.
 
 from __future__ import annotations
 
-from . import datasets, testing  # blipviz.datasets.sample_images, blipviz.testing.synthetic_images
-from ._moved import install_moved_module_aliases
+from . import datasets, store, testing  # blipviz.datasets.sample_images, blipviz.store.FeatureCache, ...
 from .analysis.attention import CrossAttention, GradCAM
 from .analysis.cost import estimate_seconds, expected_time
 from .analysis.explanations import Explanation, ExplanationEvaluation, evaluate_explanations
@@ -48,9 +47,7 @@ from .itm import BlipITM, ImageEncoder, MultimodalEncoder, TextEncoder, load_mod
 from .net.features import ImageFeatures, TextFeatures
 from .net.registry import list_models, parameters_information
 from .net.text import TruncationWarning, normalize_caption
-from .store import cache
 
-install_moved_module_aliases()
 set_net_class(BlipITM)  # a collection reopened without a net loads the class load_model returns
 
 __version__ = "0.1.0"
@@ -113,7 +110,6 @@ __all__ = [
     "TruncationWarning",
     "ZeroShotClassifier",
     "ZeroShotEvaluation",
-    "cache",
     "datasets",
     "embed_collection",
     "estimate_seconds",
@@ -130,6 +126,7 @@ __all__ = [
     "normalize_caption",
     "parameters_information",
     "score_pairs",
+    "store",
     "style_ranking",
     "testing",
 ]

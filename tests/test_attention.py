@@ -3,7 +3,7 @@ import pytest
 import torch
 
 import blipviz
-from blipviz.analysis.attention import default_gradcam_layer, default_layer
+from blipviz.analysis.attention import default_layer
 from blipviz.display.attention import AttentionGridDisplay
 from blipviz.display.labels import number_repeats
 from blipviz.net.images import ImagePreprocessing
@@ -177,7 +177,6 @@ def test_gradcam_last_layer_only_first_token_reaches_the_head(tiny_model, small_
 def test_gradcam_default_layer_errors_and_grad_state(tiny_model, small_images, no_hooks_added):
     assert default_layer(12) == 6 and default_layer(2) == 0 and default_layer(1) == 0
     assert default_layer(24) == 12 and default_layer(3) == 1
-    assert default_gradcam_layer is default_layer  # the first version's name, one rule
     with pytest.raises(blipviz.InputError, match="positive int"):
         default_layer(0)
     with pytest.raises(ValueError, match=r"has 2 layers \(valid: 0 to 1"):

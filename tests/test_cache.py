@@ -102,7 +102,7 @@ def test_model_change_misses(tiny, tmp_path):
     assert weights_fingerprint(other.hf) != weights_fingerprint(tiny.hf)
     feats = other.encode_images(images)
     assert cache.stats.hits == 0 and cache.stats.misses == 4 and len(cache) == 4
-    with blipviz.cache.feature_cache(other, FeatureCache(tmp_path / "fresh")):
+    with blipviz.store.feature_cache(other, FeatureCache(tmp_path / "fresh")):
         torch.testing.assert_close(other.encode_images(images).raw, feats.raw, rtol=0, atol=0)
 
 

@@ -41,7 +41,6 @@ __all__ = [
     "CrossAttention",
     "GradCAM",
     "cross_attention",
-    "default_gradcam_layer",
     "default_layer",
     "gradcam",
 ]
@@ -150,10 +149,6 @@ def default_layer(n_layers: int) -> int:
     if isinstance(n_layers, bool) or not isinstance(n_layers, int | np.integer) or n_layers < 1:
         raise InputError(f"n_layers must be a positive int, got {n_layers!r}")
     return max(0, min(int(n_layers) // 2, int(n_layers) - 2))
-
-
-#: The first version's name of :func:`default_layer` (one rule for attention and GradCAM).
-default_gradcam_layer = default_layer
 
 
 # ----------------------------------------------------------------------------- cross-attention

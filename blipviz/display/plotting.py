@@ -40,7 +40,6 @@ __all__ = [
     "heatmap_title",
     "letterbox",
     "score_matrix_figsize",
-    "shorten",
 ]
 
 _SORT_OPTIONS = (None, "rows", "columns", "both")
@@ -53,14 +52,6 @@ _SORT_PHRASES = {
 
 
 # ------------------------------------------------------------------------------------ helpers
-def shorten(text: str, max_chars: int | None) -> str:
-    """``text`` cut to ``max_chars`` characters with an ellipsis (``None``: unchanged)."""
-    text = str(text)
-    if max_chars is None or len(text) <= max_chars:
-        return text
-    return text[: max(1, max_chars - 1)].rstrip() + "…"
-
-
 def rgb_array(image: Any) -> np.ndarray:
     """An image as the figures draw it: ndarray of shape (H, W, 3), uint8.
 

@@ -2,7 +2,7 @@
 the ViT (and the multimodal encoder) once.
 
 ``load_model(..., cache_dir="features")`` (or ``model.feature_cache = FeatureCache("features")``, or
-``with blipviz.cache.feature_cache(model, "features"):``) makes every image-feature computation of
+``with blipviz.store.feature_cache(model, "features"):``) makes every image-feature computation of
 the net (``encode_images``, ``itm_scores``, ``cosine_scores``, ``scores``, ``rank``, ``search``)
 look each image up first, and every ITM score of an (image, text) pair too.
 
