@@ -1,6 +1,6 @@
 """Where each word looks: cross-attention maps and GradCAM of the ITM pass.
 
-Both run the multimodal encoder exactly as :class:`blipviz.BlipNet` scores a pair: ``[ENC]`` (or
+Both run the multimodal encoder exactly as :class:`blipviz.net.BlipNet` scores a pair: ``[ENC]`` (or
 ``[CLS]`` with ``first_token="cls"``) first, the image's last ViT states given with batch size 1.
 Geometry (layers, heads, patch grid) is read from the net's config.
 
@@ -156,7 +156,7 @@ def default_layer(n_layers: int) -> int:
 class CrossAttention:
     """Cross-attention probabilities of the multimodal encoder for one (image, text) pair.
 
-    Build it with :meth:`blipviz.BlipNet.cross_attention`.
+    Build it with :meth:`blipviz.BlipITM.cross_attention`.
 
     Attributes
     ----------
@@ -398,7 +398,7 @@ class CrossAttention:
 
 
 def cross_attention(model: BlipNet, image: Any, text: str) -> CrossAttention:
-    """Cross-attention of the ITM pass for one image and one text (see :meth:`BlipNet.cross_attention`)."""
+    """Cross-attention of the ITM pass for one image and one text (see :meth:`BlipITM.cross_attention`)."""
     picture, states, label = _image_and_states(model, image)
     tokenized, ids, tokens = _text_input(model, text)
     with torch.inference_mode():
@@ -426,7 +426,7 @@ class GradCAM:
     cross-attention probabilities; map = mean over heads of attention x clamp(gradient, min=0),
     the image's ``[CLS]`` token dropped, patches reshaped to the grid.
 
-    Build it with :meth:`blipviz.BlipNet.gradcam`.
+    Build it with :meth:`blipviz.BlipITM.gradcam`.
 
     Attributes
     ----------
@@ -558,7 +558,7 @@ class GradCAM:
 
 
 def gradcam(model: BlipNet, image: Any, text: str, layer: int | None = None) -> GradCAM:
-    """GradCAM of the ITM pass for one image and one text (see :meth:`BlipNet.gradcam`).
+    """GradCAM of the ITM pass for one image and one text (see :meth:`BlipITM.gradcam`).
 
     ``layer`` None: :func:`default_layer` (the middle layer, 6 of 12, as LAVIS's ``block_num=6``).
     """

@@ -6,7 +6,7 @@ only, no memory, nothing downloaded), so it answers in about a second even for V
 
 Counts cover every weight the net holds: an int8 net (``load_model(..., quantize="int8")``) packs
 its encoder Linear weights outside ``nn.Parameter``; they are counted under their float names and
-flagged ``quantized`` (see :func:`blipviz.quantize.held_weights`).
+flagged ``quantized`` (see :func:`blipviz.net.quantize.held_weights`).
 """
 
 from __future__ import annotations

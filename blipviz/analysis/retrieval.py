@@ -247,7 +247,7 @@ class RetrievalEvaluation:
             Last K drawn; default: the candidates of each direction (``k_test``, clipped), beyond
             which ranks are not meaningful.
         **kwargs
-            Passed to :meth:`RecallCurveDisplay.plot`.
+            Passed to :meth:`blipviz.display.retrieval.RecallCurveDisplay.plot`.
 
         Returns
         -------

@@ -417,7 +417,7 @@ def ranking(
     by : {"itm", "cosine"}, default "itm"
         Score the rows are sorted by (descending; ties keep the texts' order).
     truncated_by : sequence of {"tokens", "words", None}, optional
-        Per text, whether it was cut before scoring (see :class:`blipviz.text.TokenizedTexts`).
+        Per text, whether it was cut before scoring (see :class:`blipviz.net.text.TokenizedTexts`).
     image_label : str, optional
         The image the texts describe; the styled table names it in its caption.
     model_name : str, optional

@@ -6,7 +6,7 @@ own Hugging Face reader, a folder or list of paths through ``ray.data.from_items
 ``ray.data.from_huggingface``, which asks the Hub for Parquet files first, offline too.
 ``map_batches`` runs a pool of actors, each of which builds the net once
 from the driver's image weights (sent once through Ray's object store, checked by fingerprint) and
-embeds its batches exactly as the local engine does (:func:`blipviz.collection.embed.embed_rows`:
+embeds its batches exactly as the local engine does (:func:`blipviz.collection.work.embed_rows`:
 unreadable items recorded, not raised). Every row carries its source position; the driver asks Ray
 to keep the source order (``preserve_order``, set before the dataset is made: a Ray dataset keeps
 the settings of its creation) and puts any row that still comes early back in its place

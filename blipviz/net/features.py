@@ -136,7 +136,7 @@ class TextFeatures:
     truncated : list of bool
         Whether each text was cut (by the word limit of the caption normalisation or at the token
         limit).
-    tokenized : blipviz.text.TokenizedTexts
+    tokenized : blipviz.net.text.TokenizedTexts
         The token ids, reused by the multimodal encoder.
     model_name : str
         Name of the net that computed them.
@@ -144,7 +144,7 @@ class TextFeatures:
         ``model.fingerprint("text")`` of that net: a BLAKE2b-256 of its text tower and ITM head. A net
         refuses features whose fingerprint is not its own; ``""`` is accepted by every net.
     truncated_by : list of {"tokens", "words", None}
-        Why each text was cut (see :class:`blipviz.text.TokenizedTexts`); default: ``"tokens"``
+        Why each text was cut (see :class:`blipviz.net.text.TokenizedTexts`); default: ``"tokens"``
         where ``truncated``.
 
     ``embeddings`` and ``projected`` are checked when the features are built and when either is

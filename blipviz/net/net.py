@@ -103,7 +103,7 @@ class BlipNet:
     ----------
     name : str
         Checkpoint id, folder, or ``"tiny-random"``.
-    preprocessing : blipviz.images.ImagePreprocessing
+    preprocessing : blipviz.net.images.ImagePreprocessing
     first_token : {"enc", "cls"}
     normalize_text : bool
     max_text_tokens : int or None
@@ -132,12 +132,12 @@ class BlipNet:
         self.normalize_text = normalize_text
         self.max_text_tokens = max_text_tokens
         self._token_limit()  # None, or at most the text encoder's positions: checked now, not mid-call
-        self.feature_cache = None  # a blipviz.cache.FeatureCache: image features looked up on disk first
+        self.feature_cache = None  # a blipviz.store.FeatureCache: image features looked up on disk first
         #: Which weights :func:`blipviz.load_model` gave the net (``name_or_path``: hub id, resolved
         #: folder or "tiny-random"; ``pretrained`` and ``seed`` for random ones): what a collection's
         #: manifest needs to build it again. Empty for a net built otherwise.
         self.load_options: dict = {}
-        self.quantization: str | None = None  # "int8" after blipviz.quantize.quantize_int8
+        self.quantization: str | None = None  # "int8" after blipviz.net.quantize.quantize_int8
         # The parts whose weights are in memory: all three, or the one kept by keep_only_part.
         self.parts: frozenset[str] = frozenset(PARTS)
         # Weights fingerprints by (group, dtype, quantization): see fingerprint().
@@ -271,7 +271,7 @@ class BlipNet:
         group : {"image", "text"}
             ``"image"``: ``vision_model`` and ``vision_proj`` (image states and embeddings);
             ``"text"``: ``text_encoder``, ``text_proj`` and ``itm_head`` (text embeddings, and ITM
-            logits given image states). See :data:`blipviz.fingerprint.WEIGHT_GROUPS`.
+            logits given image states). See :data:`blipviz.net.fingerprint.WEIGHT_GROUPS`.
 
         Computed from the weights (dtype and int8 packing included) on first use, then remembered on
         this net for its current dtype and quantisation; :meth:`keep_only_part` takes both before
@@ -800,7 +800,7 @@ class NetPart:
 
     def parameter_names(self) -> list[str]:
         """Names of the weights of the wrapped net that this part uses (int8-packed ones included,
-        under their float names: see :func:`blipviz.quantize.held_weights`)."""
+        under their float names: see :func:`blipviz.net.quantize.held_weights`)."""
         from .quantize import part_weight_names
 
         return part_weight_names(self.model.hf, self.part)

@@ -245,7 +245,7 @@ class FeatureCache:
                 {
                     "format": _MARKER_FORMAT,
                     "version": FORMAT_VERSION,
-                    "note": "written by blipviz.cache.FeatureCache; delete the whole folder to free it",
+                    "note": "written by blipviz.store.FeatureCache; delete the whole folder to free it",
                 },
                 indent=1,
             )
@@ -610,7 +610,7 @@ class FeatureCache:
         model : BlipITM
         image_key : str
             The image's entry name (:meth:`key`).
-        tokenized : blipviz.text.TokenizedTexts
+        tokenized : blipviz.net.text.TokenizedTexts
         compute : callable
             ``compute(subset_of_tokenized) -> Tensor (n_subset, 2)`` for the texts not stored yet.
 
