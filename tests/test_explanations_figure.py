@@ -14,6 +14,7 @@ from blipviz.testing.figures import (
     assert_inside_figure,
     assert_no_overlap,
     bump_maps,
+    colorbars,
     image_comparison,
     visible_texts,
 )
@@ -124,8 +125,6 @@ def _picture():
 
 
 def test_explanation_panels_titles_and_colorbar(tiny):
-    from blipviz.testing.figures import colorbars
-
     text = "a red square and a green block"
     rel = tiny.explain(_picture(), text, "relevancy")
     disp = rel.overlay()
@@ -144,9 +143,11 @@ def test_explanation_panels_titles_and_colorbar(tiny):
     occ = tiny.explain(_picture(), text, "occlusion", window=2, stride=2)
     lone = occ.overlay()
     assert len(lone.arrays_) == 1 and lone.figure_.get_figwidth() >= 4.0
-    assert "drop of the ITM match logit (rises drawn as 0)" in lone.colorbar_.ax.get_ylabel().replace(
-        "\n", " "
-    )
+    # signed: drops and rises of the score on a diverging key centred at zero
+    assert occ.signed and lone.norms_[0].vmin == -lone.norms_[0].vmax
+    assert "drop of the ITM match logit (< 0: it rose)" in lone.colorbar_.ax.get_ylabel().replace("\n", " ")
+    clipped = occ.overlay(signed=False)
+    assert clipped.norms_[0].vmin == 0 and "rises drawn as 0" in clipped.colorbar_.ax.get_ylabel()
 
 
 # Peaks (row, col) of the fixed relevancy maps on the 8 x 8 grid, one per token of "[ENC] a red square
@@ -166,3 +167,34 @@ def test_relevancy_overlay_image(tiny):
     assert maps.shape == rel.maps.shape
     fixed = dataclasses.replace(rel, maps=maps, match_map=maps[0], itm_probability=0.869)
     return fixed.overlay().figure_
+
+
+def test_one_map_into_one_axes_of_a_user_figure(tiny):
+    """An explanation's match map once could not be drawn alone ("need 9 Axes, got 1"): now it goes
+    into one Axes, titled with its method, its colorbar beside it, nothing else changed."""
+    import matplotlib.pyplot as plt
+    import pytest
+
+    from blipviz.errors import InputError
+
+    rel = tiny.explain(_picture(), "a red square and a green block", "relevancy")
+    fig, axes = plt.subplots(1, 3, figsize=(12, 4), layout="constrained")
+    fig.suptitle("my figure")
+    axes[2].plot([0, 1], [0, 1])
+    alone = rel.overlay(tokens="[match]", ax=axes[0])
+    assert alone.figure_ is fig and list(alone.axes_) == [axes[0]]
+    assert alone.titles_ == ["relevancy (Chefer et al. 2021): match decision"]
+    np.testing.assert_array_equal(alone.arrays_[0], rel.overlay(tokens=0).arrays_[0])
+    matrix = rel.plot(tokens="red", ax=axes[1])
+    assert matrix.titles_ == ["relevancy (Chefer et al. 2021): red"]
+    np.testing.assert_array_equal(matrix.arrays_[0], rel.maps[2])
+    assert rel.plot(tokens=[3, "[match]"]).titles_ == ["square", "[ENC]: match decision"]
+    assert fig.get_suptitle() == "my figure" and tuple(fig.get_size_inches()) == (12, 4)
+    assert len(colorbars(fig)) == 2
+    assert_inside_figure([ax.title for ax in alone.axes_])
+    with pytest.raises(InputError, match="no token 'dog'"):
+        rel.overlay(tokens="dog")
+    with pytest.raises(InputError, match="has no signed maps"):
+        rel.overlay(signed=True)
+    with pytest.raises(InputError, match="not both"):
+        rel.overlay(ax=axes[0], axes=axes)

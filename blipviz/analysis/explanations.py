@@ -114,6 +114,10 @@ class Explanation:
         The image the maps were computed from (for overlays).
     truncated_by : {"tokens", "words", None}
         Whether the text was cut before the pass.
+    signed_maps : ndarray of shape (n_tokens, gh, gw) or None
+        GradCAM: the maps before the gradient is clipped at 0 (attention × gradient, mean over
+        heads), where a negative value speaks against the match; None for the other methods
+        (occlusion's maps are signed as they are). See :attr:`signed`.
     """
 
     method: str
@@ -127,6 +131,7 @@ class Explanation:
     options: dict = field(default_factory=dict)
     image: Any = field(default=None, repr=False)
     truncated_by: str | None = None
+    signed_maps: np.ndarray | None = field(default=None, repr=False)
 
     def __repr__(self) -> str:
         return (
@@ -134,20 +139,66 @@ class Explanation:
             f"itm_probability={self.itm_probability:.3f})"
         )
 
-    def _display(self, image: Any, include_match: bool):
+    @property
+    def signed(self) -> bool:
+        """Whether the method yields signed maps (negative values mean something): occlusion (the
+        score rose without the patch) and GradCAM (``signed_maps``: before the gradient is clipped)."""
+        return self.method == "occlusion" or self.signed_maps is not None
+
+    def _sources(self, signed: bool) -> tuple[np.ndarray, np.ndarray]:
+        """(token maps, match map) to draw: signed ones, or the method's own."""
+        if not signed or self.method == "occlusion":
+            return self.maps, self.match_map
+        if self.signed_maps is None:
+            raise InputError(
+                f"method {self.method!r} has no signed maps (only occlusion and GradCAM have): "
+                "pass signed=False"
+            )
+        signed_maps = np.asarray(self.signed_maps)
+        return signed_maps, _real_token_mean(signed_maps)
+
+    def _panels(self, tokens: Any, include_match: bool, signed: bool) -> tuple[list, list[str]]:
+        """The maps and labels of the panels: every map (``tokens`` None) or the chosen ones."""
+        from ..display.labels import number_repeats
+
+        maps, match_map = self._sources(signed)
+        numbered = number_repeats(self.tokens)
+        match_row = self.method in ("relevancy", "rollout", "occlusion")  # the match map is row 0
+        if match_row:
+            first = "match decision" if self.method == "occlusion" else f"{self.tokens[0]}: match decision"
+            numbered = [first, *numbered[1:]]
+        if tokens is None:
+            if match_row or not include_match:
+                return list(maps), numbered
+            return [match_map, *maps], ["match decision", *numbered]
+        chosen = [tokens] if isinstance(tokens, str | int | np.integer) else list(tokens)
+        if not chosen:
+            raise InputError("tokens is empty: name one or more tokens, or '[match]' for the match map")
+        out_maps, out_labels = [], []
+        for token in chosen:
+            if isinstance(token, str) and token == "[match]":
+                out_maps.append(match_map)
+                out_labels.append(numbered[0] if match_row else "match decision")
+                continue
+            index = _token_position(token, self.tokens, numbered)
+            out_maps.append(maps[index])
+            out_labels.append(numbered[index])
+        return out_maps, out_labels
+
+    def _display(
+        self, image: Any, include_match: bool, tokens: Any = None, signed: bool | None = None, alone=False
+    ):
         from ..display.attention import AttentionGridDisplay
 
-        if self.method == "occlusion":
-            maps, labels = [self.match_map], ["match decision"]
-        elif self.method in ("relevancy", "rollout"):  # the match map is the first token's row
-            maps, labels = list(self.maps), [f"{self.tokens[0]}: match decision", *self.tokens[1:]]
-        else:
-            maps = ([self.match_map] if include_match else []) + list(self.maps)
-            labels = (["match decision"] if include_match else []) + list(self.tokens)
+        signed = self.method == "occlusion" if signed is None else bool(signed)
+        maps, labels = self._panels(tokens, include_match, signed)
+        if alone and len(maps) == 1:  # a lone panel in your figure names its method
+            label = "match decision" if labels[0].endswith("match decision") else labels[0]
+            labels = [f"{_METHOD_TITLES[self.method]}: {label}"]
         layer = self.options.get("layer")
+        value = _SIGNED_VALUE_NAMES[self.method] if signed else _VALUE_NAMES[self.method]
         return AttentionGridDisplay(
-            # negative values (occlusion: the score rose without the patch) are drawn as 0
-            [np.clip(m, 0, None) for m in maps],
+            maps,
             labels,
             image=image,
             method=_METHOD_TITLES[self.method],
@@ -157,7 +208,9 @@ class Explanation:
             text=self.text,
             score=self.itm_probability,
             truncated_by=self.truncated_by,
-            value_name=_VALUE_NAMES[self.method],
+            value_name=value,
+            signed=signed,
+            title_chars=80 if alone and len(maps) == 1 else 24,
         )
 
     def _scale(self, scale: str | None) -> str:
@@ -167,40 +220,67 @@ class Explanation:
             return "per-token" if self.method in ("relevancy", "rollout") else "shared"
         return scale
 
-    def plot(self, *, include_match: bool = True, scale: str | None = None, axes=None, ncols=None, **kw: Any):
+    def plot(
+        self,
+        *,
+        tokens: Any = None,
+        include_match: bool = True,
+        scale: str | None = None,
+        signed: bool | None = None,
+        ax=None,
+        axes=None,
+        ncols=None,
+        **kw: Any,
+    ):
         """Draw the match map, then each token's map, as matrices with a colorbar.
 
         Parameters
         ----------
+        tokens : str, int or sequence of them, optional
+            The maps to draw: ``"[match]"`` (the match map), a token as written in :attr:`tokens`
+            (a repeated one numbered as the panels title it: ``"a (2)"``) or its position.
+            Default: the match map, then every token's.
         include_match : bool, default True
-            The match map (``match_map``) as the first panel (relevancy and rollout: it is the first
-            token's map, so that panel is labelled so and not repeated).
+            With ``tokens`` None: the match map (``match_map``) as the first panel (relevancy and
+            rollout: it is the first token's map, so that panel is labelled so and not repeated).
         scale : {"shared", "per-token"}, optional
             Default: "per-token" for relevancy and rollout (their match row dwarfs the token maps),
             "shared" for the others.
+        signed : bool, optional
+            Draw the signed maps on a diverging key centred at zero (occlusion's drops and rises;
+            GradCAM's attention × gradient before the gradient is clipped). Default: True for
+            occlusion, False for the others (their maps as the method defines them, from 0 up).
+        ax : matplotlib Axes, optional
+            One Axes for one map (``tokens="[match]"``): drawn into it with its colorbar beside it,
+            its title naming the method; nothing else in the figure changes.
         axes, ncols, **kw
-            See :meth:`blipviz.AttentionGridDisplay.plot`.
+            See :meth:`blipviz.AttentionGridDisplay.plot` (``cmap=``, ``percentile=``, ...).
 
         Returns
         -------
         AttentionGridDisplay
         """
-        display = self._display(None, include_match)
+        axes, alone = _one_axes(ax, axes)
+        display = self._display(None, include_match, tokens, signed, alone)
         return display.plot(axes, scale=self._scale(scale), ncols=ncols, **_panel_size(display, kw))
 
     def overlay(
         self,
         image: Any = None,
         *,
+        tokens: Any = None,
         include_match: bool = True,
         scale: str | None = None,
+        signed: bool | None = None,
+        ax=None,
         axes=None,
         ncols=None,
         **kw,
     ):
         """Lay the match map, then each token's map, on the photograph (the attention displays' colour
-        scale and rules); ``image`` defaults to the one the maps were computed from. ``scale`` as
-        in :meth:`plot`.
+        scale and rules); ``image`` defaults to the one the maps were computed from. The other
+        parameters are those of :meth:`plot`: ``overlay(tokens="[match]", ax=ax)`` draws the match
+        map alone into one Axes of your figure.
 
         Returns
         -------
@@ -211,7 +291,8 @@ class Explanation:
             raise InputError(
                 "no image to draw on: pass image=... (this explanation was computed from pixels)"
             )
-        display = self._display(picture, include_match)
+        axes, alone = _one_axes(ax, axes)
+        display = self._display(picture, include_match, tokens, signed, alone)
         return display.plot(axes, scale=self._scale(scale), ncols=ncols, **_panel_size(display, kw))
 
     def to_pandas(self) -> pd.DataFrame:
@@ -253,6 +334,46 @@ _VALUE_NAMES = {
     "rollout": "rollout",
     "occlusion": "drop of the ITM match logit (rises drawn as 0)",
 }
+
+
+_SIGNED_VALUE_NAMES = {
+    "attention": "attention",
+    "gradcam": "attention × gradient of the match logit (not clipped)",
+    "relevancy": "relevancy",
+    "rollout": "rollout",
+    "occlusion": "drop of the ITM match logit (< 0: it rose)",
+}
+
+
+def _token_position(token: Any, tokens: list[str], numbered: list[str]) -> int:
+    """The position of ``token`` (a position, a numbered label or a token met once) in ``tokens``."""
+    if isinstance(token, bool) or not isinstance(token, str | int | np.integer):
+        raise InputTypeError(f"a token is named by a str or an int position, got {type(token).__name__}")
+    if not isinstance(token, str):
+        if not -len(tokens) <= int(token) < len(tokens):
+            raise InputError(f"token position {int(token)} is out of range: {len(tokens)} tokens")
+        return int(token) % len(tokens)
+    if token in numbered:
+        return numbered.index(token)
+    found = [i for i, t in enumerate(tokens) if t == token]
+    if len(found) == 1:
+        return found[0]
+    if found:
+        raise InputError(
+            f"token {token!r} occurs {len(found)} times: name one as "
+            + ", ".join(repr(numbered[i]) for i in found)
+            + " or by its position"
+        )
+    raise InputError(f"no token {token!r}; the tokens: " + ", ".join(map(repr, ["[match]", *tokens])))
+
+
+def _one_axes(ax: Any, axes: Any) -> tuple[Any, bool]:
+    """(the Axes to draw into, whether it is one Axes of the caller's)."""
+    if ax is not None and axes is not None:
+        raise InputError("pass ax= (one Axes) or axes= (several), not both")
+    if ax is not None:
+        return [ax], True
+    return axes, axes is not None and len(np.ravel(axes)) == 1
 
 
 def _panel_size(display, kw: dict) -> dict:

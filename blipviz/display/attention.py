@@ -102,7 +102,7 @@ class AttentionGridDisplay:
     Parameters
     ----------
     maps : sequence of ndarray of shape (gh, gw)
-        Non-negative maps, one per panel.
+        One per panel: non-negative (negative values are drawn as 0), or any with ``signed``.
     labels : sequence of str
         The panels' tokens (repeats are numbered when drawn: ``"a (1)"``, ``"a (2)"``).
     image : PIL.Image.Image or ndarray, optional
@@ -120,6 +120,14 @@ class AttentionGridDisplay:
     truncated_by : {"tokens", "words", None}
     value_name : str, optional
         What the values are, for the colorbar (default: from ``method`` and ``subtract_min``).
+    signed : bool, default False
+        The maps have negative values that mean something (occlusion: the score rose without the
+        patch; GradCAM before clipping): a diverging key centred at zero
+        (:data:`~blipviz.display.overlay.SIGNED_CMAP`), each scale from ``-top`` to ``top``.
+        False: the maps are drawn from 0 up (negative values as 0).
+    title_chars : int, default 24
+        Panel titles longer than this are elided in the middle (tokens); each is then wrapped
+        between words, or elided further, to the width of its panel.
 
     Attributes
     ----------
@@ -128,7 +136,8 @@ class AttentionGridDisplay:
     titles_ : list of str
         Panel titles (tokens, repeats numbered).
     norms_ : list of matplotlib.colors.Normalize
-        Each panel's scale, from 0 to its top; with ``scale="shared"`` one object for all.
+        Each panel's scale, from 0 (signed: ``-top``) to its top; with ``scale="shared"`` one object
+        for all.
     images_ : list of matplotlib.image.AxesImage
     axes_ : ndarray of matplotlib.axes.Axes
     colorbar_ : matplotlib.colorbar.Colorbar or None
@@ -151,6 +160,8 @@ class AttentionGridDisplay:
         score: float = float("nan"),
         truncated_by: str | None = None,
         value_name: str | None = None,
+        signed: bool = False,
+        title_chars: int = _PANEL_TITLE_CHARS,
     ) -> None:
         if len(maps) != len(labels):
             raise InputError(f"got {len(maps)} maps and {len(labels)} labels")
@@ -166,6 +177,8 @@ class AttentionGridDisplay:
         self.score = float(score)
         self.truncated_by = truncated_by
         self.value_name = value_name
+        self.signed = bool(signed)
+        self.title_chars = int(title_chars)
 
     # ------------------------------------------------------------------------------ wording
     def describe(self) -> str:
@@ -195,9 +208,10 @@ class AttentionGridDisplay:
             value = "attention − the patch's min over tokens"
         else:
             value = "attention probability"
+        of = " of |value|" if self.signed else ""
         if scale == "per-token":
-            return f"{value}\n(each panel / its {percentile:g}th percentile)"
-        return f"{value}\n(shared scale, top: {percentile:g}th percentile)"
+            return f"{value}\n(each panel / its {percentile:g}th percentile{of})"
+        return f"{value}\n(shared scale, top: {percentile:g}th percentile{of})"
 
     # -------------------------------------------------------------------------------- plot
     def plot(
@@ -206,7 +220,7 @@ class AttentionGridDisplay:
         *,
         scale: str = "shared",
         ncols: int | None = None,
-        cmap: str = ATTENTION_CMAP,
+        cmap: Any = None,
         alpha: float = OVERLAY_ALPHA,
         size: int | None = None,
         percentile: float = SCALE_PERCENTILE,
@@ -223,7 +237,11 @@ class AttentionGridDisplay:
             One colour scale for every panel (maps comparable), or each panel its own.
         ncols : int, optional
             Default: up to 4.
-        cmap : str, default :data:`~blipviz.display.overlay.ATTENTION_CMAP`
+        cmap : str or Colormap, optional
+            Default :data:`~blipviz.display.overlay.ATTENTION_CMAP` (reversed plasma: its top stays
+            apart from red and orange content and from dark areas), or for signed maps
+            :data:`~blipviz.display.overlay.SIGNED_CMAP` (any diverging colormap fits: its middle
+            is zero).
         alpha : float, default :data:`~blipviz.display.overlay.OVERLAY_ALPHA`
             Opacity of the key's top colour over the photograph.
         size : int, optional
@@ -247,26 +265,26 @@ class AttentionGridDisplay:
         n = len(self.maps)
         if n == 0:
             raise InputError("nothing to draw: no maps")
-        norms = scale_norms(self.maps, scale, percentile)
+        signed = self.signed
+        maps = self.maps if signed else [np.clip(m, 0.0, None) for m in self.maps]
+        norms = scale_norms(maps, scale, percentile, signed=signed)
         # over a photograph the key's top is at opacity alpha; a matrix (on white) uses the full key
-        on_white = fading_cmap(cmap, alpha if self.image is not None else 1.0, on_white=True)
+        on_white = fading_cmap(cmap, alpha if self.image is not None else 1.0, on_white=True, signed=signed)
         if self.image is not None:
             picture = overlay_picture(self.image, size)
             arrays = [
-                blend(picture, m, norm.vmax, cmap=cmap, alpha=alpha)
-                for m, norm in zip(self.maps, norms, strict=True)
+                blend(picture, m, norm.vmax, cmap=cmap, alpha=alpha, signed=signed)
+                for m, norm in zip(maps, norms, strict=True)
             ]
             aspect = picture.height / picture.width
         else:
-            arrays = list(self.maps)
-            aspect = self.maps[0].shape[0] / self.maps[0].shape[1]
+            arrays = list(maps)
+            aspect = maps[0].shape[0] / maps[0].shape[1]
         ncols = max(1, min(n, ncols or 4))
         panel_wh = (panel_size, panel_size * aspect) if aspect <= 1 else (panel_size / aspect, panel_size)
         titles = number_repeats(self.labels)
         # a panel of a new figure is at least as wide as its title (a portrait photo's is narrow)
-        title_in = (
-            max(len(fit_text(t, _PANEL_TITLE_CHARS)) for t in titles) * _CHAR_IN * font_size(TITLE) / 10
-        )
+        title_in = max(len(fit_text(t, self.title_chars)) for t in titles) * _CHAR_IN * font_size(TITLE) / 10
         panel_wh = (max(panel_wh[0], title_in), panel_wh[1])
         own = axes is None
         if own:
@@ -281,19 +299,22 @@ class AttentionGridDisplay:
                 images.append(ax.imshow(arr))
             else:
                 images.append(ax.imshow(arr, cmap=on_white, norm=norm, interpolation="nearest"))
-            ax.set_title(fit_text(label, _PANEL_TITLE_CHARS), fontsize=font_size(TITLE), parse_math=False)
+            ax.set_title(fit_text(label, self.title_chars), fontsize=font_size(TITLE), parse_math=False)
             ax.set_xticks([])
             ax.set_yticks([])
         self.title_ = _figure_title(self.describe(), self.text, self.score, self.truncated_by, width_in)
         heading = fig.suptitle(self.title_, fontsize=font_size(TITLE)) if own else None
         self.colorbar_ = None
         if colorbar:
-            top = max(float(m.max()) - norm.vmax for m, norm in zip(self.maps, norms, strict=True))
-            key = norms[0] if scale == "shared" else Normalize(0.0, 1.0)
+            over = any(float(m.max()) > norm.vmax for m, norm in zip(maps, norms, strict=True))
+            under = signed and any(float(m.min()) < norm.vmin for m, norm in zip(maps, norms, strict=True))
+            key = norms[0] if scale == "shared" else Normalize(-1.0 if signed else 0.0, 1.0)
             self.colorbar_ = fig.colorbar(
                 ScalarMappable(norm=key, cmap=on_white),
                 ax=[ax for ax in grid if ax.get_visible()],
-                extend="max" if top > 0 else "neither",
+                extend={(True, True): "both", (True, False): "max", (False, True): "min"}.get(
+                    (over, under), "neither"
+                ),
                 fraction=0.05,
                 shrink=0.6 if len(grid) > ncols else 0.9,
                 aspect=25,

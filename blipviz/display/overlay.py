@@ -5,11 +5,17 @@ of 0 leaves the photograph untouched, the scale's top covers it with the key's s
 opacity ``alpha``. On a white background (matrices, the colorbar) the same key reads as a white-to-
 colour stretch, so a matrix, an overlay and their colorbar use one scale.
 
+Signed maps (occlusion's drops and rises of the score, GradCAM before its gradient is clipped) use a
+diverging key centred at zero (:data:`SIGNED_CMAP`): 0 leaves the photograph untouched, positive
+and negative values grow into two hues apart for colour-blind readers, on a scale from ``-top`` to
+``top``.
+
 The scale's top is a high percentile of the values shown (captum's habit: one hot patch does not
 wash out the rest); values above it are drawn at the top colour and the colorbar says so with an
 arrow.
 
-Pure numpy and PIL except :func:`fading_cmap` and :func:`scale_norms` (matplotlib, imported there).
+Pure numpy and PIL except :func:`fading_cmap`, :func:`key_colormap` and :func:`scale_norms` (matplotlib,
+imported there).
 """
 
 from __future__ import annotations
@@ -28,8 +34,11 @@ __all__ = [
     "PHOTO_SATURATION",
     "SCALES",
     "SCALE_PERCENTILE",
+    "SIGNED_CMAP",
+    "SIGNED_COLOURS",
     "blend",
     "fading_cmap",
+    "key_colormap",
     "overlay_picture",
     "robust_max",
     "scale_norms",
@@ -56,6 +65,15 @@ PHOTO_SATURATION = 0.3
 #: the key's colours read there too.
 PHOTO_FLOOR = 60.0
 
+#: The diverging key of signed maps: a name :func:`key_colormap` knows (any matplotlib diverging
+#: colormap name, or a Colormap, can be passed as ``cmap=`` instead).
+SIGNED_CMAP = "blipviz-signed"
+#: The signed key's colours: (negative end, negative near 0, positive near 0, positive end). Vivid
+#: blue and magenta ends stand apart from any muted photograph colour under them (ΔE > 60, red and
+#: orange content included) and from each other under the common colour-vision deficiencies;
+#: lighter sky blue and amber near zero, where the key is nearly transparent.
+SIGNED_COLOURS = ("#0000ff", "#56b4e9", "#ffbb00", "#ff00cc")
+
 _KEY_RANGE = (0.3, 0.9)  # the part of the base map used: not its white start, not its near-black end
 
 
@@ -69,8 +87,11 @@ def robust_max(values: np.ndarray, percentile: float = SCALE_PERCENTILE) -> floa
     return top if top > 0.0 else 1.0
 
 
-def scale_norms(maps: Sequence[np.ndarray], scale: str, percentile: float = SCALE_PERCENTILE) -> list:
-    """One ``matplotlib.colors.Normalize`` per map, from 0 to the top of its scale.
+def scale_norms(
+    maps: Sequence[np.ndarray], scale: str, percentile: float = SCALE_PERCENTILE, *, signed: bool = False
+) -> list:
+    """One ``matplotlib.colors.Normalize`` per map, from 0 (``signed``: from ``-top``) to the top of
+    its scale.
 
     Parameters
     ----------
@@ -79,6 +100,9 @@ def scale_norms(maps: Sequence[np.ndarray], scale: str, percentile: float = SCAL
         ``"shared"``: one Normalize object, repeated (the top: the percentile of all values);
         ``"per-token"``: each map its own.
     percentile : float, default 99
+    signed : bool, default False
+        Maps with negative values: the top is the percentile of the absolute values and the scale
+        runs from ``-top`` to ``top`` (``vmin == -vmax``: zero in the middle of the key).
 
     Returns
     -------
@@ -90,34 +114,76 @@ def scale_norms(maps: Sequence[np.ndarray], scale: str, percentile: float = SCAL
 
     if scale not in SCALES:
         raise InputError(f"unknown scale {scale!r}; allowed values: {', '.join(map(repr, SCALES))}")
+
+    def norm(values: np.ndarray):
+        if signed:
+            top = robust_max(np.abs(values), percentile)
+            return Normalize(-top, top, clip=True)
+        return Normalize(0.0, robust_max(values, percentile), clip=True)
+
     if scale == "shared":
         stacked = np.concatenate([np.ravel(m) for m in maps]) if len(maps) else np.zeros(0)
-        norm = Normalize(0.0, robust_max(stacked, percentile), clip=True)
-        return [norm] * len(maps)
-    return [Normalize(0.0, robust_max(m, percentile), clip=True) for m in maps]
+        return [norm(stacked)] * len(maps)
+    return [norm(np.ravel(m)) for m in maps]
 
 
-def _key_colours(cmap: str, n: int = 256) -> np.ndarray:
-    """RGB of the key, shape (n, 3) in [0, 1]: the base map over ``_KEY_RANGE``."""
+def _signed_base(n: int = 256) -> np.ndarray:
+    """RGB of :data:`SIGNED_CMAP`, shape (2n, 3): negative end to near 0, near 0 to positive end."""
+    from matplotlib.colors import to_rgb
+
+    neg_end, neg_zero, pos_zero, pos_end = (np.array(to_rgb(c)) for c in SIGNED_COLOURS)
+    t = np.linspace(0.0, 1.0, n)[:, None]
+    return np.concatenate([neg_end + (neg_zero - neg_end) * t, pos_zero + (pos_end - pos_zero) * t])
+
+
+def key_colormap(cmap: Any):
+    """A colormap by name (matplotlib's, or :data:`SIGNED_CMAP`) or as given (a Colormap)."""
     import matplotlib
+    from matplotlib.colors import Colormap, ListedColormap
 
-    base = matplotlib.colormaps[cmap]
+    if isinstance(cmap, Colormap):
+        return cmap
+    if cmap == SIGNED_CMAP:
+        return ListedColormap(_signed_base(), name=SIGNED_CMAP)
+    return matplotlib.colormaps[cmap]
+
+
+def _name(cmap: Any) -> str:
+    return str(getattr(cmap, "name", cmap))
+
+
+def _key_colours(cmap: Any, n: int = 256, *, signed: bool = False) -> np.ndarray:
+    """RGB of the key in [0, 1]: shape (n, 3), the base map over ``_KEY_RANGE``; ``signed``: shape
+    (2n + 1, 3) for the levels -1 to 1, the base map's two halves from its middle to its ends."""
+    base = key_colormap(cmap)
+    if signed:
+        return np.asarray(base(np.linspace(0.0, 1.0, 2 * n + 1)))[:, :3]
     return np.asarray(base(np.linspace(*_KEY_RANGE, n)))[:, :3]
 
 
-def fading_cmap(cmap: str = ATTENTION_CMAP, alpha: float = OVERLAY_ALPHA, *, on_white: bool = False):
+def fading_cmap(
+    cmap: Any = None, alpha: float = OVERLAY_ALPHA, *, on_white: bool = False, signed: bool = False
+):
     """The key as a matplotlib colormap.
 
     ``on_white=False``: RGBA, opacity rising linearly from 0 to ``alpha`` (for drawing over a photo);
     ``on_white=True``: the same key composited on white, opaque (for matrices and colorbars).
+    ``signed``: the diverging key from -1 (the map's 0) through 0 (its middle, transparent or white)
+    to 1 (its 1), opacity growing with the absolute value. ``cmap`` None: :data:`ATTENTION_CMAP`,
+    or :data:`SIGNED_CMAP` when ``signed``.
     """
     from matplotlib.colors import ListedColormap
 
-    rgb = _key_colours(cmap)
-    ramp = np.linspace(0.0, alpha, len(rgb))[:, None]
+    if cmap is None:
+        cmap = SIGNED_CMAP if signed else ATTENTION_CMAP
+    rgb = _key_colours(cmap, signed=signed)
+    if signed:
+        ramp = np.abs(np.linspace(-alpha, alpha, len(rgb)))[:, None]
+    else:
+        ramp = np.linspace(0.0, alpha, len(rgb))[:, None]
     if on_white:
-        return ListedColormap(1.0 - ramp + rgb * ramp, name=f"{cmap}-on-white")
-    return ListedColormap(np.concatenate([rgb, ramp], axis=1), name=f"{cmap}-fading")
+        return ListedColormap(1.0 - ramp + rgb * ramp, name=f"{_name(cmap)}-on-white")
+    return ListedColormap(np.concatenate([rgb, ramp], axis=1), name=f"{_name(cmap)}-fading")
 
 
 def _rgb(image: Any) -> Image.Image:
@@ -149,9 +215,10 @@ def blend(
     heat: np.ndarray,
     vmax: float,
     *,
-    cmap: str = ATTENTION_CMAP,
+    cmap: Any = None,
     alpha: float = OVERLAY_ALPHA,
     saturation: float = PHOTO_SATURATION,
+    signed: bool = False,
 ) -> np.ndarray:
     """Lay a map onto a photograph with the key: opacity and colour grow with the value.
 
@@ -160,15 +227,19 @@ def blend(
     picture : PIL.Image.Image
         RGB; see :func:`overlay_picture`.
     heat : ndarray of shape (gh, gw)
-        Non-negative values; each patch drawn as a block of the picture (nearest-neighbour resize:
-        a hot patch is a square of the key's colour, not a faint dot).
+        Non-negative values (``signed``: any); each patch drawn as a block of the picture
+        (nearest-neighbour resize: a hot patch is a square of the key's colour, not a faint dot).
     vmax : float
         The scale's top: values at or above it get the key's top colour at opacity ``alpha``; 0 (or
-        below) leaves the photograph as it is.
-    cmap : str, default :data:`ATTENTION_CMAP`
+        below) leaves the photograph as it is. ``signed``: values at or below ``-vmax`` get the
+        key's other end.
+    cmap : str or Colormap, optional
+        Default :data:`ATTENTION_CMAP`, or :data:`SIGNED_CMAP` when ``signed``.
     alpha : float, default :data:`OVERLAY_ALPHA`
     saturation : float, default :data:`PHOTO_SATURATION`
         Colour kept in the photograph (0: grey, 1: unchanged).
+    signed : bool, default False
+        A diverging key centred at zero: opacity grows with the absolute value.
 
     Returns
     -------
@@ -176,10 +247,13 @@ def blend(
     """
     heat = np.asarray(heat, dtype=np.float32)
     resized = np.asarray(Image.fromarray(heat, mode="F").resize(picture.size, Image.Resampling.NEAREST))
-    level = np.clip(resized / np.float32(vmax if vmax > 0 else 1.0), 0.0, 1.0)
-    colours = _key_colours(cmap).astype(np.float32) * 255.0
-    index = np.round(level * (len(colours) - 1)).astype(np.intp)
-    weight = (level * np.float32(alpha))[:, :, None]
+    if cmap is None:
+        cmap = SIGNED_CMAP if signed else ATTENTION_CMAP
+    level = np.clip(resized / np.float32(vmax if vmax > 0 else 1.0), -1.0 if signed else 0.0, 1.0)
+    colours = _key_colours(cmap, signed=signed).astype(np.float32) * 255.0
+    position = (level + 1.0) / 2.0 if signed else level
+    index = np.round(position * (len(colours) - 1)).astype(np.intp)
+    weight = (np.abs(level) * np.float32(alpha))[:, :, None]
     base = np.asarray(picture, dtype=np.float32)
     if saturation != 1.0:
         grey = base @ np.array([0.299, 0.587, 0.114], dtype=np.float32)
