@@ -49,7 +49,6 @@ import json
 import os
 import re
 import secrets
-import tempfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -58,6 +57,8 @@ from typing import Any
 import numpy as np
 
 from ..errors import CollectionFolderError
+from ..store._atomic import TEMP_PREFIX, lock_file, read_marker, write_marker
+from ..store._atomic import write_atomically as write_file_atomically
 
 __all__ = [
     "EMBEDDINGS_NAME",
@@ -87,7 +88,6 @@ MANIFEST_NAME = "blipviz-collection.json"
 EMBEDDINGS_NAME = "embeddings.npy"
 SHARDS_DIR = "shards"
 LOCK_NAME = ".blipviz-lock"
-TEMP_PREFIX = ".blipviz-tmp-"
 MANIFEST_FORMAT = "blipviz collection"
 #: A temporary of blipviz's own: the prefix, a collection's 32-hex uid, mkstemp's random part.
 _TEMPORARY = re.compile(r"^\.blipviz-tmp-([0-9a-f]{32})-[A-Za-z0-9_]{1,16}\.part$")
@@ -165,35 +165,21 @@ def _shards_dir(folder: Path) -> Path:
     return shards
 
 
+def _temporary_prefix(uid: str | None) -> str:
+    return f"{TEMP_PREFIX}{uid or 'x'}-"
+
+
 def write_atomically(path: Path, write: Callable[[str], None], uid: str | None = None) -> None:
     """``write(temporary_path)`` then rename into ``path``: readers see the old file or the new one,
     never half of one; a failed write leaves no temporary (a killed one leaves
     ``.blipviz-tmp-<uid>-*.part``: see :func:`remove_temporaries`; without a ``uid``, one that is
-    never removed)."""
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f"{TEMP_PREFIX}{uid or 'x'}-", suffix=".part")
-    except OSError as exc:
-        raise _folder_error(path.parent, exc, f"write {path.name}") from None
-    os.close(fd)
-    try:
-        write(tmp)
-        os.chmod(tmp, 0o666 & ~_umask())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
-
-
-def _umask() -> int:
-    """The process's umask, read without changing it (``/proc/self/status``; 0o022 where that is
-    not available): toggling it with ``os.umask`` is not thread-safe."""
-    with contextlib.suppress(OSError, ValueError):
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith("Umask:"):
-                return int(line.split()[1], 8)
-    return 0o022
+    never removed). A folder or temporary that cannot be created is a :class:`CollectionFolderError`."""
+    write_file_atomically(
+        path,
+        write,
+        prefix=_temporary_prefix(uid),
+        folder_error=lambda exc: _folder_error(path.parent, exc, f"write {path.name}"),
+    )
 
 
 def is_temporary(name: str, uid: str | None = None) -> bool:
@@ -226,18 +212,11 @@ def folder_lock(folder: Path) -> Iterator[None]:
     except OSError as exc:
         raise _folder_error(folder, exc, "create or lock the folder") from None
     try:
-        try:
-            import fcntl
-        except ImportError:  # pragma: no cover - Windows: no lock
-            fcntl = None
-        if fcntl is not None:
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except OSError:
-                raise CollectionFolderError(
-                    f"collection {str(folder)!r} is being written by another run (it holds {LOCK_NAME}); "
-                    "wait for it to finish, or give another folder"
-                ) from None
+        if not lock_file(fd, wait=False):
+            raise CollectionFolderError(
+                f"collection {str(folder)!r} is being written by another run (it holds {LOCK_NAME}); "
+                "wait for it to finish, or give another folder"
+            )
         yield
     finally:
         os.close(fd)
@@ -284,17 +263,15 @@ def read_manifest(folder: Path) -> dict[str, Any] | None:
                     f"and no {MANIFEST_NAME}. Nothing in it was changed; give an empty or new folder"
                 )
         return None
-    try:
-        data = json.loads(path.read_text())
-    except (OSError, ValueError) as exc:
-        raise CollectionFolderError(f"collection manifest {str(path)!r} is unreadable: {exc}") from None
-    if not isinstance(data, dict) or data.get("format") != MANIFEST_FORMAT:
-        raise CollectionFolderError(f"{str(path)!r} is not a blipviz collection manifest")
-    if str(data.get("version")) != FORMAT_VERSION:
-        raise CollectionFolderError(
-            f"collection {str(folder)!r} has format version {data.get('version')!r}; this blipviz reads "
-            f"version {FORMAT_VERSION}. Give another folder (nothing in this one was changed)"
-        )
+    data = read_marker(
+        path,
+        format=MANIFEST_FORMAT,
+        version=FORMAT_VERSION,
+        owner="collection",
+        noun="manifest",
+        error=CollectionFolderError,
+        advice="Give another folder (nothing in this one was changed)",
+    )
     from .schema import validate_manifest
 
     validate_manifest(data, repr(str(path)))
@@ -303,9 +280,15 @@ def read_manifest(folder: Path) -> dict[str, Any] | None:
 
 def write_manifest(folder: Path, manifest: dict[str, Any]) -> None:
     """Write the manifest atomically (format and version filled in)."""
-    manifest = {"format": MANIFEST_FORMAT, "version": FORMAT_VERSION, **manifest}
-    text = json.dumps(manifest, indent=1, sort_keys=False) + "\n"
-    write_atomically(folder / MANIFEST_NAME, lambda tmp: Path(tmp).write_text(text), manifest["uid"])
+    fields = {k: v for k, v in manifest.items() if k not in ("format", "version")}
+    write_marker(
+        folder / MANIFEST_NAME,
+        fields,
+        format=MANIFEST_FORMAT,
+        version=FORMAT_VERSION,
+        prefix=_temporary_prefix(manifest["uid"]),
+        folder_error=lambda exc: _folder_error(folder, exc, f"write {MANIFEST_NAME}"),
+    )
 
 
 # ------------------------------------------------------------------------------------- shards

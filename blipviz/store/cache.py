@@ -76,6 +76,7 @@ import torch
 
 from ..errors import CacheFolderError, InputError, InputTypeError
 from ..net.fingerprint import weights_fingerprint
+from ._atomic import TEMP_PREFIX, is_orphan, read_marker, write_atomically, write_marker
 
 __all__ = [
     "FORMAT_VERSION",
@@ -100,7 +101,6 @@ MAX_ABS_LOGIT = 1e4
 _MARKER_FORMAT = "blipviz feature cache"
 _STATES = "states"
 _DB_NAME = "itm.sqlite3"
-_TEMP_PREFIX = ".blipviz-tmp-"
 _SHARD = re.compile(r"[0-9a-f]{2}")
 _ENTRY = re.compile(r"[0-9a-f]{64}\.safetensors")
 #: The longest wait, in seconds, for another connection's write lock on the ITM database; once it
@@ -109,7 +109,6 @@ _DB_LOCK_WAIT_S = 1.5
 _SQL_CHUNK = 500  # text keys per SELECT (sqlite's variable limit is 999 in old builds)
 _RAW_DTYPES = {torch.float32: "float32", torch.float16: "float16"}
 _READ_ONLY_ERRNOS = {errno.EACCES, errno.EPERM, errno.EROFS}
-_FILE_MODE: int | None = None
 
 
 def image_content_hash(rgb) -> str:
@@ -225,7 +224,7 @@ class FeatureCache:
         marker = d / MARKER_NAME
         if not marker.is_file() and d.is_dir():
             foreign = sorted(
-                p.name for p in d.iterdir() if p.name != MARKER_NAME and not p.name.startswith(_TEMP_PREFIX)
+                p.name for p in d.iterdir() if p.name != MARKER_NAME and not p.name.startswith(TEMP_PREFIX)
             )
             if foreign and not marker.is_file():  # (a concurrent creator may have just written it)
                 shown = ", ".join(foreign[:3]) + (", ..." if len(foreign) > 3 else "")
@@ -240,37 +239,29 @@ class FeatureCache:
             self._probe_writable()
             return
         try:
-            d.mkdir(parents=True, exist_ok=True)
-            text = json.dumps(
-                {
-                    "format": _MARKER_FORMAT,
-                    "version": FORMAT_VERSION,
-                    "note": "written by blipviz.store.FeatureCache; delete the whole folder to free it",
-                },
-                indent=1,
+            write_marker(
+                marker,
+                {"note": "written by blipviz.store.FeatureCache; delete the whole folder to free it"},
+                format=_MARKER_FORMAT,
+                version=FORMAT_VERSION,
             )
-            self._write_atomically(marker, lambda tmp: Path(tmp).write_text(text + "\n"))
         except OSError as exc:  # never write entries into a folder left without its marker
             self._go_read_only(exc)
 
     @staticmethod
     def _check_marker(marker: Path) -> None:
-        try:
-            data = json.loads(marker.read_text())
-        except (OSError, ValueError) as exc:
-            raise CacheFolderError(f"feature cache marker {str(marker)!r} is unreadable: {exc}") from exc
-        if not isinstance(data, dict) or data.get("format") != _MARKER_FORMAT:
-            raise CacheFolderError(f"{str(marker)!r} is not a blipviz feature-cache marker")
-        if str(data.get("version")) != FORMAT_VERSION:
-            raise CacheFolderError(
-                f"feature cache {str(marker.parent)!r} has format version {data.get('version')!r}; this "
-                f"blipviz reads version {FORMAT_VERSION}. Give another folder, or delete this one to "
-                "start afresh (nothing in it was changed)"
-            )
+        read_marker(
+            marker,
+            format=_MARKER_FORMAT,
+            version=FORMAT_VERSION,
+            owner="feature cache",
+            error=CacheFolderError,
+            advice="Give another folder, or delete this one to start afresh (nothing in it was changed)",
+        )
 
     def _probe_writable(self) -> None:
         try:
-            fd, tmp = tempfile.mkstemp(dir=self.directory, prefix=_TEMP_PREFIX, suffix=".probe")
+            fd, tmp = tempfile.mkstemp(dir=self.directory, prefix=TEMP_PREFIX, suffix=".probe")
             os.close(fd)
             os.unlink(tmp)
         except OSError as exc:
@@ -306,23 +297,6 @@ class FeatureCache:
                 type(exc).__name__,
                 exc,
             )
-
-    def _write_atomically(self, path: Path, write) -> None:
-        """``write(temporary_path)`` then rename into ``path``; the temporary never outlives a failure
-        (a killed process leaves it, and :meth:`clear` removes it)."""
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=_TEMP_PREFIX, suffix=".part")
-        try:
-            _lock(fd)  # held while writing: clear() leaves a live writer's temporary alone
-            write(tmp)
-            os.chmod(tmp, _new_file_mode())  # mkstemp's 0o600 would hide entries from other users
-            os.replace(tmp, path)
-        except BaseException:
-            with contextlib.suppress(OSError):
-                os.unlink(tmp)
-            raise
-        finally:
-            os.close(fd)
 
     def _corrupted(self, what: str, why: str) -> None:
         self.stats.corrupted += 1
@@ -425,7 +399,7 @@ class FeatureCache:
         meta = self._net_description(model)
         meta.update(key=key, format=FORMAT_VERSION, checksum=_checksum(stored))
         try:
-            self._write_atomically(self.path(key), lambda tmp: save_file({"raw": stored}, tmp, metadata=meta))
+            write_atomically(self.path(key), lambda tmp: save_file({"raw": stored}, tmp, metadata=meta))
         except Exception as exc:
             self._write_failed(exc, "image states")
 
@@ -694,7 +668,7 @@ class FeatureCache:
         for folder in (self.directory, states, *shards):
             if folder.is_dir():
                 for p in folder.iterdir():
-                    if p.name.startswith(_TEMP_PREFIX) and p.is_file() and _orphan(p):
+                    if p.name.startswith(TEMP_PREFIX) and p.is_file() and is_orphan(p):
                         with contextlib.suppress(FileNotFoundError):
                             p.unlink()
         for shard in shards:
@@ -725,50 +699,6 @@ def _is_lock_error(exc: BaseException) -> bool:
     if code is not None:
         return (code & 0xFF) in (5, 6)  # SQLITE_BUSY, SQLITE_LOCKED (and their extended codes)
     return "locked" in str(exc) or "busy" in str(exc)
-
-
-def _lock(fd: int) -> None:
-    """An exclusive advisory lock on an open file (released when it is closed or its process dies);
-    nothing where the platform has no ``fcntl``."""
-    try:
-        import fcntl
-    except ImportError:  # pragma: no cover - Windows
-        return
-    fcntl.flock(fd, fcntl.LOCK_EX)
-
-
-def _orphan(path: Path) -> bool:
-    """Whether a temporary was left by a writer that is gone (no process holds its lock)."""
-    try:
-        import fcntl
-    except ImportError:  # pragma: no cover - Windows: a temporary may be removed at any time
-        return True
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:
-        return False
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        return True
-    except OSError:  # locked: a live writer
-        return False
-    finally:
-        os.close(fd)
-
-
-def _new_file_mode() -> int:
-    """The mode ``open()`` gives a new file: 0o666 less the process's umask (read once)."""
-    global _FILE_MODE
-    if _FILE_MODE is None:
-        umask = None
-        with contextlib.suppress(OSError, ValueError, StopIteration):  # Linux: read it without changing it
-            with open("/proc/self/status") as f:
-                umask = int(next(line for line in f if line.startswith("Umask:")).split()[1], 8)
-        if umask is None:
-            umask = os.umask(0o022)
-            os.umask(umask)
-        _FILE_MODE = 0o666 & ~umask
-    return _FILE_MODE
 
 
 def _checksum(t: torch.Tensor) -> str:
