@@ -50,7 +50,7 @@ from .net.text import TruncationWarning, normalize_caption
 
 set_net_class(BlipITM)  # a collection reopened without a net loads the class load_model returns
 
-__version__ = "0.1.0"
+__version__ = "0.1.0"  # the one place the version is written: pyproject.toml reads it from here
 
 _WIDGETS = ("AttentionExplorer", "MatrixExplorer", "RankingExplorer")
 _SCATTER = ("FeatureSpaceExplorer",)

@@ -73,6 +73,22 @@ def test_import_is_light():
     assert out.stdout.strip() == "[]"
 
 
+def test_the_version_is_written_once():
+    """pyproject reads ``blipviz.__version__``, statically: building the package imports none of it."""
+    config = _pyproject()
+    assert "version" not in config["project"] and "version" in config["project"]["dynamic"]
+    assert config["tool"]["setuptools"]["dynamic"]["version"] == {"attr": "blipviz.__version__"}
+    code = (
+        "import sys; sys.modules['torch'] = None; "
+        "from setuptools.config.pyprojecttoml import read_configuration as read; "
+        "print(read('pyproject.toml', expand=True)['project']['version'], 'blipviz' in sys.modules)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
+    import blipviz
+
+    assert out.stdout.split() == [blipviz.__version__, "False"]
+
+
 def test_vocabulary_is_package_data():
     vocab = ROOT / "blipviz" / "data" / "vocab.txt"
     lines = vocab.read_text(encoding="utf-8").splitlines()
