@@ -384,10 +384,8 @@ def _panel_size(display, kw: dict) -> dict:
 
 
 # ------------------------------------------------------------------------------------ inputs
-def _pair_input(model: BlipNet, image: Any, text: str, index: int = 0):
-    """(RGB image or None, pixels (1, 3, s, s), label, tokenized, ITM ids, tokens)."""
-    if not isinstance(text, str):
-        raise InputError(f"text {index}: expected a str, got {type(text).__name__}")
+def _image_input(model: BlipNet, image: Any, index: int = 0):
+    """(RGB image or None, pixels (1, 3, s, s) in the net's dtype and device, label) of one image."""
     if isinstance(image, torch.Tensor):
         pixels = model.check_pixels(image if image.ndim == 4 else image[None])
         if pixels.shape[0] != 1:
@@ -402,12 +400,19 @@ def _pair_input(model: BlipNet, image: Any, text: str, index: int = 0):
         rgb = model.preprocessing.load(image, index)
         label = image_label(image, index)
         pixels = model.preprocessing.pixel_values([rgb], index)
+    return rgb, pixels.to(model.device, model.dtype), label
+
+
+def _text_input(model: BlipNet, text: str, index: int = 0):
+    """(tokenized, ITM ids, tokens) of one text."""
+    if not isinstance(text, str):
+        raise InputError(f"text {index}: expected a str, got {type(text).__name__}")
     tokenized = model.tokenize([text])
     ids = model.itm_input_ids(tokenized)
     tokens = tokenized.tokens(0)
     if model.first_token == "enc":
         tokens = ["[ENC]", *tokens[1:]]
-    return rgb, pixels.to(model.device, model.dtype), label, tokenized, ids, tokens
+    return tokenized, ids, tokens
 
 
 def _real_token_mean(maps: np.ndarray) -> np.ndarray:
@@ -472,6 +477,12 @@ def _rollout(layers: Sequence[torch.Tensor]) -> torch.Tensor:
     return joint
 
 
+def _rollout_into_text(r_ii: torch.Tensor, text_self: Sequence[torch.Tensor], last_cross: torch.Tensor):
+    """``R_ti = R_ttᵀ Ā_ti R_ii`` from the ViT's rollout ``R_ii`` (one per image, whatever the text)."""
+    r_tt = _rollout([a.mean(dim=0) for a in text_self])
+    return r_tt.T @ last_cross.mean(dim=0) @ r_ii
+
+
 def rollout_from_attentions(
     vision: Sequence[torch.Tensor], text_self: Sequence[torch.Tensor], last_cross: torch.Tensor
 ) -> torch.Tensor:
@@ -481,17 +492,7 @@ def rollout_from_attentions(
     -------
     Tensor of shape (T, 1 + P)
     """
-    r_ii = _rollout([a.mean(dim=0) for a in vision])
-    r_tt = _rollout([a.mean(dim=0) for a in text_self])
-    return r_tt.T @ last_cross.mean(dim=0) @ r_ii
-
-
-def _attentions(model: BlipNet, pixels: torch.Tensor, ids: torch.Tensor, mask: torch.Tensor):
-    """One forward with attentions: (ViT attentions, text self, text cross, match logit (1,), probability)."""
-    vision = model.hf.vision_model(pixel_values=pixels, output_attentions=True)
-    out = model.itm_forward(ids, mask, vision.last_hidden_state, output_attentions=True)
-    logits = model.hf.itm_head(out.last_hidden_state[:, 0, :]).float()
-    return vision.attentions, out.attentions, out.cross_attentions, logits
+    return _rollout_into_text(_rollout([a.mean(dim=0) for a in vision]), text_self, last_cross)
 
 
 def _to_maps(r_ti: torch.Tensor, grid: tuple[int, int]) -> np.ndarray:
@@ -499,25 +500,84 @@ def _to_maps(r_ti: torch.Tensor, grid: tuple[int, int]) -> np.ndarray:
     return r_ti[:, 1:].reshape(len(r_ti), gh, gw).detach().float().cpu().numpy()
 
 
-def _relevancy(model: BlipNet, pixels, tokenized, ids):
-    # Gradients only here, even inside a caller's no_grad / inference_mode block
+# ---------------------------------------------------------------------------- the image pass
+@dataclass(eq=False)
+class _ImagePass:
+    """One image's ViT forward, shared by every method and every text that explains the image.
+
+    ``states`` (1, 1 + P, width) and ``vision`` (the ViT's attention maps, each (heads, 1 + P, 1 + P),
+    when asked for) are outside any autograd graph; ``graph`` holds the same states and maps inside
+    the graph of the forward (relevancy's backward runs through it, once per text).
+    """
+
+    states: torch.Tensor
+    vision: list | None
+    graph: tuple | None
+    seconds: float
+    rolled: torch.Tensor | None = None
+
+    def vision_rollout(self) -> torch.Tensor:
+        """The ViT's rollout ``R_ii``, computed once for the image."""
+        if self.rolled is None:
+            with torch.inference_mode():
+                self.rolled = _rollout([a.float().mean(dim=0) for a in self.vision])
+        return self.rolled
+
+
+def _image_pass(model: BlipNet, pixels: torch.Tensor, *, attentions: bool, grad: bool) -> _ImagePass:
+    """The ViT forward of one image (1, 3, s, s): with its attention maps (rollout, relevancy), and
+    inside an autograd graph (relevancy) when asked; else the fused, gradient-free pass."""
+    start = time.perf_counter()
+    if grad:
+        # Gradients only here, even inside a caller's no_grad / inference_mode block
+        with torch.inference_mode(False), torch.enable_grad():
+            out = model.hf.vision_model(pixel_values=pixels.clone(), output_attentions=True)
+        states, maps = out.last_hidden_state, tuple(out.attentions)
+        vision = [a.detach()[0] for a in maps]
+        return _ImagePass(states.detach(), vision, (states, maps), time.perf_counter() - start)
+    with torch.inference_mode():
+        if attentions:
+            out = model.hf.vision_model(pixel_values=pixels, output_attentions=True)
+            states, vision = out.last_hidden_state, [a[0] for a in out.attentions]
+        else:
+            states, vision = model.vision_states(pixels), None
+    return _ImagePass(states, vision, None, time.perf_counter() - start)
+
+
+def _match_logits(model: BlipNet, states: torch.Tensor, ids: torch.Tensor, mask: torch.Tensor) -> np.ndarray:
+    """ITM logits (n, 2) of one text against each of n images' states (n, 1 + P, width)."""
+    n = len(states)
+    with torch.inference_mode():
+        hidden = model.itm_forward(ids.expand(n, -1), mask.expand(n, -1), states).last_hidden_state
+        return model.hf.itm_head(hidden[:, 0, :]).float().cpu().numpy()
+
+
+def _relevancy(model: BlipNet, image: _ImagePass, tokenized, ids, *, last: bool = True):
+    """Relevancy maps of one text: its pass through the multimodal encoder on the image pass's graph
+    and one backward through both (the ViT's part of the graph kept for the next text unless
+    ``last``)."""
+    states, vision = image.graph
     with torch.inference_mode(False), torch.enable_grad():
-        pixels, ids, mask = pixels.clone(), ids.clone(), tokenized.attention_mask.clone()
-        vision, text_self, text_cross, logits = _attentions(model, pixels, ids, mask)
-        wanted = [*vision, *text_self, *text_cross]
-        grads = torch.autograd.grad(logits[0, 1], wanted)
-    n_v, n_t = len(vision), len(text_self)
+        ids, mask = ids.clone(), tokenized.attention_mask.clone()
+        out = model.itm_forward(ids, mask, states, output_attentions=True)
+        logits = model.hf.itm_head(out.last_hidden_state[:, 0, :]).float()
+        wanted = [*vision, *out.attentions, *out.cross_attentions]
+        grads = torch.autograd.grad(logits[0, 1], wanted, retain_graph=not last)
+    n_v, n_t = len(vision), len(out.attentions)
     pairs = [(a.detach()[0].float(), g[0].float()) for a, g in zip(wanted, grads, strict=True)]
     r_ti = relevancy_from_attentions(pairs[:n_v], pairs[n_v : n_v + n_t], pairs[n_v + n_t :])
     maps = _to_maps(r_ti, model.grid)
     return maps, maps[0], float(logits.detach().softmax(-1)[0, 1]), {}
 
 
-def _rollout_method(model: BlipNet, pixels, tokenized, ids):
+def _rollout_method(model: BlipNet, image: _ImagePass, tokenized, ids):
+    """Rollout maps of one text: its pass through the multimodal encoder, the ViT's rollout shared."""
+    r_ii = image.vision_rollout()
     with torch.inference_mode():
-        vision, text_self, text_cross, logits = _attentions(model, pixels, ids, tokenized.attention_mask)
-        r_ti = rollout_from_attentions(
-            [a[0].float() for a in vision], [a[0].float() for a in text_self], text_cross[-1][0].float()
+        out = model.itm_forward(ids, tokenized.attention_mask, image.states, output_attentions=True)
+        logits = model.hf.itm_head(out.last_hidden_state[:, 0, :]).float()
+        r_ti = _rollout_into_text(
+            r_ii, [a[0].float() for a in out.attentions], out.cross_attentions[-1][0].float()
         )
     maps = _to_maps(r_ti, model.grid)
     return maps, maps[0], float(logits.softmax(-1)[0, 1]), {}
@@ -563,17 +623,35 @@ def _patch_mask_to_pixels(keep: np.ndarray, grid: tuple[int, int], size: int) ->
     return F.interpolate(m, size=(size, size), mode="nearest")
 
 
-def _itm_logits(model: BlipNet, pixels: torch.Tensor, ids, mask, batch_size: int) -> np.ndarray:
-    """ITM logits (n, 2) of one text against each of (n, 3, s, s) images, ``batch_size`` at a time."""
-    out = []
+def _perturbed_logits(
+    model: BlipNet,
+    pixels: torch.Tensor,
+    removed: torch.Tensor,
+    keeps: np.ndarray,
+    texts: Sequence[tuple[torch.Tensor, torch.Tensor]],
+    batch_size: int,
+    wanted: Sequence[np.ndarray] | None = None,
+) -> list[np.ndarray]:
+    """ITM logits of texts against perturbed images of one image, each image through the ViT once.
+
+    ``keeps`` (n, P) are the images (the patches kept; ``removed`` elsewhere), built and passed
+    ``batch_size`` at a time; ``texts`` the (ITM ids, attention mask) of each text; ``wanted[t]`` (n,)
+    bool the images text t is scored against (default: all). Returns one (n, 2) array per text, NaN
+    where not wanted.
+    """
+    n = len(keeps)
+    out = [np.full((n, 2), np.nan, dtype=np.float32) for _ in texts]
     with torch.inference_mode():
-        for start in range(0, len(pixels), batch_size):
-            chunk = pixels[start : start + batch_size]
-            states = model.vision_states(chunk)
-            n = len(chunk)
-            hidden = model.itm_forward(ids.expand(n, -1), mask.expand(n, -1), states).last_hidden_state
-            out.append(model.hf.itm_head(hidden[:, 0, :]).float().cpu().numpy())
-    return np.concatenate(out) if out else np.zeros((0, 2), dtype=np.float32)
+        for start in range(0, n, batch_size):
+            rows = np.arange(start, min(start + batch_size, n))
+            states = model.vision_states(_composite(pixels, removed, keeps[rows], model.grid))
+            for t, (ids, mask) in enumerate(texts):
+                local = np.arange(len(rows)) if wanted is None else np.flatnonzero(wanted[t][rows])
+                if len(local) == 0:
+                    continue
+                chosen = states if len(local) == len(rows) else states[torch.from_numpy(local)]
+                out[t][rows[local]] = _match_logits(model, chosen, ids, mask)
+    return out
 
 
 def _match_probability(logits: np.ndarray) -> np.ndarray:
@@ -587,17 +665,33 @@ def _composite(pixels, removed, keep: np.ndarray, grid) -> torch.Tensor:
     return pixels * m + removed * (1 - m)
 
 
-def _occlusion(
-    model: BlipNet, pixels, tokenized, ids, *, window=1, stride=1, baseline="blur", batch_size=None
-):
+def _occlusion_options(model: BlipNet, window=1, stride=1, baseline="blur", batch_size=None) -> dict:
+    """Occlusion's options checked (before any pass)."""
     window = positive_int("window", window)
     stride = positive_int("stride", stride)
     gh, gw = model.grid
     if window > min(gh, gw):
         raise InputError(f"window {window} is larger than the patch grid {gh} x {gw}")
+    check_choice("baseline", baseline, BASELINES)
     batch_size = model.resolve_batch_size(batch_size)
+    return {"window": window, "stride": stride, "baseline": baseline, "batch_size": batch_size}
+
+
+def _occlusion(
+    model: BlipNet,
+    pixels: torch.Tensor,
+    texts: Sequence[tuple[torch.Tensor, torch.Tensor]],
+    *,
+    window: int,
+    stride: int,
+    baseline: str,
+    batch_size: int,
+    states: torch.Tensor | None = None,
+) -> list[tuple]:
+    """Occlusion maps of one image for each text (ITM ids, mask): every window's image through the ViT
+    once for all the texts. The whole image passes with the windows, unless its ``states`` are given."""
+    gh, gw = model.grid
     removed = baseline_pixels(pixels, baseline)
-    mask = tokenized.attention_mask
     starts_r = list(range(0, gh - window + 1, stride))
     starts_c = list(range(0, gw - window + 1, stride))
     if starts_r[-1] != gh - window:
@@ -610,30 +704,55 @@ def _occlusion(
             keep = np.ones((gh, gw), dtype=bool)
             keep[r : r + window, c : c + window] = False
             keeps.append(keep.reshape(-1))
-    keeps = np.stack([np.ones(gh * gw, dtype=bool), *keeps])
-    logits = _itm_logits(model, _composite(pixels, removed, keeps, (gh, gw)), ids, mask, batch_size)
-    drops = logits[0, 1] - logits[1:, 1]  # the match logit: the first image is the whole one
-    total = np.zeros(gh * gw, dtype=np.float64)
-    count = np.zeros(gh * gw, dtype=np.float64)
-    for keep, drop in zip(keeps[1:], drops, strict=True):
-        total[~keep] += drop
-        count[~keep] += 1
-    match_map = (total / count).reshape(gh, gw).astype(np.float32)
-    probability = float(_match_probability(logits[:1])[0])
+    if states is None:
+        keeps = np.stack([np.ones(gh * gw, dtype=bool), *keeps])
+        logits = _perturbed_logits(model, pixels, removed, keeps, texts, batch_size)
+    else:
+        keeps = np.stack([np.ones(gh * gw, dtype=bool), *keeps])
+        windows = _perturbed_logits(model, pixels, removed, keeps[1:], texts, batch_size)
+        logits = [
+            np.concatenate([_match_logits(model, states, ids, mask), w])
+            for (ids, mask), w in zip(texts, windows, strict=True)
+        ]
     options = {"window": window, "stride": stride, "baseline": baseline}
-    return match_map[None], match_map, probability, options
+    results = []
+    for text_logits in logits:
+        drops = text_logits[0, 1] - text_logits[1:, 1]  # the match logit: the first image is the whole one
+        total = np.zeros(gh * gw, dtype=np.float64)
+        count = np.zeros(gh * gw, dtype=np.float64)
+        for keep, drop in zip(keeps[1:], drops, strict=True):
+            total[~keep] += drop
+            count[~keep] += 1
+        match_map = (total / count).reshape(gh, gw).astype(np.float32)
+        probability = float(_match_probability(text_logits[:1])[0])
+        results.append((match_map[None], match_map, probability, dict(options)))
+    return results
 
 
 # ------------------------------------------------------------------------------------ explain
-def explain(model: BlipNet, image: ImageLike | torch.Tensor, text: str, method: str = "relevancy", **options):
-    """Explain the ITM decision for one image and one text (see the module docstring).
+def explain(
+    model: BlipNet,
+    image: ImageLike | torch.Tensor,
+    text: str | None = None,
+    method: str = "relevancy",
+    *,
+    texts: Sequence[str] | None = None,
+    **options,
+):
+    """Explain the ITM decision for one image and one text, or many texts (see the module docstring).
 
     Parameters
     ----------
     model : BlipNet
     image : image (path, PIL image, array) or Tensor of shape (1, 3, s, s)
+        Attention and GradCAM also take ImageFeatures of one image with raw states.
     text : str
+        One text; or give ``texts``.
     method : {"attention", "gradcam", "relevancy", "rollout", "occlusion"}
+    texts : sequence of str, optional
+        Many texts of the one image: the image passes the ViT once for all of them (occlusion: each
+        window's image once), then each text takes its own pass through the multimodal encoder and,
+        for GradCAM and relevancy, one backward (relevancy's through the ViT too).
     **options
         ``layer`` (attention, GradCAM; default: each one's documented default layer);
         ``window``, ``stride`` (patches, default 1), ``baseline`` ("blur" or "mean"), ``batch_size``
@@ -641,18 +760,53 @@ def explain(model: BlipNet, image: ImageLike | torch.Tensor, text: str, method: 
 
     Returns
     -------
-    Explanation
+    Explanation, or a list of Explanation (one per text, in order) with ``texts``
     """
     check_choice("method", method, METHODS)
     unknown = set(options) - _OPTIONS[method]
     if unknown:
         allowed = ", ".join(sorted(_OPTIONS[method])) or "none"
         raise InputError(f"method {method!r} takes no option {sorted(unknown)} (its options: {allowed})")
+    if texts is not None:
+        if text is not None:
+            raise InputError("give one text as text= or many as texts=, not both")
+        wanted = as_text_list(texts)
+    elif text is None:
+        raise InputError("explain needs a text (text=...) or texts (texts=[...])")
+    elif not isinstance(text, str):
+        raise InputError(
+            f"text: expected a str, got {type(text).__name__} (several texts of one image: texts=[...])"
+        )
+    else:
+        wanted = [text]
     if method in ("attention", "gradcam"):
-        return _from_attention_analyses(model, image, text, method, **options)
-    rgb, pixels, label, tokenized, ids, tokens = _pair_input(model, image, text)
-    compute = {"relevancy": _relevancy, "rollout": _rollout_method, "occlusion": _occlusion}[method]
-    maps, match_map, probability, used = compute(model, pixels, tokenized, ids, **options)
+        results = _from_attention_analyses(model, image, wanted, method, **options)
+    else:
+        checked = _occlusion_options(model, **options) if method == "occlusion" else {}
+        rgb, pixels, label = _image_input(model, image)
+        inputs = [_text_input(model, t, i) for i, t in enumerate(wanted)]
+        if method == "occlusion":
+            found = _occlusion(
+                model, pixels, [(ids, tok.attention_mask) for tok, ids, _ in inputs], **checked
+            )
+        else:
+            image_pass = _image_pass(model, pixels, attentions=True, grad=method == "relevancy")
+            found = [
+                _relevancy(model, image_pass, tok, ids, last=i == len(inputs) - 1)
+                if method == "relevancy"
+                else _rollout_method(model, image_pass, tok, ids)
+                for i, (tok, ids, _) in enumerate(inputs)
+            ]
+        results = [
+            _explanation(method, maps, match_map, probability, t, tok, tokens, label, model.grid, used, rgb)
+            for (maps, match_map, probability, used), t, (tok, _, tokens) in zip(
+                found, wanted, inputs, strict=True
+            )
+        ]
+    return results if texts is not None else results[0]
+
+
+def _explanation(method, maps, match_map, probability, text, tokenized, tokens, label, grid, used, rgb):
     return Explanation(
         method=method,
         tokens=["[match]"] if method == "occlusion" else tokens,
@@ -661,25 +815,39 @@ def explain(model: BlipNet, image: ImageLike | torch.Tensor, text: str, method: 
         itm_probability=probability,
         text=text,
         image_label=label,
-        grid=model.grid,
+        grid=grid,
         options=used,
         image=rgb,
         truncated_by=tokenized.truncated_by[0],
     )
 
 
-def _from_attention_analyses(model: BlipNet, image, text: str, method: str, layer: int | None = None):
-    from .attention import cross_attention, default_layer, gradcam
+def _from_attention_analyses(
+    model: BlipNet, image, texts: Sequence[str], method: str, layer: int | None = None
+) -> list[Explanation]:
+    """Attention or GradCAM explanations of texts of one image: the image's states computed once
+    (through the net's feature cache when one is set)."""
+    from .attention import _check_layer, _image_and_states, default_layer
+
+    n_layers = int(model.config.text_config.num_hidden_layers)
+    chosen = default_layer(n_layers) if layer is None else _check_layer(layer, n_layers)
+    picture, states, label = _image_and_states(model, image)
+    return [_attention_explanation(model, states, t, method, chosen, picture, label) for t in texts]
+
+
+def _attention_explanation(
+    model: BlipNet, states: torch.Tensor, text: str, method: str, layer: int, picture, label: str
+) -> Explanation:
+    """The attention or GradCAM explanation of one text from its image's states."""
+    from .attention import cross_attention_of_states, gradcam_of_states
 
     n_layers = int(model.config.text_config.num_hidden_layers)
     if method == "gradcam":
-        cam = gradcam(model, image, text, layer)
-        maps, chosen, result = cam.maps, cam.layer, cam
+        result = gradcam_of_states(model, states, text, layer, picture=picture, label=label)
+        maps = result.maps
     else:
-        result = cross_attention(model, image, text)
-        chosen = default_layer(n_layers) if layer is None else layer
-        maps = result.maps(chosen, "mean", subtract_min=True)
-        chosen = int(chosen) % n_layers
+        result = cross_attention_of_states(model, states, text, picture=picture, label=label)
+        maps = result.maps(layer, "mean", subtract_min=True)
     return Explanation(
         method=method,
         tokens=list(result.tokens),
@@ -689,7 +857,7 @@ def _from_attention_analyses(model: BlipNet, image, text: str, method: str, laye
         text=text,
         image_label=result.image_label,
         grid=tuple(result.grid),
-        options={"layer": chosen, "n_layers": n_layers},
+        options={"layer": layer, "n_layers": n_layers},
         image=result.image,
         truncated_by=result.truncated_by,
     )
@@ -727,7 +895,9 @@ class ExplanationEvaluation:
         "insertion"); the random-order baseline has method ``"random"``.
     table : DataFrame
         One row per method (random included), columns ``deletion_auc`` (lower is better),
-        ``insertion_auc`` (higher is better), ``seconds_per_pair`` (the map's cost; NaN for random).
+        ``insertion_auc`` (higher is better), ``seconds_per_pair`` (the map's cost: the method's own
+        passes, plus the image's ViT forward that every method shares, counted in full for each
+        method; work shared by the pairs of one image divided among them; NaN for random).
     explanations : dict of str -> list of Explanation
     steps : int
     baseline : str
@@ -772,8 +942,14 @@ def evaluate_explanations(
     ``baseline`` image) or added to the fully removed image (insertion) in descending order of
     ``match_map``, at ``steps + 1`` equal fractions from 0 to 1, and the ITM match probability is
     measured. Perturbations are in the net's pixel space, aligned with the ViT's patch grid. The
-    random baseline is the mean curve of ``random_orders`` seeded orders. Images that coincide (the
-    whole image, the fully removed one, and any repeated mask) go through the ViT once per pair.
+    random baseline is the mean curve of ``random_orders`` seeded orders.
+
+    The work of one image: its ViT forward once, shared by every method and by every pair of that
+    image (pairs whose pixels are equal), with one backward per text for relevancy; each method's
+    map once per pair; then every distinct perturbed image of all the curves of the image's pairs
+    (steps, orders and methods together) through the ViT once, ``batch_size`` at a time, and each
+    text scored against the images its own curves use. The whole image is scored from its first
+    forward, so the ViT sees each distinct image of the image's curves exactly once.
 
     Parameters
     ----------
@@ -832,53 +1008,37 @@ def evaluate_explanations(
     check_choice("baseline", baseline, BASELINES)
     batch_size = model.resolve_batch_size(batch_size)
     seed = _check_seed(seed)
-    for index, image in enumerate(images):  # read now (and dropped): a bad one fails before any work
-        _check_image(model, image, index)
+    # read now (pixels dropped, a digest kept): a bad one fails before any work; pairs of one image
+    # share its passes
+    groups: dict[str, list[int]] = {}
+    for index, image in enumerate(images):
+        groups.setdefault(_image_digest(model, image, index), []).append(index)
     grid = model.grid
     n_patches = grid[0] * grid[1]
     counts = _counts(steps, n_patches)
-    fractions = np.linspace(0.0, 1.0, steps + 1)
     rng = np.random.default_rng(seed)
+    random = [[rng.permutation(n_patches) for _ in range(random_orders)] for _ in images]
     from tqdm.auto import tqdm
 
     show = len(images) >= 4 if progress is None else bool(progress)
+    found: dict[int, tuple[dict, dict, list]] = {}
+    with tqdm(total=len(images), disable=not show) as bar:
+        for pairs in groups.values():
+            found.update(
+                _evaluate_image(model, images, texts, pairs, methods, random, counts, baseline, batch_size)
+            )
+            bar.update(len(pairs))
     rows: list[dict] = []
     seconds: dict[str, list[float]] = {m: [] for m in methods}
     explanations: dict[str, list[Explanation]] = {m: [] for m in methods}
-    for pair, (image, text) in enumerate(tqdm(list(zip(images, texts, strict=True)), disable=not show)):
-        _, pixels, _, tokenized, ids, _ = _pair_input(model, image, text, pair)
-        orders: dict[str, list[np.ndarray]] = {}
+    fractions = np.linspace(0.0, 1.0, steps + 1)
+    for pair in range(len(images)):
+        made, spent, curves = found[pair]
         for m in methods:
-            start = time.perf_counter()
-            options = {"baseline": baseline} if m == "occlusion" else {}
-            exp = explain(
-                model, pixels if m in ("relevancy", "rollout", "occlusion") else image, text, m, **options
-            )
-            seconds[m].append(time.perf_counter() - start)
-            explanations[m].append(exp)
-            orders[m] = [patch_order(exp.match_map)]
-        orders["random"] = [rng.permutation(n_patches) for _ in range(random_orders)]
-        # every keep-mask of every curve, each distinct one through the net once
-        masks: dict[str, list[tuple[np.ndarray, np.ndarray]]] = {
-            name: [_curve_masks(o, counts) for o in group] for name, group in orders.items()
-        }
-        stacked = np.concatenate([np.concatenate(pair_) for group in masks.values() for pair_ in group])
-        unique, inverse = np.unique(stacked, axis=0, return_inverse=True)
-        removed = baseline_pixels(pixels, baseline)
-        logits = _itm_logits(
-            model, _composite(pixels, removed, unique, grid), ids, tokenized.attention_mask, batch_size
-        )
-        scores_unique = _match_probability(logits)
-        scores = scores_unique[inverse.reshape(-1)]
-        at = 0
-        for name, group in masks.items():
-            deletion = np.zeros(steps + 1)
-            insertion = np.zeros(steps + 1)
-            for _ in group:
-                deletion += scores[at : at + steps + 1]
-                insertion += scores[at + steps + 1 : at + 2 * (steps + 1)]
-                at += 2 * (steps + 1)
-            for kind, curve in (("deletion", deletion / len(group)), ("insertion", insertion / len(group))):
+            explanations[m].append(made[m])
+            seconds[m].append(spent[m])
+        for name, deletion, insertion in curves:
+            for kind, curve in (("deletion", deletion), ("insertion", insertion)):
                 rows.extend(
                     {"method": name, "pair": pair, "fraction": f, "score": float(s), "kind": kind}
                     for f, s in zip(fractions, curve, strict=True)
@@ -895,6 +1055,145 @@ def evaluate_explanations(
     )
 
 
+def _evaluate_image(
+    model: BlipNet,
+    images: list,
+    texts: list[str],
+    pairs: list[int],
+    methods: list[str],
+    random: list[list[np.ndarray]],
+    counts: np.ndarray,
+    baseline: str,
+    batch_size: int,
+) -> dict[int, tuple[dict, dict, list]]:
+    """Maps and curves of the pairs of one image (``pairs``: their positions, the same pixels).
+
+    One ViT forward of the image serves every method and text (with the attention maps when rollout
+    or relevancy is asked, inside an autograd graph for relevancy's one backward per text), and its
+    states score the whole image. Then every distinct perturbed image of every curve of these pairs
+    passes the ViT once, ``batch_size`` at a time, each text scored against those its curves use.
+
+    Returns {pair: ({method: Explanation}, {method: seconds}, [(name, deletion, insertion), ...])}.
+    """
+    first = pairs[0]
+    rgb, pixels, _ = _image_input(model, images[first], first)
+    labels = {p: image_label(images[p], p) if rgb is not None else f"image {p}" for p in pairs}
+    inputs = {p: _text_input(model, texts[p], p) for p in pairs}
+    encoded = [(inputs[p][1], inputs[p][0].attention_mask) for p in pairs]
+    share = len(pairs)
+    image_pass = _image_pass(
+        model,
+        pixels,
+        attentions="relevancy" in methods or "rollout" in methods,
+        grad="relevancy" in methods,
+    )
+    from .attention import default_layer
+
+    layer = default_layer(int(model.config.text_config.num_hidden_layers))
+    made: dict[int, dict] = {p: {} for p in pairs}
+    spent: dict[int, dict] = {p: {} for p in pairs}
+    # the image's pass is charged to every method in full, shared by its pairs
+    charged = image_pass.seconds / share
+    last_relevancy = pairs[-1]
+    for p in pairs:
+        tokenized, ids, tokens = inputs[p]
+        for m in methods:
+            start = time.perf_counter()
+            if m in ("attention", "gradcam"):
+                exp = _attention_explanation(model, image_pass.states, texts[p], m, layer, rgb, labels[p])
+            elif m in ("relevancy", "rollout"):
+                found = (
+                    _relevancy(model, image_pass, tokenized, ids, last=p == last_relevancy)
+                    if m == "relevancy"
+                    else _rollout_method(model, image_pass, tokenized, ids)
+                )
+                exp = _explanation(m, *found[:3], texts[p], tokenized, tokens, labels[p], model.grid, {}, rgb)
+            else:
+                continue
+            made[p][m] = exp
+            spent[p][m] = time.perf_counter() - start + charged
+    if "occlusion" in methods:
+        start = time.perf_counter()
+        options = _occlusion_options(model, baseline=baseline, batch_size=batch_size)
+        occluded = _occlusion(model, pixels, encoded, states=image_pass.states, **options)
+        each = (time.perf_counter() - start) / share
+        for p, (maps, match_map, probability, used) in zip(pairs, occluded, strict=True):
+            tokenized, _, tokens = inputs[p]
+            made[p]["occlusion"] = _explanation(
+                "occlusion",
+                maps,
+                match_map,
+                probability,
+                texts[p],
+                tokenized,
+                tokens,
+                labels[p],
+                model.grid,
+                used,
+                rgb,
+            )
+            spent[p]["occlusion"] = each + charged
+    # every keep-mask of every curve of these pairs, each distinct one through the ViT once
+    masks: dict[int, dict[str, list[tuple[np.ndarray, np.ndarray]]]] = {}
+    for p in pairs:
+        orders = {m: [patch_order(made[p][m].match_map)] for m in methods}
+        orders["random"] = random[p]
+        masks[p] = {name: [_curve_masks(o, counts) for o in group] for name, group in orders.items()}
+    stacked = [np.concatenate([np.concatenate(two) for g in masks[p].values() for two in g]) for p in pairs]
+    unique, inverse = np.unique(np.concatenate(stacked), axis=0, return_inverse=True)
+    inverse = inverse.reshape(-1)
+    whole = unique.all(axis=1)  # the unperturbed image: scored from the image's own pass
+    rest = np.flatnonzero(~whole)
+    at = np.cumsum([0, *(len(s) for s in stacked)])
+    wanted = []
+    for i in range(len(pairs)):
+        used = np.zeros(len(unique), dtype=bool)
+        used[inverse[at[i] : at[i + 1]]] = True
+        wanted.append(used[rest])
+    removed = baseline_pixels(pixels, baseline)
+    logits = _perturbed_logits(model, pixels, removed, unique[rest], encoded, batch_size, wanted)
+    out: dict[int, tuple[dict, dict, list]] = {}
+    points = len(counts)
+    for i, p in enumerate(pairs):
+        scores_unique = np.full(len(unique), np.nan)
+        scores_unique[rest] = _match_probability(logits[i])
+        if whole.any():
+            full = _match_logits(model, image_pass.states, *encoded[i])
+            scores_unique[whole] = _match_probability(full)[0]
+        scores = scores_unique[inverse[at[i] : at[i + 1]]]
+        curves, k = [], 0
+        for name, group in masks[p].items():
+            deletion = np.zeros(points)
+            insertion = np.zeros(points)
+            for _ in group:
+                deletion += scores[k : k + points]
+                insertion += scores[k + points : k + 2 * points]
+                k += 2 * points
+            curves.append((name, deletion / len(group), insertion / len(group)))
+        out[p] = (made[p], spent[p], curves)
+    return out
+
+
+def _image_digest(model: BlipNet, image: Any, index: int) -> str:
+    """Refuse an unusable image of the pairs before any work (named errors of :func:`load_image`);
+    else a digest of its pixels, equal for pairs of the same image."""
+    import hashlib
+
+    if isinstance(image, torch.Tensor):
+        pixels = model.check_pixels(image if image.ndim == 4 else image[None])
+        if pixels.shape[0] != 1:
+            raise InputError(f"image {index}: expected one image, got pixels of shape {tuple(pixels.shape)}")
+    elif hasattr(image, "raw") and hasattr(image, "embeddings"):
+        raise InputError(
+            f"image {index}: explanations perturb or differentiate the pixels, so they need the image "
+            "itself (path, PIL image or array), not ImageFeatures"
+        )
+    else:
+        pixels = model.preprocessing.pixel_values([model.preprocessing.load(image, index)], index)
+    data = pixels.detach().to("cpu", torch.float32).contiguous().numpy().tobytes()
+    return hashlib.blake2b(data, digest_size=16).hexdigest()
+
+
 def _pair_images(images: Any) -> list:
     """One image (a path, bytes, PIL image, (H, W[, C]) array or (3, s, s) / (1, 3, s, s) pixels) as
     a list of one; a sequence (or an (n, 3, s, s) / (n, H, W, C) stack) as a list of its images."""
@@ -906,21 +1205,6 @@ def _pair_images(images: Any) -> list:
             "(paths, PIL images or arrays), not ImageFeatures"
         )
     return as_image_list(images)
-
-
-def _check_image(model: BlipNet, image: Any, index: int) -> None:
-    """Refuse an unusable image of the pairs before any work (named errors of :func:`load_image`)."""
-    if isinstance(image, torch.Tensor):
-        pixels = model.check_pixels(image if image.ndim == 4 else image[None])
-        if pixels.shape[0] != 1:
-            raise InputError(f"image {index}: expected one image, got pixels of shape {tuple(pixels.shape)}")
-    elif hasattr(image, "raw") and hasattr(image, "embeddings"):
-        raise InputError(
-            f"image {index}: explanations perturb or differentiate the pixels, so they need the image "
-            "itself (path, PIL image or array), not ImageFeatures"
-        )
-    else:
-        model.preprocessing.load(image, index)
 
 
 def _method_list(methods: Any) -> list:

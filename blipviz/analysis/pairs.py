@@ -335,7 +335,7 @@ def distinct_images(items: Sequence[Any]) -> tuple[list[int], np.ndarray]:
 
 
 def pair_scores(
-    net: BlipNet,
+    model: BlipNet,
     images: Images,
     texts: Texts,
     *,
@@ -377,7 +377,7 @@ def pair_scores(
         items: Any = images
         n_images = len(images)
     elif isinstance(images, torch.Tensor):
-        items = net.check_pixels(images)
+        items = model.check_pixels(images)
         n_images = len(items)
     else:
         items = as_image_list(images)
@@ -398,7 +398,7 @@ def pair_scores(
         first, index = list(range(n_images)), np.arange(n_images)
         unique, labels = items, None
 
-    text_features = net.text_features(texts)
+    text_features = model.text_features(texts)
     tokenized = text_features.tokenized
     by_image: list[list[int]] = [[] for _ in first]
     for pair, u in enumerate(index.tolist()):
@@ -408,24 +408,24 @@ def pair_scores(
     embeddings, names, thumbs = [], [], []
     with torch.inference_mode():
         start = 0
-        for states, batch_labels, batch_thumbs, keys in net.iter_image_states(
+        for states, batch_labels, batch_thumbs, keys in model.iter_image_states(
             unique, batch_size, progress, labels
         ):
-            embeddings.append(F.normalize(net.image_projection(states).cpu(), dim=-1))
+            embeddings.append(F.normalize(model.image_projection(states).cpu(), dim=-1))
             names.extend(batch_labels)
             thumbs.extend(batch_thumbs or [])
             # one caption, no remembered logits: gathered, text i against image state i, one pass
             single = [b for b in range(len(states)) if len(by_image[start + b]) == 1 and keys[b] is None]
             if single:
                 pairs = [by_image[start + b][0] for b in single]
-                out = net.itm_logits(tokenized.select(pairs), states[single], _TEXT_BATCH)
+                out = model.itm_logits(tokenized.select(pairs), states[single], _TEXT_BATCH)
                 logits[pairs] = out.float().cpu()
             # several captions (or a feature store): the image's states broadcast over its texts
             for b in range(len(states)):
                 if b in single:
                     continue
                 pairs = by_image[start + b]
-                out = net.itm_logits_of_image(
+                out = model.itm_logits_of_image(
                     tokenized.select(pairs), states[b : b + 1], keys[b], _TEXT_BATCH
                 )
                 logits[pairs] = out.float().cpu()
@@ -442,5 +442,5 @@ def pair_scores(
         truncated_by=list(tokenized.truncated_by),
         image_index=index,
         thumbnails=thumbs if thumbs and len(thumbs) == len(names) else None,
-        model_name=net.name,
+        model_name=model.name,
     )

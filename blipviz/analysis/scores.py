@@ -208,7 +208,7 @@ def cosine_matrix(image_embeddings: torch.Tensor, text_embeddings: torch.Tensor)
 
 
 def cosine_scores(
-    net: BlipNet,
+    model: BlipNet,
     images: Images,
     texts: Texts,
     *,
@@ -235,16 +235,16 @@ def cosine_scores(
     ScoreMatrix of shape (n_images, n_texts), values in [-1, 1].
     """
     if isinstance(images, ImageFeatures):
-        net.check_features(images, need_raw=False)
+        model.check_features(images, need_raw=False)
         image_features = images
         if labels is not None:
             image_features = images[:]
-            image_features.labels = net.check_labels(labels, len(images))
+            image_features.labels = model.check_labels(labels, len(images))
     else:
-        image_features = net.encode_images(
+        image_features = model.encode_images(
             images, batch_size=batch_size, keep_raw=False, labels=labels, progress=progress
         )
-    text_features = net.text_features(texts)
+    text_features = model.text_features(texts)
     values = cosine_matrix(image_features.embeddings, text_features.embeddings)
     return ScoreMatrix(
         values,
@@ -253,12 +253,12 @@ def cosine_scores(
         kind="cosine",
         thumbnails=image_features.thumbnails,
         truncated_by=list(text_features.truncated_by),
-        model_name=net.name,
+        model_name=model.name,
     )
 
 
 def _score_pass(
-    net: BlipNet,
+    model: BlipNet,
     images: Images,
     tokenized: TokenizedTexts,
     *,
@@ -272,24 +272,24 @@ def _score_pass(
     text_batch_size = positive_int("text_batch_size", text_batch_size)
     itm_rows, emb, names, thumbs = [], [], [], []
     with torch.inference_mode():
-        for states, batch_labels, batch_thumbs, keys in net.iter_image_states(
+        for states, batch_labels, batch_thumbs, keys in model.iter_image_states(
             images, batch_size, progress, labels
         ):
             if cosine:
-                emb.append(F.normalize(net.image_projection(states).cpu(), dim=-1))
+                emb.append(F.normalize(model.image_projection(states).cpu(), dim=-1))
             for b in range(states.shape[0]):
-                logits = net.itm_logits_of_image(tokenized, states[b : b + 1], keys[b], text_batch_size)
+                logits = model.itm_logits_of_image(tokenized, states[b : b + 1], keys[b], text_batch_size)
                 itm_rows.append(logits.softmax(dim=-1)[:, 1].double().cpu())
             names.extend(batch_labels)
             thumbs.extend(batch_thumbs or [])
     itm = torch.stack(itm_rows).numpy() if itm_rows else np.zeros((0, len(tokenized)))
-    dim = int(net.config.image_text_hidden_size)
+    dim = int(model.config.image_text_hidden_size)
     image_emb = (torch.cat(emb) if emb else torch.zeros((0, dim))) if cosine else None
     return itm, image_emb, names, (thumbs if thumbs and len(thumbs) == len(names) else None)
 
 
 def itm_scores(
-    net: BlipNet,
+    model: BlipNet,
     images: Images,
     texts: Texts,
     *,
@@ -322,9 +322,9 @@ def itm_scores(
     -------
     ScoreMatrix of shape (n_images, n_texts), values in [0, 1].
     """
-    tokenized = net.tokenized(texts)
+    tokenized = model.tokenized(texts)
     itm, _, names, thumbs = _score_pass(
-        net,
+        model,
         images,
         tokenized,
         cosine=False,
@@ -334,12 +334,12 @@ def itm_scores(
         labels=labels,
     )
     return ScoreMatrix(
-        itm, list(tokenized.texts), names, "itm", thumbs, list(tokenized.truncated_by), model_name=net.name
+        itm, list(tokenized.texts), names, "itm", thumbs, list(tokenized.truncated_by), model_name=model.name
     )
 
 
 def scores(
-    net: BlipNet,
+    model: BlipNet,
     images: Images,
     texts: Texts,
     *,
@@ -349,10 +349,10 @@ def scores(
     progress: bool | None = None,
 ) -> tuple[ScoreMatrix, ScoreMatrix]:
     """Both score matrices, ``(itm, cosine)``, from one pass of each image through the ViT."""
-    text_features = net.text_features(texts)
+    text_features = model.text_features(texts)
     tokenized = text_features.tokenized
     itm, image_emb, names, thumbs = _score_pass(
-        net,
+        model,
         images,
         tokenized,
         cosine=True,
@@ -364,12 +364,12 @@ def scores(
     cos = cosine_matrix(image_emb, text_features.embeddings)
     texts_list, cut = list(tokenized.texts), list(text_features.truncated_by)
     return (
-        ScoreMatrix(itm, texts_list, names, "itm", thumbs, cut, model_name=net.name),
-        ScoreMatrix(cos, texts_list, names, "cosine", thumbs, cut, model_name=net.name),
+        ScoreMatrix(itm, texts_list, names, "itm", thumbs, cut, model_name=model.name),
+        ScoreMatrix(cos, texts_list, names, "cosine", thumbs, cut, model_name=model.name),
     )
 
 
-def rank(net: BlipNet, image: ImageLike | ImageFeatures, texts: Texts) -> Ranking:
+def rank(model: BlipNet, image: ImageLike | ImageFeatures, texts: Texts) -> Ranking:
     """Rank descriptions of one image by ITM probability, with the cosine score beside it.
 
     Returns
@@ -387,14 +387,14 @@ def rank(net: BlipNet, image: ImageLike | ImageFeatures, texts: Texts) -> Rankin
             raise InputError(f"rank takes one image, got pixel values of shape {tuple(image.shape)}")
     elif len(as_image_list(image)) != 1:
         raise InputError("rank takes one image; use itm_scores for several")
-    itm, cos = scores(net, image, texts)
+    itm, cos = scores(model, image, texts)
     return ranking(
         itm.texts,
         itm.values[0],
         cos.values[0],
         truncated_by=itm.truncated_by,
         image_label=itm.image_labels[0],
-        model_name=net.name,
+        model_name=model.name,
     )
 
 
