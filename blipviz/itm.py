@@ -190,8 +190,16 @@ class BlipITM(BlipNet):
 
         return gradcam(self, image, text, layer)
 
-    def explain(self, image: ImageLike | torch.Tensor, text: str, method: str = "relevancy", **options: Any):
-        """Explain the ITM decision for one image and one text with one of five methods.
+    def explain(
+        self,
+        image: ImageLike | torch.Tensor,
+        text: str | None = None,
+        method: str = "relevancy",
+        *,
+        texts: Sequence[str] | None = None,
+        **options: Any,
+    ):
+        """Explain the ITM decision for one image and one text (or many) with one of five methods.
 
         Parameters
         ----------
@@ -199,18 +207,21 @@ class BlipITM(BlipNet):
         text : str
         method : {"relevancy", "attention", "gradcam", "rollout", "occlusion"}, default "relevancy"
             See :mod:`blipviz.analysis.explanations` for each method's exact rules and sources.
+        texts : sequence of str, optional
+            Many texts of the one image instead of ``text``: one ViT forward for all of them, then
+            each text's own pass (and, for GradCAM and relevancy, one backward).
         **options
             ``layer`` (attention, GradCAM); ``window``, ``stride``, ``baseline``, ``batch_size``
             (occlusion).
 
         Returns
         -------
-        blipviz.Explanation
+        blipviz.Explanation, or a list of them (one per text) with ``texts``
             ``.maps`` (n_tokens, gh, gw), ``.match_map`` (gh, gw), ``.tokens``, ``.itm_probability``.
         """
         from .analysis.explanations import explain
 
-        return explain(self, image, text, method, **options)
+        return explain(self, image, text, method, texts=texts, **options)
 
     # ----------------------------------------------------------------------------- retrieval
     def search_images(

@@ -400,6 +400,14 @@ class CrossAttention:
 def cross_attention(model: BlipNet, image: Any, text: str) -> CrossAttention:
     """Cross-attention of the ITM pass for one image and one text (see :meth:`BlipITM.cross_attention`)."""
     picture, states, label = _image_and_states(model, image)
+    return cross_attention_of_states(model, states, text, picture=picture, label=label)
+
+
+def cross_attention_of_states(
+    model: BlipNet, states: torch.Tensor, text: str, *, picture: Any = None, label: str = "image 0"
+) -> CrossAttention:
+    """:func:`cross_attention` from an image's ViT states (1, 1 + P, width), already computed: one
+    image's pass shared by several texts or analyses."""
     tokenized, ids, tokens = _text_input(model, text)
     with torch.inference_mode():
         out = model.itm_forward(ids, tokenized.attention_mask, states, output_attentions=True)
@@ -565,6 +573,22 @@ def gradcam(model: BlipNet, image: Any, text: str, layer: int | None = None) -> 
     n_layers = _multimodal_layers(model)
     layer = default_layer(n_layers) if layer is None else _check_layer(layer, n_layers)
     picture, states, label = _image_and_states(model, image)
+    return gradcam_of_states(model, states, text, layer, picture=picture, label=label)
+
+
+def gradcam_of_states(
+    model: BlipNet,
+    states: torch.Tensor,
+    text: str,
+    layer: int | None = None,
+    *,
+    picture: Any = None,
+    label: str = "image 0",
+) -> GradCAM:
+    """:func:`gradcam` from an image's ViT states (1, 1 + P, width), already computed: one backward
+    through the multimodal encoder, none through the ViT."""
+    n_layers = _multimodal_layers(model)
+    layer = default_layer(n_layers) if layer is None else _check_layer(layer, n_layers)
     tokenized, ids, tokens = _text_input(model, text)
     # Gradients only here, even inside a caller's no_grad / inference_mode block. Nothing is
     # accumulated in .grad: autograd.grad returns the one gradient and frees the graph.
