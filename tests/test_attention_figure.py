@@ -222,20 +222,57 @@ def test_heads_figure_has_head_labels_colorbar_and_a_readable_scale(attention):
     disp = attention.plot_heads(layer=0)
     fig = disp.figure_
     bars = colorbars(fig)
-    assert len(bars) == 1 and "per row" in bars[0].ax.get_ylabel()
-    for ax in disp.axes_:
-        labels = [t.get_text() for t in ax.get_yticklabels()]
-        assert len(labels) == attention.n_heads and labels[0] == "0"
+    assert len(bars) == 1 and "head's maximum over the patches" in bars[0].ax.get_ylabel()
+    gh, gw = attention.grid
+    top = disp.axes_[0]
+    assert [t.get_text() for t in top.get_xticklabels()] == [str(h) for h in range(attention.n_heads)]
+    assert top.xaxis.label.get_text() == "head"
     for arr, t in zip(disp.arrays_, range(len(attention.tokens)), strict=True):
-        np.testing.assert_allclose(arr.max(axis=1), 1.0)  # every head's row reaches the top colour
-        np.testing.assert_allclose(
-            arr * attention.weights[0, :, t].max(axis=1, keepdims=True), attention.weights[0, :, t]
-        )
+        patches = attention.weights[0, :, t, 1:].reshape(attention.n_heads, gh, gw)  # [CLS] apart
+        np.testing.assert_allclose(arr.max(axis=(1, 2)), 1.0)  # every head reaches the top colour
+        np.testing.assert_allclose(arr * patches.max(axis=(1, 2), keepdims=True), patches)
+    np.testing.assert_allclose(disp.cls_share_, attention.weights[0, :, :, 0].T)
+    assert "[CLS] token not drawn" in disp.axes_[-1].get_xlabel().replace("\n", " ")
     shared = attention.plot_heads(layer=0, scale="shared")
     assert "probability" in colorbars(shared.figure_)[0].ax.get_ylabel()
     texts = visible_texts(fig, include_ticks=False)
     assert_inside_figure(texts)
     assert_no_overlap(texts)
+
+
+def test_heads_figure_of_35_tokens_on_the_full_grid_stays_under_12_inches():
+    """12 heads x 577 image tokens per token once made 35 tokens a 43-inch figure of hairlines: the
+    heads are maps on the 24 x 24 grid, rows at least 0.45 inches, and pages beyond 12 inches."""
+    import matplotlib.pyplot as plt
+
+    from blipviz.display.attention import HeadsTokensDisplay
+
+    rng = np.random.default_rng(0)
+    weights = rng.dirichlet(np.ones(577), (12, 35))
+    tokens = [f"word{i}" for i in range(35)]
+    pages = [
+        HeadsTokensDisplay(weights, tokens, grid=(24, 24), layer=6, n_layers=12, text="$5 caption").plot(
+            page=p
+        )
+        for p in (0, 1)
+    ]
+    assert [d.n_pages_ for d in pages] == [2, 2]
+    assert pages[0].tokens_ + pages[1].tokens_ == list(range(35))
+    for display in pages:
+        width, height = display.figure_.get_size_inches()
+        assert height <= 12.0 and width <= 10.0
+        row = display.axes_[0].get_window_extent()
+        assert row.height / display.figure_.dpi >= 0.4  # each head's map at least 0.4 inches
+        assert display.arrays_[0].shape == (12, 24, 24)
+        texts = visible_texts(display.figure_)
+        assert_inside_figure(texts)
+        assert_no_overlap(texts)
+    assert "page 1 of 2" in pages[0].title_ and "page=1 draws the next" in pages[0].title_
+    fig, axes = plt.subplots(3, 1, figsize=(9, 5), layout="constrained")
+    fig.suptitle("mine")
+    into = HeadsTokensDisplay(weights, tokens, grid=(24, 24)).plot(axes, tokens=[0, 1, 2])
+    assert fig.get_suptitle() == "mine" and tuple(fig.get_size_inches()) == (9, 5)
+    assert into.figure_ is fig and [t.get_text() for t in fig.texts] == ["mine"]  # no title of its own
 
 
 def test_one_default_layer_for_the_api_gradcam_and_the_explorer(three_layers, photo):

@@ -4,8 +4,8 @@
   laid on the photograph; one colour key (:mod:`blipviz.display.overlay`) with a colorbar, a shared
   or per-token scale, a tight grid, numbered repeated tokens, and a title that says the layer, the
   head reduction, whether each patch's minimum was subtracted, and the pair's ITM probability.
-- :class:`HeadsTokensDisplay`: one layer's raw attention, heads as rows and image tokens as columns,
-  one panel per text token, with head labels and a colorbar.
+- :class:`HeadsTokensDisplay`: one layer's raw attention per head on the patch grid, a row of head
+  maps per text token, with head labels and a colorbar; at most 12 inches tall (more tokens: pages).
 
 No net runs here: the analyses (:mod:`blipviz.analysis.attention`) compute the maps and the ITM
 probability and pass them in.
@@ -22,7 +22,6 @@ import numpy as np
 from ..errors import InputError
 from .labels import fit_text, number_repeats, readable_ticks, wrap_text
 from .overlay import (
-    ATTENTION_CMAP,
     OVERLAY_ALPHA,
     SCALE_PERCENTILE,
     blend,
@@ -30,12 +29,21 @@ from .overlay import (
     overlay_picture,
     scale_norms,
 )
-from .rules import LABEL, SMALL, TITLE, finish_axes, font_size, settle_layout, wrap_to_width
+from .rules import LABEL, SMALL, TITLE, finish_axes, font_size, new_figure, settle_layout, wrap_to_width
 
-__all__ = ["MIN_PANEL_INCHES", "AttentionGridDisplay", "HeadsTokensDisplay", "describe_heads"]
+__all__ = [
+    "MAX_HEADS_INCHES",
+    "MIN_PANEL_INCHES",
+    "AttentionGridDisplay",
+    "HeadsTokensDisplay",
+    "describe_heads",
+]
 
 #: The smallest side of a panel of a new figure, in inches: a 24 x 24 map stays readable.
 MIN_PANEL_INCHES = 2.6
+#: The most height of a new heads figure, in inches: more tokens go to pages.
+MAX_HEADS_INCHES = 12.0
+_ROW_MAX_IN, _ROW_MIN_IN, _ROW_GAP_IN = 0.8, 0.45, 0.1  # a token's row of head maps, inches
 _TITLE_IN = 0.32  # height of a panel title, inches
 _LINE_IN = 0.24  # height of a line of the figure title, inches
 _COLORBAR_IN = 1.1  # width taken by the colorbar and its label, inches
@@ -340,7 +348,9 @@ class AttentionGridDisplay:
 
 
 class HeadsTokensDisplay:
-    """One layer's cross-attention, heads as rows and image tokens as columns, one panel per text token.
+    """One layer's cross-attention per head, on the patch grid: one row per text token, one small map
+    per head in it (the 1 + P image tokens laid back onto the gh x gw patches; the ViT's ``[CLS]``
+    token, which has no place on the grid, left out and its share of the attention said).
 
     Parameters
     ----------
@@ -348,7 +358,7 @@ class HeadsTokensDisplay:
         The layer's attention probabilities (rows sum to 1); column 0 is the ViT's ``[CLS]``.
     tokens : sequence of str
     grid : tuple of int
-        The patch grid (gh, gw): the x ticks mark where each row of patches starts.
+        The patch grid (gh, gw), ``gh * gw == P``.
     layer, n_layers : int
     text : str
     score : float
@@ -357,11 +367,18 @@ class HeadsTokensDisplay:
 
     Attributes
     ----------
-    arrays_ : list of ndarray of shape (n_heads, 1 + P)
-        What each panel shows (divided by each row's maximum with ``scale="per-head"``).
+    arrays_ : list of ndarray of shape (n_heads, gh, gw)
+        What each row shows, per drawn token: each head's attention over the patches (divided by
+        the head's maximum over the patches with ``scale="per-head"``).
+    cls_share_ : ndarray of shape (n_drawn_tokens, n_heads)
+        The attention each head gives the ViT's ``[CLS]`` token (not drawn).
+    tokens_ : list of int
+        The positions of the tokens drawn (this page's).
+    page_, n_pages_ : int
+        The page drawn (0-based) and how many the tokens take.
     titles_ : list of str
-        The panels' tokens, repeats numbered.
-    images_, axes_, colorbar_, figure_, title_
+        The rows' tokens, repeats numbered.
+    images_, axes_, colorbar_, figure_, title_, norm_, scale_
     """
 
     def __init__(
@@ -381,9 +398,15 @@ class HeadsTokensDisplay:
             raise InputError(
                 f"weights must have shape (n_heads, {len(tokens)} tokens, image tokens), got {weights.shape}"
             )
+        gh, gw = (int(v) for v in grid)
+        if weights.shape[2] != 1 + gh * gw:
+            raise InputError(
+                f"weights have {weights.shape[2]} image tokens; a {gh} x {gw} grid needs {1 + gh * gw} "
+                "([CLS] and the patches)"
+            )
         self.weights = weights
         self.tokens = list(tokens)
-        self.grid = tuple(grid)
+        self.grid = (gh, gw)
         self.layer, self.n_layers = layer, n_layers
         self.text, self.score, self.truncated_by = text, float(score), truncated_by
 
@@ -392,96 +415,175 @@ class HeadsTokensDisplay:
         axes=None,
         *,
         tokens: Sequence[int] | None = None,
+        page: int = 0,
         scale: str = "per-head",
-        cmap: str = ATTENTION_CMAP,
+        cmap: Any = None,
         width: float = 10.0,
-        row_height: float = 0.09,
+        max_height: float = MAX_HEADS_INCHES,
+        row_height: float | None = None,
     ) -> HeadsTokensDisplay:
-        """Draw one panel per text token.
+        """Draw one row per text token, a map per head in it.
 
         Parameters
         ----------
         axes : array of Axes, optional
-            One per token drawn; default: a new figure.
+            One per token drawn (all of ``tokens``, no pages): drawn into, nothing else in the
+            figure changes (no figure title: :attr:`title_` holds it). Default: a new figure.
         tokens : list of int, optional
             Token positions; default: all.
+        page : int, default 0
+            A new figure is at most ``max_height`` inches tall: when the tokens' rows do not fit at
+            the smallest readable height, they are split into pages of equal size, and ``page``
+            chooses one (the title says which tokens and how many pages).
         scale : {"per-head", "shared"}, default "per-head"
-            ``"per-head"``: each row divided by its maximum (where each head looks most, whatever its
-            spread); ``"shared"``: probabilities on one scale whose top is their 99th percentile.
-        cmap : str, default :data:`~blipviz.display.overlay.ATTENTION_CMAP` (white = 0)
+            ``"per-head"``: each head's map divided by its maximum over the patches (where each head
+            looks most, whatever its spread); ``"shared"``: probabilities on one scale whose top is
+            their 99th percentile.
+        cmap : str or Colormap, default :data:`~blipviz.display.overlay.ATTENTION_CMAP` (white = 0)
         width : float, default 10
-            Width of a new figure, inches.
-        row_height : float, default 0.09
-            Height of one head's row, inches.
+            Most width of a new figure, inches.
+        max_height : float, default 12
+            Most height of a new figure, inches.
+        row_height : float, optional
+            Height of a token's row (a head's map), inches; default: the largest up to 0.8 that fits
+            the width and ``max_height``, at least 0.45 (beyond that, pages).
         """
-        import matplotlib.pyplot as plt
         from matplotlib.cm import ScalarMappable
         from matplotlib.colors import Normalize
+        from matplotlib.patches import Rectangle
 
         if scale not in ("per-head", "shared"):
             raise InputError(f"unknown scale {scale!r}; allowed values: 'per-head', 'shared'")
-        n_heads, n_tokens, n_image = self.weights.shape
-        index = list(range(n_tokens)) if tokens is None else [int(t) % n_tokens for t in tokens]
-        blocks = [self.weights[:, t, :] for t in index]  # each (n_heads, 1 + P)
+        n_heads, n_tokens, _ = self.weights.shape
+        gh, gw = self.grid
+        chosen = list(range(n_tokens)) if tokens is None else [int(t) % n_tokens for t in tokens]
+        if not chosen:
+            raise InputError("no tokens to draw")
+        em = font_size() / 10.0
+        # the mosaic of one row: the heads' gh x gw maps side by side, one patch apart
+        cols = n_heads * (gw + 1) - 1
+        ratio = cols / gh  # width / height of a row's map
+        label_in, bar_in = 1.3 * em, 1.2 * em  # token labels on the left, the colorbar on the right
+        fixed_in = (4 * _LINE_IN + 0.5) * em + 0.3  # title, head labels, the note under the rows
+        own = axes is None
+        if own:
+            fit_width = max(0.2, (width - label_in - bar_in - 0.3) / ratio)
+            if row_height is None:
+                fit_height = (max_height - fixed_in) / len(chosen) - _ROW_GAP_IN
+                row_h = min(_ROW_MAX_IN, fit_width, max(fit_height, _ROW_MIN_IN))
+            else:
+                row_h = float(row_height)
+            per_page = max(1, math.floor((max_height - fixed_in) / (row_h + _ROW_GAP_IN) + 1e-6))
+            n_pages = -(-len(chosen) // per_page)
+            per_page = -(-len(chosen) // n_pages)  # pages of equal size
+            if not 0 <= page < n_pages:
+                raise InputError(
+                    f"page {page} does not exist: the tokens take {n_pages} page(s), 0 to {n_pages - 1}"
+                )
+            index = chosen[page * per_page : (page + 1) * per_page]
+            fig_w = min(width, row_h * ratio + label_in + bar_in + 0.3)
+            fig_w = max(fig_w, _MIN_TITLE_CHARS * _CHAR_IN * em + 0.6)
+            fig_h = len(index) * (row_h + _ROW_GAP_IN) + fixed_in
+            fig = new_figure((fig_w, fig_h))
+            flat = list(fig.subplots(len(index), 1, squeeze=False).ravel())
+        else:
+            n_pages, index = 1, chosen
+            if page != 0:
+                raise InputError("page= chooses the tokens of a new figure; with axes= pass tokens=")
+            fig, flat, _ = _given_axes(axes, len(index))
+        # (tokens, heads, gh, gw): the patches' attention; [CLS] apart
+        blocks = self.weights[:, index, 1:].transpose(1, 0, 2).reshape(len(index), n_heads, gh, gw)
+        cls_share = self.weights[:, index, 0].T
         if scale == "per-head":
-            arrays = [b / np.maximum(b.max(axis=1, keepdims=True), 1e-12) for b in blocks]
+            arrays = [b / np.maximum(b.max(axis=(1, 2), keepdims=True), 1e-12) for b in blocks]
             norm = Normalize(0.0, 1.0)
-            label = "attention / the head's maximum\nover the image tokens (per row)"
+            label = "attention / the head's maximum over the patches"
             extend = "neither"
         else:
-            arrays = blocks
-            top = float(np.percentile(np.concatenate([b.ravel() for b in blocks]), SCALE_PERCENTILE))
-            top = top if top > 0 else float(max(b.max() for b in blocks)) or 1.0
+            arrays = list(blocks)
+            top = float(np.percentile(blocks, SCALE_PERCENTILE))
+            top = top if top > 0 else float(blocks.max()) or 1.0
             norm = Normalize(0.0, top, clip=True)
-            label = f"attention probability\n(top: {SCALE_PERCENTILE:g}th percentile)"
-            extend = "max" if max(b.max() for b in blocks) > top else "neither"
+            label = f"attention probability (top: {SCALE_PERCENTILE:g}th percentile)"
+            extend = "max" if float(blocks.max()) > top else "neither"
         titles = [number_repeats(self.tokens)[t] for t in index]
-        panel_h = n_heads * row_height
+        on_white = fading_cmap(cmap, 1.0, on_white=True)
+        images = []
+        centres = [h * (gw + 1) + (gw - 1) / 2 for h in range(n_heads)]
+        step = max(1, math.ceil(n_heads / 12))  # at most 12 head labels
+        for ax, arr, title in zip(flat, arrays, titles, strict=True):
+            mosaic = np.full((gh, cols), np.nan)
+            for h in range(n_heads):
+                mosaic[:, h * (gw + 1) : h * (gw + 1) + gw] = arr[h]
+            images.append(ax.imshow(mosaic, cmap=on_white, norm=norm, interpolation="nearest"))
+            for h in range(n_heads):  # each head's map framed: its white (0) apart from the page's
+                ax.add_patch(
+                    Rectangle(
+                        (h * (gw + 1) - 0.5, -0.5),
+                        gw,
+                        gh,
+                        fill=False,
+                        edgecolor="0.6",
+                        linewidth=0.6,
+                        clip_on=False,
+                    )
+                )
+            ax.set_yticks([])
+            ax.set_xticks(centres[::step], [str(h) for h in range(0, n_heads, step)])
+            ax.tick_params(axis="x", labelsize=font_size(SMALL), length=0, pad=2, labelbottom=False)
+            ax.tick_params(axis="x", labeltop=ax is flat[0])
+            for side in ax.spines.values():
+                side.set_visible(False)
+            ax.set_ylabel(
+                fit_text(title, 16),
+                rotation=0,
+                ha="right",
+                va="center",
+                fontsize=font_size(LABEL),
+                labelpad=4,
+            )
+        flat[0].set_xlabel("head", fontsize=font_size(SMALL))
+        flat[0].xaxis.set_label_position("top")
+        share = float(cls_share.mean())
+        flat[-1].set_xlabel(
+            f"each map: one head's attention over the {gh} × {gw} patches; "
+            f"the ViT's [CLS] token not drawn ({share:.0%} of the attention, on average)",
+            fontsize=font_size(SMALL),
+        )
         what = (
             f"cross-attention, layer {self.layer}"
             + (f" of {self.n_layers}" if self.n_layers else "")
-            + f": the {n_heads} heads (rows) over the {n_image} image tokens (columns), per text token"
+            + f": the {n_heads} heads (columns) per text token (rows)"
         )
-        if axes is None:
-            height = len(index) * (panel_h + 0.12) + 0.45 + 3 * _LINE_IN + 0.3
-            fig = plt.figure(figsize=(width, height), layout="constrained")
-            flat = list(fig.subplots(len(index), 1, squeeze=False, sharex=True).ravel())
-        else:
-            fig, flat, _ = _given_axes(axes, len(index))
-        on_white = fading_cmap(cmap, 1.0, on_white=True)
-        gh, gw = self.grid
-        step = max(1, math.ceil(gh / 6))
-        rows = list(range(step, gh, step))  # row 0 starts at column 1, next to [CLS]: not labelled
-        images = []
-        for ax, arr, title in zip(flat, arrays, titles, strict=True):
-            images.append(
-                ax.imshow(arr, cmap=on_white, norm=norm, aspect="auto", interpolation="antialiased")
-            )
-            ax.axvline(0.5, color="0.3", linewidth=0.8)  # the ViT's [CLS] | the patches
-            ax.set_yticks(
-                range(n_heads), [str(h) if h % 2 == 0 or n_heads <= 8 else "" for h in range(n_heads)]
-            )
-            ax.tick_params(axis="y", labelsize=6, length=2, pad=1)
-            ax.set_ylabel(fit_text(title, 16), rotation=0, ha="right", va="center", fontsize=9, labelpad=4)
-            ax.set_xticks([0, *[1 + gw * r for r in rows]], ["[CLS]", *[f"row {r}" for r in rows]])
-            ax.tick_params(axis="x", labelsize=7, labelbottom=ax is flat[-1])
-        flat[-1].set_xlabel(
-            f"image token: the ViT's [CLS], then the {gh} × {gw} patches row by row", fontsize=9
-        )
-        fig.supylabel(f"text token; rows: heads 0–{n_heads - 1}", fontsize=9)
+        if n_pages > 1:
+            shown = f"tokens {index[0]}–{index[-1]}" if index == list(range(index[0], index[-1] + 1)) else ""
+            what += f"; page {page + 1} of {n_pages}" + (f" ({shown} of {n_tokens})" if shown else "")
+            following = page + 1 if page + 1 < n_pages else 0
+            what += f"; page={following} draws the {'next' if following else 'first'}"
         self.title_ = _figure_title(what, self.text, self.score, self.truncated_by, fig.get_figwidth() - 0.5)
-        fig.suptitle(self.title_, fontsize=10)
+        heading = fig.suptitle(self.title_, fontsize=font_size(TITLE)) if own else None
         self.colorbar_ = fig.colorbar(
             ScalarMappable(norm=norm, cmap=on_white),
             ax=flat,
             extend=extend,
             fraction=0.03,
-            shrink=min(1.0, 6.0 / fig.get_figheight() + 0.2),
-            aspect=25,
+            shrink=min(1.0, 4.0 / max(fig.get_figheight(), 1.0) + 0.3),
+            aspect=20,
         )
-        self.colorbar_.set_label(label, fontsize=9)
-        self.colorbar_.ax.tick_params(labelsize=8)
+        self.colorbar_.set_label(label, fontsize=font_size(LABEL))
+        self.colorbar_.ax.tick_params(labelsize=font_size(SMALL))
         readable_ticks(self.colorbar_.ax.yaxis)
-        self.arrays_, self.titles_, self.images_ = arrays, titles, images
+        finish_axes([*flat, self.colorbar_.ax], [heading])
+        settle_layout(fig)
+        width_px = sum(ax.get_window_extent().width for ax in flat[-1:])
+        changed = [wrap_to_width(flat[-1].xaxis.label, width_px)]
+        bar = self.colorbar_.ax.get_window_extent()
+        changed.append(
+            wrap_to_width(self.colorbar_.ax.yaxis.label, bar.height + 0.2 * fig.dpi, along="height")
+        )
+        if any(changed):
+            settle_layout(fig)
+        self.arrays_, self.titles_, self.images_, self.cls_share_ = arrays, titles, images, cls_share
+        self.tokens_, self.page_, self.n_pages_ = index, page, n_pages
         self.figure_, self.axes_, self.norm_, self.scale_ = fig, np.array(flat, dtype=object), norm, scale
         return self
