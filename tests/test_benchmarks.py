@@ -12,6 +12,7 @@ from torch.utils.flop_counter import FlopCounterMode
 from benchmarks import (
     bench_cache,
     bench_collection,
+    bench_explanation_passes,
     bench_explanations,
     bench_feature_space_explorer,
     bench_itm_matrix,
@@ -42,6 +43,11 @@ def shared_tiny(tiny, monkeypatch):
         (bench_precision, "precision", ["--reps", "1"]),
         (bench_memory, "memory", ["--n-images", "2,3"]),
         (bench_explanations, "explanations", ["--reps", "1"]),
+        (
+            bench_explanation_passes,
+            "explanation_evaluation_floor",
+            ["--steps", "2", "--random-orders", "1", "--reps", "1", "--collection-images", "4"],
+        ),
         (bench_feature_space_explorer, "feature_space_explorer", ["--reps", "1"]),
         (bench_collection, "collection_throughput", ["--skip", "ray"]),
         (
@@ -70,6 +76,14 @@ def test_scripts_run_quick(shared_tiny, tmp_path, script, name, extra):
         assert [r["pairs"] for r in records[0]["rows"]] == [2, 10]
         assert all(r["max_abs_diff"] < 1e-5 for r in records[0]["rows"] + records[1]["rows"])
         assert [r["scored"] for r in records[2]["rows"]] == [10]
+    if name == "explanation_evaluation_floor":  # each distinct image through the ViT once; a rerank
+        # of stored states without any ViT pass, equal to one that passes the candidates again
+        assert [r["benchmark"] for r in records] == [
+            "explanation_evaluation_floor",
+            "collection_rerank_states",
+        ]
+        assert rows[0]["vit_images"] == rows[0]["distinct_images"]
+        assert rows[1]["vit_images"] == 0 and rows[2]["vit_images"] > 0 and rows[2]["max_abs_diff"] < 1e-6
     if name == "itm_matrix":  # blipviz and the per-pair recipe agree
         assert all(r["max_abs_diff"] < 1e-5 for r in rows)
         assert [r["shape"] for r in rows] == ["2 x 3", "3 x 3", "1 x 5", "5 x 1"]
