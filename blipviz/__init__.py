@@ -17,7 +17,7 @@ from . import datasets, store, testing  # blipviz.datasets.sample_images, blipvi
 from .analysis.attention import CrossAttention, GradCAM
 from .analysis.cost import estimate_seconds, expected_time
 from .analysis.explanations import Explanation, ExplanationEvaluation, evaluate_explanations
-from .analysis.feature_space import feature_space_map, feature_space_plot
+from .analysis.feature_space import feature_space_map
 from .analysis.info import NetInformation, net_information
 from .analysis.pairs import PairScores
 from .analysis.retrieval import RetrievalEvaluation, evaluate_retrieval
@@ -118,7 +118,6 @@ __all__ = [
     "evaluate_zero_shot",
     "expected_time",
     "feature_space_map",
-    "feature_space_plot",
     "list_models",
     "load_model",
     "load_part",

@@ -265,7 +265,7 @@ def feature_space(s: Session) -> None:
         s.model.encode_texts(CAPTIONS),
     ]
     for layout in LAYOUTS:
-        s.save(blipviz.feature_space_plot(both, layout=layout).figure_, f"feature_space_{layout}.png")
+        s.save(blipviz.feature_space_map(both, layout=layout).plot().figure_, f"feature_space_{layout}.png")
     gallery = sample_images(list(MAP_300_SUBJECTS))
     subjects = [name for name in MAP_300_SUBJECTS for _ in MAP_300_SETTINGS] + ["none"]
     many = [
@@ -273,7 +273,7 @@ def feature_space(s: Session) -> None:
         s.model.encode_texts(MAP_300_CAPTIONS),
     ]
     groups = gallery.names + subjects
-    s.save(blipviz.feature_space_plot(many, labels=groups).figure_, "feature_space_300.png")
+    s.save(blipviz.feature_space_map(many, labels=groups).plot().figure_, "feature_space_300.png")
 
 
 def attention(s: Session) -> None:
@@ -358,7 +358,7 @@ _FEATURE_SPACE_ENTRIES = [
             "joint": "The same embeddings mapped as they are: the modality gap shows.",
             "side-by-side": "The per-modality coordinates in two panels, images and texts, on shared axes.",
         }[layout],
-        f'{_MAP}blipviz.feature_space_plot(both, layout="{layout}")',
+        f'{_MAP}blipviz.feature_space_map(both, layout="{layout}").plot()',
     )
     for layout in LAYOUTS
 ]
@@ -371,7 +371,7 @@ _FEATURE_SPACE_ENTRIES.append(
         "the note in a corner counts them. FeatureSpaceExplorer shows every item by hover and selection.",
         "g13 = sample_images(list(MAP_300_SUBJECTS)); "
         "many = [model.encode_images(g13.images, labels=g13.names), model.encode_texts(MAP_300_CAPTIONS)]; "
-        "blipviz.feature_space_plot(many, labels=g13.names + SUBJECT_OF_EACH_CAPTION)",
+        "blipviz.feature_space_map(many, labels=g13.names + SUBJECT_OF_EACH_CAPTION).plot()",
     )
 )
 

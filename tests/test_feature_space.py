@@ -28,7 +28,7 @@ def _image_features(n, dim=256, seed=0):
 @pytest.fixture(scope="module")
 def umap_run():
     x, labels = _clusters()
-    return x, labels, blipviz.feature_space_plot(embeddings=x, labels=labels, random_state=37)
+    return x, labels, blipviz.feature_space_map(embeddings=x, labels=labels, random_state=37).plot()
 
 
 def test_umap_preserves_neighbourhoods(umap_run):
@@ -66,9 +66,9 @@ def test_points_legend_and_coords_frame(umap_run):
 
 @pytest.mark.parametrize("method", ["umap", "tsne", "pca"])
 def test_three_items_work_with_every_method(tiny_model, small_images, method):
-    disp = blipviz.feature_space_plot(
+    disp = blipviz.feature_space_map(
         model=tiny_model, images=small_images[:2], texts=["a red square"], method=method
-    )
+    ).plot()
     assert disp.coords_.shape == (3, 6)
     assert list(disp.coords_["kind"]) == ["image", "image", "text"]
     assert np.isfinite(disp.coords_[["x", "y"]].to_numpy()).all()
@@ -88,7 +88,7 @@ def test_model_embeddings_match_the_encoders(tiny_model, small_images):
 
 def test_thousands_of_items_subsample_thumbnails_not_points():
     feats = _image_features(1500)
-    disp = blipviz.feature_space_plot(feats, method="pca", max_thumbnails=25)
+    disp = blipviz.feature_space_map(feats, method="pca").plot(max_thumbnails=25)
     assert len(disp.scatter_.get_offsets()) == 1500
     assert len(disp.thumbnails_) == 25
     assert len(disp.ax_.findobj(AnnotationBbox)) == 25
@@ -101,7 +101,7 @@ def test_given_axes_and_items_with_embeddings():
     fig, ax = plt.subplots()
     x, _ = _clusters(n_per=3, n_clusters=2)
     texts = [f"caption {i}" for i in range(6)]
-    disp = blipviz.feature_space_plot(texts=texts, embeddings=x, method="pca", ax=ax, max_texts=4)
+    disp = blipviz.feature_space_map(texts=texts, embeddings=x, method="pca").plot(ax=ax, max_texts=4)
     assert disp.ax_ is ax and disp.figure_ is fig
     assert len(disp.texts_) == 4
     assert set(t.get_text() for t in disp.texts_) <= set(texts)
@@ -112,11 +112,11 @@ def test_errors():
     with pytest.raises(ValueError, match="method"):
         reduce_to_2d(x, "mds")
     with pytest.raises(ValueError, match="labels"):
-        blipviz.feature_space_plot(embeddings=x, labels=["a"])
+        blipviz.feature_space_map(embeddings=x, labels=["a"]).plot()
     with pytest.raises(ValueError, match="model"):
-        blipviz.feature_space_plot(texts=["a dog", "a cat", "a cow"])
+        blipviz.feature_space_map(texts=["a dog", "a cat", "a cow"]).plot()
     with pytest.raises(ValueError, match="embeddings for"):
-        blipviz.feature_space_plot(texts=["a", "b"], embeddings=x)
+        blipviz.feature_space_map(texts=["a", "b"], embeddings=x).plot()
     with pytest.raises(ValueError, match="n_neighbors"):
         reduce_to_2d(x, "umap", n_neighbors=3)
     assert reduce_to_2d(x[:1], "umap").tolist() == [[0.0, 0.0]]
@@ -126,27 +126,29 @@ def test_errors():
 # --------------------------------------------------------------------------------- input rules
 def test_a_str_in_a_mixed_list_is_refused_never_guessed(tiny_model, small_images, tmp_path, monkeypatch):
     with pytest.raises(blipviz.InputError, match=r"items\[1\].*images=.*texts="):
-        blipviz.feature_space_plot([small_images[0], "photos/dgo.jpg"], tiny_model, method="pca")
+        blipviz.feature_space_map([small_images[0], "photos/dgo.jpg"], tiny_model, method="pca").plot()
     monkeypatch.chdir(tmp_path)
     # a text that names an existing file
     Image.fromarray(small_images[1]).save(tmp_path / "a dog", format="PNG")
     with pytest.raises(blipviz.InputError, match=r"items\[1\]"):
-        blipviz.feature_space_plot([small_images[0], "a dog"], tiny_model, method="pca")
+        blipviz.feature_space_map([small_images[0], "a dog"], tiny_model, method="pca").plot()
 
 
 def test_explicit_images_and_texts(tiny_model, small_images, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     Image.fromarray(small_images[1]).save(tmp_path / "a dog", format="PNG")
     Image.fromarray(small_images[2]).save(tmp_path / "photo.png")
-    disp = blipviz.feature_space_plot(
+    disp = blipviz.feature_space_map(
         model=tiny_model, images=[small_images[0], "photo.png"], texts=["a dog", "a cat"], method="pca"
-    )
+    ).plot()
     assert list(disp.coords_["kind"]) == ["image", "image", "text", "text"]
     assert list(disp.coords_["name"]) == ["image 0", "photo.png", "a dog", "a cat"]
-    one = blipviz.feature_space_plot(model=tiny_model, texts="a dog", images=small_images[0], method="pca")
+    one = blipviz.feature_space_map(
+        model=tiny_model, texts="a dog", images=small_images[0], method="pca"
+    ).plot()
     assert list(one.coords_["kind"]) == ["image", "text"]
     with pytest.raises(blipviz.ImageLoadError, match=r"dgo\.jpg"):  # a misspelled path stays an image
-        blipviz.feature_space_plot(model=tiny_model, images=["photos/dgo.jpg"], texts=["a dog"])
+        blipviz.feature_space_map(model=tiny_model, images=["photos/dgo.jpg"], texts=["a dog"]).plot()
 
 
 def test_unambiguous_items_may_still_be_mixed(tiny_model, small_images, tmp_path):
@@ -155,9 +157,9 @@ def test_unambiguous_items_may_still_be_mixed(tiny_model, small_images, tmp_path
     path = tmp_path / "photo.png"
     Image.fromarray(small_images[2]).save(path)
     texts = tiny_model.encode_texts(["a dog", "a cat"])
-    disp = blipviz.feature_space_plot(
+    disp = blipviz.feature_space_map(
         [Image.fromarray(small_images[0]), small_images[1], Path(path), texts], tiny_model, method="pca"
-    )
+    ).plot()
     assert list(disp.coords_["kind"]) == ["image"] * 3 + ["text"] * 2
     assert list(disp.coords_["name"])[2:] == ["photo.png", "a dog", "a cat"]
 
@@ -166,13 +168,13 @@ def test_features_of_another_net_are_refused(tiny_model, small_images):
     other = blipviz.load_model("tiny-random", seed=1)
     foreign = other.encode_texts(["a dog", "a cat"])
     with pytest.raises(blipviz.InputError, match="another net"):
-        blipviz.feature_space_plot(images=small_images, texts=foreign, model=tiny_model, method="pca")
+        blipviz.feature_space_map(images=small_images, texts=foreign, model=tiny_model, method="pca").plot()
     mine = tiny_model.encode_texts(["a bird"])
     with pytest.raises(blipviz.InputError, match="two nets"):
-        blipviz.feature_space_plot(texts=[foreign, mine], method="pca")
+        blipviz.feature_space_map(texts=[foreign, mine], method="pca").plot()
 
 
 def test_explicit_texts_with_embeddings():
     x, _ = _clusters(n_per=2, n_clusters=2)
-    disp = blipviz.feature_space_plot(texts=["a", "b", "c", "d"], embeddings=x, method="pca")
+    disp = blipviz.feature_space_map(texts=["a", "b", "c", "d"], embeddings=x, method="pca").plot()
     assert list(disp.coords_["kind"]) == ["text"] * 4 and disp.thumbnails == [None] * 4

@@ -177,7 +177,7 @@ def test_fixed_coordinates_keep_the_map_but_its_coordinates(features):
 @pytest.mark.parametrize("method", ["pca", "umap"])
 @pytest.mark.parametrize("layout", LAYOUTS)
 def test_every_layout_keeps_labels_apart_and_inside(features, layout, method):
-    disp = blipviz.feature_space_plot(list(features), method=method, layout=layout)
+    disp = blipviz.feature_space_map(list(features), method=method, layout=layout).plot()
     check_geometry(disp)
     check_texts(disp)
     assert len(disp.thumbnails_) == 4 and len(disp.texts_) == len(TEXTS)
@@ -185,7 +185,7 @@ def test_every_layout_keeps_labels_apart_and_inside(features, layout, method):
 
 
 def test_long_texts_are_elided_in_the_middle_and_short_ones_whole(features):
-    disp = blipviz.feature_space_plot(list(features), method="pca")
+    disp = blipviz.feature_space_map(list(features), method="pca").plot()
     shown = {" ".join(t.get_text().split()) for t in disp.texts_}
     assert set(TEXTS[:4]) <= shown
     assert TEXTS[4] not in shown and TEXTS[5] not in shown
@@ -196,9 +196,9 @@ def test_long_texts_are_elided_in_the_middle_and_short_ones_whole(features):
 
 def test_colours_come_from_the_palette(tiny, pictures):
     groups = ["cat", "dog", "cat", "bird", "cat", "dog", "fish", "bird", "dog", "cat"]
-    disp = blipviz.feature_space_plot(
+    disp = blipviz.feature_space_map(
         model=tiny, images=pictures, texts=TEXTS, labels=groups, method="pca", layout="joint"
-    )
+    ).plot()
     order = list(dict.fromkeys(groups))
     assert {k: mcolors.to_hex(v) for k, v in disp.colors_.items()} == dict(
         zip(order, palette(4), strict=True)
@@ -212,28 +212,28 @@ def test_colours_come_from_the_palette(tiny, pictures):
 
 def test_title_names_the_net_the_embedding_and_the_reduction(features):
     images, texts = features
-    disp = blipviz.feature_space_plot([images, texts], method="umap", n_neighbors=5)
+    disp = blipviz.feature_space_map([images, texts], method="umap", n_neighbors=5).plot()
     title = disp.figure_._suptitle.get_text().replace("\n", " ")
     assert "tiny-random" in title and "256-d ITC embeddings of 4 images and 6 texts" in title
     assert "UMAP (n_neighbors=5, min_dist=0.1, metric=cosine, random_state=37)" in title
     assert "each modality centred on its own mean" in title
-    joint = blipviz.feature_space_plot([images, texts], method="tsne", layout="joint")
+    joint = blipviz.feature_space_map([images, texts], method="tsne", layout="joint").plot()
     title = joint.figure_._suptitle.get_text().replace("\n", " ")
     params = reduction_parameters(10, "tsne")
     assert f"t-SNE (perplexity={params['perplexity']}, metric=cosine" in title
     assert "centred" not in title
-    mine = blipviz.feature_space_plot(embeddings=np.eye(5, 8), method="pca", title="my map")
+    mine = blipviz.feature_space_map(embeddings=np.eye(5, 8), method="pca").plot(title="my map")
     assert mine.figure_._suptitle.get_text() == "my map"
     assert "8-d embeddings of 5 points" in mine.title() and "ITC" not in mine.title()
 
 
 def test_thumbnails_are_large_and_sized_in_points(features):
-    disp = blipviz.feature_space_plot(list(features), method="pca")
+    disp = blipviz.feature_space_map(list(features), method="pca").plot()
     boxes = _boxes(disp.thumbnails_)
     longest_pt = np.max(boxes[:, 2:] - boxes[:, :2], axis=1) * 72 / disp.figure_.dpi
     assert (longest_pt >= thumbnail_points(4)).all() and thumbnail_points(4) >= 48
     assert thumbnail_points(100) < thumbnail_points(30) < thumbnail_points(12) == 56
-    small = blipviz.feature_space_plot(list(features), method="pca", thumbnail_size=30)
+    small = blipviz.feature_space_map(list(features), method="pca").plot(thumbnail_size=30)
     boxes = _boxes(small.thumbnails_)
     longest_pt = np.max(boxes[:, 2:] - boxes[:, :2], axis=1) * 72 / small.figure_.dpi
     assert (longest_pt >= 30).all() and (longest_pt < 36).all()  # 30 pt plus the frame
@@ -289,7 +289,7 @@ def test_crowded_callouts_stay_inside_the_axes_and_the_rest_are_counted(tiny):
         f"sentence number {i} about a {w} photograph of the harbour at dawn"
         for i, w in enumerate("abcdefghijklmnopqrstuvwxyz")
     ]
-    disp = blipviz.feature_space_plot(model=tiny, texts=texts, method="pca", layout="joint")
+    disp = blipviz.feature_space_map(model=tiny, texts=texts, method="pca", layout="joint").plot()
     check_geometry(disp)
     check_texts(disp)
     frame = disp.ax_.get_window_extent().extents
@@ -309,9 +309,9 @@ def test_a_given_axes_with_room_beside_it(tiny):
     fig = plt.figure(figsize=(9, 4))
     ax = fig.add_axes((0.05, 0.1, 0.4, 0.75))
     groups = ["harbour", "street"] * 6
-    disp = blipviz.feature_space_plot(
-        model=tiny, texts=texts, labels=groups, method="pca", layout="joint", ax=ax
-    )
+    disp = blipviz.feature_space_map(
+        model=tiny, texts=texts, labels=groups, method="pca", layout="joint"
+    ).plot(ax=ax)
     assert disp.legend_ is not None and disp.legend_.axes is ax
     assert disp.figure_ is fig and fig.get_figwidth() == 9  # a given figure keeps its size
     assert fig._suptitle is None and not fig.texts and not fig.legends  # nothing outside the Axes
@@ -326,7 +326,7 @@ def test_a_figure_too_small_for_its_callouts_says_so(tiny):
 
     texts = [f"caption {i}: a long description of a scene, {i} of many" for i in range(12)]
     _, ax = plt.subplots(figsize=(3, 2))
-    disp = blipviz.feature_space_plot(model=tiny, texts=texts, method="pca", ax=ax)
+    disp = blipviz.feature_space_map(model=tiny, texts=texts, method="pca").plot(ax=ax)
     assert len(disp.texts_) < 12
     assert " ".join(n.get_text() for n in disp.notes_) == f"{len(disp.texts_)} of 12 texts labelled"
     # labels and the note inside the Axes (its three-line title is the user's small figure's)
@@ -344,7 +344,7 @@ def test_full_geometry_on_photographs_in_every_layout(full_b):
     images = full_b.encode_images(gallery.images, labels=gallery.names)
     texts = full_b.encode_texts(list(MAP_CAPTIONS))
     for layout in LAYOUTS:
-        disp = blipviz.feature_space_plot([images, texts], layout=layout)
+        disp = blipviz.feature_space_map([images, texts], layout=layout).plot()
         check_geometry(disp)
         check_texts(disp)
         assert len(disp.thumbnails_) == len(gallery) and len(disp.texts_) == len(MAP_CAPTIONS)

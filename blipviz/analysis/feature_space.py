@@ -34,7 +34,6 @@ if TYPE_CHECKING:
 __all__ = [
     "centre_per_modality",
     "feature_space_map",
-    "feature_space_plot",
     "reduce_to_2d",
     "reduction_parameters",
 ]
@@ -387,13 +386,68 @@ def feature_space_map(
     perplexity: float | None = None,
     metric: str = "cosine",
 ) -> FeatureSpaceDisplay:
-    """Embed (if needed) and project the items to 2-D; nothing is drawn. Arguments as in
-    :func:`feature_space_plot`.
+    """Map images and texts by their embeddings in 2-D: embedded (if needed) and projected; drawn by
+    the result's ``.plot(ax=None, ...)``.
+
+    Parameters
+    ----------
+    items : features, images, or a list mixing them, optional
+        Items whose type tells their kind: ``ImageFeatures`` / ``TextFeatures`` (embeddings used as
+        they are), PIL images, numpy arrays, ``pathlib.Path``, encoded bytes. A plain ``str`` is
+        refused here (:class:`blipviz.InputError`): it could be a text or a path, so pass it with
+        ``images=`` or ``texts=``. Images become thumbnails, texts callouts.
+    model : BlipITM, optional
+        Embeds raw images and texts (``encode_images`` / ``encode_texts``). Features given with it
+        must come from it (:meth:`blipviz.BlipITM.check_origin`); without it, features of one kind
+        must come from one net.
+    images : image, sequence of images, ImageFeatures, or a list of ImageFeatures, optional
+        Images: a ``str`` here is always a path (a missing file is an :class:`blipviz.ImageLoadError`).
+    texts : str, sequence of str, TextFeatures, or a list of TextFeatures, optional
+        Texts: a ``str`` is one text, even if a file of that name exists.
+    embeddings : ndarray or Tensor of shape (n, d), optional
+        Precomputed embeddings, one per item in map order; the items are then optional and only used
+        for drawing.
+    labels : sequence of length n, optional
+        Colour groups; default: the kind of each item ("image", "text", "point").
+    method : {"umap", "tsne", "pca"}, default "umap"
+    layout : {"per-modality", "joint", "side-by-side"}, default "per-modality"
+        How images and texts share the map. Image and text embeddings of BLIP (trained too) lie in
+        two clouds apart, the *modality gap*; a joint reduction spends the map on that gap, with
+        images in one corner and texts in another, each cloud crowded.
+
+        - ``"per-modality"`` (default): each modality centred on its own mean before the reduction
+          (said in the title), then one map. The gap is taken out, so the map shows how items spread
+          within their modality and which image sits among which texts; this is the default because
+          it spreads both kinds over the whole map, where thumbnails and callouts have room.
+        - ``"joint"``: the embeddings as they are; the gap shows.
+        - ``"side-by-side"``: the per-modality coordinates in two panels, images and texts, sharing
+          their axis limits (a place in one panel is the same place in the other); each panel
+          holds only thumbnails or only callouts, the least crowded drawing.
+
+        Centring needs at least 2 images and 2 texts; with fewer (or embeddings without items) the
+        coordinates are joint and the title says nothing of centring.
+    random_state : int or None, default 37
+        A fixed value gives identical coordinates on every run.
+    n_neighbors, perplexity, metric
+        See :func:`reduce_to_2d`; adapted to few items by default.
 
     Returns
     -------
-    blipviz.FeatureSpaceDisplay
-        ``.coords_`` set; call ``.plot(ax=None, ...)`` to draw it.
+    FeatureSpaceDisplay
+        ``.coords_``: a DataFrame with ``x``, ``y``, ``kind``, ``label``, ``name``, and
+        ``truncated_by`` ("tokens" or "words" for a text cut before it was embedded), in map order:
+        ``items``, then ``images``, then ``texts``. ``.plot(ax=None, ...)`` draws it (an Axes, a pair
+        for "side-by-side"; ``label`` to choose the items labelled, ``max_thumbnails``,
+        ``max_texts``, ``thumbnail_size``, ``title``, ...: see :meth:`FeatureSpaceDisplay.plot`)
+        and sets ``.ax_`` and ``.figure_``; its title names the net, the embedding ("256-d ITC
+        embeddings") and the reduction with its parameters. Labels that do not fit are left out
+        and counted in a note; :class:`blipviz.FeatureSpaceExplorer` shows them all.
+
+    Examples
+    --------
+    >>> blipviz.feature_space_map(model=model, images=photos, texts=captions).plot()  # doctest: +SKIP
+    >>> both = [model.encode_images(photos), model.encode_texts(captions)]  # doctest: +SKIP
+    >>> blipviz.feature_space_map(both, layout="side-by-side").plot()  # doctest: +SKIP
     """
     from ..display.feature_space import LAYOUTS, FeatureSpaceDisplay
 
@@ -469,100 +523,3 @@ def feature_space_map(
         embedding=f"{dim}-d ITC embeddings" if from_net else f"{dim}-d embeddings",
         reduction=params,
     )
-
-
-def feature_space_plot(
-    items: Any = None,
-    model: BlipNet | None = None,
-    *,
-    images: Any = None,
-    texts: Any = None,
-    embeddings: np.ndarray | torch.Tensor | None = None,
-    labels: Sequence[Any] | None = None,
-    method: str = "umap",
-    layout: str = "per-modality",
-    random_state: int | None = 37,
-    n_neighbors: int | None = None,
-    perplexity: float | None = None,
-    metric: str = "cosine",
-    ax=None,
-    **plot_kwargs: Any,
-) -> FeatureSpaceDisplay:
-    """Map images and texts by their embeddings in 2-D.
-
-    Parameters
-    ----------
-    items : features, images, or a list mixing them, optional
-        Items whose type tells their kind: ``ImageFeatures`` / ``TextFeatures`` (embeddings used as
-        they are), PIL images, numpy arrays, ``pathlib.Path``, encoded bytes. A plain ``str`` is
-        refused here (:class:`blipviz.InputError`): it could be a text or a path, so pass it with
-        ``images=`` or ``texts=``. Images become thumbnails, texts callouts.
-    model : BlipITM, optional
-        Embeds raw images and texts (``encode_images`` / ``encode_texts``). Features given with it
-        must come from it (:meth:`blipviz.BlipITM.check_origin`); without it, features of one kind
-        must come from one net.
-    images : image, sequence of images, ImageFeatures, or a list of ImageFeatures, optional
-        Images: a ``str`` here is always a path (a missing file is an :class:`blipviz.ImageLoadError`).
-    texts : str, sequence of str, TextFeatures, or a list of TextFeatures, optional
-        Texts: a ``str`` is one text, even if a file of that name exists.
-    embeddings : ndarray or Tensor of shape (n, d), optional
-        Precomputed embeddings, one per item in map order; the items are then optional and only used
-        for drawing.
-    labels : sequence of length n, optional
-        Colour groups; default: the kind of each item ("image", "text", "point").
-    method : {"umap", "tsne", "pca"}, default "umap"
-    layout : {"per-modality", "joint", "side-by-side"}, default "per-modality"
-        How images and texts share the map. Image and text embeddings of BLIP (trained too) lie in
-        two clouds apart, the *modality gap*; a joint reduction spends the map on that gap, with
-        images in one corner and texts in another, each cloud crowded.
-
-        - ``"per-modality"`` (default): each modality centred on its own mean before the reduction
-          (said in the title), then one map. The gap is taken out, so the map shows how items spread
-          within their modality and which image sits among which texts; this is the default because
-          it spreads both kinds over the whole map, where thumbnails and callouts have room.
-        - ``"joint"``: the embeddings as they are; the gap shows.
-        - ``"side-by-side"``: the per-modality coordinates in two panels, images and texts, sharing
-          their axis limits (a place in one panel is the same place in the other); each panel
-          holds only thumbnails or only callouts, the least crowded drawing.
-
-        Centring needs at least 2 images and 2 texts; with fewer (or embeddings without items) the
-        coordinates are joint and the title says nothing of centring.
-    random_state : int or None, default 37
-        A fixed value gives identical coordinates on every run.
-    n_neighbors, perplexity, metric
-        See :func:`reduce_to_2d`; adapted to few items by default.
-    ax : matplotlib Axes (a pair for "side-by-side"), optional
-    **plot_kwargs
-        Passed to :meth:`FeatureSpaceDisplay.plot` (``label`` to choose the items labelled,
-        ``max_thumbnails``, ``max_texts``, ``thumbnail_size``, ``title``, ...). Labels that do not
-        fit are left out and counted in a note; :class:`blipviz.FeatureSpaceExplorer` shows them all.
-
-    Returns
-    -------
-    FeatureSpaceDisplay
-        ``.coords_`` (DataFrame with ``x``, ``y``, ``kind``, ``label``, ``name``, and
-        ``truncated_by``: "tokens" or "words" for a text cut before it was embedded), ``.ax_``,
-        ``.figure_``. Map order: ``items``, then ``images``, then ``texts``. The title names the
-        net, the embedding ("256-d ITC embeddings") and the reduction with its parameters.
-
-    Examples
-    --------
-    >>> blipviz.feature_space_plot(model=model, images=photos, texts=captions)  # doctest: +SKIP
-    >>> both = [model.encode_images(photos), model.encode_texts(captions)]  # doctest: +SKIP
-    >>> blipviz.feature_space_plot(both, layout="side-by-side")  # doctest: +SKIP
-    """
-    disp = feature_space_map(
-        items,
-        model,
-        images=images,
-        texts=texts,
-        embeddings=embeddings,
-        labels=labels,
-        method=method,
-        layout=layout,
-        random_state=random_state,
-        n_neighbors=n_neighbors,
-        perplexity=perplexity,
-        metric=metric,
-    )
-    return disp.plot(ax, **plot_kwargs)

@@ -1,8 +1,8 @@
 """The 2-D map of image and text embeddings, drawn from computed coordinates.
 
-:func:`blipviz.feature_space_plot` computes the map (:mod:`blipviz.analysis.feature_space`) and
-draws it here; :meth:`FeatureSpaceDisplay.from_coordinates` draws coordinates computed elsewhere. No
-net runs in this module.
+:func:`blipviz.feature_space_map` computes the map (:mod:`blipviz.analysis.feature_space`) and
+its ``.plot()`` draws it here; :meth:`FeatureSpaceDisplay.from_coordinates` draws coordinates
+computed elsewhere. No net runs in this module.
 
 Every item is a point coloured by its group. Images are labelled by thumbnails and texts by boxed
 callouts, placed in display pixels by a greedy search around their points (:class:`LabelPlacer`),
@@ -60,7 +60,7 @@ __all__ = [
     "thumbnail_points",
 ]
 
-#: How images and texts share the map (see :func:`blipviz.feature_space_plot`).
+#: How images and texts share the map (see :func:`blipviz.feature_space_map`).
 LAYOUTS = ("joint", "per-modality", "side-by-side")
 
 _GAP_PT = 3.0  # free space kept around every box, in points
@@ -1057,8 +1057,7 @@ def _chosen_rows(label: Any, n: int) -> np.ndarray | None:
 class FeatureSpaceDisplay:
     """A 2-D map of image and text embeddings.
 
-    Build it with :func:`blipviz.feature_space_plot` (computes and draws),
-    :func:`blipviz.analysis.feature_space.feature_space_map` (computes only) or
+    Build it with :func:`blipviz.feature_space_map` (computes the coordinates) or
     :meth:`from_coordinates` (coordinates computed elsewhere), then ``.plot(ax=None, ...)``.
 
     Parameters

@@ -75,7 +75,8 @@ def _jscatter():
     except ImportError as exc:
         raise ImportError(
             "FeatureSpaceExplorer draws its map with jupyter-scatter (WebGL), which is not installed: "
-            f"{_INSTALL}. blipviz.feature_space_plot draws the same map as a static figure without it."
+            f"{_INSTALL}. blipviz.feature_space_map(...).plot() draws the same map as a static figure "
+            "without it."
         ) from exc
     return jscatter
 
