@@ -16,6 +16,7 @@ from __future__ import annotations
 from . import datasets, store, testing  # blipviz.datasets.sample_images, blipviz.store.FeatureCache, ...
 from .analysis.attention import CrossAttention, GradCAM
 from .analysis.cost import estimate_seconds, expected_time
+from .analysis.explanation_comparison import compare_explanations
 from .analysis.explanations import Explanation, ExplanationEvaluation, evaluate_explanations
 from .analysis.feature_space import feature_space_map
 from .analysis.info import NetInformation, net_information
@@ -110,6 +111,7 @@ __all__ = [
     "TruncationWarning",
     "ZeroShotClassifier",
     "ZeroShotEvaluation",
+    "compare_explanations",
     "datasets",
     "embed_collection",
     "estimate_seconds",

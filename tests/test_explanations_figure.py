@@ -198,3 +198,65 @@ def test_one_map_into_one_axes_of_a_user_figure(tiny):
         rel.overlay(signed=True)
     with pytest.raises(InputError, match="not both"):
         rel.overlay(ax=axes[0], axes=axes)
+
+
+def _drawn_texts(fig):
+    """Visible texts but the tick labels of colorbars outside their view (never drawn)."""
+    hidden = set()
+    for bar in colorbars(fig):
+        axis = bar.ax.xaxis if bar.orientation == "horizontal" else bar.ax.yaxis
+        low, high = sorted(axis.get_view_interval())
+        ticks = axis.get_major_ticks()
+        hidden |= {id(t.label1) for t in ticks if not low - 1e-9 <= t.get_loc() <= high + 1e-9}
+    return [t for t in visible_texts(fig) if id(t) not in hidden]
+
+
+def test_compare_explanations_five_methods_with_their_aucs(tiny):
+    import blipviz
+
+    assert "compare_explanations" in blipviz.__all__
+    text = "a red square and a green block"
+    display = blipviz.compare_explanations(tiny, _picture(), text, evaluate=True, steps=2)
+    table = display.evaluation_.table
+    assert [t.split("\n")[0].split(",")[0] for t in display.titles_] == [
+        "cross-attention",
+        "GradCAM",
+        "relevancy",
+        "rollout",
+        "occlusion",
+    ]
+    for title, method in zip(display.titles_, display.explanations_, strict=True):
+        assert f"del. {table.loc[method, 'deletion_auc']:.3f}" in title
+        assert f"ins. {table.loc[method, 'insertion_auc']:.3f}" in title
+    assert f"{table.loc['random', 'deletion_auc']:.3f}" in display.figure_.get_suptitle()
+    assert len(display.colorbars_) == 5 and len(colorbars(display.figure_)) == 5
+    occlusion = display.norms_[-1]
+    assert occlusion.vmin == -occlusion.vmax  # signed: drops and rises, centred at zero
+    assert all(norm.vmin == 0 for norm in display.norms_[:-1])
+    np.testing.assert_array_equal(display.explanations_["occlusion"].match_map, display.maps[-1])
+    texts = _drawn_texts(display.figure_)
+    assert_inside_figure(texts)
+    assert_no_overlap(texts + [bar.ax for bar in display.colorbars_])
+    shared = blipviz.compare_explanations(tiny, _picture(), text, ["relevancy", "occlusion"], scale="shared")
+    assert len(shared.colorbars_) == 1 and shared.norms_[0].vmin == -1.0 and shared.norms_[0].vmax == 1.0
+    assert "AUC" not in " ".join(shared.titles_)
+
+
+def test_gradcam_keeps_its_signed_maps_before_clipping(tiny):
+    """GradCAM clips the gradient at 0 (LAVIS's recipe); its maps before clipping are kept and drawn
+    on the diverging key centred at zero on request, in the explanation and in the GradCAM result."""
+    text = "a red square and a green block"
+    cam = tiny.explain(_picture(), text, "gradcam")
+    assert cam.signed and cam.signed_maps.shape == cam.maps.shape
+    assert np.all(cam.maps >= cam.signed_maps - 1e-6)  # clipping the gradient only raises a map
+    assert (cam.signed_maps < 0).any()
+    np.testing.assert_allclose(cam.signed_match_map, cam.signed_maps[1:-1].mean(axis=0), rtol=1e-6)
+    default = cam.overlay(tokens="[match]")
+    assert default.norms_[0].vmin == 0  # LAVIS's GradCAM as it is unless asked
+    signed = cam.overlay(tokens="[match]", signed=True)
+    assert signed.norms_[0].vmin == -signed.norms_[0].vmax
+    assert "not clipped" in signed.colorbar_.ax.get_ylabel()
+    result = tiny.gradcam(_picture(), text)
+    np.testing.assert_allclose(result.signed_maps, cam.signed_maps, rtol=1e-5, atol=1e-8)
+    grid = result.plot(signed=True, tokens=[2])
+    assert all(norm.vmin == -norm.vmax for norm in grid.norms_)

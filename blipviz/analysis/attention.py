@@ -361,7 +361,8 @@ class CrossAttention:
         axes=None,
         **kw: Any,
     ) -> HeadsTokensDisplay:
-        """One layer's raw attention: heads as rows, image tokens as columns, one panel per text token.
+        """One layer's raw attention per head on the patch grid: a row of head maps per text token
+        (the ViT's ``[CLS]`` apart), at most 12 inches tall (more tokens: ``page=``).
 
         Parameters
         ----------
@@ -370,15 +371,18 @@ class CrossAttention:
         tokens : list of int, optional
             Token positions to draw; default: all.
         scale : {"per-head", "shared"}, default "per-head"
-            Each head's row divided by its maximum, or the probabilities on one scale.
+            Each head's map divided by its maximum over the patches, or the probabilities on one
+            scale.
         axes : array of Axes, optional
         **kw
-            ``cmap``, ``width``, ``row_height``: see :meth:`blipviz.HeadsTokensDisplay.plot`.
+            ``page``, ``cmap``, ``width``, ``max_height``, ``row_height``: see
+            :meth:`blipviz.HeadsTokensDisplay.plot`.
 
         Returns
         -------
         HeadsTokensDisplay
-            ``arrays_[i]`` of shape (n_heads, 1 + P): ``weights[layer][:, tokens[i]]`` as drawn.
+            ``arrays_[i]`` of shape (n_heads, gh, gw): ``weights[layer][:, tokens[i], 1:]`` on the
+            grid, as drawn; ``cls_share_``: the attention on ``[CLS]``.
         """
         from ..display.attention import HeadsTokensDisplay
 
@@ -456,6 +460,10 @@ class GradCAM:
         Whether the text was cut before the pass (see :class:`CrossAttention`).
     n_layers, n_heads : int
         The multimodal encoder's layers and cross-attention heads (for the figures' titles).
+    signed_maps : ndarray of shape (n_tokens, gh, gw)
+        The maps before the gradient is clipped: mean over heads of attention x gradient, negative
+        where attending to a patch lowers the match logit (:meth:`blipviz.Explanation.overlay` draws
+        them with ``signed=True``).
     """
 
     maps: np.ndarray
@@ -470,6 +478,7 @@ class GradCAM:
     truncated_by: str | None = None
     n_layers: int = 0
     n_heads: int = 0
+    signed_maps: np.ndarray | None = field(default=None, repr=False)
 
     @property
     def truncated(self) -> bool:
@@ -481,12 +490,18 @@ class GradCAM:
             f"GradCAM(text={self.text!r}, layer={self.layer}, maps={self.maps.shape}, score={self.score:.3f})"
         )
 
-    def _grid(self, index, include_mean, image) -> AttentionGridDisplay:
+    def _grid(self, index, include_mean, image, signed: bool = False) -> AttentionGridDisplay:
         from ..display.attention import AttentionGridDisplay, describe_heads
         from ..display.labels import number_repeats
 
         numbered = number_repeats(self.tokens)  # over the whole text, whichever tokens are drawn
-        maps = ([self.mean_map] if include_mean else []) + [self.maps[t] for t in index]
+        source, mean_map = self.maps, self.mean_map
+        if signed:
+            if self.signed_maps is None:
+                raise InputError("this GradCAM has no signed maps: pass signed=False")
+            source = np.asarray(self.signed_maps)
+            mean_map = (source[1:-1] if len(source) > 2 else source).mean(axis=0)
+        maps = ([mean_map] if include_mean else []) + [source[t] for t in index]
         labels = (["mean of the words"] if include_mean else []) + [numbered[t] for t in index]
         return AttentionGridDisplay(
             maps,
@@ -499,6 +514,8 @@ class GradCAM:
             text=self.text,
             score=self.score,
             truncated_by=self.truncated_by,
+            signed=signed,
+            value_name="attention × gradient (not clipped)" if signed else None,
         )
 
     def plot(
@@ -507,6 +524,7 @@ class GradCAM:
         tokens: Sequence[int] | None = None,
         include_mean: bool = True,
         scale: str = "shared",
+        signed: bool = False,
         axes=None,
         ncols: int | None = None,
         **kw: Any,
@@ -516,7 +534,7 @@ class GradCAM:
         Parameters are those of :meth:`overlay` (but no image); ``arrays_`` are the maps.
         """
         index = _token_index(tokens, len(self.tokens))
-        return self._grid(index, include_mean, None).plot(axes, scale=scale, ncols=ncols, **kw)
+        return self._grid(index, include_mean, None, signed).plot(axes, scale=scale, ncols=ncols, **kw)
 
     def overlay(
         self,
@@ -525,6 +543,7 @@ class GradCAM:
         tokens: Sequence[int] | None = None,
         include_mean: bool = True,
         scale: str = "shared",
+        signed: bool = False,
         alpha: float | None = None,
         size: int | None = None,
         axes=None,
@@ -542,6 +561,9 @@ class GradCAM:
         include_mean : bool, default True
             Draw the mean over the real tokens first ("mean of the words").
         scale : {"shared", "per-token"}, default "shared"
+        signed : bool, default False
+            Draw :attr:`signed_maps` (before the gradient is clipped) on a diverging key centred at
+            zero: where attending to a patch lowers the match logit shows in the key's other hue.
         alpha : float, optional
             Opacity of the key's top colour; default :data:`blipviz.display.overlay.OVERLAY_ALPHA`.
         size : int, optional
@@ -561,7 +583,7 @@ class GradCAM:
         index = _token_index(tokens, len(self.tokens))
         if alpha is not None:
             kw["alpha"] = alpha
-        disp = self._grid(index, include_mean, picture)
+        disp = self._grid(index, include_mean, picture, signed)
         return disp.plot(axes, scale=scale, ncols=ncols, size=size, **kw)
 
 
@@ -600,11 +622,13 @@ def gradcam_of_states(
         (grad,) = torch.autograd.grad(logits[:, 1].sum(), attention)  # frees the graph
     gh, gw = model.grid
     att = attention.detach()[0, :, :, 1:].float()
-    grad = grad[0, :, :, 1:].float().clamp(min=0)
-    cams = (att * grad).mean(dim=0).reshape(len(tokens), gh, gw).cpu().numpy()
+    grad = grad[0, :, :, 1:].float()
+    cams = (att * grad.clamp(min=0)).mean(dim=0).reshape(len(tokens), gh, gw).cpu().numpy()
+    signed = (att * grad).mean(dim=0).reshape(len(tokens), gh, gw).cpu().numpy()
     real = cams[1:-1] if len(tokens) > 2 else cams
     return GradCAM(
         maps=cams,
+        signed_maps=signed,
         mean_map=real.mean(axis=0),
         tokens=tokens,
         grid=(gh, gw),

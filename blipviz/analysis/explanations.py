@@ -145,6 +145,12 @@ class Explanation:
         score rose without the patch) and GradCAM (``signed_maps``: before the gradient is clipped)."""
         return self.method == "occlusion" or self.signed_maps is not None
 
+    @property
+    def signed_match_map(self) -> np.ndarray | None:
+        """The match map with its sign where the method yields one (occlusion's own; GradCAM's mean
+        of the real tokens' signed maps), else None."""
+        return self._sources(True)[1] if self.signed else None
+
     def _sources(self, signed: bool) -> tuple[np.ndarray, np.ndarray]:
         """(token maps, match map) to draw: signed ones, or the method's own."""
         if not signed or self.method == "occlusion":
@@ -842,9 +848,10 @@ def _attention_explanation(
     from .attention import cross_attention_of_states, gradcam_of_states
 
     n_layers = int(model.config.text_config.num_hidden_layers)
+    signed = None
     if method == "gradcam":
         result = gradcam_of_states(model, states, text, layer, picture=picture, label=label)
-        maps = result.maps
+        maps, signed = result.maps, np.asarray(result.signed_maps, dtype=np.float32)
     else:
         result = cross_attention_of_states(model, states, text, picture=picture, label=label)
         maps = result.maps(layer, "mean", subtract_min=True)
@@ -860,6 +867,7 @@ def _attention_explanation(
         options={"layer": layer, "n_layers": n_layers},
         image=result.image,
         truncated_by=result.truncated_by,
+        signed_maps=signed,
     )
 
 

@@ -1,6 +1,14 @@
-"""Deletion and insertion curves of explanation methods (:func:`blipviz.evaluate_explanations`).
+"""Explanation figures: deletion and insertion curves of explanation methods
+(:func:`blipviz.evaluate_explanations`), and the methods' maps of one pair side by side
+(:func:`blipviz.compare_explanations`).
 
-The display holds computed curves only: a long DataFrame (``method``, ``pair``, ``fraction``,
+:class:`ExplanationComparisonDisplay` draws one panel per method, each map laid on the photograph
+(or as a matrix), on a per-method scale (each with its own colorbar, in its own units) or one shared
+scale (each map divided by its top, one colorbar); signed maps (occlusion, GradCAM before
+clipping) on a diverging key centred at zero; each method's deletion and insertion AUC in its
+panel's title when the pair was evaluated.
+
+The curves display holds computed curves only: a long DataFrame (``method``, ``pair``, ``fraction``,
 ``score``, ``kind``) and the AUC table; ``.plot()`` draws two panels, deletion (lower is better) and
 insertion (higher is better), one line per method (the mean over pairs) with the spread over pairs
 (their interquartile range) and the random-order baseline dashed in black.
@@ -13,12 +21,32 @@ interquartile bars at each method's markers beyond (six overlapping bands read a
 
 from __future__ import annotations
 
+import math
+from collections.abc import Mapping, Sequence
+from typing import Any
+
 import numpy as np
 import pandas as pd
 
+from ..errors import InputError
+from .labels import fit_text, readable_ticks, wrap_text
+from .overlay import (
+    ATTENTION_CMAP,
+    OVERLAY_ALPHA,
+    SCALE_PERCENTILE,
+    SIGNED_CMAP,
+    blend,
+    fading_cmap,
+    overlay_picture,
+    robust_max,
+)
 from .rules import (
+    LABEL,
+    SMALL,
     TITLE,
+    colorbar_below,
     finish_axes,
+    fit_colorbar,
     font_size,
     legend_beside,
     line_cues,
@@ -28,7 +56,7 @@ from .rules import (
     wrap_to_width,
 )
 
-__all__ = ["ExplanationCurvesDisplay"]
+__all__ = ["COMPARISON_SCALES", "ExplanationComparisonDisplay", "ExplanationCurvesDisplay"]
 
 _KINDS = (
     ("deletion", "deletion: patches removed\n(lower is better)"),
@@ -186,3 +214,309 @@ class ExplanationCurvesDisplay:
         self.axes_ = list(axes)
         self.figure_ = fig
         return self
+
+
+# ------------------------------------------------------------------------------- comparison
+#: ``"per-method"``: each panel its own scale, in its method's units, with its own colorbar;
+#: ``"shared"``: every map divided by its own top (the percentile of its absolute values), on one
+#: scale and one colorbar (the methods' units differ: only their patterns compare).
+COMPARISON_SCALES = ("per-method", "shared")
+
+
+class ExplanationComparisonDisplay:
+    """The maps of several explanation methods for one (image, text) pair, one panel per method.
+
+    Parameters
+    ----------
+    maps : sequence of ndarray of shape (gh, gw)
+        One map per method (its match map).
+    methods : sequence of str
+        The panels' names (the methods).
+    image : PIL.Image.Image or ndarray, optional
+        The photograph: panels are overlays. None: matrices.
+    signed : sequence of bool, optional
+        Per map: drawn on the diverging key centred at zero (its negative values mean something).
+        Default: none signed (negative values drawn as 0).
+    value_names : sequence of str, optional
+        Per map: what its values are (a per-method colorbar's label).
+    aucs : mapping of method to (deletion AUC, insertion AUC), optional
+        Written under the method's name in its panel's title.
+    random_auc : (deletion AUC, insertion AUC), optional
+        The random order's, for the title.
+    text : str
+    score : float
+        The pair's ITM probability.
+    net_name : str
+
+    Attributes
+    ----------
+    axes_ : list of Axes
+        One per method.
+    images_ : list of matplotlib.image.AxesImage
+    arrays_ : list of ndarray
+        What each panel shows: (H, W, 3) uint8 overlays, or the maps (shared scale: divided by
+        their tops).
+    norms_ : list of matplotlib.colors.Normalize
+        Each panel's scale; signed ones run from ``-top`` to ``top``.
+    colorbars_ : list of matplotlib.colorbar.Colorbar
+        One per panel (``"per-method"``) or one for all (``"shared"``).
+    titles_ : list of str
+        The panels' titles.
+    title_ : str
+        What the figure shows; the figure's title when the display made the figure, else yours to
+        use (``fig.suptitle(display.title_)``).
+    scale_ : str
+    figure_ : matplotlib.figure.Figure
+    """
+
+    def __init__(
+        self,
+        maps: Sequence[np.ndarray],
+        methods: Sequence[str],
+        *,
+        image: Any = None,
+        signed: Sequence[bool] | None = None,
+        value_names: Sequence[str] | None = None,
+        aucs: Mapping[str, tuple[float, float]] | None = None,
+        random_auc: tuple[float, float] | None = None,
+        text: str = "",
+        score: float = float("nan"),
+        net_name: str = "",
+    ) -> None:
+        if len(maps) != len(methods):
+            raise InputError(f"got {len(maps)} maps and {len(methods)} methods")
+        if not len(maps):
+            raise InputError("nothing to draw: no maps")
+        self.maps = [np.asarray(m, dtype=np.float64) for m in maps]
+        self.methods = [str(m) for m in methods]
+        self.image = image
+        self.signed = [False] * len(maps) if signed is None else [bool(v) for v in signed]
+        self.value_names = ["value"] * len(maps) if value_names is None else list(value_names)
+        if len(self.signed) != len(maps) or len(self.value_names) != len(maps):
+            raise InputError("signed and value_names need one entry per map")
+        self.aucs = dict(aucs or {})
+        self.random_auc = random_auc
+        self.text = text
+        self.score = float(score)
+        self.net_name = net_name
+
+    def _title(self, scale: str, percentile: float) -> str:
+        what = "Explanations of one ITM match" + (f", {self.net_name}" if self.net_name else "")
+        if scale == "shared":
+            what += f": each map / its {percentile:g}th percentile of |value|, one scale"
+        else:
+            what += ": each map on its own scale"
+        pair = f"“{fit_text(self.text)}”" if self.text else ""
+        if not math.isnan(self.score):
+            pair += ("  ·  " if pair else "") + f"ITM probability {self.score:.3f}"
+        lines = [what] + ([pair] if pair else [])
+        if self.aucs:
+            note = (
+                "AUC under the deletion (del., lower is better) and insertion curves (ins., higher is better)"
+            )
+            if self.random_auc is not None:
+                note += f"; random order: del. {self.random_auc[0]:.3f} · ins. {self.random_auc[1]:.3f}"
+            lines.append(note)
+        return "\n".join(lines)
+
+    def _panel_title(self, method: str) -> str:
+        if method not in self.aucs:
+            return method
+        deletion, insertion = self.aucs[method]
+        return f"{method}\nAUC del. {deletion:.3f} · ins. {insertion:.3f}"
+
+    def plot(
+        self,
+        axes=None,
+        *,
+        figure=None,
+        scale: str = "per-method",
+        ncols: int | None = None,
+        cmap: Any = None,
+        signed_cmap: Any = None,
+        alpha: float = OVERLAY_ALPHA,
+        size: int | None = None,
+        percentile: float = SCALE_PERCENTILE,
+        panel_size: float = 2.4,
+    ) -> ExplanationComparisonDisplay:
+        """Draw one panel per method.
+
+        Parameters
+        ----------
+        axes : sequence of Axes, optional
+            One per method, drawn into (each with its colorbar under it, or one colorbar beside
+            them all); nothing else in the figure changes: no figure title (:attr:`title_` holds
+            it), no size or layout change.
+        figure : Figure or SubFigure, optional
+            Make the panels inside it (a SubFigure of your figure: the comparison beside other
+            panels). Default (neither given): a new figure, with the title.
+        scale : {"per-method", "shared"}, default "per-method"
+            Each map on its own scale in its method's units, or every map divided by its top on one
+            shared scale (see :data:`COMPARISON_SCALES`).
+        ncols : int, optional
+            Panels per row; default: all in one row, up to 5.
+        cmap : str or Colormap, optional
+            The key of unsigned maps; default :data:`~blipviz.display.overlay.ATTENTION_CMAP`.
+        signed_cmap : str or Colormap, optional
+            The key of signed maps (a diverging one); default
+            :data:`~blipviz.display.overlay.SIGNED_CMAP`.
+        alpha, size, percentile
+            As :meth:`blipviz.AttentionGridDisplay.plot`.
+        panel_size : float, default 2.4
+            Longer side of a panel of a new figure, inches.
+        """
+        from matplotlib.cm import ScalarMappable
+        from matplotlib.colors import Normalize
+
+        if scale not in COMPARISON_SCALES:
+            raise InputError(
+                f"unknown scale {scale!r}; allowed values: {', '.join(map(repr, COMPARISON_SCALES))}"
+            )
+        n = len(self.maps)
+        cmap = ATTENTION_CMAP if cmap is None else cmap
+        signed_cmap = SIGNED_CMAP if signed_cmap is None else signed_cmap
+        shared = scale == "shared"
+        any_signed = any(self.signed)
+        # what each panel draws: (values, norm, signed key?)
+        panels = []
+        for values, signed in zip(self.maps, self.signed, strict=True):
+            values = values if signed else np.clip(values, 0.0, None)
+            top = robust_max(np.abs(values), percentile)
+            if shared:  # units differ between methods: each map / its top, on one scale
+                values = values / top
+                top = 1.0
+            diverging = signed or (shared and any_signed)
+            panels.append((values, Normalize(-top if diverging else 0.0, top, clip=True), diverging))
+        ncols = max(1, min(n, ncols or min(n, 5)))
+        nrows = -(-n // ncols)
+        if self.image is not None:
+            picture = overlay_picture(self.image, size)
+            aspect = picture.height / picture.width
+        else:
+            aspect = self.maps[0].shape[0] / self.maps[0].shape[1]
+        em = font_size() / 10.0
+        own = axes is None and figure is None
+        if own:
+            panel_wh = (panel_size, panel_size * aspect) if aspect <= 1 else (panel_size / aspect, panel_size)
+            lines = 2 if self.aucs else 1  # of a panel's title
+            bar_in = 0.0 if shared else 0.62 * em  # a colorbar, its ticks and its label under a panel
+            width = ncols * (panel_wh[0] + 0.15) + (1.0 * em if shared else 0.0) + 0.2
+            heading = (3 if self.aucs else 2) * 0.2 * em
+            height = nrows * (panel_wh[1] + lines * 0.2 * em + bar_in + 0.12) + heading + 0.15
+            figure = new_figure((max(width, 5.0), height))
+        if axes is None:
+            grid = list(np.ravel(figure.subplots(nrows, ncols, squeeze=False)))
+            for extra in grid[n:]:
+                extra.set_visible(False)
+            flat = grid[:n]
+        else:
+            flat = list(np.ravel(axes))
+            if len(flat) < n:
+                raise InputError(f"need {n} Axes (one per method), got {len(flat)}")
+            flat = flat[:n]
+        fig = flat[0].figure
+        opacity = alpha if self.image is not None else 1.0
+        keys = {
+            False: fading_cmap(cmap, opacity, on_white=True),
+            True: fading_cmap(signed_cmap, opacity, on_white=True, signed=True),
+        }
+        images, arrays, titles = [], [], []
+        for ax, method, (values, norm, diverging) in zip(flat, self.methods, panels, strict=True):
+            if self.image is not None:
+                key = signed_cmap if diverging else cmap
+                arr = blend(picture, values, norm.vmax, cmap=key, alpha=alpha, signed=diverging)
+                images.append(ax.imshow(arr))
+            else:
+                arr = values
+                images.append(ax.imshow(arr, cmap=keys[diverging], norm=norm, interpolation="nearest"))
+            arrays.append(arr)
+            title = self._panel_title(method)
+            titles.append(title)
+            ax.set_title(title, fontsize=font_size(TITLE), parse_math=False)
+            ax.set_xticks([])
+            ax.set_yticks([])
+        bars = []
+        if shared:
+            norm = panels[0][1]
+            over = any(float(v.max()) > 1.0 for v, _, _ in panels)
+            under = any_signed and any(float(v.min()) < -1.0 for v, _, _ in panels)
+            bar = fig.colorbar(
+                ScalarMappable(norm=norm, cmap=keys[any_signed]),
+                ax=flat,
+                extend=_extend(over, under),
+                fraction=0.05,
+                shrink=0.9,
+                aspect=25,
+            )
+            of = "|value|" if any_signed else "value"
+            bar.set_label(
+                f"value / its map's top\n({percentile:g}th percentile of {of})", fontsize=font_size(LABEL)
+            )
+            bars.append(bar)
+        else:
+            for ax, (values, norm, diverging), name in zip(flat, panels, self.value_names, strict=True):
+                over = float(values.max()) > norm.vmax
+                under = diverging and float(values.min()) < norm.vmin
+                bar = fig.colorbar(
+                    ScalarMappable(norm=norm, cmap=keys[diverging]),
+                    cax=colorbar_below(ax, 0.06 * em, 0.12 * em),
+                    orientation="horizontal",
+                    extend=_extend(over, under),
+                )
+                bar.set_label(name, fontsize=font_size(SMALL))
+                bars.append(bar)
+        for bar in bars:
+            bar.ax.tick_params(labelsize=font_size(SMALL))
+            if bar.orientation == "horizontal":
+                _power_ticks(bar)
+            else:
+                readable_ticks(bar.ax.yaxis)
+        self.title_ = self._title(scale, percentile)
+        heading = None
+        if own:
+            chars = max(30, int((fig.get_figwidth() - 0.4) * 72 / (0.55 * font_size(TITLE))))
+            heading = fig.suptitle(
+                "\n".join(wrap_text(line, chars, max_chars=None) for line in self.title_.split("\n")),
+                fontsize=font_size(TITLE),
+            )
+        finish_axes(flat + [bar.ax for bar in bars], [heading])
+        settle_layout(fig)
+        # titles and colorbar labels no wider than their panel (between words, or elided)
+        changed = [wrap_to_width(ax.title, ax.get_window_extent().width, keep_lines=True) for ax in flat]
+        for bar in bars:  # a label no longer than its colorbar (and the panel over it)
+            box = bar.ax.get_window_extent()
+            length = box.width if bar.orientation == "horizontal" else box.height
+            changed.append(fit_colorbar(bar, length + 0.1 * fig.dpi))
+        if any(changed):
+            settle_layout(fig)
+        self.axes_, self.images_, self.arrays_ = flat, images, arrays
+        self.norms_ = [norm for _, norm, _ in panels]
+        self.colorbars_, self.titles_, self.scale_ = bars, titles, scale
+        self.figure_ = fig
+        return self
+
+
+def _extend(over: bool, under: bool) -> str:
+    return {(True, True): "both", (True, False): "max", (False, True): "min"}.get((over, under), "neither")
+
+
+_SUPERSCRIPTS = str.maketrans("-0123456789", "⁻⁰¹²³⁴⁵⁶⁷⁸⁹")
+
+
+def _power_ticks(bar) -> None:
+    """A horizontal colorbar's ticks of a few digits (as :func:`~blipviz.display.labels.readable_ticks`
+    does): values below 0.01 or from 10,000 up share a power of ten, written in the label
+    (``GradCAM value (×10⁻³)``), not at the axis's end where it would meet the label under it."""
+    from matplotlib.ticker import FuncFormatter
+
+    top = max(abs(float(bar.norm.vmin)), abs(float(bar.norm.vmax)))
+    power = math.floor(math.log10(top)) if top > 0 and (top < 0.01 or top >= 1e4) else 0
+    scale = 10.0**power
+
+    def tick(value: float, _position=None) -> str:
+        return f"{value / scale:.6g}".replace("-", "−")
+
+    bar.ax.xaxis.set_major_formatter(FuncFormatter(tick))
+    if power:
+        label = bar.ax.xaxis.label
+        label.set_text(f"{label.get_text()} (×10{str(power).translate(_SUPERSCRIPTS)})")

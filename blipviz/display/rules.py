@@ -58,6 +58,7 @@ __all__ = [
     "MissingGlyphWarning",
     "check_glyphs",
     "colorbar_axes",
+    "colorbar_below",
     "editable_text",
     "finish_axes",
     "fit_colorbar",
@@ -132,19 +133,22 @@ def _axes_texts(axes: Iterable) -> list:
     """Every Text artist in ``axes`` and their inset Axes (colorbars), but those of tick formatters."""
     from matplotlib.text import Text
 
-    found, seen = [], set()
+    tree, seen = [], set()
     stack = list(axes)
-    while stack:
+    while stack:  # the Axes and their inset Axes (whose texts an Axes' findobj finds too)
         ax = stack.pop(0)
         if id(ax) in seen:
             continue
         seen.add(id(ax))
+        tree.append(ax)
+        stack.extend(ax.child_axes)
+    skip: set[int] = set()
+    for ax in tree:
         for axis in (ax.xaxis, ax.yaxis):  # tick labels get their text from the formatter: now
             axis.get_majorticklabels()
             axis.get_minorticklabels()
-        skip = _formatted_texts(ax)
-        found += [t for t in ax.findobj(Text, include_self=False) if id(t) not in skip]
-        stack.extend(ax.child_axes)
+        skip |= _formatted_texts(ax)
+    found = [t for ax in tree for t in ax.findobj(Text, include_self=False) if id(t) not in skip]
     unique = {id(t): t for t in found}
     return list(unique.values())
 
@@ -483,6 +487,35 @@ def colorbar_axes(ax, x_data: float, gap_in: float, width_in: float, span=(0.0, 
     layout and :func:`blipviz.display.plotting.fit_figure_to_axes`, include it)."""
     cax = ax.inset_axes((1.0, span[0], 0.05, span[1] - span[0]))
     cax.set_axes_locator(_BesideData(ax, x_data, gap_in, width_in, span))
+    return cax
+
+
+class _BelowAxes:
+    """Axes locator: ``gap_in`` inches under ``parent`` as drawn (after its aspect is applied),
+    ``height_in`` inches tall, as wide as the parent."""
+
+    def __init__(self, parent, gap_in: float, height_in: float) -> None:
+        self.parent, self.gap_in, self.height_in = parent, gap_in, height_in
+
+    def __call__(self, ax, renderer):
+        from matplotlib.transforms import Bbox
+
+        parent = self.parent
+        parent.apply_aspect()
+        dpi = parent.figure.dpi
+        (x0, y0), (x1, _) = parent.transAxes.transform([(0.0, 0.0), (1.0, 1.0)])
+        top = y0 - self.gap_in * dpi
+        box = Bbox.from_extents(x0, top - self.height_in * dpi, x1, top)
+        return box.transformed(parent.figure.transSubfigure.inverted())
+
+
+def colorbar_below(ax, gap_in: float = 0.08, height_in: float = 0.12):
+    """An inset Axes for a horizontal colorbar right under ``ax`` as drawn (an image whose aspect
+    leaves its layout slot taller than it): ``gap_in`` inches below it, ``height_in`` inches tall,
+    as wide as it, wherever the layout puts it. It belongs to ``ax``, so a layout engine makes
+    room for it and its labels."""
+    cax = ax.inset_axes((0.0, -0.2, 1.0, 0.05))
+    cax.set_axes_locator(_BelowAxes(ax, gap_in, height_in))
     return cax
 
 
