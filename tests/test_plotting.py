@@ -5,7 +5,7 @@ from PIL import Image
 
 import blipviz
 from blipviz.display.labels import fit_text, wrap_text
-from blipviz.display.plotting import ScoreMatrixDisplay, blend_heatmap
+from blipviz.display.plotting import ScoreMatrixDisplay
 
 
 def _scores(n_images, n_texts, kind="itm", thumbs=True, seed=0):
@@ -100,17 +100,6 @@ def test_long_texts_are_elided_in_the_middle():
     assert len(whole) <= 80
     shown = blipviz.ScoreMatrix(np.ones((1, 1)) / 2, [whole], ["x"], "itm").plot().ax_.get_yticklabels()
     assert " ".join(shown[0].get_text().split()) == whole
-
-
-def test_blend_heatmap_size_and_colour():
-    image = np.full((30, 40, 3), 100, dtype=np.uint8)
-    heat = np.zeros((4, 4))
-    heat[0, 0] = 1.0
-    out = blend_heatmap(image, heat, alpha=1.0)
-    assert out.shape == (30, 40, 3) and out.dtype == np.uint8
-    assert out[0, 0, 0] > 200 and out[0, 0, 1] < 50  # red where attended
-    np.testing.assert_array_equal(out[-1, -1], [100, 100, 100])  # image where not
-    assert blend_heatmap(image, heat, size=80).shape == (60, 80, 3)
 
 
 def test_heatmap_from_the_model(tiny_model, small_images):

@@ -12,7 +12,6 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from PIL import Image
 
 from ..errors import InputError
 from .labels import MAX_LABEL_CHARS, fit_text, format_number, number_repeats, wrap_text
@@ -34,7 +33,6 @@ if TYPE_CHECKING:
 __all__ = [
     "THUMBNAIL_GAP",
     "ScoreMatrixDisplay",
-    "blend_heatmap",
     "fit_figure_to_axes",
     "heatmap_row_labels",
     "heatmap_title",
@@ -105,40 +103,6 @@ def add_thumbnail(ax, image: Any, xy, *, size_pt: float, xycoords="data", box_al
     )
     ax.add_artist(box)
     return box
-
-
-def blend_heatmap(
-    image: Any, heatmap: np.ndarray, *, alpha: float = 0.6, size: int | None = None
-) -> np.ndarray:
-    """Blend a map onto an image: red where the map is high, the image where it is low.
-
-    Parameters
-    ----------
-    image : PIL.Image.Image or ndarray of shape (H, W, 3)
-    heatmap : ndarray of shape (gh, gw)
-        Any non-negative scale; it is divided by its maximum and resized (bilinear) to the image.
-    alpha : float, default 0.6
-        Opacity of the red at the map's maximum.
-    size : int, optional
-        Resize the image first so that its longest side is ``size`` pixels.
-
-    Returns
-    -------
-    ndarray of shape (H, W, 3), uint8
-    """
-    rgb = Image.fromarray(rgb_array(image))
-    if size is not None and max(rgb.size) != size:
-        scale = size / max(rgb.size)
-        rgb = rgb.resize((max(1, round(rgb.width * scale)), max(1, round(rgb.height * scale))))
-    heat = np.asarray(heatmap, dtype=np.float32)
-    heat = heat - min(0.0, float(heat.min()))
-    top = float(heat.max())
-    heat = heat / top if top > 0 else np.zeros_like(heat)
-    resized = np.asarray(Image.fromarray(heat, mode="F").resize(rgb.size, Image.Resampling.BILINEAR))
-    weight = np.clip(resized, 0.0, 1.0)[:, :, None] * alpha
-    base = np.asarray(rgb, dtype=np.float32)
-    red = np.array([255.0, 0.0, 0.0], dtype=np.float32)
-    return np.round(base * (1.0 - weight) + red * weight).astype(np.uint8)
 
 
 # --------------------------------------------------------------------------------- heatmap
