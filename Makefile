@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.blipviz-installed
 CHROMIUM ?= /usr/bin/chromium
 
-.PHONY: demo test test-avx2 test-figures-long notebooks-real lint clean browser
+.PHONY: demo test test-avx2 test-figures-long docs notebooks-real lint clean browser
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -28,12 +28,22 @@ browser:
 		echo "note: $(CHROMIUM) is missing (apt-get install chromium as root): browser test skipped"; \
 	fi
 
+# The suite: lint; every notebook run once with nbmake, in the docs' source folder so that the site
+# shows those runs' outputs (docs/build.py); the site built with warnings as errors; the tests, the
+# doctests and the site's checks (tests/test_docs_site.py); then the AVX2 pass.
+TEST_ENV := HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 BLIPVIZ_MODEL=tiny-random BLIPVIZ_HYPOTHESIS=ci
+
 test: $(STAMP) browser
-	$(VENV)/bin/ruff check blipviz tests benchmarks
-	$(VENV)/bin/ruff format --check blipviz tests benchmarks
-	HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 BLIPVIZ_MODEL=tiny-random BLIPVIZ_HYPOTHESIS=ci \
-		$(PY) -m pytest tests notebooks --nbmake --nbmake-timeout=300 -p no:cacheprovider --durations=20
+	$(VENV)/bin/ruff check blipviz tests benchmarks docs
+	$(VENV)/bin/ruff format --check blipviz tests benchmarks docs
+	$(PY) docs/build.py assemble execute html
+	$(TEST_ENV) BLIPVIZ_DOCS_SITE=docs/_build/html BLIPVIZ_REQUIRE_DOCS=1 \
+		$(PY) -m pytest tests blipviz --doctest-modules -p no:cacheprovider --durations=20
 	$(MAKE) --no-print-directory test-avx2
+
+# The documentation site, offline, into docs/_build/html (notebooks executed on the tiny net).
+docs: $(STAMP)
+	$(PY) docs/build.py all
 
 # The generated-scene figure tests with new random scenes, 25 times as many as `make test` draws
 # (which draws the same few on every run): about 25 minutes on 2 cores. A failure prints the
@@ -70,8 +80,8 @@ notebooks-real: $(STAMP)
 		$(PY) benchmarks/notebooks_real.py --checkpoint $(REAL_CHECKPOINT) --timeout 480
 
 lint: $(STAMP)
-	$(VENV)/bin/ruff check --fix blipviz tests benchmarks
-	$(VENV)/bin/ruff format blipviz tests benchmarks
+	$(VENV)/bin/ruff check --fix blipviz tests benchmarks docs
+	$(VENV)/bin/ruff format blipviz tests benchmarks docs
 
 clean:
-	rm -rf $(VENV) .pytest_cache
+	rm -rf $(VENV) .pytest_cache docs/_build docs/_source

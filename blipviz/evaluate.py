@@ -1,5 +1,5 @@
 """``python -m blipviz.evaluate``: BLIP's retrieval evaluation of a net on COCO (Karpathy 5k test)
-or Flickr30k (1k test), printed as a Markdown table beside the BLIP paper's row for that net.
+or Flickr30k (1k test), printed as a Markdown table beside the BLIP paper's row for that net::
 
     python -m blipviz.evaluate --benchmark flickr30k --model Salesforce/blip-itm-base-flickr
     python -m blipviz.evaluate --benchmark coco-karpathy --model Salesforce/blip-itm-base-coco \\

@@ -562,7 +562,7 @@ class GradCAM:
             Draw the mean over the real tokens first ("mean of the words").
         scale : {"shared", "per-token"}, default "shared"
         signed : bool, default False
-            Draw :attr:`signed_maps` (before the gradient is clipped) on a diverging key centred at
+            Draw ``signed_maps`` (before the gradient is clipped) on a diverging key centred at
             zero: where attending to a patch lowers the match logit shows in the key's other hue.
         alpha : float, optional
             Opacity of the key's top colour; default :data:`blipviz.display.overlay.OVERLAY_ALPHA`.

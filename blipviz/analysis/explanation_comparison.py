@@ -1,6 +1,6 @@
 """The explanation methods side by side for one (image, text) pair: :func:`compare_explanations`.
 
-Each method's map of the match decision (:attr:`blipviz.Explanation.match_map`) in its own panel,
+Each method's map of the match decision (``Explanation.match_map``) in its own panel,
 on the photograph, on a per-method scale (each in its method's units, with its own colorbar) or one
 shared scale (each map divided by its top); occlusion's signed map (drops and rises of the score)
 on a diverging key centred at zero; with ``evaluate=True`` each method's deletion and insertion AUC

@@ -60,7 +60,7 @@ class NetInformation:
     subject : str
         Whom the tables describe, for their captions: the architecture (``"ViT-B/16 (no
         weights)"``), the net's name (``"Salesforce/blip-itm-base-coco"``) or a part of it
-        (``"ImageEncoder of Salesforce/blip-itm-base-coco"``); :attr:`name` when empty.
+        (``"ImageEncoder of Salesforce/blip-itm-base-coco"``); ``name`` when empty.
     """
 
     name: str
@@ -85,7 +85,7 @@ class NetInformation:
         )
 
     def arrays(self) -> pd.DataFrame:
-        """Every weight array, one row each (a copy of :attr:`arrays_element_counts`): pandas shows
+        """Every weight array, one row each (a copy of ``arrays_element_counts``): pandas shows
         only 10 rows of a long frame; ``with pd.option_context("display.max_rows", None)`` or
         :meth:`style` shows them all."""
         return self.arrays_element_counts.copy()
@@ -96,8 +96,8 @@ class NetInformation:
         Parameters
         ----------
         table : {"arrays", "parts", "layers", "summary"}, default "arrays"
-            The weight arrays (:attr:`arrays_element_counts`), the parts (:attr:`parts`, whole nets
-            only), the layer types (:attr:`layer_type_counts`) or the one-row summary
+            The weight arrays (``arrays_element_counts``), the parts (``parts``, whole nets
+            only), the layer types (``layer_type_counts``) or the one-row summary
             (:meth:`to_pandas`).
         max_rows : int, optional
             Show the first rows only, with a caption "n of N rows shown: use .arrays() for all";
@@ -107,7 +107,7 @@ class NetInformation:
         -------
         pandas.io.formats.style.Styler
             Display only: the numbers of the tables themselves stay numbers. The caption names
-            :attr:`subject`; headers read as words ("weight arrays", "int8 elements", "leaf
+            ``subject``; headers read as words ("weight arrays", "int8 elements", "leaf
             modules"); a float net's int8 columns (all zero, all False) are left out, and the
             caption says "no int8 weights".
         """

@@ -54,7 +54,7 @@ class ScoreMatrix:
         Per text: cut at the token limit, by the word limit of the caption normalisation, or not
         cut; default: none cut. :attr:`truncated` is the same as booleans.
     model_name : str or None
-        The net that computed the scores (its :attr:`blipviz.net.BlipNet.name`, e.g.
+        The net that computed the scores (its ``model.name``, e.g.
         ``"Salesforce/blip-itm-base-coco"``); figures name it in their title.
     true_pairs : ndarray of shape (n_images, n_texts), bool, or None
         Which (image, text) pairs are known to match, for figures to outline; ``None``: not known.
@@ -137,7 +137,7 @@ class ScoreMatrix:
         return mask
 
     def with_true_pairs(self, pairs: Any) -> ScoreMatrix:
-        """A copy of the scores that knows which pairs match (see :attr:`true_pairs`).
+        """A copy of the scores that knows which pairs match (see ``true_pairs``).
 
         ``itm.with_true_pairs("diagonal").plot()`` outlines image i with text i.
         """

@@ -364,7 +364,8 @@ class ZeroShotClassifier:
         image_label : str, optional
             Name of the image in the title; default its file name, or ``"image 0"``.
         true_label : str, optional
-            The image's true class (one of :attr:`labels`, any case): its bar gets a second colour.
+            The image's true class (one of the classifier's ``labels``, any case): its bar gets a
+            second colour.
         axes : pair of matplotlib Axes, optional
             (image panel, bar chart); default a new figure.
         **kwargs

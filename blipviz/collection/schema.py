@@ -64,6 +64,7 @@ _INDEX = {
     },
 }
 
+#: The JSON schema (draft 7) every collection manifest must satisfy.
 MANIFEST_SCHEMA: dict[str, Any] = {
     "$schema": "http://json-schema.org/draft-07/schema#",
     "type": "object",

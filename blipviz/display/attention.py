@@ -264,7 +264,7 @@ class AttentionGridDisplay:
         -----
         With ``axes`` given, the panels and the colorbar (which takes its room from them) are drawn
         into them and nothing else in the figure changes: the figure's title stays yours, and
-        :attr:`title_` holds the display's (``fig.suptitle(display.title_)``). Texts are literal
+        ``title_`` holds the display's (``fig.suptitle(display.title_)``). Texts are literal
         (``$`` is a dollar sign) and sized from ``rcParams["font.size"]``.
         """
         from matplotlib.cm import ScalarMappable
@@ -428,7 +428,7 @@ class HeadsTokensDisplay:
         ----------
         axes : array of Axes, optional
             One per token drawn (all of ``tokens``, no pages): drawn into, nothing else in the
-            figure changes (no figure title: :attr:`title_` holds it). Default: a new figure.
+            figure changes (no figure title: ``title_`` holds it). Default: a new figure.
         tokens : list of int, optional
             Token positions; default: all.
         page : int, default 0

@@ -345,7 +345,7 @@ class ExplanationComparisonDisplay:
         ----------
         axes : sequence of Axes, optional
             One per method, drawn into (each with its colorbar under it, or one colorbar beside
-            them all); nothing else in the figure changes: no figure title (:attr:`title_` holds
+            them all); nothing else in the figure changes: no figure title (``title_`` holds
             it), no size or layout change.
         figure : Figure or SubFigure, optional
             Make the panels inside it (a SubFigure of your figure: the comparison beside other
@@ -459,7 +459,7 @@ class ExplanationComparisonDisplay:
                 under = diverging and float(values.min()) < norm.vmin
                 bar = fig.colorbar(
                     ScalarMappable(norm=norm, cmap=keys[diverging]),
-                    cax=colorbar_below(ax, 0.06 * em, 0.12 * em),
+                    cax=colorbar_below(ax, 0.06 * em, 0.12 * em, min_width_in=1.5 * em),
                     orientation="horizontal",
                     extend=_extend(over, under),
                 )

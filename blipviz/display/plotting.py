@@ -309,7 +309,7 @@ class ScoreMatrixDisplay:
     Attributes
     ----------
     im_ : matplotlib.image.AxesImage
-        The heatmap; ``im_.get_array()`` is :attr:`values_`.
+        The heatmap; ``im_.get_array()`` is ``values_``.
     values_ : ndarray of shape (n_texts, n_images)
         The scores as drawn: ``scores.values.T[row_order_][:, column_order_]``.
     row_order_ : ndarray of shape (n_texts,)

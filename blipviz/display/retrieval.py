@@ -233,6 +233,7 @@ class RetrievalFailures:
         Candidates per query (``k_test`` clipped); ranks beyond it are among the -100 fill.
     """
 
+    #: The table's columns, in order.
     COLUMNS = (
         "query",
         "query_item",

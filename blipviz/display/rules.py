@@ -80,8 +80,11 @@ __all__ = [
 #: Font sizes, as multiples of ``rcParams["font.size"]`` (10 pt by default: titles 10 pt, labels
 #: 9 pt, small text 8 pt, tick labels of dense axes 7 pt).
 TITLE = 1.0
+#: Axis labels and legends: 0.9 x ``font.size``.
 LABEL = 0.9
+#: Small text (callouts, notes, colorbar ticks): 0.8 x ``font.size``.
 SMALL = 0.8
+#: Tick labels of dense axes: 0.7 x ``font.size``.
 TINY = 0.7
 
 
@@ -492,10 +495,11 @@ def colorbar_axes(ax, x_data: float, gap_in: float, width_in: float, span=(0.0, 
 
 class _BelowAxes:
     """Axes locator: ``gap_in`` inches under ``parent`` as drawn (after its aspect is applied),
-    ``height_in`` inches tall, as wide as the parent."""
+    ``height_in`` inches tall, as wide as the parent and at least ``min_width_in`` (centred)."""
 
-    def __init__(self, parent, gap_in: float, height_in: float) -> None:
+    def __init__(self, parent, gap_in: float, height_in: float, min_width_in: float = 0.0) -> None:
         self.parent, self.gap_in, self.height_in = parent, gap_in, height_in
+        self.min_width_in = min_width_in
 
     def __call__(self, ax, renderer):
         from matplotlib.transforms import Bbox
@@ -504,18 +508,19 @@ class _BelowAxes:
         parent.apply_aspect()
         dpi = parent.figure.dpi
         (x0, y0), (x1, _) = parent.transAxes.transform([(0.0, 0.0), (1.0, 1.0)])
+        grow = max(0.0, self.min_width_in * dpi - (x1 - x0)) / 2.0
         top = y0 - self.gap_in * dpi
-        box = Bbox.from_extents(x0, top - self.height_in * dpi, x1, top)
+        box = Bbox.from_extents(x0 - grow, top - self.height_in * dpi, x1 + grow, top)
         return box.transformed(parent.figure.transSubfigure.inverted())
 
 
-def colorbar_below(ax, gap_in: float = 0.08, height_in: float = 0.12):
+def colorbar_below(ax, gap_in: float = 0.08, height_in: float = 0.12, min_width_in: float = 0.0):
     """An inset Axes for a horizontal colorbar right under ``ax`` as drawn (an image whose aspect
     leaves its layout slot taller than it): ``gap_in`` inches below it, ``height_in`` inches tall,
-    as wide as it, wherever the layout puts it. It belongs to ``ax``, so a layout engine makes
-    room for it and its labels."""
+    as wide as it (at least ``min_width_in``, centred under a narrow image), wherever the layout
+    puts it. It belongs to ``ax``, so a layout engine makes room for it and its labels."""
     cax = ax.inset_axes((0.0, -0.2, 1.0, 0.05))
-    cax.set_axes_locator(_BelowAxes(ax, gap_in, height_in))
+    cax.set_axes_locator(_BelowAxes(ax, gap_in, height_in, min_width_in))
     return cax
 
 

@@ -5,7 +5,7 @@ transformers' ``BlipAttention`` (the vision tower's self-attention) computes
 When nobody asks for those probabilities, ``torch.nn.functional.scaled_dot_product_attention`` gives
 the same numbers (to float32 rounding: a fused kernel sums in another order) with less memory
 traffic. :func:`enable_fast_attention` replaces the ``forward`` of each ``BlipAttention`` *instance*
-(not the class) with :func:`_fused_forward`, which falls back to transformers' own
+(not the class) with ``_fused_forward``, which falls back to transformers' own
 ``BlipAttention.forward`` whenever attention weights are requested:
 
 - ``output_attentions=True`` reaches the module (``vision_model(..., output_attentions=True)``),
@@ -119,6 +119,8 @@ def _folded_cross_forward(
 
 
 def cross_attention_modules(model: nn.Module) -> list[nn.Module]:
+    """The attention modules inside a BLIP text tower's cross-attention blocks
+    (``BlipTextLayer.crossattention.self``), in layer order; empty for a tower without them."""
     from transformers.models.blip.modeling_blip_text import BlipTextLayer
 
     return [

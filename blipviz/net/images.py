@@ -120,7 +120,7 @@ def load_image(item: ImageLike, index: int | None = None, *, exif_transpose: boo
     exif_transpose : bool, default True
         Turn the image upright by its EXIF ``Orientation`` tag (as transformers' ``load_image``
         does); ``False`` keeps the stored pixels, as BLIP's dataset code and ``BlipImageProcessor``
-        do. A net's own loading follows :attr:`ImagePreprocessing.exif_transpose`.
+        do. A net's own loading follows ``ImagePreprocessing(exif_transpose=...)``.
 
     Returns
     -------

@@ -8,9 +8,9 @@ the three small heads (``vision_proj``, ``text_proj``, ``itm_head``) stay float3
 are read off in full precision.
 
 The scores then differ from float32 by the rounding of weights and activations to 8 bits; the
-benchmark table (``benchmarks/README.md``) reports the speed-up and the agreement (max |diff| of
-ITM probabilities, rank agreement) on the full ViT-B/16 geometry. Use it for throughput, not for
-analyses that need BLIP's exact numbers.
+benchmark table (``benchmarks/README.md``) reports the speed-up and the agreement (the largest
+absolute difference of ITM probabilities, rank agreement) on the full ViT-B/16 geometry. Use it for
+throughput, not for analyses that need BLIP's exact numbers.
 
 The packed int8 weights live outside ``nn.Parameter`` (inside each quantised Linear's
 ``_packed_params``), so ``named_parameters()`` no longer lists them: :func:`held_weights` lists what

@@ -278,7 +278,7 @@ def truncation_message(
     Parameters
     ----------
     truncated_by : sequence of {"tokens", "words", None}
-        One reason per text (:attr:`TokenizedTexts.truncated_by`).
+        One reason per text (``TokenizedTexts.truncated_by``).
     max_tokens, max_words : int or None
         The limits that applied.
     limit_note : str

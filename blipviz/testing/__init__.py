@@ -59,7 +59,7 @@ def tiny_random_hf_model(seed: int = 0):
 
 
 def synthetic_images(n: int, seed: int = 0, size: tuple[int, int] = (48, 64)) -> list:
-    """``n`` distinct uint8 RGB images of shape (*size, 3): smooth colour waves plus noise.
+    """``n`` distinct uint8 RGB images of shape ``(*size, 3)``: smooth colour waves plus noise.
 
     Returns
     -------

@@ -9,8 +9,8 @@ Image tests (:func:`image_comparison`) draw fixed inputs, never a net's outputs 
 figure can amplify a last-bit change into a large image difference (a callout placed on the other side,
 two equal scores sorted the other way, a tick moved, a noise thumbnail shifted by a pixel). A test
 computes its result with the net (names, tokens, thumbnails) and replaces the numbers by fixed ones:
-literal tables, or arrays made with +, -, *, / alone (:func:`bump_maps`), which IEEE arithmetic rounds
-alike on every CPU. What a net computes is drawn under the geometric checks only.
+literal tables, or arrays made with ``+``, ``-``, ``*``, ``/`` alone (:func:`bump_maps`), which IEEE
+arithmetic rounds alike on every CPU. What a net computes is drawn under the geometric checks only.
 """
 
 from __future__ import annotations

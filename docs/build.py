@@ -1,0 +1,89 @@
+"""Build blipviz's documentation site offline: ``python docs/build.py [assemble|execute|html|all]``.
+
+The site's sources are the repository's own files, never copies kept in git: the README is the
+user guide, ``notebooks/*.ipynb`` are its sections, ``docs/gallery`` its figure gallery and the
+docstrings its API reference. ``assemble`` lays them out in ``docs/_source`` (the README's
+relative links then resolve as they do on GitHub); ``execute`` runs every notebook there with nbmake
+on the tiny offline net (``--overwrite`` keeps the outputs; ``make test`` does this step as its
+notebook check, so each notebook runs once); ``html`` runs Sphinx with warnings as errors and
+nitpicky cross-references into ``docs/_build/html``. ``all`` (``make docs``) does the three.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+DOCS = ROOT / "docs"
+BUILD = DOCS / "_build"
+SRC = DOCS / "_source"  # not under _build: nbmake skips any path with a "_build" folder
+HTML = BUILD / "html"
+
+#: The docs' own pages (Markdown), laid out at the site's root beside the README.
+PAGES = ("index.md", "reading-the-numbers.md", "api.md", "notebooks.md")
+
+
+def assemble() -> Path:
+    """Lay the sources out in ``docs/_source``; returns that folder."""
+    if SRC.exists():
+        shutil.rmtree(SRC)
+    SRC.mkdir(parents=True)
+    shutil.copy2(ROOT / "README.md", SRC / "README.md")
+    for page in PAGES:
+        shutil.copy2(DOCS / page, SRC / page)
+    (SRC / "notebooks").mkdir()
+    for notebook in sorted((ROOT / "notebooks").glob("*.ipynb")):
+        shutil.copy2(notebook, SRC / "notebooks" / notebook.name)
+    shutil.copy2(ROOT / "notebooks" / "README.md", SRC / "notebooks" / "README.md")
+    shutil.copytree(DOCS / "gallery", SRC / "docs" / "gallery")
+    shutil.copy2(DOCS / "gallery.py", SRC / "docs" / "gallery.py")  # linked from the gallery's page
+    shutil.copytree(
+        ROOT / "benchmarks", SRC / "benchmarks", ignore=shutil.ignore_patterns("__pycache__", "*.json")
+    )
+    return SRC
+
+
+def _env() -> dict[str, str]:
+    env = dict(os.environ)
+    env.update(
+        HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1", BLIPVIZ_MODEL=env.get("BLIPVIZ_MODEL", "tiny-random")
+    )
+    return env
+
+
+def execute() -> None:
+    """Run every assembled notebook with nbmake, keeping its outputs."""
+    command = [sys.executable, "-m", "pytest", str(SRC / "notebooks"), "--nbmake", "--overwrite"]
+    command += ["--nbmake-timeout=300", "-p", "no:cacheprovider", "-q", "--rootdir", str(ROOT)]
+    subprocess.run(command, check=True, cwd=ROOT, env=_env())
+
+
+def html() -> Path:
+    """Sphinx, warnings as errors, nitpicky; returns the HTML folder."""
+    command = [sys.executable, "-m", "sphinx", "-b", "html", "-W", "--keep-going", "-n", "-q"]
+    command += ["-c", str(DOCS), str(SRC), str(HTML)]
+    subprocess.run(command, check=True, cwd=ROOT, env=_env())
+    return HTML
+
+
+def main(argv: list[str]) -> int:
+    steps = argv or ["all"]
+    for step in steps:
+        if step in ("assemble", "all"):
+            assemble()
+        if step in ("execute", "all"):
+            execute()
+        if step in ("html", "all"):
+            html()
+        if step not in ("assemble", "execute", "html", "all"):
+            print(f"unknown step {step!r}: assemble, execute, html or all", file=sys.stderr)
+            return 2
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main(sys.argv[1:]))

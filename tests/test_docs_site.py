@@ -1,0 +1,132 @@
+"""The built documentation site (``docs/build.py``; ``make test`` builds it before the suite runs).
+
+Every internal link and anchor of every page resolves; in Debian's Chromium (Playwright, file://
+URLs, no server) the main pages load without a script error, the API page of :class:`blipviz.BlipITM`
+lists each of its public methods, and the notebooks' pages show their executed figures.
+
+The site's folder comes from ``BLIPVIZ_DOCS_SITE`` (``make test`` sets it); without it these tests
+are skipped, unless ``BLIPVIZ_REQUIRE_DOCS=1`` (CI) makes that a failure.
+"""
+
+from __future__ import annotations
+
+import html.parser
+import inspect
+import os
+import urllib.parse
+from pathlib import Path
+
+import pytest
+
+import blipviz
+
+SITE_ENV = "BLIPVIZ_DOCS_SITE"
+
+
+@pytest.fixture(scope="module")
+def site() -> Path:
+    folder = os.environ.get(SITE_ENV)
+    if not folder:
+        if os.environ.get("BLIPVIZ_REQUIRE_DOCS") == "1":
+            pytest.fail(f"BLIPVIZ_REQUIRE_DOCS=1 but {SITE_ENV} is not set (make test sets it)")
+        pytest.skip(f"{SITE_ENV} is not set: build the site with `make docs` and point it there")
+    path = Path(folder).resolve()
+    assert (path / "index.html").is_file(), f"no built site at {path}"
+    return path
+
+
+class _Page(html.parser.HTMLParser):
+    """A page's ids and the links and sources it points to."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.ids: set[str] = set()
+        self.links: list[str] = []
+
+    def handle_starttag(self, tag, attrs):
+        attrs = dict(attrs)
+        if attrs.get("id"):
+            self.ids.add(attrs["id"])
+        for key in ("href", "src"):
+            if attrs.get(key) and not (tag == "link" and attrs.get("rel") == "preload"):
+                self.links.append(attrs[key])
+
+
+def _parse(path: Path) -> _Page:
+    page = _Page()
+    page.feed(path.read_text(encoding="utf-8"))
+    return page
+
+
+def test_every_internal_link_and_anchor_resolves(site):
+    pages = sorted(p for p in site.rglob("*.html") if "_static" not in p.parts)  # not theme templates
+    parsed = {p: _parse(p) for p in pages}
+    broken = []
+    for page, content in parsed.items():
+        for link in content.links:
+            url = urllib.parse.urlsplit(link)
+            if url.scheme or link.startswith("//"):
+                continue  # external: the build is offline, nothing fetches these
+            target = (page.parent / urllib.parse.unquote(url.path)).resolve() if url.path else page
+            if not target.exists():
+                broken.append(f"{page.relative_to(site)} -> {link}")
+                continue
+            if url.fragment and target.suffix == ".html":
+                ids = parsed[target].ids if target in parsed else _parse(target).ids
+                if url.fragment not in ids:
+                    broken.append(f"{page.relative_to(site)} -> {link} (no such anchor)")
+    assert len(pages) > 50 and not broken, f"{len(broken)} broken: {broken[:20]}"
+    # docutils marks markup it could not read (an unknown substitution such as |x|) "problematic"
+    unreadable = [str(p.relative_to(site)) for p in pages if 'class="problematic"' in p.read_text("utf-8")]
+    assert not unreadable, unreadable
+
+
+def test_every_notebook_has_its_executed_page(site):
+    notebooks = sorted((Path(__file__).resolve().parents[1] / "notebooks").glob("*.ipynb"))
+    for notebook in notebooks:
+        page = site / "notebooks" / f"{notebook.stem}.html"
+        assert page.is_file(), f"{notebook.name} has no page"
+        assert "<img" in page.read_text(encoding="utf-8") or notebook.stem.startswith(("06", "09")), (
+            f"{page.name} shows no figure: was the notebook executed before the build?"
+        )
+
+
+def _public_methods(cls) -> list[str]:
+    return sorted(
+        name
+        for name, member in vars(cls).items()
+        if not name.startswith("_") and (inspect.isfunction(member) or isinstance(member, property))
+    )
+
+
+def test_pages_load_in_chromium(site):
+    from jupyterlab_browser import CHROMIUM, CHROMIUM_FLAGS, skip_unless_browser
+
+    skip_unless_browser()
+    from playwright.sync_api import sync_playwright
+
+    pages = ["index.html", "README.html", "reading-the-numbers.html", "api.html", "api/BlipITM.html"]
+    pages += ["notebooks/02_image_text_matrix.html", "docs/gallery/README.html"]
+    errors: list[str] = []
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=list(CHROMIUM_FLAGS))
+        try:
+            page = browser.new_page()
+            page.on("pageerror", lambda error: errors.append(f"{page.url}: {error}"))
+            for name in pages:
+                response = page.goto((site / name).as_uri())
+                assert response is None or response.ok, name
+                assert page.locator("main").count() == 1, f"{name}: no main content"
+                assert page.title(), f"{name}: no title"
+            # the API page of BlipITM lists every public method, each with its own anchor
+            page.goto((site / "api" / "BlipITM.html").as_uri())
+            listed = set(page.eval_on_selector_all("dt[id]", "nodes => nodes.map(n => n.id)"))
+            missing = [m for m in _public_methods(blipviz.BlipITM) if f"blipviz.BlipITM.{m}" not in listed]
+            assert not missing, f"BlipITM's page lacks {missing}"
+            # a notebook page shows its executed figures, loaded (not broken images)
+            page.goto((site / "notebooks" / "02_image_text_matrix.html").as_uri())
+            widths = page.eval_on_selector_all("img", "nodes => nodes.map(n => n.naturalWidth)")
+            assert widths and min(widths) > 0, widths
+        finally:
+            browser.close()
+    assert not errors, errors
