@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.blipviz-installed
 CHROMIUM ?= /usr/bin/chromium
 
-.PHONY: demo test test-avx2 test-figures-long docs notebooks-real lint clean browser
+.PHONY: demo test test-avx2 test-figures-long test-trained docs notebooks-real lint clean browser
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -40,6 +40,11 @@ test: $(STAMP) browser
 	$(TEST_ENV) BLIPVIZ_DOCS_SITE=docs/_build/html BLIPVIZ_REQUIRE_DOCS=1 \
 		$(PY) -m pytest tests blipviz --doctest-modules -p no:cacheprovider --durations=20
 	$(MAKE) --no-print-directory test-avx2
+
+# Acceptance tests on the trained Salesforce/blip-itm-base-coco (tests/test_trained.py): online, or
+# with the checkpoint and BLIP's demo image in the local caches; each skips saying why otherwise.
+test-trained: $(STAMP)
+	$(PY) -m pytest tests/test_trained.py -p no:cacheprovider -rs
 
 # The documentation site, offline, into docs/_build/html (notebooks executed on the tiny net).
 docs: $(STAMP)
