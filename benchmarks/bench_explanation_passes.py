@@ -6,14 +6,16 @@ All ratios are measured in one run:
   ``--random-orders``; the issue's setting by default: the four map methods, 8 steps, 2 random
   orders) against its floor, the distinct perturbed images of the pair's curves (counted by a hook on
   the ViT during the evaluation) times one batched ViT pass per image (``model.vision_states`` of
-  ``batch_size`` images divided by ``batch_size``, timed before and after the evaluation, median).
-  ``vs_floor`` = elapsed / floor. The floor leaves out the ITM pass of each perturbed image (the
-  image's cross-attention keys and values and the text pass: ``itm_flops_share`` of a ViT pass, by the
-  FLOP model of ``common.py``), the maps and the backward of relevancy, so an evaluation cannot reach
-  1.0; ``expected_vs_floor`` = 1 + itm_flops_share is where it would be with everything else free.
-  ``--compare-with FILE`` also times another implementation of the module (a saved copy of
-  ``blipviz/analysis/explanations.py``, e.g. ``git show REV:blipviz/analysis/explanations.py``) on
-  the same pair in the same run, with the largest difference of its curves.
+  ``batch_size`` images divided by ``batch_size``, timed before the evaluations and after each one,
+  median). ``vs_floor`` = elapsed / floor; ``vs_floor_cpu`` the same in this process's CPU time
+  (steadier on a machine shared with other work). The floor leaves out the ITM pass of each
+  perturbed image (the image's cross-attention keys and values and the text pass:
+  ``itm_flops_share`` of a ViT pass, by the FLOP model of ``common.py``), the maps and the backward
+  of relevancy, so an evaluation cannot reach 1.0; ``expected_vs_floor`` = 1 + itm_flops_share is
+  where it would be with everything else free. ``--compare-with FILE`` also times another
+  implementation of the module (a saved copy of ``blipviz/analysis/explanations.py``, e.g.
+  ``git show REV:blipviz/analysis/explanations.py``) on the same pair in the same run, alternating
+  with blipviz's ``--eval-reps`` times, with the largest difference of its curves.
 - rerank: ``Collection.search(queries, k, rerank)`` over ``--collection-images`` camera-sized PNG
   files embedded twice, with ``keep_states=True`` (the rerank reads the stored ViT states: no ViT
   pass) and without (each candidate image read again and passed through the ViT once, batched),
@@ -30,6 +32,7 @@ import importlib.util
 import statistics
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 import numpy as np
@@ -42,13 +45,23 @@ else:
 
 EVALUATION_COLUMNS = [
     "implementation", "methods", "steps", "random_orders", "batch_size", "distinct_images", "vit_images",
-    "vit_calls", "seconds", "vit_s_per_image", "floor_s", "vs_floor", "itm_flops_share", "expected_vs_floor",
-    "max_abs_diff",
+    "vit_calls", "seconds", "vit_s_per_image", "floor_s", "vs_floor", "cpu_s", "vit_cpu_s_per_image",
+    "vs_floor_cpu", "itm_flops_share", "expected_vs_floor", "max_abs_diff",
 ]  # fmt: skip
 RERANK_COLUMNS = [
-    "collection", "images", "queries", "rerank", "seconds", "vit_images", "itm_pairs", "vs_stored",
-    "max_abs_diff",
+    "collection", "images", "queries", "rerank", "seconds", "cpu_s", "vit_images", "itm_pairs", "vs_stored",
+    "vs_stored_cpu", "max_abs_diff",
 ]  # fmt: skip
+
+
+def timed(fn, device: str):
+    """(wall seconds, this process's CPU seconds, result) of ``fn()``: on a shared machine the CPU
+    time of the process is the steadier measure (it does not count the time others held the cores)."""
+    common.sync(device)
+    wall, cpu = time.perf_counter(), time.process_time()
+    out = fn()
+    common.sync(device)
+    return time.perf_counter() - wall, time.process_time() - cpu, out
 
 
 @contextlib.contextmanager
@@ -68,8 +81,8 @@ def vit_counter(model):
         handle.remove()
 
 
-def vit_seconds_per_image(model, image, batch_size: int, reps: int, device: str) -> list[float]:
-    """Seconds per image of one batched ViT pass (``batch_size`` copies of the image's pixels)."""
+def vit_seconds_per_image(model, image, batch_size: int, reps: int, device: str) -> list[tuple[float, float]]:
+    """(wall, CPU) seconds per image of one batched ViT pass (``batch_size`` copies of the image)."""
     import torch
 
     pixels = model.preprocessing.pixel_values([image]).repeat(batch_size, 1, 1, 1)
@@ -77,7 +90,8 @@ def vit_seconds_per_image(model, image, batch_size: int, reps: int, device: str)
     with torch.inference_mode():
         model.vision_states(pixels)  # warm-up
         for _ in range(reps):
-            out.append(common.timed(lambda: model.vision_states(pixels), device)[0] / batch_size)
+            wall, cpu, _ = timed(lambda: model.vision_states(pixels), device)
+            out.append((wall / batch_size, cpu / batch_size))
     return out
 
 
@@ -116,17 +130,19 @@ def evaluation(args, model) -> list[dict]:
     for _ in range(args.eval_reps):
         for name, module in implementations.items():
             with vit_counter(model) as counts:
-                seconds, ev = common.timed(
+                seconds, cpu, ev = timed(
                     lambda m=module: m.evaluate_explanations(model, [image], [text], **options), args.device
                 )
-            results.setdefault(name, []).append((seconds, dict(counts), ev))
-        per_image += vit_seconds_per_image(model, image, batch, args.reps, args.device)
-    vit = statistics.median(per_image)
+            results.setdefault(name, []).append((seconds, dict(counts), ev, cpu))
+            per_image += vit_seconds_per_image(model, image, batch, args.reps, args.device)
+    vit = statistics.median(w for w, _ in per_image)
+    vit_cpu = statistics.median(c for _, c in per_image)
     reference = results["blipviz"][0][2].curves.score.to_numpy()
     distinct = distinct_images(model, results["blipviz"][0][2], args.steps, args.random_orders)
     rows = []
     for name, runs in results.items():
         seconds = statistics.median(r[0] for r in runs)
+        cpu = statistics.median(r[3] for r in runs)
         counts = runs[0][1]
         rows.append(
             {
@@ -142,6 +158,9 @@ def evaluation(args, model) -> list[dict]:
                 "vit_s_per_image": vit,
                 "floor_s": distinct * vit,
                 "vs_floor": seconds / (distinct * vit),
+                "cpu_s": cpu,
+                "vit_cpu_s_per_image": vit_cpu,
+                "vs_floor_cpu": cpu / (distinct * vit_cpu),
                 "itm_flops_share": itm_share,
                 "expected_vs_floor": 1 + itm_share,
                 "max_abs_diff": float(np.abs(runs[0][2].curves.score.to_numpy() - reference).max()),
@@ -185,6 +204,7 @@ def rerank(args, model) -> list[dict]:
             "keep_states=False": embed_collection(model, root, Path(tmp) / "plain", progress=False),
         }
         times: dict[str, list[float]] = {name: [] for name in folders}
+        cpus: dict[str, list[float]] = {name: [] for name in folders}
         seen: dict[str, dict] = {}
         frames = {}
         for collection in folders.values():  # warm-up (and the one-time suggestion logged)
@@ -192,12 +212,14 @@ def rerank(args, model) -> list[dict]:
         for _ in range(args.reps):
             for name, collection in folders.items():
                 with vit_counter(model) as counts:
-                    seconds, frame = common.timed(
+                    seconds, cpu, frame = timed(
                         lambda c=collection: c.search(queries, k=k, rerank=k), args.device
                     )
                 times[name].append(seconds)
+                cpus[name].append(cpu)
                 seen[name], frames[name] = dict(counts), frame
     stored = statistics.median(times["keep_states=True"])
+    stored_cpu = statistics.median(cpus["keep_states=True"])
     reference = frames["keep_states=True"].itm.to_numpy()
     return [
         {
@@ -206,9 +228,11 @@ def rerank(args, model) -> list[dict]:
             "queries": len(queries),
             "rerank": k,
             "seconds": statistics.median(times[name]),
+            "cpu_s": statistics.median(cpus[name]),
             "vit_images": seen[name]["images"],
             "itm_pairs": len(queries) * k,
             "vs_stored": statistics.median(times[name]) / stored,
+            "vs_stored_cpu": statistics.median(cpus[name]) / stored_cpu,
             "max_abs_diff": float(np.abs(frames[name].itm.to_numpy() - reference).max()),
         }
         for name in folders
