@@ -178,3 +178,27 @@ def test_explicit_texts_with_embeddings():
     x, _ = _clusters(n_per=2, n_clusters=2)
     disp = blipviz.feature_space_map(texts=["a", "b", "c", "d"], embeddings=x, method="pca").plot()
     assert list(disp.coords_["kind"]) == ["text"] * 4 and disp.thumbnails == [None] * 4
+
+
+def test_the_first_umap_map_of_a_session_says_it_compiles_once(monkeypatch, capsys):
+    """The note before UMAP's first fit in a process (numba compiles then), and its measured time
+    after it; nothing on later fits."""
+    import umap
+
+    from blipviz.analysis import feature_space
+
+    class Quick:  # umap.UMAP's interface, without the compile
+        def __init__(self, **options):
+            self.options = options
+
+        def fit_transform(self, x):
+            return np.asarray(x)[:, :2]
+
+    monkeypatch.setattr(umap, "UMAP", Quick)
+    monkeypatch.setattr(feature_space, "_UMAP_FITTED", False)
+    x = np.random.default_rng(0).normal(size=(12, 5))
+    feature_space.reduce_to_2d(x, method="umap", random_state=0)
+    first = capsys.readouterr().err
+    assert "first map in this Python session" in first and "UMAP ready: the first map took" in first
+    feature_space.reduce_to_2d(x, method="umap", random_state=0)
+    assert capsys.readouterr().err == ""

@@ -13,6 +13,8 @@ plain ``str`` there is refused, whether or not a file of that name exists.
 from __future__ import annotations
 
 import os
+import sys
+import time
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -41,6 +43,9 @@ __all__ = [
 METHODS = ("umap", "tsne", "pca")
 _UMAP_MIN_DIST = 0.1  # umap-learn's default, named so that titles can print it
 _TSNE_EXACT_MAX = 300
+# UMAP (umap-learn, pynndescent) compiles its numba kernels on its first fit in a process: tens of
+# seconds on a laptop CPU, then about a second a map of a few hundred points. Said once, timed.
+_UMAP_FITTED = False
 
 
 # ----------------------------------------------------------------------------------- reduction
@@ -173,9 +178,25 @@ def reduce_to_2d(
         # the spectral start needs a well-connected graph; small sets start at random
         init="spectral" if n > 30 else "random",
     )
+    global _UMAP_FITTED
+    first = not _UMAP_FITTED
+    if first:
+        print(
+            "UMAP's first map in this Python session: numba compiles its kernels first "
+            "(tens of seconds on a CPU, once per session) ...",
+            file=sys.stderr,
+            flush=True,
+        )
+    start = time.perf_counter()
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*(n_jobs|k >= N|spectral initialisation).*")
-        return np.asarray(reducer.fit_transform(x), dtype=np.float64)
+        coords = np.asarray(reducer.fit_transform(x), dtype=np.float64)
+    _UMAP_FITTED = True
+    if first:
+        print(
+            f"UMAP ready: the first map took {time.perf_counter() - start:.0f} s", file=sys.stderr, flush=True
+        )
+    return coords
 
 
 def centre_per_modality(embeddings: np.ndarray, kinds: Sequence[str]) -> tuple[np.ndarray, bool]:
