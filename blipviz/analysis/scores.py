@@ -8,8 +8,10 @@ methods of the same names call them. Each image passes the ViT once per call, ho
 from __future__ import annotations
 
 import dataclasses
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -21,6 +23,7 @@ from ..errors import InputError, positive_int
 from ..net.features import ImageFeatures
 from ..net.images import ImageLike, as_image_list
 from ..net.net import BlipNet, Images, Texts
+from ..net.provenance import provenance
 from ..net.text import TokenizedTexts, as_text_list
 
 __all__ = [
@@ -62,6 +65,13 @@ class ScoreMatrix:
         same order and number), a sequence of ``(image_index, text_index)`` pairs, or a boolean
         mask; stored as the mask (see :meth:`pair_mask`). blipviz never assumes it: equal numbers
         of images and texts alone mark nothing.
+    provenance : dict or None
+        Where the scores came from (:func:`blipviz.net.provenance.provenance`): the blipviz, torch
+        and transformers versions, the net's device and dtype, and the date; ``None`` when built by
+        hand. Kept by :meth:`save`.
+
+    :meth:`save` writes the scores to a folder and :meth:`load` reads them back, thumbnails
+    included, so that :meth:`plot` redraws the same figure without the net.
     """
 
     values: np.ndarray
@@ -72,6 +82,7 @@ class ScoreMatrix:
     truncated_by: list[str | None] | None = field(default=None, repr=False)
     model_name: str | None = None
     true_pairs: Any = field(default=None, repr=False)
+    provenance: dict[str, Any] | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
         self.texts = as_text_list(self.texts)  # a bare str is one text
@@ -176,6 +187,87 @@ class ScoreMatrix:
         """Wide form: images as rows, texts as columns."""
         return pd.DataFrame(self.values, index=self.image_labels, columns=self.texts)
 
+    def save(self, path: str | os.PathLike, *, overwrite: bool = False) -> Path:
+        """Write the scores to a folder that :meth:`load` reads back, without the net.
+
+        The folder holds Parquet tables (the scores in float64, the texts and how each was cut, the
+        image labels, the known true pairs, the thumbnails as PNG: lossless) and
+        ``blipviz-result.json`` (the kind, the net's name and :attr:`provenance`; a matrix built by
+        hand records the versions and the date of saving, with no device or dtype).
+
+        Parameters
+        ----------
+        path : str or os.PathLike
+            A new or empty folder, or one holding a saved result (replaced only with
+            ``overwrite=True``).
+        overwrite : bool, default False
+
+        Returns
+        -------
+        pathlib.Path
+            The folder.
+
+        Raises
+        ------
+        InputError
+            ``path`` is a file, a non-empty folder that is not a saved result, or a saved result
+            and ``overwrite`` is false. Nothing is written then.
+        """
+        import pyarrow as pa
+
+        from ._saved import matrix_table, png_bytes, save_result
+
+        tables = {
+            "images": pa.table({"image": pa.array(self.image_labels, pa.string())}),
+            "texts": pa.table(
+                {
+                    "text": pa.array(self.texts, pa.string()),
+                    "truncated_by": pa.array(self.truncated_by, pa.string()),
+                }
+            ),
+            "scores": matrix_table(self.values),
+        }
+        if self.true_pairs is not None:
+            tables["true_pairs"] = matrix_table(self.true_pairs)
+        if self.thumbnails is not None:
+            pngs = [png_bytes(t) for t in self.thumbnails]
+            tables["thumbnails"] = pa.table({"png": pa.array(pngs, pa.binary())})
+        fields = {"kind": self.kind, "model_name": self.model_name}
+        return save_result(path, "ScoreMatrix", fields, tables, self.provenance, overwrite=overwrite)
+
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> ScoreMatrix:
+        """The scores :meth:`save` wrote to ``path``, with their provenance.
+
+        Raises
+        ------
+        InputError
+            No such folder, not a saved result, or a result of another class (named).
+        """
+        from ._saved import from_png, load_result, matrix_of
+
+        fields, tables, made_by = load_result(path, "ScoreMatrix")
+        labels = tables["images"].column("image").to_pylist()
+        texts = tables["texts"].column("text").to_pylist()
+        shape = (len(labels), len(texts))
+        true_pairs = None
+        if "true_pairs" in tables:
+            true_pairs = matrix_of(tables["true_pairs"], shape, bool)
+        thumbnails = None
+        if "thumbnails" in tables:
+            thumbnails = [from_png(b) for b in tables["thumbnails"].column("png").to_pylist()]
+        return cls(
+            matrix_of(tables["scores"], shape, np.float64),
+            texts=texts,
+            image_labels=labels,
+            kind=fields["kind"],
+            thumbnails=thumbnails,
+            truncated_by=tables["texts"].column("truncated_by").to_pylist(),
+            model_name=fields.get("model_name"),
+            true_pairs=true_pairs,
+            provenance=made_by,
+        )
+
     def plot(self, ax=None, **kwargs: Any):
         """Heatmap with texts as rows and image thumbnails as columns.
 
@@ -254,6 +346,7 @@ def cosine_scores(
         thumbnails=image_features.thumbnails,
         truncated_by=list(text_features.truncated_by),
         model_name=model.name,
+        provenance=provenance(model),
     )
 
 
@@ -334,7 +427,14 @@ def itm_scores(
         labels=labels,
     )
     return ScoreMatrix(
-        itm, list(tokenized.texts), names, "itm", thumbs, list(tokenized.truncated_by), model_name=model.name
+        itm,
+        list(tokenized.texts),
+        names,
+        "itm",
+        thumbs,
+        list(tokenized.truncated_by),
+        model_name=model.name,
+        provenance=provenance(model),
     )
 
 
@@ -363,9 +463,12 @@ def scores(
     )
     cos = cosine_matrix(image_emb, text_features.embeddings)
     texts_list, cut = list(tokenized.texts), list(text_features.truncated_by)
+    made_by = provenance(model)
     return (
-        ScoreMatrix(itm, texts_list, names, "itm", thumbs, cut, model_name=model.name),
-        ScoreMatrix(cos, texts_list, names, "cosine", thumbs, cut, model_name=model.name),
+        ScoreMatrix(itm, texts_list, names, "itm", thumbs, cut, model_name=model.name, provenance=made_by),
+        ScoreMatrix(
+            cos, texts_list, names, "cosine", thumbs, cut, model_name=model.name, provenance=dict(made_by)
+        ),
     )
 
 
@@ -388,7 +491,7 @@ def rank(model: BlipNet, image: ImageLike | ImageFeatures, texts: Texts) -> Rank
     elif len(as_image_list(image)) != 1:
         raise InputError("rank takes one image; use itm_scores for several")
     itm, cos = scores(model, image, texts)
-    return ranking(
+    table = ranking(
         itm.texts,
         itm.values[0],
         cos.values[0],
@@ -396,6 +499,8 @@ def rank(model: BlipNet, image: ImageLike | ImageFeatures, texts: Texts) -> Rank
         image_label=itm.image_labels[0],
         model_name=model.name,
     )
+    table.attrs["provenance"] = itm.provenance
+    return table
 
 
 def ranking(
@@ -428,7 +533,8 @@ def ranking(
     Ranking
         Columns ``text``, ``itm``, ``cosine``, ``itm_rank``, ``cosine_rank`` (1 = best); index
         ``rank`` 1..n. ``.truncated`` says which texts were cut. ``attrs`` holds
-        ``truncated_by``, ``image_label``, ``model_name`` and ``sorted_by`` (``by``).
+        ``truncated_by``, ``image_label``, ``model_name``, ``sorted_by`` (``by``) and
+        ``provenance`` (``None`` here; :func:`rank` records the net's).
     """
     if by not in ("itm", "cosine"):
         raise InputError(f"unknown by {by!r}; allowed values: 'itm', 'cosine'")
@@ -446,6 +552,7 @@ def ranking(
     table.attrs["image_label"] = None if image_label is None else str(image_label)
     table.attrs["model_name"] = None if model_name is None else str(model_name)
     table.attrs["sorted_by"] = by
+    table.attrs["provenance"] = None
     return table
 
 
@@ -457,7 +564,10 @@ class Ranking(pd.DataFrame):
     side by side, human headers, and a caption naming the image, the net and the texts that were
     cut. Every DataFrame operation works; derived frames are plain DataFrames.
     ``attrs["truncated_by"]`` maps each text that was cut to ``"tokens"`` or ``"words"``;
-    ``attrs["image_label"]`` and ``attrs["model_name"]`` name the image and the net.
+    ``attrs["image_label"]`` and ``attrs["model_name"]`` name the image and the net;
+    ``attrs["provenance"]`` says where the scores came from
+    (:func:`blipviz.net.provenance.provenance`). :meth:`save` and :meth:`load` keep the table and
+    its ``attrs``, so that the styled table is redrawn without the net.
     """
 
     @property
@@ -469,6 +579,46 @@ class Ranking(pd.DataFrame):
         """Per row, whether its text was cut (by words or by tokens) before it was scored."""
         cut = self.attrs.get("truncated_by", {})
         return pd.Series([t in cut for t in self["text"]], index=self.index, name="truncated", dtype=bool)
+
+    def save(self, path: str | os.PathLike, *, overwrite: bool = False) -> Path:
+        """Write the ranking to a folder that :meth:`load` reads back: the table as Parquet, its
+        ``attrs`` (the texts that were cut, the image label, the net's name, the sort, the
+        provenance) in ``blipviz-result.json``.
+
+        Parameters
+        ----------
+        path : str or os.PathLike
+            A new or empty folder, or one holding a saved result (replaced only with
+            ``overwrite=True``).
+        overwrite : bool, default False
+
+        Returns
+        -------
+        pathlib.Path
+            The folder.
+        """
+        import pyarrow as pa
+
+        from ._saved import save_result
+
+        frame = pd.DataFrame(self).copy()
+        frame.attrs = {}
+        attrs = dict(self.attrs)
+        made_by = attrs.pop("provenance", None)
+        table = pa.Table.from_pandas(frame, preserve_index=True)
+        fields = {"attrs": attrs}
+        return save_result(path, "Ranking", fields, {"ranking": table}, made_by, overwrite=overwrite)
+
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> Ranking:
+        """The ranking :meth:`save` wrote to ``path``, with its ``attrs``."""
+        from ._saved import load_result
+
+        fields, tables, made_by = load_result(path, "Ranking")
+        table = cls(tables["ranking"].to_pandas())
+        table.attrs.update(fields.get("attrs", {}))
+        table.attrs["provenance"] = made_by
+        return table
 
     def style_(self, **kwargs):
         """The styled table, :func:`blipviz.style_ranking` of this frame (same options)."""

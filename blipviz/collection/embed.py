@@ -28,6 +28,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import CollectionFolderError, InputError, InputTypeError, check_choice, positive_int
+from ..net.provenance import provenance
 from .jobs import EmbeddingJob, Job
 from .netspec import as_net, check_same_net, net_description, preprocessing_description
 from .shards import (
@@ -251,29 +252,6 @@ def verify_source(folder: Path, manifest: dict[str, Any], source: Source, stop: 
             f"source given now: {'; '.join(differ)}{more}. Give the same source (and columns) to resume "
             "or reopen it, or embed into another folder; nothing was changed"
         )
-
-
-def provenance(model) -> dict[str, str]:
-    """Who made a folder: the blipviz, torch and transformers versions, the net's device and dtype,
-    and the date (UTC, ISO 8601)."""
-    import datetime
-    from importlib.metadata import PackageNotFoundError, version
-
-    import torch
-    import transformers
-
-    try:
-        mine = version("blipviz")
-    except PackageNotFoundError:  # pragma: no cover - run from a source tree
-        mine = "unknown"
-    return {
-        "blipviz": mine,
-        "torch": torch.__version__,
-        "transformers": transformers.__version__,
-        "device": str(model.device),
-        "dtype": str(model.dtype).replace("torch.", ""),
-        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-    }
 
 
 def _new_manifest(

@@ -1,0 +1,181 @@
+"""Results saved to a folder and loaded back without the net: the same arrays, texts, labels,
+thumbnails (PNG, lossless) and provenance, so the loaded result's tables and figures equal the
+original's; and the errors of a wrong path or a wrong class."""
+
+from __future__ import annotations
+
+import json
+import re
+import tempfile
+from pathlib import Path
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+import pytest
+from conftest import examples
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from PIL import Image
+
+import blipviz
+from blipviz import InputError, Ranking, ScoreMatrix
+from blipviz.net.provenance import PROVENANCE_KEYS
+
+TEXT = st.text(max_size=30)
+REASON = st.sampled_from([None, "tokens", "words"])
+SETTINGS = settings(max_examples=examples(15), deadline=None, suppress_health_check=[HealthCheck.too_slow])
+
+
+def _thumbnails(draw, n: int):
+    if not draw(st.booleans()):
+        return None
+    rs = np.random.RandomState(draw(st.integers(0, 2**16)))
+    sizes = [(int(rs.randint(1, 12)), int(rs.randint(1, 12))) for _ in range(n)]
+    return [Image.fromarray(rs.randint(0, 256, (h, w, 3)).astype(np.uint8)) for h, w in sizes]
+
+
+def _same_thumbnails(a, b) -> bool:
+    if a is None or b is None:
+        return a is None and b is None
+    return len(a) == len(b) and all(
+        x.mode == y.mode and np.array_equal(np.asarray(x), np.asarray(y)) for x, y in zip(a, b, strict=True)
+    )
+
+
+def _pixels(display) -> np.ndarray:
+    figure = display.figure_
+    figure.canvas.draw()
+    return np.asarray(figure.canvas.buffer_rgba()).copy()
+
+
+@st.composite
+def score_matrices(draw):
+    n_images, n_texts = draw(st.integers(0, 4)), draw(st.integers(0, 4))
+    values = draw(
+        st.lists(
+            st.floats(-1e6, 1e6, allow_nan=False), min_size=n_images * n_texts, max_size=n_images * n_texts
+        )
+    )
+    true_pairs = None
+    if draw(st.booleans()):
+        true_pairs = np.array(
+            draw(st.lists(st.booleans(), min_size=n_images * n_texts, max_size=n_images * n_texts)),
+            dtype=bool,
+        ).reshape(n_images, n_texts)
+    return ScoreMatrix(
+        np.array(values, dtype=np.float64).reshape(n_images, n_texts),
+        texts=draw(st.lists(TEXT, min_size=n_texts, max_size=n_texts)),
+        image_labels=draw(st.lists(TEXT, min_size=n_images, max_size=n_images)),
+        kind=draw(st.sampled_from(["itm", "cosine"])),
+        thumbnails=_thumbnails(draw, n_images),
+        truncated_by=draw(st.lists(REASON, min_size=n_texts, max_size=n_texts)),
+        model_name=draw(st.none() | TEXT),
+        true_pairs=true_pairs,
+        provenance=draw(st.none() | st.fixed_dictionaries({k: st.none() | TEXT for k in PROVENANCE_KEYS})),
+    )
+
+
+@SETTINGS
+@given(score_matrices())
+def test_score_matrix_round_trip(matrix):
+    with tempfile.TemporaryDirectory() as folder:
+        matrix.save(Path(folder) / "scores")
+        loaded = ScoreMatrix.load(Path(folder) / "scores")
+    assert loaded.values.dtype == np.float64 and np.array_equal(loaded.values, matrix.values)
+    assert loaded.shape == matrix.shape
+    assert (loaded.texts, loaded.image_labels, loaded.kind) == (
+        matrix.texts,
+        matrix.image_labels,
+        matrix.kind,
+    )
+    assert (loaded.truncated_by, loaded.model_name) == (matrix.truncated_by, matrix.model_name)
+    if matrix.true_pairs is None:
+        assert loaded.true_pairs is None
+    else:
+        assert np.array_equal(loaded.true_pairs, matrix.true_pairs)
+    assert _same_thumbnails(loaded.thumbnails, matrix.thumbnails)
+    if matrix.provenance is None:  # built by hand: versions and date of saving, no device or dtype
+        assert set(loaded.provenance) == set(PROVENANCE_KEYS) and loaded.provenance["device"] is None
+        assert loaded.provenance["blipviz"] == blipviz.__version__
+    else:
+        assert loaded.provenance == matrix.provenance
+    pd.testing.assert_frame_equal(loaded.to_pandas(), matrix.to_pandas())
+
+
+def _styled_html(table) -> str:
+    return re.sub(r"T_[0-9a-f]{5}", "T_", table.style_().to_html())
+
+
+@SETTINGS
+@given(st.data())
+def test_ranking_round_trip(data):
+    n = data.draw(st.integers(1, 6))
+    texts = data.draw(st.lists(TEXT, min_size=n, max_size=n))
+    scores = st.lists(st.floats(-1, 1, allow_nan=False), min_size=n, max_size=n)
+    table = blipviz.analysis.scores.ranking(
+        texts,
+        data.draw(scores),
+        data.draw(scores),
+        by=data.draw(st.sampled_from(["itm", "cosine"])),
+        truncated_by=data.draw(st.lists(REASON, min_size=n, max_size=n)),
+        image_label=data.draw(st.none() | TEXT),
+        model_name=data.draw(st.none() | TEXT),
+    )
+    with tempfile.TemporaryDirectory() as folder:
+        table.save(folder)
+        loaded = Ranking.load(folder)
+    assert type(loaded) is Ranking
+    pd.testing.assert_frame_equal(loaded, table)
+    assert {k: v for k, v in loaded.attrs.items() if k != "provenance"} == {
+        k: v for k, v in table.attrs.items() if k != "provenance"
+    }
+    assert loaded.attrs["provenance"]["blipviz"] == blipviz.__version__
+    assert loaded.truncated.equals(table.truncated)
+    assert _styled_html(loaded) == _styled_html(table)
+
+
+def test_scores_of_a_net_record_their_provenance_and_redraw_the_same_figure(tiny, images, texts, tmp_path):
+    itm = tiny.itm_scores(images, texts).with_true_pairs([(0, 0), (1, 2)])
+    assert itm.provenance["device"] == "cpu" and itm.provenance["dtype"] == "float32"
+    assert itm.provenance["blipviz"] == blipviz.__version__
+    itm.save(tmp_path / "itm")
+    record = json.loads((tmp_path / "itm" / "blipviz-result.json").read_text())
+    assert record["kind"] == "ScoreMatrix" and record["provenance"] == itm.provenance
+    loaded = ScoreMatrix.load(tmp_path / "itm")
+    assert loaded.provenance == itm.provenance
+    first, second = _pixels(itm.plot()), _pixels(loaded.plot())
+    plt.close("all")
+    assert np.array_equal(first, second)
+
+    table = tiny.rank(images[0], texts)
+    assert table.attrs["provenance"]["device"] == "cpu"
+    table.save(tmp_path / "ranking")
+    loaded = Ranking.load(tmp_path / "ranking")
+    assert loaded.attrs == table.attrs and _styled_html(loaded) == _styled_html(table)
+
+
+def test_save_and_load_errors_name_the_path_and_the_way_forward(tmp_path):
+    matrix = ScoreMatrix(np.zeros((1, 1)), ["a"], ["x"])
+    (tmp_path / "file.txt").write_text("x")
+    with pytest.raises(InputError, match="it is a file"):
+        matrix.save(tmp_path / "file.txt")
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "notes.txt").write_text("keep")
+    with pytest.raises(InputError, match="not empty and holds no saved blipviz result"):
+        matrix.save(tmp_path / "mine")
+    assert [p.name for p in (tmp_path / "mine").iterdir()] == ["notes.txt"]
+    matrix.save(tmp_path / "saved")
+    with pytest.raises(InputError, match="overwrite=True"):
+        matrix.save(tmp_path / "saved")
+    other = ScoreMatrix(np.ones((2, 1)), ["b"], ["y", "z"], thumbnails=None)
+    other.save(tmp_path / "saved", overwrite=True)
+    assert ScoreMatrix.load(tmp_path / "saved").shape == (2, 1)
+    with pytest.raises(InputError, match="no such folder"):
+        ScoreMatrix.load(tmp_path / "nothing")
+    with pytest.raises(InputError, match="not a saved blipviz result"):
+        ScoreMatrix.load(tmp_path / "mine")
+    with pytest.raises(
+        InputError, match=r"holds a saved ScoreMatrix, not a Ranking: load it with blipviz\.ScoreMatrix\.load"
+    ):
+        Ranking.load(tmp_path / "saved")
