@@ -22,6 +22,7 @@ from benchmarks import (
     bench_retrieval,
     bench_vision,
     common,
+    profile_itm,
 )
 from blipviz.net.fast_attention import exact_attention
 from blipviz.testing import synthetic_images
@@ -38,6 +39,7 @@ def shared_tiny(tiny, monkeypatch):
     ("script", "name", "extra"),
     [
         (bench_itm_matrix, "itm_matrix", []),
+        (profile_itm, "profile_itm", []),
         (bench_vision, "vision", ["--reps", "1"]),
         (bench_cache, "cache", ["--reps", "1"]),
         (bench_precision, "precision", ["--reps", "1"]),
@@ -84,6 +86,12 @@ def test_scripts_run_quick(shared_tiny, tmp_path, script, name, extra):
         ]
         assert rows[0]["vit_images"] == rows[0]["distinct_images"]
         assert rows[1]["vit_images"] == 0 and rows[2]["vit_images"] > 0 and rows[2]["max_abs_diff"] < 1e-6
+    if name == "profile_itm":  # every second of each call falls in one phase, and each phase ran
+        for shape in dict.fromkeys(r["shape"] for r in rows):
+            parts = {r["phase"]: r["seconds"] for r in rows if r["shape"] == shape}
+            whole = parts.pop("whole call")
+            assert all(parts[phase] > 0 for phase in ("preprocess", "vision", "multimodal"))
+            assert sum(parts.values()) == pytest.approx(whole, rel=0.05)
     if name == "itm_matrix":  # blipviz and the per-pair recipe agree
         assert all(r["max_abs_diff"] < 1e-5 for r in rows)
         assert [r["shape"] for r in rows] == ["2 x 3", "3 x 3", "1 x 5", "5 x 1"]
