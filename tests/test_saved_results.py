@@ -19,7 +19,8 @@ from hypothesis import strategies as st
 from PIL import Image
 
 import blipviz
-from blipviz import InputError, Ranking, ScoreMatrix
+from blipviz import InputError, PairScores, Ranking, RetrievalEvaluation, ScoreMatrix
+from blipviz.analysis.retrieval import itm_eval
 from blipviz.net.provenance import PROVENANCE_KEYS
 
 TEXT = st.text(max_size=30)
@@ -179,3 +180,108 @@ def test_save_and_load_errors_name_the_path_and_the_way_forward(tmp_path):
         InputError, match=r"holds a saved ScoreMatrix, not a Ranking: load it with blipviz\.ScoreMatrix\.load"
     ):
         Ranking.load(tmp_path / "saved")
+
+
+@st.composite
+def retrieval_evaluations(draw):
+    n_images = draw(st.integers(1, 4))
+    text_image = list(range(n_images)) + draw(st.lists(st.integers(0, n_images - 1), max_size=4))
+    n_texts = len(text_image)
+    rs = np.random.RandomState(draw(st.integers(0, 2**16)))
+    score_i2t = rs.randn(n_images, n_texts).astype(np.float32)
+    score_t2i = rs.randn(n_texts, n_images).astype(np.float32)
+    score_i2t[rs.rand(n_images, n_texts) < 0.3] = -100.0  # BLIP's fill outside the candidates
+    metrics, ranks_i2t, ranks_t2i = itm_eval(score_i2t, score_t2i, text_image)
+    return RetrievalEvaluation(
+        score_i2t=score_i2t,
+        score_t2i=score_t2i,
+        text_image=np.array(text_image, dtype=np.int64),
+        metrics=metrics,
+        ranks_i2t=ranks_i2t,
+        ranks_t2i=ranks_t2i,
+        k_test=draw(st.integers(1, 300)),
+        score=draw(st.sampled_from(["itm+itc", "itc", "itm"])),
+        itm_pairs=draw(st.integers(0, 100)),
+        texts=draw(st.lists(TEXT, min_size=n_texts, max_size=n_texts)),
+        image_labels=draw(st.just([]) | st.lists(TEXT, min_size=n_images, max_size=n_images)),
+        thumbnails=_thumbnails(draw, n_images),
+        model_name=draw(TEXT),
+        benchmark=draw(TEXT),
+    )
+
+
+@SETTINGS
+@given(retrieval_evaluations())
+def test_retrieval_evaluation_round_trip(evaluation):
+    with tempfile.TemporaryDirectory() as folder:
+        evaluation.save(folder)
+        loaded = RetrievalEvaluation.load(folder)
+    for name in ("score_i2t", "score_t2i", "text_image", "ranks_i2t", "ranks_t2i"):
+        mine, theirs = getattr(loaded, name), getattr(evaluation, name)
+        assert mine.dtype == theirs.dtype and np.array_equal(mine, theirs), name
+    assert loaded.metrics == evaluation.metrics
+    for name in ("k_test", "score", "itm_pairs", "texts", "image_labels", "model_name", "benchmark"):
+        assert getattr(loaded, name) == getattr(evaluation, name), name
+    assert _same_thumbnails(loaded.thumbnails, evaluation.thumbnails)
+    for direction in ("i2t", "t2i"):
+        assert np.array_equal(loaded.recall_curve(direction), evaluation.recall_curve(direction))
+        pd.testing.assert_frame_equal(
+            loaded.failures(direction).to_pandas(), evaluation.failures(direction).to_pandas()
+        )
+
+
+@st.composite
+def pair_scores(draw):
+    n = draw(st.integers(1, 5))
+    n_distinct = draw(st.integers(1, n))
+    image_index = list(range(n_distinct)) + draw(
+        st.lists(st.integers(0, n_distinct - 1), min_size=n - n_distinct, max_size=n - n_distinct)
+    )
+    values = st.lists(st.floats(-50, 50, allow_nan=False), min_size=n, max_size=n)
+    return PairScores(
+        texts=draw(st.lists(TEXT, min_size=n, max_size=n)),
+        image_labels=draw(st.lists(TEXT, min_size=n, max_size=n)),
+        itm=draw(values),
+        itm_logit=draw(values),
+        cosine=draw(values),
+        truncated_by=draw(st.lists(REASON, min_size=n, max_size=n)),
+        image_index=np.array(image_index),
+        thumbnails=_thumbnails(draw, n_distinct),
+        model_name=draw(st.none() | TEXT),
+    )
+
+
+@SETTINGS
+@given(pair_scores())
+def test_pair_scores_round_trip(pairs):
+    with tempfile.TemporaryDirectory() as folder:
+        pairs.save(folder)
+        loaded = PairScores.load(folder)
+    pd.testing.assert_frame_equal(loaded.to_pandas(), pairs.to_pandas())
+    assert np.array_equal(loaded.image_index, pairs.image_index)
+    assert (loaded.truncated_by, loaded.model_name) == (pairs.truncated_by, pairs.model_name)
+    assert _same_thumbnails(loaded.thumbnails, pairs.thumbnails)
+    pd.testing.assert_frame_equal(loaded.worst(3), pairs.worst(3))
+
+
+def test_retrieval_and_pairs_of_a_net_redraw_the_same_figures(tiny, images, texts, tmp_path):
+    evaluation = blipviz.evaluate_retrieval(tiny, images, texts[:4], text_image=[0, 1, 2, 3], k_test=2)
+    assert evaluation.provenance["device"] == "cpu" and evaluation.provenance["dtype"] == "float32"
+    evaluation.save(tmp_path / "retrieval")
+    loaded = RetrievalEvaluation.load(tmp_path / "retrieval")
+    assert loaded.provenance == evaluation.provenance and loaded.metrics == evaluation.metrics
+    first, second = _pixels(evaluation.plot()), _pixels(loaded.plot())
+    assert np.array_equal(first, second)
+    assert loaded.failures("t2i")._repr_html_() == evaluation.failures("t2i")._repr_html_()
+
+    pairs = tiny.pair_scores([images[0], images[1], images[0]], texts[:3])
+    assert pairs.provenance["blipviz"] == blipviz.__version__
+    pairs.save(tmp_path / "pairs")
+    loaded = PairScores.load(tmp_path / "pairs")
+    assert loaded.provenance == pairs.provenance
+    first, second = _pixels(pairs.plot_worst(3)), _pixels(loaded.plot_worst(3))
+    assert np.array_equal(first, second)
+    first = _pixels(pairs.plot_distribution(threshold=0.5))
+    second = _pixels(loaded.plot_distribution(threshold=0.5))
+    plt.close("all")
+    assert np.array_equal(first, second)

@@ -21,6 +21,7 @@ from __future__ import annotations
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -32,6 +33,7 @@ from ..errors import InputError, positive_int
 from ..net.features import ImageFeatures, TextFeatures
 from ..net.images import as_image_list, image_label
 from ..net.net import BlipNet, Images, Texts
+from ..net.provenance import provenance
 from ..net.text import as_text_list
 
 __all__ = ["PAIR_COLUMNS", "PairScores", "distinct_images", "pair_scores"]
@@ -73,6 +75,12 @@ class PairScores:
         images were pixel tensors or features without thumbnails.
     model_name : str or None
         The net that scored the pairs; figures name it in their title.
+    provenance : dict or None
+        Where the scores came from (:func:`blipviz.net.provenance.provenance`): the blipviz, torch
+        and transformers versions, the net's device and dtype, and the date.
+
+    :meth:`save` writes the scores, captions, labels and thumbnails (as PNG) to a folder and
+    :meth:`load` reads them back, so the tables and figures are redrawn without the net.
     """
 
     texts: list[str]
@@ -84,6 +92,7 @@ class PairScores:
     image_index: np.ndarray | None = field(default=None, repr=False)
     thumbnails: list[Any] | None = field(default=None, repr=False)
     model_name: str | None = None
+    provenance: dict[str, Any] | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
         self.texts = as_text_list(self.texts)
@@ -162,6 +171,81 @@ class PairScores:
         )
         frame.index = pd.RangeIndex(len(frame), name="pair")
         return frame
+
+    def save(self, path: str | os.PathLike, *, overwrite: bool = False) -> Path:
+        """Write the pairs to a folder that :meth:`load` reads back, without the net.
+
+        Parquet tables: one row per pair (image label, caption, ``itm``, ``itm_logit``,
+        ``cosine``, why it was cut, its distinct image) and the distinct images' thumbnails as PNG
+        (lossless); ``blipviz-result.json``: the net's name and :attr:`provenance`.
+
+        Parameters
+        ----------
+        path : str or os.PathLike
+            A new or empty folder, or one holding a saved result (replaced only with
+            ``overwrite=True``).
+        overwrite : bool, default False
+
+        Returns
+        -------
+        pathlib.Path
+            The folder.
+        """
+        import pyarrow as pa
+
+        from ._saved import png_bytes, save_result
+
+        tables = {
+            "pairs": pa.table(
+                {
+                    "image": pa.array(self.image_labels, pa.string()),
+                    "text": pa.array(self.texts, pa.string()),
+                    "itm": pa.array(self.itm, pa.float64()),
+                    "itm_logit": pa.array(self.itm_logit, pa.float64()),
+                    "cosine": pa.array(self.cosine, pa.float64()),
+                    "truncated_by": pa.array(self.truncated_by, pa.string()),
+                    "image_index": pa.array(self.image_index, pa.int64()),
+                }
+            )
+        }
+        if self.thumbnails is not None:
+            pngs = [png_bytes(t) for t in self.thumbnails]
+            tables["thumbnails"] = pa.table({"png": pa.array(pngs, pa.binary())})
+        fields = {"model_name": self.model_name}
+        return save_result(path, "PairScores", fields, tables, self.provenance, overwrite=overwrite)
+
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> PairScores:
+        """The pairs :meth:`save` wrote to ``path``, with their provenance.
+
+        Raises
+        ------
+        InputError
+            No such folder, not a saved result, or a result of another class (named).
+        """
+        from ._saved import from_png, load_result
+
+        fields, tables, made_by = load_result(path, "PairScores")
+        pairs = tables["pairs"]
+        thumbnails = None
+        if "thumbnails" in tables:
+            thumbnails = [from_png(b) for b in tables["thumbnails"].column("png").to_pylist()]
+
+        def floats(name: str) -> np.ndarray:
+            return np.asarray(pairs.column(name).to_numpy(), dtype=np.float64)
+
+        return cls(
+            texts=pairs.column("text").to_pylist(),
+            image_labels=pairs.column("image").to_pylist(),
+            itm=floats("itm"),
+            itm_logit=floats("itm_logit"),
+            cosine=floats("cosine"),
+            truncated_by=pairs.column("truncated_by").to_pylist(),
+            image_index=np.asarray(pairs.column("image_index").to_numpy(), dtype=np.int64),
+            thumbnails=thumbnails,
+            model_name=fields.get("model_name"),
+            provenance=made_by,
+        )
 
     def _order(self, worst: bool) -> np.ndarray:
         """Pair positions by ITM probability, lowest (``worst``) or highest first; ties keep the
@@ -443,4 +527,5 @@ def pair_scores(
         image_index=index,
         thumbnails=thumbs if thumbs and len(thumbs) == len(names) else None,
         model_name=model.name,
+        provenance=provenance(model),
     )

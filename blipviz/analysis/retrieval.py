@@ -30,8 +30,10 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import os
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -43,6 +45,7 @@ from ..errors import InputError, InputTypeError, check_choice, positive_int
 from ..net.features import ImageFeatures
 from ..net.images import as_image_list
 from ..net.net import PROGRESS_MIN_IMAGES, BlipNet, Images
+from ..net.provenance import provenance
 from ..net.text import BLIP_MAX_TEXT_TOKENS, as_text_list, tokenize, warn_truncated
 
 __all__ = [
@@ -178,6 +181,13 @@ class RetrievalEvaluation:
         The net's name, for titles.
     benchmark : str
         The benchmark's name (``"flickr30k test"``), for titles; empty when not given.
+    provenance : dict or None
+        Where the evaluation came from (:func:`blipviz.net.provenance.provenance`): the blipviz,
+        torch and transformers versions, the net's device and dtype, and the date.
+
+    :meth:`save` writes the whole evaluation (scores, ranks, texts, labels, thumbnails as PNG) to a
+    folder and :meth:`load` reads it back, so that :meth:`plot` and :meth:`failures` give the
+    same figure and tables without the net.
     """
 
     score_i2t: np.ndarray
@@ -194,6 +204,7 @@ class RetrievalEvaluation:
     thumbnails: list[Any] | None = None
     model_name: str = ""
     benchmark: str = ""
+    provenance: dict[str, Any] | None = field(default=None, repr=False)
 
     @property
     def n_images(self) -> int:
@@ -214,6 +225,101 @@ class RetrievalEvaluation:
     def to_pandas(self) -> pd.DataFrame:
         """The metrics as one row, columns :data:`METRIC_KEYS`."""
         return pd.DataFrame([self.metrics], columns=list(METRIC_KEYS))
+
+    # ------------------------------------------------------------------------------ saving
+    def save(self, path: str | os.PathLike, *, overwrite: bool = False) -> Path:
+        """Write the evaluation to a folder that :meth:`load` reads back, without the net.
+
+        Parquet tables: both score matrices (float32, one row per query), the images (label,
+        rank) and texts (text, its image, rank), the thumbnails as PNG (lossless); and
+        ``blipviz-result.json``: the metrics, ``k_test``, ``score``, ``itm_pairs``, the net's name,
+        the benchmark and :attr:`provenance`.
+
+        Parameters
+        ----------
+        path : str or os.PathLike
+            A new or empty folder, or one holding a saved result (replaced only with
+            ``overwrite=True``).
+        overwrite : bool, default False
+
+        Returns
+        -------
+        pathlib.Path
+            The folder.
+        """
+        import pyarrow as pa
+
+        from ._saved import matrix_table, png_bytes, save_result
+
+        def strings(values: list[str], n: int):
+            return pa.array(list(values) if values else [None] * n, pa.string())
+
+        tables = {
+            "score_i2t": matrix_table(np.asarray(self.score_i2t)),
+            "score_t2i": matrix_table(np.asarray(self.score_t2i)),
+            "images": pa.table(
+                {
+                    "image": strings(self.image_labels, self.n_images),
+                    "rank_i2t": pa.array(np.asarray(self.ranks_i2t, dtype=np.int64)),
+                }
+            ),
+            "texts": pa.table(
+                {
+                    "text": strings(self.texts, self.n_texts),
+                    "image": pa.array(np.asarray(self.text_image, dtype=np.int64)),
+                    "rank_t2i": pa.array(np.asarray(self.ranks_t2i, dtype=np.int64)),
+                }
+            ),
+        }
+        if self.thumbnails is not None:
+            pngs = [png_bytes(t) for t in self.thumbnails]
+            tables["thumbnails"] = pa.table({"png": pa.array(pngs, pa.binary())})
+        fields = {
+            "metrics": {k: float(v) for k, v in self.metrics.items()},
+            "k_test": int(self.k_test),
+            "score": self.score,
+            "itm_pairs": int(self.itm_pairs),
+            "model_name": self.model_name,
+            "benchmark": self.benchmark,
+            "texts": bool(self.texts),
+            "image_labels": bool(self.image_labels),
+        }
+        return save_result(path, "RetrievalEvaluation", fields, tables, self.provenance, overwrite=overwrite)
+
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> RetrievalEvaluation:
+        """The evaluation :meth:`save` wrote to ``path``, with its provenance.
+
+        Raises
+        ------
+        InputError
+            No such folder, not a saved result, or a result of another class (named).
+        """
+        from ._saved import from_png, load_result, matrix_of
+
+        fields, tables, made_by = load_result(path, "RetrievalEvaluation")
+        images, texts = tables["images"], tables["texts"]
+        n_images, n_texts = images.num_rows, texts.num_rows
+        thumbnails = None
+        if "thumbnails" in tables:
+            thumbnails = [from_png(b) for b in tables["thumbnails"].column("png").to_pylist()]
+        return cls(
+            score_i2t=matrix_of(tables["score_i2t"], (n_images, n_texts), np.float32),
+            score_t2i=matrix_of(tables["score_t2i"], (n_texts, n_images), np.float32),
+            text_image=texts.column("image").to_numpy().astype(np.int64),
+            metrics=dict(fields["metrics"]),
+            ranks_i2t=images.column("rank_i2t").to_numpy().astype(np.int64),
+            ranks_t2i=texts.column("rank_t2i").to_numpy().astype(np.int64),
+            k_test=int(fields["k_test"]),
+            score=fields["score"],
+            itm_pairs=int(fields["itm_pairs"]),
+            texts=texts.column("text").to_pylist() if fields.get("texts") else [],
+            image_labels=images.column("image").to_pylist() if fields.get("image_labels") else [],
+            thumbnails=thumbnails,
+            model_name=fields.get("model_name", ""),
+            benchmark=fields.get("benchmark", ""),
+            provenance=made_by,
+        )
 
     # ------------------------------------------------------------------------------ recall curves
     def candidates(self, direction: str) -> int:
@@ -547,6 +653,7 @@ def _evaluate(
         thumbnails=thumbs if keep_thumbnails and len(thumbs) == n_images else None,
         model_name=str(model.name),
         benchmark=benchmark,
+        provenance=provenance(model),
     )
 
 
