@@ -15,8 +15,11 @@ preprocessing constants of the family and its special token ids.
 from __future__ import annotations
 
 import functools
+import json
 import logging
+import os
 from dataclasses import dataclass
+from pathlib import Path
 
 import pandas as pd
 import torch
@@ -36,6 +39,7 @@ __all__ = [
     "blip_config",
     "checkpoint_by_hub_id",
     "checkpoint_for",
+    "checkpoint_of_folder",
     "correct_config",
     "list_models",
     "parameters_information",
@@ -130,6 +134,75 @@ def checkpoint_for(architecture: str = DEFAULT_ARCHITECTURE, dataset: str = DEFA
 def checkpoint_by_hub_id(hub_id: str) -> Checkpoint | None:
     """The registry row of a hub id (case-insensitive), or ``None`` for a net outside the family."""
     return next((c for c in _CHECKPOINTS if c.hub_id.lower() == hub_id.lower()), None)
+
+
+def _architecture_of(config: dict) -> str | None:
+    """The architecture of the family whose geometry a ``config.json`` has, or ``None``."""
+    vision = config.get("vision_config") or {}
+    for architecture, geometry in _VISION_GEOMETRY.items():
+        if (
+            vision.get("hidden_size") == geometry["hidden_size"]
+            and vision.get("num_hidden_layers") == geometry["num_hidden_layers"]
+            and vision.get("image_size", IMAGE_SIZE) == IMAGE_SIZE
+            and vision.get("patch_size", _PATCH_SIZE) == _PATCH_SIZE
+        ):
+            return architecture
+    return None
+
+
+def checkpoint_of_folder(folder: str | os.PathLike) -> tuple[Checkpoint | None, str]:
+    """Which checkpoint of the family a local folder is a copy of, as far as its files tell.
+
+    The architecture is read from the folder's ``config.json`` (the vision tower's geometry). The
+    data the net was fine-tuned on is in no config: it is read from a name, the first of the
+    folder's own name (``blip-itm-base-coco``), the Hugging Face cache's layout around it
+    (``models--Salesforce--blip-itm-base-coco/snapshots/<revision>``) and the config's
+    ``_name_or_path``, that names a checkpoint of the family exactly (case-insensitive). A name
+    that disagrees with the config's architecture identifies nothing. Nothing checks that the
+    weights are that checkpoint's.
+
+    Returns
+    -------
+    (Checkpoint or None, str)
+        The registry row, or ``None``; and why, in words (what was read from where, or what is
+        missing).
+    """
+    path = Path(folder).expanduser().resolve()
+    config_file = path / "config.json"
+    try:
+        config = json.loads(config_file.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        return None, f"{str(path)!r} has no readable config.json ({exc.__class__.__name__})"
+    if not isinstance(config, dict):
+        return None, f"{str(config_file)!r} is not a config of a BLIP net"
+    architecture = _architecture_of(config)
+    if architecture is None:
+        vision = config.get("vision_config") or {}
+        return None, (
+            f"the config.json of {str(path)!r} has no geometry of the family (vision tower "
+            f"hidden_size {vision.get('hidden_size')}, {vision.get('num_hidden_layers')} layers)"
+        )
+    names = [path.name, path.parent.parent.name if path.parent.name == "snapshots" else ""]
+    names.append(str(config.get("_name_or_path") or ""))
+    for name in filter(None, names):
+        lowered = name.lower()
+        for ckpt in _CHECKPOINTS:
+            owner, short = ckpt.hub_id.lower().split("/")
+            if lowered in (short, ckpt.hub_id.lower(), f"models--{owner}--{short}"):
+                if ckpt.architecture != architecture:
+                    return None, (
+                        f"{str(path)!r} is named after {ckpt.hub_id} ({ckpt.architecture}) but its "
+                        f"config.json has the {architecture} geometry"
+                    )
+                return ckpt, (
+                    f"a local copy of {ckpt.hub_id}: {architecture} from its config.json, fine-tuned "
+                    f"on {ckpt.dataset} by its name {name!r}"
+                )
+    return None, (
+        f"the config.json of {str(path)!r} gives the architecture ({architecture}) but not the data "
+        "the net was fine-tuned on, and no name around it names a checkpoint of the family: name "
+        "the folder after the checkpoint it copies (such as blip-itm-base-coco)"
+    )
 
 
 def blip_config(architecture: str = DEFAULT_ARCHITECTURE):
