@@ -228,12 +228,20 @@ def test_image_features_and_pixel_tensors_give_the_same_scores(model, images):
         clf.predict_proba(slim)
 
 
-def test_progress_bar_counts_images(model, images, capsys):
+def test_progress_bar_counts_images_and_opens_by_expected_time(model, images, capsys, monkeypatch):
+    from blipviz.net import net as net_module
+
     ZeroShotClassifier(model, LABELS, progress=True, batch_size=5).predict(images)
     err = capsys.readouterr().err
     assert f"{len(images)}/{len(images)}" in err and "image" in err
-    ZeroShotClassifier(model, LABELS, batch_size=5).predict(images)  # 12 < 64 images: no bar
+    # by default a bar opens when the pace of the first batch foresees a long job, else never
+    monkeypatch.setattr(net_module, "PROGRESS_MIN_SECONDS", 1e9)
+    ZeroShotClassifier(model, LABELS, batch_size=5).predict(images)
     assert capsys.readouterr().err == ""
+    monkeypatch.setattr(net_module, "PROGRESS_MIN_SECONDS", 0.0)
+    ZeroShotClassifier(model, LABELS, batch_size=5).predict(images)
+    err = capsys.readouterr().err
+    assert f"5/{len(images)}" in err and f"{len(images)}/{len(images)}" in err  # opened after a batch
 
 
 def test_sample_photographs_classify_offline(model):

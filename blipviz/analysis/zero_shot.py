@@ -30,7 +30,7 @@ from ..errors import InputError, InputTypeError, positive_int
 from ..net.features import ImageFeatures
 from ..net.images import as_image_list
 from ..net.images import image_label as label_of_image
-from ..net.net import PROGRESS_MIN_IMAGES, BlipNet, Images
+from ..net.net import BlipNet, Images, Progress
 from ..net.text import as_text_list
 from .scores import cosine_matrix
 
@@ -220,12 +220,7 @@ class ZeroShotClassifier:
         else:
             images = as_image_list(images)
             n_images = len(images)
-        show = n_images >= PROGRESS_MIN_IMAGES if self.progress is None else self.progress
-        bar = None
-        if show:
-            from tqdm.auto import tqdm
-
-            bar = tqdm(total=n_images, desc=f"zero-shot ({self.method})", unit="image")
+        bar = Progress(n_images, show=self.progress, desc=f"zero-shot ({self.method})")
         tokenized = self.text_features.tokenized
         text_emb = self.text_features.embeddings.double()
         n_labels = len(self.labels)

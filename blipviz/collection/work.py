@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 
 from ..errors import BlipvizError
-from ..net.net import PROGRESS_MIN_IMAGES
+from ..net.net import Progress
 from .sources import Row, item_digest
 
 __all__ = ["decode_rows", "embed_rows", "progress_bar"]
@@ -70,10 +70,6 @@ def embed_rows(model, rows: list[Row]) -> tuple[np.ndarray, list[str | None]]:
     return np.concatenate(parts).astype(np.float32, copy=False), errors
 
 
-def progress_bar(show: bool | None, total: int | None, initial: int, desc: str):
-    show = (total is None or total >= PROGRESS_MIN_IMAGES) if show is None else show
-    if not show:
-        return None
-    from tqdm.auto import tqdm
-
-    return tqdm(total=total, initial=initial, desc=desc, unit="img", smoothing=0.1)
+def progress_bar(show: bool | None, total: int | None, initial: int, desc: str) -> Progress:
+    """A :class:`~blipviz.net.net.Progress` over a job's rows: shown by expected time by default."""
+    return Progress(total, show=show, desc=desc, unit="img", initial=initial)

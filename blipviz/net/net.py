@@ -34,6 +34,7 @@ states)`` and ``itm_logits(net, key, tokenized, compute)``; it never calls the n
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -56,12 +57,102 @@ __all__ = [
     "Images",
     "MultimodalEncoder",
     "NetPart",
+    "Progress",
     "TextEncoder",
     "Texts",
 ]
 
-#: Image counts from which a progress bar is shown by default.
+#: Image counts from which a progress bar is shown by default where the time cannot be foreseen.
 PROGRESS_MIN_IMAGES = 64
+#: Expected seconds from which a loop shows a progress bar by default (:class:`Progress`).
+PROGRESS_MIN_SECONDS = 5.0
+
+
+class Progress:
+    """A progress bar shown by expected time, not by count.
+
+    ``show=True``: a bar from the start; ``False``: never; ``None`` (the default of every long
+    loop): a bar as soon as the work done so far says the whole will take more than
+    :data:`PROGRESS_MIN_SECONDS` (32 large images at 4 s each get one after their first batch;
+    1,000 thumbnails that take a second in all never do). The bar then starts where the work is.
+
+    Parameters
+    ----------
+    total : int or None
+        Units of work (images, pairs); None when unknown (a stream): then the bar opens once the
+        work has run :data:`PROGRESS_MIN_SECONDS`.
+    show : bool or None
+    desc, unit : str
+        The bar's label and unit.
+    initial : int, default 0
+        Units already done (a resumed job).
+    clock : callable, default time.perf_counter
+        Seconds now (tests pass their own).
+    """
+
+    def __init__(
+        self,
+        total: int | None,
+        *,
+        show: bool | None,
+        desc: str,
+        unit: str = "image",
+        initial: int = 0,
+        clock: Any = time.perf_counter,
+    ) -> None:
+        self.total, self.desc, self.unit, self.show = total, desc, unit, show
+        self.initial = self.done = int(initial)
+        self.clock = clock
+        self.started = clock()
+        self.bar: Any = None
+        self._postfix: dict[str, Any] = {}
+        if show:
+            self._open()
+
+    def _open(self) -> None:
+        from tqdm.auto import tqdm
+
+        self.bar = tqdm(total=self.total, initial=self.done, desc=self.desc, unit=self.unit, smoothing=0.1)
+        if self._postfix:
+            self.bar.set_postfix(self._postfix, refresh=False)
+
+    def expected_seconds(self) -> float | None:
+        """The whole job's expected time from the pace so far (None before any unit is done)."""
+        elapsed, done = self.clock() - self.started, self.done - self.initial
+        if done <= 0:
+            return None
+        if self.total is None:
+            return elapsed
+        return elapsed / done * (self.total - self.initial)
+
+    def update(self, n: int = 1) -> None:
+        """``n`` more units done."""
+        self.done += int(n)
+        if self.bar is not None:
+            self.bar.update(n)
+            return
+        unfinished = self.total is None or self.done < self.total
+        if self.show is None and unfinished:
+            expected = self.expected_seconds()
+            if expected is not None and expected > PROGRESS_MIN_SECONDS:
+                self._open()
+
+    def set_postfix(self, **values: Any) -> None:
+        """Values shown after the bar (kept until the bar opens)."""
+        self._postfix.update({k: v for k, v in values.items() if k != "refresh"})
+        if self.bar is not None:
+            self.bar.set_postfix(self._postfix, refresh=False)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+    def __enter__(self) -> Progress:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
 
 Images = ImageLike | Sequence[ImageLike] | torch.Tensor | ImageFeatures
 Texts = str | Sequence[str] | TextFeatures
@@ -510,14 +601,9 @@ class BlipNet:
         if labels is not None:
             labels = self.check_labels(labels, len(items))
         store = self.feature_cache
-        show = len(items) >= PROGRESS_MIN_IMAGES if progress is None else progress
-        starts: Any = range(0, len(items), batch_size)
-        if show:
-            from tqdm.auto import tqdm
-
-            desc = "vision encoder" + (" (cached)" if store is not None else "")
-            starts = tqdm(starts, desc=desc, unit="batch", total=len(starts))
-        for start in starts:
+        desc = "vision encoder" + (" (cached)" if store is not None else "")
+        bar = Progress(len(items), show=progress, desc=desc)  # shown when the pace says it is long
+        for start in range(0, len(items), batch_size):
             chunk = items[start : start + batch_size]
             rgbs = [self.preprocessing.load(item, start + i) for i, item in enumerate(chunk)]  # EXIF rule
             names = (
@@ -541,6 +627,9 @@ class BlipNet:
                         # the store returns the states as it will serve them later (its precision)
                         states[i] = store.put_states(self, keys[i], computed[j])
                 batch = torch.stack([s.to(device=self.device, dtype=self.dtype) for s in states])  # type: ignore[union-attr]
+            bar.update(len(chunk))
+            if bar.done >= len(items):
+                bar.close()
             yield ImageBatch(batch, names, thumbs, keys)
 
     @staticmethod
