@@ -97,8 +97,8 @@ class RecallCurveDisplay:
 
     @staticmethod
     def legend_label(direction: str, curve: np.ndarray) -> str:
-        """``"image → text (TR)\nR@1 97.3, R@5 99.9, R@10 100.0"`` (the Ks the curve reaches), two
-        lines: the legend stands beside the Axes."""
+        """The legend's label of a direction, two lines (the legend stands beside the Axes): its
+        name, then its recall at the marked Ks the curve reaches ("R@1 97.3, R@5 99.9, R@10 100.0")."""
         values = ", ".join(f"R@{k} {curve[k - 1]:.1f}" for k in _MARKED_K if k <= len(curve))
         return f"{DIRECTION_NAMES[direction]}\n{values}"
 
