@@ -15,6 +15,7 @@ The profiler adds a few microseconds per operator: totals run a little slower th
 
     python benchmarks/profile_itm.py            # 4x16, 10x10, 1x50, 50x1; about 5 minutes on 2 cores
     python benchmarks/profile_itm.py --quick    # tiny net, seconds
+    python benchmarks/profile_itm.py --threads 1 --shapes 4x16,10x10   # each kernel's efficiency
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ import sys
 from collections import defaultdict
 from pathlib import Path
 
+import torch
 from torch.profiler import ProfilerActivity, profile, record_function
 
 if __package__ in (None, ""):
@@ -127,9 +129,21 @@ def breakdown(prof, wall_s: float) -> dict[str, dict[str, float]]:
 
 def main(argv: list[str] | None = None) -> list[dict]:
     p = common.parser(__doc__.splitlines()[0])
+    p.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        help="torch's intra-op threads (default: torch's own); 1 profiles each kernel's efficiency "
+        "without waits between threads, which a busy machine inflates for small operators",
+    )
+    p.add_argument("--shapes", default=None, help="images x texts to profile, e.g. 4x16,10x10")
     args = p.parse_args(argv)
+    if args.threads is not None:
+        torch.set_num_threads(args.threads)
     model = common.load(args)
     shapes = QUICK_SHAPES if args.quick else FULL_SHAPES
+    if args.shapes:
+        shapes = [tuple(int(v) for v in shape.split("x")) for shape in args.shapes.split(",")]
     model.itm_scores(common.images(1, args.quick, seed=99), ["warm up"])  # first-call costs out
     rows = []
     for n_images, n_texts in shapes:
