@@ -609,3 +609,247 @@ def test_displays_on_a_bare_figure_without_a_drawing_canvas():
     assert scores.plot(ax=fig.add_subplot(1, 2, 1), fit=True).figure_ is fig
     AttentionGridDisplay([np.eye(3)], ["a"]).plot(axes=[fig.add_subplot(1, 2, 2)])
     plot_confusion_matrix(np.eye(2, dtype=int), ["a", "b"], ax=Figure().add_subplot())
+
+
+# ------------------------------------------------------------- explanation maps and comparison
+SIGNED_CONTENT = [
+    (220, 30, 30),
+    (255, 0, 0),
+    (230, 140, 40),
+    (40, 160, 40),
+    (30, 60, 200),
+    (255, 255, 255),
+    (0, 0, 0),
+]
+
+
+@pytest.mark.parametrize("content", SIGNED_CONTENT)
+def test_signed_key_survives_any_content(content):
+    """The diverging key of signed maps: both ends (ΔE >= 60) and both middles (>= 20) stand apart
+    from any photograph colour under them, red and orange included, and the two ends from each other
+    for colour-blind readers; on white each side darkens steadily from white at zero."""
+    from PIL import Image
+
+    from blipviz.display.labels import cielab
+    from blipviz.display.overlay import blend, fading_cmap
+
+    picture = Image.fromarray(np.full((4, 4, 3), content, dtype=np.uint8))
+    drawn = [blend(picture, np.full((1, 1), v), 1.0, signed=True)[0, 0] for v in (0.0, -1.0, -0.5, 0.5, 1.0)]
+    lab = cielab(["#{:02x}{:02x}{:02x}".format(*c) for c in drawn])
+    gaps = np.linalg.norm(lab[1:] - lab[0], axis=1)
+    assert gaps[0] >= 60 and gaps[3] >= 60, gaps
+    assert gaps[1] >= 20 and gaps[2] >= 20, gaps
+    on_white = np.asarray(fading_cmap(signed=True, on_white=True)(np.linspace(0, 1, 21)))[:, :3]
+    hexes = ["#{:02x}{:02x}{:02x}".format(*np.round(c * 255).astype(int)) for c in on_white]
+    lightness = cielab(hexes)[:, 0]
+    assert lightness[10] > 99  # zero is white
+    assert np.all(np.diff(lightness[:11]) > 0) and np.all(np.diff(lightness[10:]) < 0)
+    for kind in CVD_MATRICES:
+        assert min_delta_e([hexes[0], hexes[-1]], kind) >= 30, kind
+
+
+def _explanation(method, tokens, text, shape, seed):
+    """An Explanation of generated maps (no net): signed maps for occlusion and GradCAM."""
+    from blipviz import Explanation
+
+    rng = np.random.default_rng(seed)
+    grid = (6, 6)
+    if method == "occlusion":
+        tokens = ["[match]"]
+    maps = rng.uniform(0.0, 1.0, (len(tokens), *grid)).astype(np.float32)
+    signed_maps = None
+    if method == "occlusion":
+        maps = maps - 0.4
+    elif method == "gradcam":
+        signed_maps = (maps - 0.5).astype(np.float32)
+        maps = np.clip(signed_maps, 0, None)
+    match_map = maps[0] if method in ("relevancy", "occlusion") else maps.mean(axis=0)
+    return Explanation(
+        method=method,
+        tokens=list(tokens),
+        maps=maps,
+        match_map=match_map,
+        itm_probability=0.5,
+        text=text,
+        image_label="$x$.jpg",
+        grid=grid,
+        options={"layer": 1, "n_layers": 2} if method == "gradcam" else {},
+        image=None if shape is None else _picture(shape, seed),
+        signed_maps=signed_maps,
+    )
+
+
+def _others_unchanged(fig, given, before):
+    """The user's other Axes keep their artists and titles (nothing drawn outside the given ones)."""
+    for ax, (title, count) in before.items():
+        if ax in given:
+            continue
+        assert ax.get_title() == title and len(ax.get_children()) == count
+
+
+@FIGURES
+@given(
+    method=st.sampled_from(["relevancy", "gradcam", "occlusion"]),
+    tokens=st.lists(SHORT, min_size=1, max_size=5),
+    text=TEXT,
+    shape=st.one_of(st.none(), SHAPES),
+    signed=st.booleans(),
+    style=STYLES,
+    font_size=FONT_SIZES,
+    in_grid=st.booleans(),
+    seed=st.integers(0, 100),
+)
+def test_explanation_map_rules(method, tokens, text, shape, signed, style, font_size, in_grid, seed):
+    """One explanation map alone (its own figure) or in one Axes of a user's constrained grid:
+    literal title naming the method, a colorbar, signed maps centred at zero, nothing else changed."""
+    explanation = _explanation(method, ["[ENC]", *tokens], text, shape, seed)
+    signed = signed and explanation.signed
+    draw = explanation.plot if shape is None else explanation.overlay
+    with drawing(style, font_size):
+        if in_grid:
+            size = (12.0, 4.5)
+            fig, axes = _grid(size, ncols=3)
+            axes[2].plot([0, 1], [1, 0])  # the user's own panels (no ticks: their corner ticks meet at 14 pt)
+            for ax in axes[1:]:
+                ax.set(xticks=[], yticks=[])
+            before = {ax: (ax.get_title(), len(ax.get_children())) for ax in axes}
+            display = draw(tokens="[match]", ax=axes[0], signed=signed)
+            _unchanged_user_figure(fig, size)
+            _others_unchanged(fig, [axes[0]], before)
+            assert list(display.axes_) == [axes[0]]
+            title = display.axes_[0].title.get_text().replace("\n", " ")  # elided over a sliver
+            assert title.startswith(("relevancy", "GradCAM", "occlusion")) or "…" in title
+        else:
+            display = draw(tokens="[match]", signed=signed)
+            fig = display.figure_
+            assert fig.get_suptitle() == display.title_
+        check_rules(fig, font_size=font_size)
+        assert display.axes_[0].title.get_parse_math() is False
+        assert display.colorbar_ is not None and len(colorbars(fig)) == 1
+        norm = display.norms_[0]
+        if signed:  # a diverging key centred at zero
+            assert norm.vmin == -norm.vmax and norm.vmax > 0
+        else:
+            assert norm.vmin == 0
+        plt.close(fig)
+
+
+@FIGURES
+@given(
+    names=st.lists(SHORT, min_size=1, max_size=5),
+    flags=st.lists(st.booleans(), min_size=5, max_size=5),
+    text=TEXT,
+    shape=st.one_of(st.none(), SHAPES),
+    scale=st.sampled_from(["per-method", "shared"]),
+    evaluated=st.booleans(),
+    style=STYLES,
+    font_size=FONT_SIZES,
+    where=st.sampled_from(["alone", "axes", "subfigure"]),
+    seed=st.integers(0, 100),
+)
+def test_explanation_comparison_rules(
+    names, flags, text, shape, scale, evaluated, style, font_size, where, seed
+):
+    """compare_explanations' display: 1 to 5 methods of any names, signed or not, on each scale,
+    alone, in a user's Axes or in a SubFigure of a user's figure."""
+    from blipviz.display.explanations import ExplanationComparisonDisplay
+
+    rng = np.random.default_rng(seed)
+    n = len(names)
+    signed = flags[:n]
+    maps = [rng.uniform(-0.5 if s else 0.0, 1.0, (6, 6)) * 10.0 ** rng.integers(-4, 2) for s in signed]
+    aucs = {m: tuple(rng.uniform(0, 1, 2)) for m in names} if evaluated else None
+    display = ExplanationComparisonDisplay(
+        maps,
+        names,
+        image=None if shape is None else _picture(shape, seed),
+        signed=signed,
+        value_names=[f"value of {m}" for m in names],
+        aucs=aucs,
+        random_auc=(0.5, 0.5) if evaluated else None,
+        text=text,
+        score=0.5,
+        net_name="net_$1$",
+    )
+    with drawing(style, font_size):
+        if where == "alone":
+            fig = display.plot(scale=scale).figure_
+            assert fig.get_suptitle().split("\n")[0].startswith("Explanations of one ITM match, net_$1$")
+        else:
+            size = (15.0, 8.0)
+            fig = plt.figure(figsize=size, layout="constrained")
+            fig.suptitle(USER_TITLE)
+            if where == "axes":
+                axes = fig.subplots(2, 3).ravel()
+                for ax in axes[n:]:  # the user's empty panels (their corner ticks meet at 14 pt)
+                    ax.set(xticks=[], yticks=[])
+                display.plot(axes[:n], scale=scale)
+                given = list(axes[:n])
+            else:
+                top, bottom = fig.subfigures(2, 1)
+                bottom.subplots().set(xticks=[], yticks=[])
+                display.plot(figure=top, scale=scale)
+                given = display.axes_
+            _unchanged_user_figure(fig, size)
+            assert all(ax in given for ax in display.axes_)
+        check_rules(fig, font_size=font_size)
+        for title, name in zip(display.titles_, names, strict=True):
+            assert title.split("\n")[0] == name
+        for ax, name in zip(display.axes_, names, strict=True):  # literal, wrapped or elided
+            assert ax.title.get_parse_math() is False
+            shown, whole = " ".join(ax.title.get_text().split()), " ".join(name.split())
+            assert shown.startswith(whole) or "…" in shown, (shown, whole)
+        bars = display.colorbars_
+        assert len(bars) == (1 if scale == "shared" else n) and len(colorbars(fig)) == len(bars)
+        for norm, is_signed in zip(display.norms_, signed, strict=True):
+            if is_signed or (scale == "shared" and any(signed)):
+                assert norm.vmin == -norm.vmax and norm.vmax > 0
+            else:
+                assert norm.vmin == 0
+        if evaluated:
+            assert all("AUC del." in t for t in display.titles_)
+        plt.close(fig)
+
+
+@FIGURES
+@given(
+    tokens=st.lists(SHORT, min_size=1, max_size=40),
+    n_heads=st.integers(1, 12),
+    side=st.sampled_from([4, 8, 24]),
+    text=TEXT,
+    style=STYLES,
+    font_size=FONT_SIZES,
+    in_grid=st.booleans(),
+    seed=st.integers(0, 100),
+)
+def test_heads_rules(tokens, n_heads, side, text, style, font_size, in_grid, seed):
+    """plot_heads at any token count: at most 12 inches tall (pages beyond), head maps on the grid,
+    literal token labels; in a user's Axes without a figure title of its own."""
+    from blipviz.display.attention import HeadsTokensDisplay
+
+    rng = np.random.default_rng(seed)
+    weights = rng.dirichlet(np.ones(1 + side * side), (n_heads, len(tokens)))
+    display = HeadsTokensDisplay(
+        weights, tokens, grid=(side, side), layer=1, n_layers=2, text=text, score=0.5
+    )
+    with drawing(style, font_size):
+        if in_grid:
+            size = (12.0, 7.0)
+            fig, axes = _grid(size, ncols=2, nrows=3)
+            used = list(axes[0::2][: min(3, len(tokens))])
+            for ax in axes:  # the user's empty panels (their corner ticks meet at 14 pt)
+                if ax not in used:
+                    ax.set(xticks=[], yticks=[])
+            display.plot(used, tokens=range(len(used)))
+            _unchanged_user_figure(fig, size)
+            assert [t.get_text() for t in fig.texts] == [USER_TITLE]
+        else:
+            display.plot()
+            fig = display.figure_
+            assert fig.get_figheight() <= 12.0 + 1e-9 and fig.get_figwidth() <= 10.0 + 1e-9
+            assert len(display.tokens_) * display.n_pages_ >= len(tokens)
+        check_rules(fig, font_size=font_size)
+        for ax, title in zip(display.axes_, display.titles_, strict=True):
+            _literal(ax.yaxis.label, fit_text(title, 16))
+        assert display.arrays_[0].shape == (n_heads, side, side)
+        plt.close(fig)

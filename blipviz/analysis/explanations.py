@@ -344,7 +344,7 @@ _VALUE_NAMES = {
 
 _SIGNED_VALUE_NAMES = {
     "attention": "attention",
-    "gradcam": "attention × gradient of the match logit (not clipped)",
+    "gradcam": "attention × gradient (not clipped)",
     "relevancy": "relevancy",
     "rollout": "rollout",
     "occlusion": "drop of the ITM match logit (< 0: it rose)",

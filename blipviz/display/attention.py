@@ -337,8 +337,10 @@ class AttentionGridDisplay:
         changed = [wrap_to_width(ax.title, ax.get_window_extent().width, elide=True) for ax in flat]
         if self.colorbar_ is not None:
             label = self.colorbar_.ax.yaxis.label
-            room = fig.bbox.height - 0.5 * fig.dpi
-            changed.append(wrap_to_width(label, room, along="height"))
+            bar, frame = self.colorbar_.ax.get_window_extent(), fig.bbox
+            centre = (bar.y0 + bar.y1) / 2.0  # the label is centred on the colorbar, not the figure
+            room = 2.0 * min(centre - frame.y0, frame.y1 - centre) - 0.2 * fig.dpi
+            changed.append(wrap_to_width(label, max(room, 1.0), along="height"))
         if any(changed):
             settle_layout(fig)
         self.arrays_, self.titles_, self.norms_ = arrays, titles, norms
@@ -484,6 +486,7 @@ class HeadsTokensDisplay:
             fig_w = min(width, row_h * ratio + label_in + bar_in + 0.3)
             fig_w = max(fig_w, _MIN_TITLE_CHARS * _CHAR_IN * em + 0.6)
             fig_h = len(index) * (row_h + _ROW_GAP_IN) + fixed_in
+            fig_h = max(fig_h, 0.5 * 48 * 0.55 * font_size(LABEL) / 72.0 + 1.0)  # its colorbar's label
             fig = new_figure((fig_w, fig_h))
             flat = list(fig.subplots(len(index), 1, squeeze=False).ravel())
         else:
@@ -516,6 +519,9 @@ class HeadsTokensDisplay:
             for h in range(n_heads):
                 mosaic[:, h * (gw + 1) : h * (gw + 1) + gw] = arr[h]
             images.append(ax.imshow(mosaic, cmap=on_white, norm=norm, interpolation="nearest"))
+            # rows at the left of their room, next to their token labels: a layout engine then
+            # leaves the labels the room they take (centred rows moved half as far as needed)
+            ax.set_anchor("W")
             for h in range(n_heads):  # each head's map framed: its white (0) apart from the page's
                 ax.add_patch(
                     Rectangle(
@@ -529,7 +535,9 @@ class HeadsTokensDisplay:
                     )
                 )
             ax.set_yticks([])
-            ax.set_xticks(centres[::step], [str(h) for h in range(0, n_heads, step)])
+            ax.set_xticks(
+                centres[::step], [f"head {h}" if h == 0 else str(h) for h in range(0, n_heads, step)]
+            )
             ax.tick_params(axis="x", labelsize=font_size(SMALL), length=0, pad=2, labelbottom=False)
             ax.tick_params(axis="x", labeltop=ax is flat[0])
             for side in ax.spines.values():
@@ -542,8 +550,6 @@ class HeadsTokensDisplay:
                 fontsize=font_size(LABEL),
                 labelpad=4,
             )
-        flat[0].set_xlabel("head", fontsize=font_size(SMALL))
-        flat[0].xaxis.set_label_position("top")
         share = float(cls_share.mean())
         flat[-1].set_xlabel(
             f"each map: one head's attention over the {gh} × {gw} patches; "
@@ -553,7 +559,8 @@ class HeadsTokensDisplay:
         what = (
             f"cross-attention, layer {self.layer}"
             + (f" of {self.n_layers}" if self.n_layers else "")
-            + f": the {n_heads} heads (columns) per text token (rows)"
+            + (": the one head" if n_heads == 1 else f": the {n_heads} heads (columns)")
+            + " per text token (rows)"
         )
         if n_pages > 1:
             shown = f"tokens {index[0]}–{index[-1]}" if index == list(range(index[0], index[-1] + 1)) else ""
@@ -567,21 +574,28 @@ class HeadsTokensDisplay:
             ax=flat,
             extend=extend,
             fraction=0.03,
-            shrink=min(1.0, 4.0 / max(fig.get_figheight(), 1.0) + 0.3),
+            shrink=min(0.85, 4.0 / max(fig.get_figheight(), 1.0) + 0.3),  # its end ticks clear of the note
             aspect=20,
+            panchor=False,  # the rows stay at the left, next to their labels
         )
         self.colorbar_.set_label(label, fontsize=font_size(LABEL))
         self.colorbar_.ax.tick_params(labelsize=font_size(SMALL))
         readable_ticks(self.colorbar_.ax.yaxis)
         finish_axes([*flat, self.colorbar_.ax], [heading])
         settle_layout(fig)
-        width_px = sum(ax.get_window_extent().width for ax in flat[-1:])
-        changed = [wrap_to_width(flat[-1].xaxis.label, width_px)]
+        row, frame = flat[-1].get_window_extent(), fig.bbox
+        right = self.colorbar_.ax.get_window_extent().x0  # the note stays left of the colorbar
+        middle = (row.x0 + row.x1) / 2.0  # the note is centred under the last row: room both ways
+        width_px = 2.0 * min(middle - frame.x0, right - middle) - 0.2 * fig.dpi
+        changed = [wrap_to_width(flat[-1].xaxis.label, max(min(width_px, 0.95 * row.width), 1.0))]
         bar = self.colorbar_.ax.get_window_extent()
-        changed.append(
-            wrap_to_width(self.colorbar_.ax.yaxis.label, bar.height + 0.2 * fig.dpi, along="height")
-        )
-        if any(changed):
+        centre = (bar.y0 + bar.y1) / 2.0  # the label is centred on the colorbar: room both ways
+        room = 2.0 * min(centre - frame.y0, frame.y1 - centre) - 0.2 * fig.dpi
+        rows = flat[0].get_window_extent().y1 - flat[-1].get_window_extent().y0
+        room = min(room, 0.95 * rows)  # beside the rows, clear of a title over them
+        changed.append(wrap_to_width(self.colorbar_.ax.yaxis.label, max(room, 1.0), along="height"))
+        # fixed-aspect rows under long token labels: the layout needs a few passes to settle
+        for _ in range(3 if any(changed) else 2):
             settle_layout(fig)
         self.arrays_, self.titles_, self.images_, self.cls_share_ = arrays, titles, images, cls_share
         self.tokens_, self.page_, self.n_pages_ = index, page, n_pages

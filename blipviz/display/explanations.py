@@ -217,6 +217,7 @@ class ExplanationCurvesDisplay:
 
 
 # ------------------------------------------------------------------------------- comparison
+_MIN_BAR_IN = 1.5  # the least width of a panel's colorbar, inches at font.size 10
 #: ``"per-method"``: each panel its own scale, in its method's units, with its own colorbar;
 #: ``"shared"``: every map divided by its own top (the percentile of its absolute values), on one
 #: scale and one colorbar (the methods' units differ: only their patterns compare).
@@ -398,12 +399,23 @@ class ExplanationComparisonDisplay:
         own = axes is None and figure is None
         if own:
             panel_wh = (panel_size, panel_size * aspect) if aspect <= 1 else (panel_size / aspect, panel_size)
+            char_in, line_in = 0.55 * font_size(TITLE) / 72.0, 1.3 * font_size(TITLE) / 72.0
             lines = 2 if self.aucs else 1  # of a panel's title
             bar_in = 0.0 if shared else 0.62 * em  # a colorbar, its ticks and its label under a panel
-            width = ncols * (panel_wh[0] + 0.15) + (1.0 * em if shared else 0.0) + 0.2
-            heading = (3 if self.aucs else 2) * 0.2 * em
-            height = nrows * (panel_wh[1] + lines * 0.2 * em + bar_in + 0.12) + heading + 0.15
-            figure = new_figure((max(width, 5.0), height))
+            column = max(
+                panel_wh[0],
+                0.0 if shared else _MIN_BAR_IN * em,  # a colorbar's least width
+                28 * char_in if self.aucs else 0.0,  # the AUCs' line of the title
+            )
+            width = max(ncols * (column + 0.15) + (1.0 * em if shared else 0.0) + 0.2, 5.0)
+            chars = _heading_chars(width)
+            heading = sum(
+                len(wrap_text(line, chars, max_chars=None).split("\n"))
+                for line in self._title(scale, percentile).split("\n")
+            )
+            height = nrows * (panel_wh[1] + lines * line_in + bar_in + 0.12) + heading * line_in + 0.2
+            height = max(height, 2.6 * em + heading * line_in)  # room for a shared colorbar's label
+            figure = new_figure((width, height))
         if axes is None:
             grid = list(np.ravel(figure.subplots(nrows, ncols, squeeze=False)))
             for extra in grid[n:]:
@@ -459,7 +471,7 @@ class ExplanationComparisonDisplay:
                 under = diverging and float(values.min()) < norm.vmin
                 bar = fig.colorbar(
                     ScalarMappable(norm=norm, cmap=keys[diverging]),
-                    cax=colorbar_below(ax, 0.06 * em, 0.12 * em, min_width_in=1.5 * em),
+                    cax=colorbar_below(ax, 0.06 * em, 0.12 * em, min_width_in=_MIN_BAR_IN * em),
                     orientation="horizontal",
                     extend=_extend(over, under),
                 )
@@ -474,7 +486,7 @@ class ExplanationComparisonDisplay:
         self.title_ = self._title(scale, percentile)
         heading = None
         if own:
-            chars = max(30, int((fig.get_figwidth() - 0.4) * 72 / (0.55 * font_size(TITLE))))
+            chars = _heading_chars(fig.get_figwidth())
             heading = fig.suptitle(
                 "\n".join(wrap_text(line, chars, max_chars=None) for line in self.title_.split("\n")),
                 fontsize=font_size(TITLE),
@@ -482,18 +494,43 @@ class ExplanationComparisonDisplay:
         finish_axes(flat + [bar.ax for bar in bars], [heading])
         settle_layout(fig)
         # titles and colorbar labels no wider than their panel (between words, or elided)
-        changed = [wrap_to_width(ax.title, ax.get_window_extent().width, keep_lines=True) for ax in flat]
+        changed = [
+            wrap_to_width(
+                ax.title,
+                max(ax.get_window_extent().width, bar.ax.get_window_extent().width),
+                elide=True,
+                keep_lines=True,
+            )
+            for ax, bar in zip(flat, bars if not shared else [bars[0]] * n, strict=True)
+        ]
         for bar in bars:  # a label no longer than its colorbar (and the panel over it)
             box = bar.ax.get_window_extent()
-            length = box.width if bar.orientation == "horizontal" else box.height
-            changed.append(fit_colorbar(bar, length + 0.1 * fig.dpi))
-        if any(changed):
+            horizontal = bar.orientation == "horizontal"
+            changed.append(fit_colorbar(bar))
+            if horizontal:
+                length = box.width + 0.1 * fig.dpi
+            else:  # beside the panels, clear of a title over them
+                boxes = [ax.get_window_extent() for ax in flat]
+                length = 0.95 * (max(b.y1 for b in boxes) - min(b.y0 for b in boxes))
+            along = "width" if horizontal else "height"
+            changed.append(
+                wrap_to_width(
+                    bar.ax.xaxis.label if horizontal else bar.ax.yaxis.label, length, elide=True, along=along
+                )
+            )
+        # the colorbars under fixed-aspect panels follow them: the layout needs passes to settle
+        for _ in range(3 if any(changed) else 2):
             settle_layout(fig)
         self.axes_, self.images_, self.arrays_ = flat, images, arrays
         self.norms_ = [norm for _, norm, _ in panels]
         self.colorbars_, self.titles_, self.scale_ = bars, titles, scale
         self.figure_ = fig
         return self
+
+
+def _heading_chars(width_in: float) -> int:
+    """Characters of a line of a figure title as wide as ``width_in`` inches allows."""
+    return max(30, int((width_in - 0.4) * 72 / (0.55 * font_size(TITLE))))
 
 
 def _extend(over: bool, under: bool) -> str:

@@ -72,7 +72,7 @@ SIGNED_CMAP = "blipviz-signed"
 #: blue and magenta ends stand apart from any muted photograph colour under them (ΔE > 60, red and
 #: orange content included) and from each other under the common colour-vision deficiencies;
 #: lighter sky blue and amber near zero, where the key is nearly transparent.
-SIGNED_COLOURS = ("#0000ff", "#56b4e9", "#ffbb00", "#ff00cc")
+SIGNED_COLOURS = ("#0000ff", "#56b4e9", "#ffaa00", "#ff00cc")
 
 _KEY_RANGE = (0.3, 0.9)  # the part of the base map used: not its white start, not its near-black end
 
