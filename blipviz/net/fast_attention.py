@@ -29,11 +29,14 @@ from __future__ import annotations
 import contextlib
 import types
 from collections.abc import Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+if TYPE_CHECKING:
+    from transformers.models.blip.modeling_blip import BlipAttention
 
 __all__ = [
     "cross_attention_folded",
@@ -54,7 +57,7 @@ def _blip_attention_class() -> type[nn.Module]:
     return BlipAttention
 
 
-def _attention_requested(module: nn.Module, kwargs: dict[str, Any]) -> bool:
+def _attention_requested(module: BlipAttention, kwargs: dict[str, Any]) -> bool:
     if kwargs.get("output_attentions"):
         return True
     if module.training and module.dropout.p > 0:
@@ -67,7 +70,7 @@ def _attention_requested(module: nn.Module, kwargs: dict[str, Any]) -> bool:
     return bool(collected) and "attentions" in collected
 
 
-def _fused_forward(self: nn.Module, hidden_states: torch.Tensor, **kwargs: Any):
+def _fused_forward(self: BlipAttention, hidden_states: torch.Tensor, **kwargs: Any):
     """``BlipAttention.forward`` with fused attention; the exact path when weights are asked for."""
     if _attention_requested(self, kwargs):
         return type(self).forward(self, hidden_states, **kwargs)

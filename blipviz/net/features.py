@@ -161,7 +161,8 @@ class TextFeatures:
     tokenized: Any = field(repr=False, default=None)
     model_name: str = ""
     fingerprint: str = field(default="", repr=False)
-    truncated_by: list[str | None] | None = field(default=None, repr=False)
+    # None (the default) is replaced in __post_init__: the attribute is always a list
+    truncated_by: list[str | None] = field(default=None, repr=False)  # type: ignore[arg-type]
 
     def __post_init__(self) -> None:
         if self.truncated_by is None:

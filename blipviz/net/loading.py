@@ -11,7 +11,7 @@ import logging
 import os
 import re
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -68,9 +68,12 @@ def _from_pretrained(source: str, *, local_only: bool):
         )
     correct_config(config, source)
     with no_weight_loading_bars():
-        model, info = BlipForImageTextRetrieval.from_pretrained(
+        # with output_loading_info=True, from_pretrained returns (model, loading_info), though
+        # transformers annotates it as returning the model only
+        loaded = BlipForImageTextRetrieval.from_pretrained(
             source, config=config, local_files_only=local_only, output_loading_info=True
         )
+        model, info = cast("tuple[BlipForImageTextRetrieval, dict[str, Any]]", loaded)
     missing = [k for k in info.get("missing_keys", []) if "position_ids" not in k]
     if missing:
         raise ModelLoadError(
@@ -87,11 +90,13 @@ def _unsafe_pickle_message(source: str, exc: BaseException) -> str | None:
     classes; both run code from the file, so neither is repeated here."""
     import pickle
 
-    chain, seen = [], set()
-    while exc is not None and id(exc) not in seen:
-        seen.add(id(exc))
-        chain.append(exc)
-        exc = exc.__cause__ or exc.__context__
+    chain: list[BaseException] = []
+    seen: set[int] = set()
+    link: BaseException | None = exc
+    while link is not None and id(link) not in seen:
+        seen.add(id(link))
+        chain.append(link)
+        link = link.__cause__ or link.__context__
     if not any(isinstance(e, pickle.UnpicklingError) or "weights_only" in str(e) for e in chain):
         return None
     found = re.search(r"Unsupported global: GLOBAL ([\w.]+)", " ".join(str(e) for e in chain))

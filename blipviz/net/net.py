@@ -35,9 +35,9 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
 
 import numpy as np
 import torch
@@ -49,9 +49,13 @@ from .images import ImageLike, ImagePreprocessing, as_image_list, image_label, t
 from .registry import ENC_TOKEN_ID, PARTS, part_parameter_names
 from .text import TokenizedTexts, blip_tokenizer, tokenize
 
+if TYPE_CHECKING:
+    from PIL import Image
+
 __all__ = [
     "PROGRESS_MIN_IMAGES",
     "BlipNet",
+    "FeatureStore",
     "ImageBatch",
     "ImageEncoder",
     "Images",
@@ -158,6 +162,35 @@ Images = ImageLike | Sequence[ImageLike] | torch.Tensor | ImageFeatures
 Texts = str | Sequence[str] | TextFeatures
 
 
+class FeatureStore(Protocol):
+    """What the net's input stream needs from a feature store (``net.feature_cache``), e.g.
+    :class:`blipviz.store.FeatureCache`; the store never calls the net's forward passes."""
+
+    def image_key(self, model: BlipNet, rgb: Image.Image) -> str:
+        """The entry name of a decoded RGB image for ``model``."""
+        ...
+
+    def get_states(self, model: BlipNet, key: str) -> torch.Tensor | None:
+        """The stored raw states (1 + P, width) of an entry, or ``None``."""
+        ...
+
+    def put_states(self, model: BlipNet, key: str, raw: torch.Tensor) -> torch.Tensor:
+        """Store the states (1 + P, width) computed for a miss; returns them as the store will serve
+        them later."""
+        ...
+
+    def itm_logits(
+        self,
+        model: BlipNet,
+        image_key: str,
+        tokenized: TokenizedTexts,
+        compute: Callable[[TokenizedTexts], torch.Tensor],
+    ) -> torch.Tensor:
+        """ITM logits (n_texts, 2) of one stored image against texts; ``compute(subset)`` gives those
+        of the texts not stored yet."""
+        ...
+
+
 class ImageBatch(NamedTuple):
     """One batch of the input stream (:meth:`BlipNet.iter_image_states`)."""
 
@@ -223,7 +256,8 @@ class BlipNet:
         self.normalize_text = normalize_text
         self.max_text_tokens = max_text_tokens
         self._token_limit()  # None, or at most the text encoder's positions: checked now, not mid-call
-        self.feature_cache = None  # a blipviz.store.FeatureCache: image features looked up on disk first
+        #: A feature store (e.g. a blipviz.store.FeatureCache): image features looked up on disk first.
+        self.feature_cache: FeatureStore | None = None
         #: Which weights :func:`blipviz.load_model` gave the net (``name_or_path``: hub id, resolved
         #: folder or "tiny-random"; ``pretrained`` and ``seed`` for random ones): what a collection's
         #: manifest needs to build it again. Empty for a net built otherwise.
@@ -582,6 +616,7 @@ class BlipNet:
             for start in range(0, len(images), batch_size):
                 part = images[start : start + batch_size]
                 stop = start + len(part)
+                assert part.raw is not None  # check_features(need_raw=True)
                 yield ImageBatch(part.raw, names[start:stop], part.thumbnails, [None] * len(part))
             return
         if isinstance(images, torch.Tensor):
@@ -592,9 +627,12 @@ class BlipNet:
                 else [f"image {i}" for i in range(len(pixels))]
             )
             for start in range(0, len(pixels), batch_size):
-                chunk = pixels[start : start + batch_size]
+                pixel_chunk = pixels[start : start + batch_size]
                 yield ImageBatch(
-                    self.vision_states(chunk), names[start : start + len(chunk)], None, [None] * len(chunk)
+                    self.vision_states(pixel_chunk),
+                    names[start : start + len(pixel_chunk)],
+                    None,
+                    [None] * len(pixel_chunk),
                 )
             return
         items = as_image_list(images)
@@ -613,20 +651,20 @@ class BlipNet:
             )
             thumbs = [thumbnail(rgb) for rgb in rgbs]
             keys: list[str | None] = [None] * len(chunk)
-            states: list[torch.Tensor | None] = [None] * len(chunk)
-            if store is not None:
-                keys = [store.image_key(self, rgb) for rgb in rgbs]
-                states = [store.get_states(self, key) for key in keys]
             if store is None:
                 batch = self.vision_states(torch.stack([self.preprocessing(rgb) for rgb in rgbs]))
             else:
+                store_keys = [store.image_key(self, rgb) for rgb in rgbs]
+                keys = list(store_keys)
+                states = [store.get_states(self, key) for key in store_keys]
                 missing = [i for i, s in enumerate(states) if s is None]
                 if missing:
                     computed = self.vision_states(torch.stack([self.preprocessing(rgbs[i]) for i in missing]))
                     for j, i in enumerate(missing):
                         # the store returns the states as it will serve them later (its precision)
-                        states[i] = store.put_states(self, keys[i], computed[j])
-                batch = torch.stack([s.to(device=self.device, dtype=self.dtype) for s in states])  # type: ignore[union-attr]
+                        states[i] = store.put_states(self, store_keys[i], computed[j])
+                found = [s for s in states if s is not None]  # all of them now
+                batch = torch.stack([s.to(device=self.device, dtype=self.dtype) for s in found])
             bar.update(len(chunk))
             if bar.done >= len(items):
                 bar.close()
@@ -806,6 +844,7 @@ class BlipNet:
         tokenized = self.tokenized(texts)
         if isinstance(image_features, ImageFeatures):
             self.check_features(image_features, need_raw=True)
+            assert image_features.raw is not None  # check_features(need_raw=True)
             states = image_features.raw
         else:
             states = self.check_states(image_features)

@@ -26,12 +26,15 @@ from __future__ import annotations
 import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
 
 from ..errors import InputError
+
+if TYPE_CHECKING:
+    from transformers import BlipForImageTextRetrieval
 
 __all__ = [
     "QUANTIZE_MODES",
@@ -58,7 +61,7 @@ def _quantize_dynamic():
     return quantize_dynamic
 
 
-def _targets(hf_model: nn.Module) -> list[nn.Module]:
+def _targets(hf_model: BlipForImageTextRetrieval) -> list[nn.Module]:
     """The encoder stacks whose Linear layers are quantised: ViT layers and text-tower layers."""
     return [hf_model.vision_model.encoder, hf_model.text_encoder.encoder]
 

@@ -15,6 +15,7 @@ import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from importlib import resources
+from types import FrameType
 
 import torch
 
@@ -161,7 +162,8 @@ class TokenizedTexts:
     input_ids: torch.Tensor
     attention_mask: torch.Tensor
     truncated: list[bool]
-    truncated_by: list[str | None] = field(default=None, repr=False)  # type: ignore[assignment]
+    # None (the default) is replaced in __post_init__: the attribute is always a list
+    truncated_by: list[str | None] = field(default=None, repr=False)  # type: ignore[arg-type]
 
     def __post_init__(self) -> None:
         if self.truncated_by is None:
@@ -314,7 +316,8 @@ def _caller_stacklevel() -> int:
     """``stacklevel`` for the :func:`warnings.warn` of this function's caller that points at the first
     frame outside blipviz (the user's line)."""
     package = os.path.dirname(os.path.dirname(os.path.abspath(__file__))) + os.sep  # blipviz/
-    frame, level = sys._getframe(2), 2  # level 1 is the frame that calls warnings.warn
+    frame: FrameType | None = sys._getframe(2)
+    level = 2  # level 1 is the frame that calls warnings.warn
     while frame is not None and os.path.abspath(frame.f_code.co_filename).startswith(package):
         frame, level = frame.f_back, level + 1
     return level
