@@ -162,7 +162,8 @@ def paper_row(model_name: str, benchmark: str) -> tuple[str, tuple[float, ...]] 
         no row (:func:`paper_comparison` says why).
     """
     row = paper_comparison(model_name, benchmark)
-    return None if row.label is None else (row.label, row.recalls)
+    # a row with a label has its recalls
+    return None if row.label is None or row.recalls is None else (row.label, row.recalls)
 
 
 def markdown_rows(evaluation, benchmark: str, title: str, paper: PaperRow | None = None) -> str:

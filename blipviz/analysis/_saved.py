@@ -9,12 +9,13 @@ written last, each file whole or not at all, so a folder with it is complete.
 from __future__ import annotations
 
 import datetime
+import functools
 import io
 import json
 import shutil
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 
@@ -68,7 +69,7 @@ def save_result(
         _remove_saved(folder)
     folder.mkdir(parents=True, exist_ok=True)
     for name, table in tables.items():
-        write_atomically(folder / f"{name}.parquet", lambda tmp, t=table: pq.write_table(t, tmp))
+        write_atomically(folder / f"{name}.parquet", functools.partial(pq.write_table, table))
     record = {
         "format": FORMAT,
         "version": FORMAT_VERSION,
@@ -171,7 +172,8 @@ def thumbnail_column(thumbnails: list[Any] | None, n: int) -> list[bytes | None]
 
 
 def thumbnails_of(column: list[bytes | None], kept: bool) -> list[Any] | None:
-    return [from_png(b) for b in column] if kept else None
+    # a kept column holds every thumbnail (thumbnail_column)
+    return [from_png(b) for b in cast("list[bytes]", column)] if kept else None
 
 
 def matrix_table(values: np.ndarray, column: str = "scores"):

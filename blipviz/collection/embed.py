@@ -246,9 +246,9 @@ def verify_source(folder: Path, manifest: dict[str, Any], source: Source, stop: 
         differ.append(f"positions {end} on (the source given now ends there)")
     if n_differ:
         more = f" and {n_differ - len(differ)} more" if n_differ > len(differ) else ""
-        rows = "1 row differs" if n_differ == 1 else f"{n_differ} rows differ"
+        how_many = "1 row differs" if n_differ == 1 else f"{n_differ} rows differ"
         raise CollectionFolderError(
-            f"collection {str(folder)!r} was made from another source: {rows} from the "
+            f"collection {str(folder)!r} was made from another source: {how_many} from the "
             f"source given now: {'; '.join(differ)}{more}. Give the same source (and columns) to resume "
             "or reopen it, or embed into another folder; nothing was changed"
         )

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import warnings
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 
@@ -72,7 +72,7 @@ class EmbeddingJob(Job):
     def value_of(self, record):
         return np.asarray(record["embedding"], dtype=np.float32)
 
-    def compute(self, model, rows):
+    def compute(self, model, rows: list[Row]) -> tuple[list[Any], list[str | None]]:
         embeddings, errors = embed_rows(model, rows)
         values: list[Any] = [None] * len(rows)
         at = 0
@@ -152,7 +152,7 @@ class PairJob(Job):
         super().__init__(dim)
         self.n_truncated = 0
 
-    def compute(self, model, rows):
+    def compute(self, model, rows: list[Row]) -> tuple[list[Any], list[str | None]]:
         from ..analysis.pairs import pair_scores
 
         decoded, errors = decode_rows(model, rows)
@@ -168,7 +168,8 @@ class PairJob(Job):
             from ..net.text import TruncationWarning
 
             warnings.simplefilter("ignore", TruncationWarning)  # recorded per row: ``truncated``
-            scores = pair_scores(model, images, [rows[i].text for i in good], batch_size=len(images))
+            texts = cast("list[str]", [rows[i].text for i in good])  # each one a str (checked above)
+            scores = pair_scores(model, images, texts, batch_size=len(images))
         truncated = scores.truncated
         for at, i in enumerate(good):
             values[i] = (

@@ -145,7 +145,11 @@ class Source:
         """The row at ``position`` (random-access sources only)."""
         if self.kind in ("folder", "paths"):
             path = self.data[position]
-            ident = Path(path).relative_to(self.root).as_posix() if self.kind == "folder" else os.fspath(path)
+            if self.kind == "folder":
+                assert self.root is not None  # a folder source is built with its root
+                ident = Path(path).relative_to(self.root).as_posix()
+            else:
+                ident = os.fspath(path)
             return Row(position, ident, None, os.fspath(path), os.path.abspath(path))
         if self.kind not in ("dataset", "table"):
             raise InputError("a streamed dataset cannot be read at a position: pass a datasets.Dataset")

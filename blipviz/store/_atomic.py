@@ -97,7 +97,7 @@ def is_orphan(path: Path) -> bool:
 
 def write_atomically(
     path: Path,
-    write: Callable[[str], None],
+    write: Callable[[str], object],
     *,
     prefix: str = TEMP_PREFIX,
     folder_error: Callable[[OSError], BaseException] | None = None,

@@ -704,7 +704,8 @@ def _is_lock_error(exc: BaseException) -> bool:
 def _checksum(t: torch.Tensor) -> str:
     h = hashlib.blake2b(digest_size=16)
     h.update(f"{t.dtype}{tuple(t.shape)}".encode())
-    h.update(t.contiguous().reshape(-1).view(torch.uint8).numpy())
+    # numpy's stubs declare ndarray.__buffer__ only for Python >= 3.12; it is a buffer on every version
+    h.update(t.contiguous().reshape(-1).view(torch.uint8).numpy())  # type: ignore[arg-type]
     return h.hexdigest()
 
 

@@ -290,7 +290,7 @@ def write_retrieval_fixture(
     rows = [(other, n_images + i) for i in range(n_other)] + [("test", i) for i in range(n_images)]
     records: dict[str, list] = {}
     sentid = 0
-    images_root = None
+    images_root: Path | None = None
     if name == "coco-karpathy":
         images_root = folder / COCO_FIXTURE_IMAGES
         (images_root / "val2014").mkdir(parents=True, exist_ok=True)
@@ -312,6 +312,7 @@ def write_retrieval_fixture(
         else:
             cocoid = 391895 + 7 * number
             filename = f"COCO_val2014_{cocoid:012d}.jpg"
+            assert images_root is not None  # set above for COCO
             picture.save(images_root / "val2014" / filename, quality=92)
             row = {
                 "filepath": "val2014",
