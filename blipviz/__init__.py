@@ -14,6 +14,7 @@ widgets); :class:`BlipITM` puts every analysis one method away from a net.
 from __future__ import annotations
 
 from . import datasets, store, testing  # blipviz.datasets.sample_images, blipviz.store.FeatureCache, ...
+from ._version import __version__ as __version__  # written once, in _version.py
 from .analysis.attention import CrossAttention, GradCAM
 from .analysis.cost import estimate_seconds, expected_time
 from .analysis.explanation_comparison import compare_explanations
@@ -51,7 +52,6 @@ from .net.text import TruncationWarning, normalize_caption
 
 set_net_class(BlipITM)  # a collection reopened without a net loads the class load_model returns
 
-__version__ = "0.1.0"  # the one place the version is written: pyproject.toml reads it from here
 
 _WIDGETS = ("AttentionExplorer", "MatrixExplorer", "RankingExplorer")
 _SCATTER = ("FeatureSpaceExplorer",)

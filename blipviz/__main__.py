@@ -35,7 +35,8 @@ DESCRIPTIONS = [
 SAMPLE_IMAGE = "sample image china.jpg"
 
 
-def _sample_image():
+def sample_image():
+    """The sample photograph of ``python -m blipviz`` (scikit-learn's china.jpg), as a PIL image."""
     from PIL import Image
     from sklearn.datasets import load_sample_image
 
@@ -141,7 +142,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.image:
             images, labels = [str(Path(p).expanduser()) for p in args.image], list(args.image)
         else:
-            images, labels = [_sample_image()], [SAMPLE_IMAGE]
+            images, labels = [sample_image()], [SAMPLE_IMAGE]
         model = load_net(args)
         try:
             title, table, made_by = _table(model, images, texts, labels, args.score)

@@ -41,7 +41,7 @@ def test_default_ranks_the_sample_descriptions(tiny, capsys):
     lines = out.splitlines()
     assert lines[0] == "tiny-random: descriptions of sample image china.jpg ranked by ITM"
     assert len(lines) == 1 + 2 + len(cli.DESCRIPTIONS)
-    expected = tiny.rank(cli._sample_image(), cli.DESCRIPTIONS)
+    expected = tiny.rank(cli.sample_image(), cli.DESCRIPTIONS)
     assert [line.split()[0] for line in lines[3:]] == [str(i) for i in expected.index]
     for line, text in zip(lines[3:], expected["text"], strict=True):
         assert text in line

@@ -74,10 +74,11 @@ def test_import_is_light():
 
 
 def test_the_version_is_written_once():
-    """pyproject reads ``blipviz.__version__``, statically: building the package imports none of it."""
+    """pyproject reads ``blipviz._version.__version__``, statically: building the package imports none
+    of it; ``blipviz.__version__`` is the same string."""
     config = _pyproject()
     assert "version" not in config["project"] and "version" in config["project"]["dynamic"]
-    assert config["tool"]["setuptools"]["dynamic"]["version"] == {"attr": "blipviz.__version__"}
+    assert config["tool"]["setuptools"]["dynamic"]["version"] == {"attr": "blipviz._version.__version__"}
     code = (
         "import sys; sys.modules['torch'] = None; "
         "from setuptools.config.pyprojecttoml import read_configuration as read; "

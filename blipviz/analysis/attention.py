@@ -40,14 +40,18 @@ if TYPE_CHECKING:
 __all__ = [
     "CrossAttention",
     "GradCAM",
+    "check_layer",
     "cross_attention",
     "default_layer",
     "gradcam",
+    "image_and_states",
 ]
 
 
 # ---------------------------------------------------------------------------------- helpers
-def _check_layer(layer: int, n_layers: int) -> int:
+def check_layer(layer: int, n_layers: int) -> int:
+    """``layer`` as an index in ``0 .. n_layers - 1`` (negative counts from the end); an
+    :class:`~blipviz.errors.InputError` naming the valid range otherwise."""
     if isinstance(layer, bool) or not isinstance(layer, int | np.integer):
         raise InputError(f"layer must be an int, got {type(layer).__name__}")
     if not -n_layers <= int(layer) < n_layers:
@@ -86,8 +90,13 @@ def _multimodal_layers(model: BlipNet) -> int:
     return int(model.config.text_config.num_hidden_layers)
 
 
-def _image_and_states(model: BlipNet, image: Any) -> tuple[Any, torch.Tensor, str]:
-    """(RGB PIL image or thumbnail or None, states of shape (1, 1 + P, width), label)."""
+def image_and_states(model: BlipNet, image: Any) -> tuple[Any, torch.Tensor, str]:
+    """One image's picture, raw ViT states and label, from any image input ``model`` takes.
+
+    Returns
+    -------
+    (RGB PIL image or thumbnail or None, Tensor of shape (1, 1 + P, width), str)
+    """
     if isinstance(image, ImageFeatures):
         if len(image) != 1:
             raise InputError(f"expected one image, got ImageFeatures of {len(image)} images")
@@ -227,7 +236,7 @@ class CrossAttention:
         ndarray of shape (n_tokens, gh, gw)
             The image's ``[CLS]`` token dropped; patches reshaped row by row.
         """
-        layer = default_layer(self.n_layers) if layer is None else _check_layer(layer, self.n_layers)
+        layer = default_layer(self.n_layers) if layer is None else check_layer(layer, self.n_layers)
         index = _head_index(heads, self.n_heads)
         att = self.weights[layer][index].mean(axis=0)[:, 1:]  # (n_tokens, P)
         gh, gw = self.grid
@@ -292,7 +301,7 @@ class CrossAttention:
             ``arrays_[i]`` is ``maps(layer, ...)[tokens[i]]``; the title says the layer, the head
             reduction, the min-subtraction and the ITM probability.
         """
-        layer = default_layer(self.n_layers) if layer is None else _check_layer(layer, self.n_layers)
+        layer = default_layer(self.n_layers) if layer is None else check_layer(layer, self.n_layers)
         maps = self.maps(layer, heads, subtract_min)
         index = _token_index(tokens, len(self.tokens))
         disp = self._grid(maps, index, layer, heads, subtract_min, None)
@@ -344,7 +353,7 @@ class CrossAttention:
             ``arrays_`` are uint8 arrays of shape (H, W, 3), the image's size; ``norms_`` the scales.
         """
         picture = _overlay_image(self.image, image)
-        layer = default_layer(self.n_layers) if layer is None else _check_layer(layer, self.n_layers)
+        layer = default_layer(self.n_layers) if layer is None else check_layer(layer, self.n_layers)
         maps = self.maps(layer, heads, subtract_min)
         index = _token_index(tokens, len(self.tokens))
         if alpha is not None:
@@ -386,7 +395,7 @@ class CrossAttention:
         """
         from ..display.attention import HeadsTokensDisplay
 
-        layer = default_layer(self.n_layers) if layer is None else _check_layer(layer, self.n_layers)
+        layer = default_layer(self.n_layers) if layer is None else check_layer(layer, self.n_layers)
         index = _token_index(tokens, len(self.tokens))
         disp = HeadsTokensDisplay(
             self.weights[layer],
@@ -403,7 +412,7 @@ class CrossAttention:
 
 def cross_attention(model: BlipNet, image: Any, text: str) -> CrossAttention:
     """Cross-attention of the ITM pass for one image and one text (see :meth:`BlipITM.cross_attention`)."""
-    picture, states, label = _image_and_states(model, image)
+    picture, states, label = image_and_states(model, image)
     return cross_attention_of_states(model, states, text, picture=picture, label=label)
 
 
@@ -593,8 +602,8 @@ def gradcam(model: BlipNet, image: Any, text: str, layer: int | None = None) -> 
     ``layer`` None: :func:`default_layer` (the middle layer, 6 of 12, as LAVIS's ``block_num=6``).
     """
     n_layers = _multimodal_layers(model)
-    layer = default_layer(n_layers) if layer is None else _check_layer(layer, n_layers)
-    picture, states, label = _image_and_states(model, image)
+    layer = default_layer(n_layers) if layer is None else check_layer(layer, n_layers)
+    picture, states, label = image_and_states(model, image)
     return gradcam_of_states(model, states, text, layer, picture=picture, label=label)
 
 
@@ -610,7 +619,7 @@ def gradcam_of_states(
     """:func:`gradcam` from an image's ViT states (1, 1 + P, width), already computed: one backward
     through the multimodal encoder, none through the ViT."""
     n_layers = _multimodal_layers(model)
-    layer = default_layer(n_layers) if layer is None else _check_layer(layer, n_layers)
+    layer = default_layer(n_layers) if layer is None else check_layer(layer, n_layers)
     tokenized, ids, tokens = _text_input(model, text)
     # Gradients only here, even inside a caller's no_grad / inference_mode block. Nothing is
     # accumulated in .grad: autograd.grad returns the one gradient and frees the graph.

@@ -833,11 +833,11 @@ def _from_attention_analyses(
 ) -> list[Explanation]:
     """Attention or GradCAM explanations of texts of one image: the image's states computed once
     (through the net's feature cache when one is set)."""
-    from .attention import _check_layer, _image_and_states, default_layer
+    from .attention import check_layer, default_layer, image_and_states
 
     n_layers = int(model.config.text_config.num_hidden_layers)
-    chosen = default_layer(n_layers) if layer is None else _check_layer(layer, n_layers)
-    picture, states, label = _image_and_states(model, image)
+    chosen = default_layer(n_layers) if layer is None else check_layer(layer, n_layers)
+    picture, states, label = image_and_states(model, image)
     return [_attention_explanation(model, states, t, method, chosen, picture, label) for t in texts]
 
 

@@ -640,7 +640,9 @@ class BlipNet:
             labels = self.check_labels(labels, len(items))
         store = self.feature_cache
         desc = "vision encoder" + (" (cached)" if store is not None else "")
-        bar = Progress(len(items), show=progress, desc=desc)  # shown when the pace says it is long
+        # shown when the pace says it is long (never for no images); closed after the last batch,
+        # or by tqdm itself when the generator is dropped early or an image fails
+        bar = Progress(len(items), show=progress if items else False, desc=desc)
         for start in range(0, len(items), batch_size):
             chunk = items[start : start + batch_size]
             rgbs = [self.preprocessing.load(item, start + i) for i, item in enumerate(chunk)]  # EXIF rule

@@ -31,7 +31,7 @@ def provenance(model: Any = None) -> dict[str, str | None]:
     import torch
     import transformers
 
-    from .. import __version__
+    from .._version import __version__
 
     device = None if model is None else str(model.device)
     dtype = None if model is None else str(model.dtype).replace("torch.", "")
