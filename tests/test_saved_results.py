@@ -285,3 +285,19 @@ def test_retrieval_and_pairs_of_a_net_redraw_the_same_figures(tiny, images, text
     second = _pixels(loaded.plot_distribution(threshold=0.5))
     plt.close("all")
     assert np.array_equal(first, second)
+
+
+def test_a_save_that_cannot_complete_writes_nothing_and_says_why(tmp_path):
+    """The record is checked before any file is written: numpy numbers are kept as numbers, a value
+    JSON cannot hold stops the save with nothing written; an unwritable place is a named error."""
+    table = blipviz.analysis.scores.ranking(["a", "b"], [0.5, 0.1], [0.2, 0.3], by="itm")
+    table.attrs["threshold"] = np.float32(1.5)
+    table.save(tmp_path / "kept")
+    assert Ranking.load(tmp_path / "kept").attrs["threshold"] == 1.5
+    table.attrs["threshold"] = object()
+    with pytest.raises(InputError, match="nothing was written"):
+        table.save(tmp_path / "refused")
+    assert not (tmp_path / "refused").exists()
+    (tmp_path / "blocked").write_text("a file where a folder would go")
+    with pytest.raises(InputError, match="cannot save to"):
+        ScoreMatrix(np.zeros((1, 1)), ["a"], ["x"]).save(tmp_path / "blocked" / "result")

@@ -54,6 +54,20 @@ def save_result(
     import pyarrow.parquet as pq
 
     folder = _path(path)
+    # the record first: a value JSON cannot hold stops the save before anything is written
+    record = {
+        "format": FORMAT,
+        "version": FORMAT_VERSION,
+        "kind": kind,
+        "provenance": dict(made_by) if made_by is not None else current_provenance(None),
+        "saved": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "tables": sorted(tables),
+        "fields": dict(fields),
+    }
+    try:
+        text = json.dumps(record, indent=1, ensure_ascii=False, default=_plain)
+    except (TypeError, ValueError) as error:
+        raise InputError(f"cannot save this {kind}: {error}; nothing was written") from None
     if folder.exists() and not folder.is_dir():
         raise InputError(f"cannot save to {str(folder)!r}: it is a file (give a folder path)")
     if folder.is_dir() and any(folder.iterdir()):
@@ -67,21 +81,25 @@ def save_result(
                 f"{str(folder)!r} already holds a saved result; pass overwrite=True to replace it"
             )
         _remove_saved(folder)
-    folder.mkdir(parents=True, exist_ok=True)
-    for name, table in tables.items():
-        write_atomically(folder / f"{name}.parquet", functools.partial(pq.write_table, table))
-    record = {
-        "format": FORMAT,
-        "version": FORMAT_VERSION,
-        "kind": kind,
-        "provenance": dict(made_by) if made_by is not None else current_provenance(None),
-        "saved": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-        "tables": sorted(tables),
-        "fields": dict(fields),
-    }
-    text = json.dumps(record, indent=1, ensure_ascii=False)
-    write_atomically(folder / RESULT_FILE, lambda tmp: Path(tmp).write_text(text, encoding="utf-8"))
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        for name, table in tables.items():
+            write_atomically(folder / f"{name}.parquet", functools.partial(pq.write_table, table))
+        write_atomically(folder / RESULT_FILE, lambda tmp: Path(tmp).write_text(text, encoding="utf-8"))
+    except OSError as error:
+        raise InputError(f"cannot save to {str(folder)!r}: {error}") from None
     return folder
+
+
+def _plain(value: Any) -> Any:
+    """numpy scalars and arrays as Python numbers and lists, for the JSON record."""
+    import numpy as np
+
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    raise TypeError(f"{type(value).__name__} {value!r} cannot be written to JSON")
 
 
 def _remove_saved(folder: Path) -> None:
