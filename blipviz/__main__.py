@@ -105,11 +105,17 @@ def _table(model, images, texts, labels, score: str):
 
     from .analysis import scores as sc
 
+    if len(images) == 1 and score == "cosine":  # the unimodal encoders alone: no ITM pass
+        matrix = sc.cosine_scores(model, images, texts, labels=labels)
+        frame = pd.DataFrame({"text": matrix.texts, "cosine": matrix.values[0]})
+        frame = frame.sort_values("cosine", ascending=False, kind="stable", ignore_index=True)
+        frame["cosine_rank"] = range(1, len(frame) + 1)
+        frame.index = pd.RangeIndex(1, len(frame) + 1, name="rank")
+        title = f"{model.name}: descriptions of {labels[0]} ranked by cosine similarity"
+        return title, frame, matrix.provenance
     if len(images) == 1:
         table = sc.rank(model, images[0], texts)
         made_by = table.attrs["provenance"]
-        if score == "cosine":
-            table = sc.ranking(table["text"], table["itm"], table["cosine"], by="cosine")
         columns = {
             "itm": ["text", "itm", "itm_rank"],
             "cosine": ["text", "cosine", "cosine_rank"],

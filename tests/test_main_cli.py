@@ -68,12 +68,19 @@ def test_one_image_table_written_as_csv_parquet_and_json(tiny, image_files, tmp_
     assert list(made_by) == list(PROVENANCE_KEYS) and made_by["device"] == "cpu"
     assert made_by["dtype"] == "float32" and made_by["blipviz"] == blipviz.__version__
 
-    assert _run(capsys, *argv, "--score", "cosine", "--output", str(tmp_path / "t.json"))[0] == 0
+    from blipviz.net.net import BlipNet
+
+    itm_passes = []  # --score cosine runs the unimodal encoders alone: no ITM pass
+    original = BlipNet.itm_logits
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(BlipNet, "itm_logits", lambda *a, **k: itm_passes.append(1) or original(*a, **k))
+        assert _run(capsys, *argv, "--score", "cosine", "--output", str(tmp_path / "t.json"))[0] == 0
+    assert itm_passes == []
     record = json.loads((tmp_path / "t.json").read_text())
     assert record["score"] == "cosine" and set(record["provenance"]) == set(PROVENANCE_KEYS)
     rows = pd.DataFrame(record["rows"])
     assert list(rows.columns) == ["rank", "text", "cosine", "cosine_rank"]
-    assert list(rows["cosine"]) == sorted(expected["cosine"], reverse=True)
+    np.testing.assert_allclose(rows["cosine"], sorted(expected["cosine"], reverse=True), rtol=1e-6)
 
 
 def test_several_images_give_every_pair_with_both_scores(tiny, image_files, tmp_path, capsys):
