@@ -320,7 +320,8 @@ def cosine_scores(
     labels : sequence of str, optional
         One label per image; default: file names, or ``"image i"``.
     progress : bool, optional
-        Progress bar over image batches; default: for 64 images or more.
+        Progress bar over images; by default shown once the pace foresees more than 5 s
+        (:class:`blipviz.net.net.Progress`).
 
     Returns
     -------
@@ -409,7 +410,8 @@ def itm_scores(
     labels : sequence of str, optional
         One label per image; default: file names, or ``"image i"``.
     progress : bool, optional
-        Progress bar over image batches; default: for 64 images or more.
+        Progress bar over images; by default shown once the pace foresees more than 5 s
+        (:class:`blipviz.net.net.Progress`).
 
     Returns
     -------

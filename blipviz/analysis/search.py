@@ -111,7 +111,8 @@ def search_images(
         Images per vision-encoder pass; default 4 on CPU, 16 on a GPU
         (:attr:`BlipITM.default_batch_size`).
     progress : bool, optional
-        Progress bar over image batches; default: for 64 images or more.
+        Progress bar over images; by default shown once the pace foresees more than 5 s
+        (:class:`blipviz.net.net.Progress`).
     labels : sequence of str, optional
         Names of the images in the ``image`` column (default: file names, ``"image i"``, or the
         labels of the ImageFeatures).

@@ -121,7 +121,8 @@ class ZeroShotClassifier:
     text_batch_size : int, default 128
         Class texts per multimodal pass.
     progress : bool, optional
-        Progress bar over images; default: for 64 images or more.
+        Progress bar over images; by default shown once the pace foresees more than 5 s
+        (:class:`blipviz.net.net.Progress`).
 
     Attributes
     ----------

@@ -384,7 +384,8 @@ def embed_collection(
         shards; ``engine_options`` go there (``concurrency``, ``num_gpus``, ``num_cpus``,
         ``start_timeout``: seconds to wait for a local Ray to start, default 120).
     progress : bool, optional
-        A progress bar in images/s; default for 64 images or more (or an unknown count).
+        A progress bar in images/s; by default shown once the pace foresees more than 5 s
+        (:class:`blipviz.net.net.Progress`).
     keep_states : bool, default False
         Keep the raw image states in ``out/states`` (a :class:`blipviz.store.FeatureCache`: 1.8 MB
         per ViT-B/16 image) so an ITM rerank skips the ViT.

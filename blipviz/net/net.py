@@ -598,7 +598,8 @@ class BlipNet:
         batch_size : int, optional
             Images per ViT pass; default :attr:`default_batch_size`.
         progress : bool, optional
-            Progress bar over batches; default: for 64 images or more.
+            Progress bar over images; by default shown once the pace foresees more than
+            5 s (:class:`Progress`).
         labels : sequence of str, optional
             One label per image; default: file names, or ``"image i"``.
 
@@ -762,7 +763,8 @@ class BlipNet:
         labels : sequence of str, optional
             One label per image; default: file names, or ``"image i"``.
         progress : bool, optional
-            Show a progress bar; default: for 64 images or more.
+            Show a progress bar; by default once the pace foresees more than 5 s
+            (:class:`Progress`).
 
         Returns
         -------
