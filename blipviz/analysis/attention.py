@@ -101,6 +101,7 @@ def image_and_states(model: BlipNet, image: Any) -> tuple[Any, torch.Tensor, str
         if len(image) != 1:
             raise InputError(f"expected one image, got ImageFeatures of {len(image)} images")
         model.check_features(image, need_raw=True)
+        assert image.raw is not None  # check_features(need_raw=True)
         thumb = image.thumbnails[0] if image.thumbnails else None
         # clone: features computed under inference_mode cannot enter an autograd graph
         return thumb, image.raw.clone(), image.labels[0]

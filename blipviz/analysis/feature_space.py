@@ -217,8 +217,8 @@ def centre_per_modality(embeddings: np.ndarray, kinds: Sequence[str]) -> tuple[n
         it); otherwise the embeddings unchanged and False.
     """
     x = np.asarray(embeddings, dtype=np.float64)
-    kinds = np.asarray(kinds)
-    rows = {k: np.flatnonzero(kinds == k) for k in ("image", "text")}
+    kind_of_row = np.asarray(kinds)
+    rows = {k: np.flatnonzero(kind_of_row == k) for k in ("image", "text")}
     if any(len(r) < 2 for r in rows.values()):
         return x, False
     out = x.copy()
@@ -301,8 +301,8 @@ def _groups_of(value: Any, kind: str) -> list[_Group]:
             if isinstance(item, TextFeatures):
                 raise InputTypeError(f"images[{i}] is TextFeatures: pass them with texts=")
         return [_Group("image", items=items)] if items else []
-    items = as_text_list(value, name="texts")
-    return [_Group("text", items=items)] if items else []
+    texts = as_text_list(value, name="texts")
+    return [_Group("text", items=texts)] if texts else []
 
 
 def _check_nets(groups: list[_Group], model: BlipNet | None) -> None:
@@ -359,6 +359,7 @@ def _collect(groups: list[_Group], model: BlipNet | None, need_embeddings: bool)
             names += list(raw)
             thumbs += [None] * len(raw)
             if need_embeddings:
+                assert model is not None  # checked above
                 encoded = model.encode_texts(raw)
                 chunks.append(encoded.embeddings.float().numpy())
                 cut += list(encoded.truncated_by)
@@ -368,6 +369,7 @@ def _collect(groups: list[_Group], model: BlipNet | None, need_embeddings: bool)
         labels = [image_label(item, image_index + i) for i, item in enumerate(raw)]
         row_thumbs: list[Any] = [None] * len(raw)
         if need_embeddings:
+            assert model is not None  # checked above
             feats = model.encode_images(raw, keep_raw=False, labels=labels)
             chunks.append(feats.embeddings.float().numpy())
             row_thumbs = list(feats.thumbnails) if feats.thumbnails else row_thumbs

@@ -88,8 +88,9 @@ class PairScores:
     itm: np.ndarray
     itm_logit: np.ndarray
     cosine: np.ndarray
-    truncated_by: list[str | None] | None = field(default=None, repr=False)
-    image_index: np.ndarray | None = field(default=None, repr=False)
+    # None (the default) is replaced in __post_init__: both attributes are always set
+    truncated_by: list[str | None] = field(default=None, repr=False)  # type: ignore[arg-type]
+    image_index: np.ndarray = field(default=None, repr=False)  # type: ignore[arg-type]
     thumbnails: list[Any] | None = field(default=None, repr=False)
     model_name: str | None = None
     provenance: dict[str, Any] | None = field(default=None, repr=False)

@@ -79,7 +79,8 @@ class ScoreMatrix:
     image_labels: list[str]
     kind: str = "itm"
     thumbnails: list[Any] | None = None
-    truncated_by: list[str | None] | None = field(default=None, repr=False)
+    # None (the default) is replaced in __post_init__: the attribute is always a list
+    truncated_by: list[str | None] = field(default=None, repr=False)  # type: ignore[arg-type]
     model_name: str | None = None
     true_pairs: Any = field(default=None, repr=False)
     provenance: dict[str, Any] | None = field(default=None, repr=False)
@@ -161,7 +162,7 @@ class ScoreMatrix:
 
     @property
     def shape(self) -> tuple[int, int]:
-        return self.values.shape  # type: ignore[return-value]
+        return self.values.shape
 
     def __array__(self, dtype=None, copy=None) -> np.ndarray:
         return self.values if dtype is None else self.values.astype(dtype)
@@ -357,11 +358,11 @@ def _score_pass(
     tokenized: TokenizedTexts,
     *,
     cosine: bool,
-    batch_size: int,
+    batch_size: int | None,
     text_batch_size: int,
     progress: bool | None,
     labels: Sequence[str] | None,
-) -> tuple[np.ndarray, np.ndarray | None, list[str], list[Any] | None]:
+) -> tuple[np.ndarray, torch.Tensor | None, list[str], list[Any] | None]:
     """One pass over the images: ITM probabilities (and image embeddings for cosine)."""
     text_batch_size = positive_int("text_batch_size", text_batch_size)
     itm_rows, emb, names, thumbs = [], [], [], []
@@ -463,6 +464,7 @@ def scores(
         progress=progress,
         labels=labels,
     )
+    assert image_emb is not None  # cosine=True
     cos = cosine_matrix(image_emb, text_features.embeddings)
     texts_list, cut = list(tokenized.texts), list(text_features.truncated_by)
     made_by = provenance(model)
