@@ -72,6 +72,10 @@ def html() -> Path:
 
 def main(argv: list[str]) -> int:
     steps = argv or ["all"]
+    unknown = [step for step in steps if step not in ("assemble", "execute", "html", "all")]
+    if unknown:  # before any step runs
+        print(f"unknown step {unknown[0]!r}: assemble, execute, html or all", file=sys.stderr)
+        return 2
     for step in steps:
         if step in ("assemble", "all"):
             assemble()
@@ -79,9 +83,6 @@ def main(argv: list[str]) -> int:
             execute()
         if step in ("html", "all"):
             html()
-        if step not in ("assemble", "execute", "html", "all"):
-            print(f"unknown step {step!r}: assemble, execute, html or all", file=sys.stderr)
-            return 2
     return 0
 
 
