@@ -45,13 +45,37 @@ TEMP_PREFIX = ".blipviz-tmp-"
 
 
 def umask() -> int:
-    """The process's umask, read without changing it (``/proc/self/status``; 0o022 where that is
-    not available)."""
+    """The process's umask, read without changing it: from ``/proc/self/status`` (Linux), else from
+    the mode a new file gets (macOS and others), else 0o077 (files readable by their owner only:
+    never looser than the user asked)."""
     with contextlib.suppress(OSError, ValueError):
         for line in Path("/proc/self/status").read_text().splitlines():
             if line.startswith("Umask:"):
                 return int(line.split()[1], 8)
-    return 0o022
+    return _umask_of_a_new_file()
+
+
+def _umask_of_a_new_file() -> int:
+    """The umask as the bits a new file of mode 0o777 lost; 0o077 when no file can be made."""
+    try:
+        folder = tempfile.mkdtemp(prefix="blipviz-umask-")  # mode 0o700 whatever the umask
+    except OSError:
+        return 0o077
+    probe = Path(folder) / "probe"
+    try:
+        fd = os.open(probe, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o777)
+        try:
+            mode = os.fstat(fd).st_mode & 0o777
+        finally:
+            os.close(fd)
+        return 0o777 & ~mode
+    except OSError:
+        return 0o077
+    finally:
+        with contextlib.suppress(OSError):
+            probe.unlink()
+        with contextlib.suppress(OSError):
+            os.rmdir(folder)
 
 
 def new_file_mode() -> int:
