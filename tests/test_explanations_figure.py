@@ -260,3 +260,20 @@ def test_gradcam_keeps_its_signed_maps_before_clipping(tiny):
     np.testing.assert_allclose(result.signed_maps, cam.signed_maps, rtol=1e-5, atol=1e-8)
     grid = result.plot(signed=True, tokens=[2])
     assert all(norm.vmin == -norm.vmax for norm in grid.norms_)
+
+
+def test_compare_explanations_draws_explanations_already_computed(tiny):
+    import pytest
+
+    import blipviz
+    from blipviz.errors import InputError
+
+    text = "a red square and a green block"
+    made = {m: tiny.explain(_picture(), text, m) for m in ("rollout", "relevancy")}
+    display = blipviz.compare_explanations(tiny, _picture(), text, explanations=made)
+    assert display.explanations_ == made and display.titles_ == ["rollout", "relevancy"]
+    np.testing.assert_array_equal(display.maps[0], made["rollout"].match_map)
+    with pytest.raises(InputError, match="not the text given"):
+        blipviz.compare_explanations(tiny, _picture(), "another text", explanations=made)
+    with pytest.raises(InputError, match="evaluate=True"):
+        blipviz.compare_explanations(tiny, _picture(), text, explanations=made, evaluate=True)

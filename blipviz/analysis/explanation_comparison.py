@@ -70,8 +70,9 @@ def compare_explanations(
     model: BlipNet,
     image: Any,
     text: str,
-    methods: str | Sequence[str] = METHODS,
+    methods: str | Sequence[str] | None = None,
     *,
+    explanations: Mapping[str, Explanation] | None = None,
     evaluate: bool = False,
     steps: int = 20,
     baseline: str = "blur",
@@ -89,9 +90,12 @@ def compare_explanations(
     model : BlipNet
     image : image (path, PIL image, array)
     text : str
-    methods : str or sequence of str, default all five
+    methods : str or sequence of str, optional
         Any of ``"attention"``, ``"gradcam"``, ``"relevancy"``, ``"rollout"``, ``"occlusion"``, in
-        the panels' order.
+        the panels' order. Default: all five, or the methods of ``explanations``.
+    explanations : mapping of method to Explanation, optional
+        Explanations of this pair already computed (``model.explain(image, text, method)``): drawn
+        as they are; only the methods missing from it are computed.
     evaluate : bool, default False
         Measure each map with deletion and insertion curves on this pair
         (:func:`blipviz.evaluate_explanations`, ``steps`` and ``baseline``) and write its AUCs in
@@ -127,15 +131,23 @@ def compare_explanations(
     """
     from ..display.explanations import ExplanationComparisonDisplay
 
-    methods = _methods(methods)
+    given = dict(explanations or {})
+    methods = _methods(methods if methods is not None else (list(given) or METHODS))
+    for method, explanation in given.items():
+        if not isinstance(explanation, Explanation) or explanation.method != method:
+            raise InputError(f"explanations[{method!r}] must be an Explanation of method {method!r}")
+        if explanation.text != text:
+            raise InputError(
+                f"explanations[{method!r}] explains {explanation.text!r}, not the text given ({text!r})"
+            )
     options = dict(options or {})
     unknown = set(options) - set(methods)
     if unknown:
         raise InputError(f"options for methods not compared: {sorted(unknown)}")
-    if evaluate and any(options.values()):
+    if evaluate and (any(options.values()) or given):
         raise InputError(
-            "evaluate=True measures the maps made with each method's default options: drop options= "
-            "(or evaluate the maps you made with blipviz.evaluate_explanations)"
+            "evaluate=True measures the maps it makes with each method's default options: drop "
+            "options= and explanations= (or evaluate your maps with blipviz.evaluate_explanations)"
         )
     if signed is not None and not isinstance(signed, bool):
         raise InputTypeError(f"signed must be True, False or None, got {type(signed).__name__}")
@@ -146,10 +158,13 @@ def compare_explanations(
     else:
         explanations = {}
         for m in methods:
-            given = dict(options.get(m, {}))
+            if m in given:
+                explanations[m] = given[m]
+                continue
+            chosen = dict(options.get(m, {}))
             if m == "occlusion":
-                given.setdefault("baseline", baseline)
-            explanations[m] = explain(model, image, text, m, **given)
+                chosen.setdefault("baseline", baseline)
+            explanations[m] = explain(model, image, text, m, **chosen)
     maps, is_signed, units = [], [], []
     for m in methods:
         e = explanations[m]

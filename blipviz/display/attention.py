@@ -52,6 +52,11 @@ _PANEL_TITLE_CHARS = 24  # panel titles (tokens) are elided in the middle beyond
 _MIN_TITLE_CHARS = 30  # the figure title's lines are at least this long (a new figure makes room)
 
 
+def _percent(share: float) -> str:
+    """``"18%"``, or ``"under 1%"`` (not ``"0%"`` for a share that is there)."""
+    return f"{share:.0%}" if share >= 0.005 or share == 0 else "under 1%"
+
+
 def describe_heads(heads: Sequence[int], n_heads: int) -> str:
     """``"mean of the 12 heads"``, ``"head 3"`` or ``"mean of heads 0, 3"``."""
     heads = list(heads)
@@ -553,7 +558,7 @@ class HeadsTokensDisplay:
         share = float(cls_share.mean())
         flat[-1].set_xlabel(
             f"each map: one head's attention over the {gh} × {gw} patches; "
-            f"the ViT's [CLS] token not drawn ({share:.0%} of the attention, on average)",
+            f"the ViT's [CLS] token not drawn ({_percent(share)} of the attention, on average)",
             fontsize=font_size(SMALL),
         )
         what = (
