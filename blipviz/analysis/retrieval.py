@@ -109,7 +109,7 @@ def _image_captions(text_image: np.ndarray, n_images: int) -> list[list[int]]:
 
 
 def itm_eval(
-    score_i2t: np.ndarray, score_t2i: np.ndarray, text_image: Sequence[int]
+    score_i2t: np.ndarray, score_t2i: np.ndarray, text_image: Sequence[int] | np.ndarray
 ) -> tuple[dict[str, float], np.ndarray, np.ndarray]:
     """BLIP's ``itm_eval``: recalls of both directions from the two score matrices.
 
@@ -130,15 +130,16 @@ def itm_eval(
         0-based rank of each text's image.
     """
     score_i2t, score_t2i = np.asarray(score_i2t), np.asarray(score_t2i)
-    text_image = np.asarray(text_image, dtype=np.int64)
+    image_of_text = np.asarray(text_image, dtype=np.int64)
     n_images, n_texts = score_i2t.shape
-    if score_t2i.shape != (n_texts, n_images) or text_image.shape != (n_texts,):
+    if score_t2i.shape != (n_texts, n_images) or image_of_text.shape != (n_texts,):
         raise InputError(
-            f"score_i2t {score_i2t.shape}, score_t2i {score_t2i.shape} and text_image {text_image.shape} "
-            "do not fit: expected (n_images, n_texts), (n_texts, n_images) and (n_texts,)"
+            f"score_i2t {score_i2t.shape}, score_t2i {score_t2i.shape} and text_image "
+            f"{image_of_text.shape} do not fit: expected (n_images, n_texts), (n_texts, n_images) and "
+            "(n_texts,)"
         )
-    ranks_i2t = _ranks(score_i2t, _image_captions(text_image, n_images))
-    ranks_t2i = _ranks(score_t2i, [[i] for i in text_image.tolist()])
+    ranks_i2t = _ranks(score_i2t, _image_captions(image_of_text, n_images))
+    ranks_t2i = _ranks(score_t2i, [[i] for i in image_of_text.tolist()])
 
     def recall(ranks: np.ndarray, k: int) -> float:
         return 100.0 * len(np.where(ranks < k)[0]) / len(ranks)
@@ -412,7 +413,7 @@ class RetrievalEvaluation:
         best = scores.max(axis=1)
         gaps = [float(best[q] - scores[q, truths[q]].max()) for q in range(len(ranks))]
         worst = sorted(range(len(ranks)), key=lambda q: (-int(ranks[q]), -gaps[q], q))[:n]
-        records = []
+        records: list[dict[str, Any]] = []
         for q in worst:
             rank, order = int(ranks[q]), _order(scores[q])
             true = int(order[rank])  # the best-ranked true target sits at the query's rank
@@ -571,7 +572,7 @@ def _evaluate(
     batch_size = model.resolve_batch_size(batch_size)
     texts = as_text_list(texts)
     in_memory = isinstance(images, ImageFeatures)  # raw states given: held already, nothing to copy
-    if in_memory:
+    if isinstance(images, ImageFeatures):
         n_given = len(images)
     elif isinstance(images, torch.Tensor):
         n_given = len(model.check_pixels(images))

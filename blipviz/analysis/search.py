@@ -15,7 +15,7 @@ With a feature cache (``load_model(..., cache_dir=...)``) a repeated search skip
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 import numpy as np
@@ -137,6 +137,7 @@ def search_images(
     with torch.inference_mode():
         if isinstance(images, ImageFeatures):
             model.check_features(images, need_raw=True)
+            assert images.raw is not None  # check_features(need_raw=True)
             sims_parts.append(cosine_matrix(images.embeddings, queries))
             names = list(images.labels) if labels is None else model.check_labels(labels, len(images))
             kept = {i: images.raw[i] for i in range(len(images))}
@@ -232,9 +233,11 @@ def search_texts(
     tokenized = text_features.tokenized
     text_emb = text_features.embeddings.double()
     rows = []
+    batches: Iterable[tuple[torch.Tensor, list[str], list[str | None]]]
     with torch.inference_mode():
         if isinstance(query_images, ImageFeatures):
             model.check_features(query_images, need_raw=True)
+            assert query_images.raw is not None  # check_features(need_raw=True)
             names = (
                 list(query_images.labels) if labels is None else model.check_labels(labels, len(query_images))
             )

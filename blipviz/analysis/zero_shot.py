@@ -239,7 +239,9 @@ class ZeroShotClassifier:
                     for b in range(states.shape[0]):
                         if self.method == "itm":
                             values.append(self._itm_row(tokenized, states[b : b + 1], keys[b]))
-                        elif self.method == "cosine":
+                            continue
+                        assert cos is not None  # computed above for "cosine" and "rerank"
+                        if self.method == "cosine":
                             values.append(cos[b])
                         else:
                             keep = np.sort(np.argsort(-cos[b], kind="stable")[: self.rerank_k])
@@ -259,6 +261,7 @@ class ZeroShotClassifier:
         if self.method != "itm":
             cosine = np.concatenate(cosines) if cosines else np.zeros((0, n_labels))
         if self.method == "rerank":
+            assert cosine is not None  # computed above for "rerank"
             # Kept classes (ITM in [0, 1], shifted to [2, 3]) above all others (cosine in [-1, 1]).
             rank_key = np.where(np.isnan(values_arr), cosine, values_arr + 2.0)
         else:
@@ -331,6 +334,7 @@ class ZeroShotClassifier:
         order = _order(scores.rank_key[0])[:k]
         frame = pd.DataFrame({"label": [self.labels[i] for i in order], "score": scores.values[0, order]})
         if self.method == "rerank":
+            assert scores.cosine is not None  # kept for "rerank"
             frame["cosine"] = scores.cosine[0, order]
         frame.index = pd.RangeIndex(1, len(frame) + 1, name="rank")
         frame.attrs["truncated_by"] = self.truncated_by
@@ -388,7 +392,8 @@ class ZeroShotClassifier:
         if isinstance(image, ImageFeatures):
             if not image.thumbnails:
                 raise InputError("these ImageFeatures hold no thumbnail to draw; pass the image itself")
-            picture, name, source = image.thumbnails[0], image.labels[0], image
+            source: Images = image
+            picture, name = image.thumbnails[0], image.labels[0]
         else:
             item = as_image_list(image)[0]
             picture = self.model.preprocessing.load(item, 0)  # decoded once, EXIF rule applied
@@ -495,7 +500,7 @@ class ZeroShotEvaluation:
     def from_scores(
         cls,
         scores: Any,
-        true_labels: Sequence[str] | Sequence[int],
+        true_labels: Sequence[str] | Sequence[int] | np.ndarray,
         labels: Sequence[str],
         *,
         image_labels: Sequence[str] | None = None,
