@@ -36,7 +36,7 @@ import base64
 import html
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 import pandas as pd
@@ -130,7 +130,7 @@ def _concat(parts: Sequence[ImageFeatures]) -> ImageFeatures:
     return ImageFeatures(
         embeddings=torch.cat([p.embeddings for p in parts]),
         projected=torch.cat([p.projected for p in parts]),
-        raw=torch.cat([p.raw for p in parts]),
+        raw=torch.cat(cast("list[torch.Tensor]", [p.raw for p in parts])),  # each with raw states
         labels=[label for p in parts for label in p.labels],
         thumbnails=None,
         model_name=parts[0].model_name,
@@ -653,6 +653,7 @@ class FeatureSpaceExplorer:
         """Raw states of image points, in order: each image passes the ViT once while it is kept."""
         missing = [p for p in points if p not in self._states]
         if missing:
+            assert self._image_fn is not None  # without image_fn every image's states are kept (__init__)
             items = [self._image_fn(self._ids[p]) for p in missing]
             features = self.model.encode_images(
                 items, keep_raw=True, labels=[self._names[p] for p in missing], progress=False

@@ -9,7 +9,7 @@ honour it); ``max_rows`` shows the first rows and says how many are hidden and w
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import numpy as np
@@ -83,7 +83,7 @@ def style_counts(
         raise InputError(f"max_rows must be None or a positive int, got {max_rows!r}")
     total = len(frame)
     shown = frame if max_rows is None or total <= max_rows else frame.iloc[:max_rows]
-    formats = {}
+    formats: dict[Any, Callable[[Any], str]] = {}
     for column in shown.columns:
         values = shown[column]
         if pd.api.types.is_bool_dtype(values):

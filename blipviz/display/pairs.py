@@ -302,13 +302,15 @@ class PairRowsDisplay:
 
         for header, x0 in zip(self.header_texts_, col_x, strict=True):
             header.set_position((x0, header_h - 0.5 * pad))
-        self.images_, self.bars_ = [], {"itm": [], "cosine": []}
+        self.images_ = []
+        self.bars_: dict[str, list[Rectangle]] = {"itm": [], "cosine": []}
         ranges = {"itm": (0.0, 1.0), "cosine": (cos_lo, 1.0)}
         for i in range(k):
             top = float(tops[i])
             middle = top + row_h[i] / 2
             ax.plot([0.0, width], [top, top], color="0.85", linewidth=0.6 * scale, solid_capstyle="butt")
             if has_thumbs:
+                assert self.thumbnails is not None  # has_thumbs
                 rgb = rgb_array(self.thumbnails[i])
                 h, w = rgb.shape[:2]
                 bw, bh = (thumb, thumb * h / w) if w >= h else (thumb * w / h, thumb)
@@ -571,8 +573,8 @@ class PairDistributionDisplay:
                 )
             else:
                 self.legend_ = axes[0].legend(handles, labels, fontsize="small", loc="best")
-            for t in self.legend_.get_texts():
-                t.set_parse_math(False)
+            for legend_text in self.legend_.get_texts():
+                legend_text.set_parse_math(False)
         if own:
             fs = _points(plt.rcParams["figure.titlesize"])
             chars = int(fig.get_figwidth() * 72 / (0.55 * fs))

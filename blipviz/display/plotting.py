@@ -28,6 +28,8 @@ from .rules import (
 )
 
 if TYPE_CHECKING:
+    from matplotlib.typing import RcKeyType
+
     from ..analysis.scores import ScoreMatrix
 
 __all__ = [
@@ -472,8 +474,8 @@ class ScoreMatrixDisplay:
         ax.tick_params(axis="both", labelsize=fontsize, length=2)
         smaller = fontsize - font_size(0.1)
         ax.xaxis.tick_bottom()
-        for side in ("top", "right", "bottom", "left"):
-            ax.spines[side].set_visible(False)
+        for spine in ("top", "right", "bottom", "left"):
+            ax.spines[spine].set_visible(False)
         if geometry["rotate"]:  # upright: side by side whatever their length, never overlapping
             _upright(ax.get_xticklabels())
 
@@ -533,7 +535,7 @@ class ScoreMatrixDisplay:
             self.highlights_.append(outline)
 
         # colorbar beside the rows only (not the thumbnail band), as tall as the heatmap
-        right = blended_transform_factory(ax.transData, ax.transAxes)
+        beside_rows = blended_transform_factory(ax.transData, ax.transAxes)
         x_side = n_images - 0.5 + 0.25
         self.colorbar_ = None
         if colorbar:
@@ -561,7 +563,7 @@ class ScoreMatrixDisplay:
                 handles=[key],
                 loc="center left" if band else "upper left",
                 bbox_to_anchor=(x_side - 0.1, anchor_y),
-                bbox_transform=right,
+                bbox_transform=beside_rows,
                 fontsize=smaller,
                 frameon=False,
                 handlelength=1.0,
@@ -585,7 +587,7 @@ class ScoreMatrixDisplay:
         if self.colorbar_ is not None and fit_colorbar(self.colorbar_, room):
             fit_figure_to_axes(ax, size_in) if fit else settle_layout(fig)
         if self.legend_ is not None and self.colorbar_ is not None:
-            if _clear_of_colorbar(ax, self.legend_, self.colorbar_, anchor_y, right):
+            if _clear_of_colorbar(ax, self.legend_, self.colorbar_, anchor_y, beside_rows):
                 fit_figure_to_axes(ax, size_in) if fit else settle_layout(fig)
         self.ax_ = ax
         self.figure_ = fig
@@ -611,7 +613,7 @@ def _clear_of_colorbar(ax, legend, colorbar, anchor_y: float, transform) -> bool
     return True
 
 
-def _rc(name: str) -> float:
+def _rc(name: RcKeyType) -> float:
     import matplotlib as mpl
 
     return float(mpl.rcParams[name])

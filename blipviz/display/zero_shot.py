@@ -298,7 +298,11 @@ class TopKDisplay:
         self.value_texts_ = []
         for i, value in enumerate(self.scores):
             if np.isfinite(value):
-                text, x, ha = format_number(value, values_format), value, "left" if value >= 0 else "right"
+                text, x, ha = (
+                    format_number(value, values_format),
+                    float(value),
+                    "left" if value >= 0 else "right",
+                )
                 x += (0.015 if value >= 0 else -0.015) * (hi - lo)
                 style = "normal"
             else:
