@@ -38,7 +38,7 @@ from __future__ import annotations
 import functools
 import textwrap
 from collections.abc import Iterator, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -48,6 +48,11 @@ from .labels import MAX_LABEL_CHARS, palette, readable_text_colour, wrap_text
 from .pairs import caption_lines
 from .plotting import rgb_array
 from .rules import SMALL, TITLE, font_size, plural
+
+if TYPE_CHECKING:
+    from matplotlib.lines import Line2D
+    from matplotlib.offsetbox import AnnotationBbox
+    from matplotlib.text import Text
 
 __all__ = [
     "LAYOUTS",
@@ -229,10 +234,10 @@ def _interleaved(points: np.ndarray, kinds: Sequence[str]) -> Iterator[int]:
 
     streams = [stream(np.flatnonzero(np.asarray(kinds) == kind)) for kind in dict.fromkeys(kinds)]
     while streams:
-        for stream in list(streams):
-            k = next(stream, None)
+        for rows_left in list(streams):
+            k = next(rows_left, None)
             if k is None:
-                streams.remove(stream)
+                streams.remove(rows_left)
             else:
                 yield int(k)
 
@@ -311,7 +316,7 @@ class LabelPlacer:
         ij = np.floor((self.points - self._origin) / self._cell).astype(int)
         self._ci = np.clip(ij[:, 0], 0, self._shape[1] - 1)
         self._cj = np.clip(ij[:, 1], 0, self._shape[0] - 1)
-        self._sums: tuple[np.ndarray, np.ndarray] | None = None
+        self._sums: tuple[np.ndarray, ...] | None = None
 
     def _weights(self, i: int) -> tuple[float, float]:
         """Point i's weight among the points a label should not cover (a point still to be labelled
@@ -580,15 +585,21 @@ class _PanelLabels:
         self.candidates = candidates  # coords_ rows that may be labelled, with their kind
         self.caps = caps  # {"thumbnail": int | None, "callout": int | None}
         self.style = style  # everything the drawing needs (colours, sizes, texts, thumbnails)
-        self._key = None
+        self._key: tuple[float, ...] | None = None
         self._texts: dict[int, Any] = {}
         self._thumb_images: dict[int, Any] = {}
         self.scale = 1.0  # of the thumbnails: smaller when a small map does not fit whole
         self._note_lines = 1
         self._thumbs: dict[int, Any] = {}
-        self._sizes: dict[tuple[int, float], tuple[np.ndarray, np.ndarray]] = {}
-        self.texts, self.text_rows, self.thumbnails, self.thumbnail_rows = [], [], [], []
-        self.leaders, self.leader_rows, self.note = [], [], None
+        # (row, pixels per point, scale) -> the label's box size and offset (see _size)
+        self._sizes: dict[tuple[int, float, float], tuple[np.ndarray, np.ndarray]] = {}
+        self.texts: list[Text] = []
+        self.text_rows: list[int] = []
+        self.thumbnails: list[AnnotationBbox] = []
+        self.thumbnail_rows: list[int] = []
+        self.leaders: list[Line2D] = []
+        self.leader_rows: list[int] = []
+        self.note: Text | None = None
         self.axis_note, self.axis_note_set = None, False
 
     # -- artists, made once per row
@@ -616,7 +627,9 @@ class _PanelLabels:
                 ),
             )
             t.set_figure(self.ax.figure)
-            t.get_bbox_patch().set_figure(self.ax.figure)  # so that the box, too, can be measured
+            patch = t.get_bbox_patch()
+            assert patch is not None  # made with bbox=
+            patch.set_figure(self.ax.figure)  # so that the box, too, can be measured
             t.axes = self.ax
             self._texts[row] = t
         return self._texts[row]
@@ -676,7 +689,11 @@ class _PanelLabels:
     def place(self, renderer, *, force: bool = False) -> None:
         ax = self.ax
         box = ax.get_window_extent(renderer)
-        key = (round(box.width, 3), round(box.height, 3), float(renderer.points_to_pixels(1.0)))
+        key: tuple[float, ...] = (
+            round(box.width, 3),
+            round(box.height, 3),
+            float(renderer.points_to_pixels(1.0)),
+        )
         key += tuple(ax.get_xlim()) + tuple(ax.get_ylim())
         if key == self._key and not force:
             return
@@ -909,6 +926,7 @@ class _PanelLabels:
                 if got is not None:
                     placer.remove(index[k])
                     got = None
+                assert saved is not None  # a neighbour is a placed label
                 placer.restore(other, saved)
             if got is None:
                 failed.append(k)
@@ -1343,7 +1361,7 @@ class FeatureSpaceDisplay:
         chosen = _chosen_rows(label, n)
         if chosen is None:
             eligible = np.flatnonzero(as_thumb | ((kinds == "text") & has_words))
-            caps = {
+            caps: dict[str, int | None] = {
                 "thumbnail": _MAX_THUMBNAILS if max_thumbnails is None else int(max_thumbnails),
                 "callout": _MAX_TEXTS if max_texts is None else int(max_texts),
             }
