@@ -14,6 +14,7 @@ from blipviz.store._atomic import (
     TEMP_PREFIX,
     is_orphan,
     lock_file,
+    new_file_mode,
     read_marker,
     umask,
     write_atomically,
@@ -130,10 +131,6 @@ def test_markers_round_trip_and_refuse_another_format_or_version(tmp_path):
 @pytest.mark.parametrize("mask", [0o022, 0o077, 0o002, 0o027])
 def test_the_umask_is_read_the_same_where_proc_is_missing(mask, monkeypatch):
     """Without /proc (macOS), the umask comes from the mode a new file gets; never looser."""
-    from pathlib import Path
-
-    from blipviz.store import _atomic
-
     real_read_text = Path.read_text
 
     def no_proc(self, *args, **kwargs):
@@ -144,7 +141,7 @@ def test_the_umask_is_read_the_same_where_proc_is_missing(mask, monkeypatch):
     previous = os.umask(mask)  # the test's own process-wide setting, restored below
     try:
         monkeypatch.setattr(Path, "read_text", no_proc)
-        assert _atomic.umask() == mask
-        assert _atomic.new_file_mode() == 0o666 & ~mask
+        assert umask() == mask
+        assert new_file_mode() == 0o666 & ~mask
     finally:
         os.umask(previous)
