@@ -28,7 +28,7 @@ browser:
 		echo "note: $(CHROMIUM) is missing (apt-get install chromium as root): browser test skipped"; \
 	fi
 
-# The suite: lint; every notebook run once with nbmake, in the docs' source folder so that the site
+# The suite: lint and types (mypy, settings in pyproject.toml); every notebook run once with nbmake, in the docs' source folder so that the site
 # shows those runs' outputs (docs/build.py); the site built with warnings as errors; the tests, the
 # doctests and the site's checks (tests/test_docs_site.py); then the AVX2 pass.
 TEST_ENV := HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 BLIPVIZ_MODEL=tiny-random BLIPVIZ_HYPOTHESIS=ci
@@ -36,6 +36,7 @@ TEST_ENV := HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 BLIPVIZ_MODEL=tiny-random BLI
 test: $(STAMP) browser
 	$(VENV)/bin/ruff check blipviz tests benchmarks docs
 	$(VENV)/bin/ruff format --check blipviz tests benchmarks docs
+	$(VENV)/bin/mypy blipviz
 	$(PY) docs/build.py assemble execute html
 	$(TEST_ENV) BLIPVIZ_DOCS_SITE=docs/_build/html BLIPVIZ_REQUIRE_DOCS=1 \
 		$(PY) -m pytest tests blipviz --doctest-modules -p no:cacheprovider --durations=20
