@@ -256,6 +256,7 @@ def test_gradcam_keeps_its_signed_maps_before_clipping(tiny):
     signed = cam.overlay(tokens="[match]", signed=True)
     assert signed.norms_[0].vmin == -signed.norms_[0].vmax
     assert "not clipped" in signed.colorbar_.ax.get_ylabel()
+    assert "gradient (not clipped)" in signed.title_ and "positive gradient" in default.title_
     result = tiny.gradcam(_picture(), text)
     np.testing.assert_allclose(result.signed_maps, cam.signed_maps, rtol=1e-5, atol=1e-8)
     grid = result.plot(signed=True, tokens=[2])

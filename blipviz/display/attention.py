@@ -200,8 +200,9 @@ class AttentionGridDisplay:
         if self.layer is not None:
             parts.append(f"layer {self.layer}" + (f" of {self.n_layers}" if self.n_layers else ""))
         if self.method == "GradCAM":
+            gradient = "gradient (not clipped)" if self.signed else "positive gradient"
             parts.append(
-                f"attention × positive gradient of the ITM match logit, {self.heads or 'mean of the heads'}"
+                f"attention × {gradient} of the ITM match logit, {self.heads or 'mean of the heads'}"
             )
         elif self.heads:
             parts.append(self.heads)
