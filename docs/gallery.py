@@ -288,9 +288,16 @@ def attention(s: Session) -> None:
 
 def explanations(s: Session) -> None:
     astronaut = s.photos.images[0]
-    for method, options in (("relevancy", {}), ("rollout", {}), ("occlusion", {"window": 2, "stride": 2})):
-        explanation = s.model.explain(astronaut, ATTENTION_TEXT, method, **options)
-        s.save(explanation.overlay().figure_, f"explanation_{method}.png")
+    # the five methods of one pair side by side; their explanations are the overlays' too (the
+    # same maps as model.explain(astronaut, ATTENTION_TEXT, method, **options): occlusion once)
+    comparison = blipviz.compare_explanations(
+        s.model, astronaut, ATTENTION_TEXT, options={"occlusion": {"window": 2, "stride": 2}}
+    )
+    s.save(comparison.figure_, "explanation_comparison.png")
+    for method in ("relevancy", "rollout", "occlusion"):
+        s.save(comparison.explanations_[method].overlay().figure_, f"explanation_{method}.png")
+    gradcam = comparison.explanations_["gradcam"]
+    s.save(gradcam.overlay(tokens="[match]", signed=True).figure_, "explanation_gradcam_signed.png")
     evaluation = blipviz.evaluate_explanations(
         s.model,
         s.photos.images[:2],
@@ -426,8 +433,8 @@ FIGURES: dict[str, tuple[Callable[[Session], None], tuple[Entry, ...]]] = {
             ),
             Entry(
                 "attention_heads.png",
-                "One layer's raw cross-attention: heads as rows, image tokens as columns, "
-                "one panel per text token.",
+                "One layer's raw cross-attention per head on the 24 x 24 patch grid: a row of head "
+                "maps per text token, the ViT's [CLS] apart; at most 12 inches tall (page= beyond).",
                 "att.plot_heads()",
             ),
             Entry(
@@ -442,6 +449,21 @@ FIGURES: dict[str, tuple[Callable[[Session], None], tuple[Entry, ...]]] = {
         explanations,
         (
             Entry(
+                "explanation_comparison.png",
+                "The five methods' maps of the match decision for one pair side by side, each on its own "
+                "scale with its colorbar; occlusion signed (blue: blurring the patch raised the score) on "
+                "a diverging key centred at zero. With evaluate=True each panel's title adds its deletion "
+                "and insertion AUC.",
+                'blipviz.compare_explanations(model, g.images[0], T, options={"occlusion": '
+                '{"window": 2, "stride": 2}})',
+            ),
+            Entry(
+                "explanation_gradcam_signed.png",
+                "GradCAM's match map before its gradient is clipped at 0: where attending to a patch "
+                "lowers the match logit shows on the key's other side.",
+                'model.explain(g.images[0], T, "gradcam").overlay(tokens="[match]", signed=True)',
+            ),
+            Entry(
                 "explanation_relevancy.png",
                 "Relevancy (Chefer et al.) of the ITM decision: the match map, then each token's, "
                 "on the photograph.",
@@ -454,8 +476,8 @@ FIGURES: dict[str, tuple[Callable[[Session], None], tuple[Entry, ...]]] = {
             ),
             Entry(
                 "explanation_occlusion.png",
-                "Occlusion: the drop of the ITM match logit when 2 x 2 patch windows are blurred out "
-                "(rises are drawn as 0).",
+                "Occlusion: the drop of the ITM match logit when 2 x 2 patch windows are blurred out, "
+                "signed (a rise of the score below zero) on a diverging key centred at zero.",
                 'model.explain(g.images[0], T, "occlusion", window=2, stride=2).overlay()',
             ),
             Entry(
