@@ -80,7 +80,8 @@ def _upload(name: str, content: bytes) -> dict:
 
 # ------------------------------------------------------------------------------------ general
 def test_widgets_module_is_light():
-    code = "import sys, blipviz.display.widgets; print([m for m in ('ipywidgets', 'matplotlib') if m in sys.modules])"
+    heavy = "('ipywidgets', 'matplotlib')"
+    code = f"import sys, blipviz.display.widgets; print([m for m in {heavy} if m in sys.modules])"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
 
