@@ -13,9 +13,9 @@ import functools
 import io
 import json
 import shutil
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, cast
+from typing import Any
 
 import numpy as np
 
@@ -185,13 +185,18 @@ def from_png(data: bytes) -> Any:
         return image.copy()
 
 
-def thumbnail_column(thumbnails: list[Any] | None, n: int) -> list[bytes | None]:
-    return [None] * n if thumbnails is None else [png_bytes(t) for t in thumbnails]
+def thumbnails_table(thumbnails: Sequence[Any]):
+    """The ``thumbnails`` table of a saved result: one PNG (lossless) per thumbnail, in order."""
+    import pyarrow as pa
+
+    return pa.table({"png": pa.array([png_bytes(t) for t in thumbnails], pa.binary())})
 
 
-def thumbnails_of(column: list[bytes | None], kept: bool) -> list[Any] | None:
-    # a kept column holds every thumbnail (thumbnail_column)
-    return [from_png(b) for b in cast("list[bytes]", column)] if kept else None
+def saved_thumbnails(tables: Mapping[str, Any]) -> list[Any] | None:
+    """The thumbnails a saved result kept (:func:`thumbnails_table`), or None when it kept none."""
+    if "thumbnails" not in tables:
+        return None
+    return [from_png(b) for b in tables["thumbnails"].column("png").to_pylist()]
 
 
 def matrix_table(values: np.ndarray, column: str = "scores"):

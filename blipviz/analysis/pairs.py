@@ -194,7 +194,7 @@ class PairScores:
         """
         import pyarrow as pa
 
-        from ._saved import png_bytes, save_result
+        from ._saved import save_result, thumbnails_table
 
         tables = {
             "pairs": pa.table(
@@ -210,8 +210,7 @@ class PairScores:
             )
         }
         if self.thumbnails is not None:
-            pngs = [png_bytes(t) for t in self.thumbnails]
-            tables["thumbnails"] = pa.table({"png": pa.array(pngs, pa.binary())})
+            tables["thumbnails"] = thumbnails_table(self.thumbnails)
         fields = {"model_name": self.model_name}
         return save_result(path, "PairScores", fields, tables, self.provenance, overwrite=overwrite)
 
@@ -224,13 +223,11 @@ class PairScores:
         InputError
             No such folder, not a saved result, or a result of another class (named).
         """
-        from ._saved import from_png, load_result
+        from ._saved import load_result, saved_thumbnails
 
         fields, tables, made_by = load_result(path, "PairScores")
         pairs = tables["pairs"]
-        thumbnails = None
-        if "thumbnails" in tables:
-            thumbnails = [from_png(b) for b in tables["thumbnails"].column("png").to_pylist()]
+        thumbnails = saved_thumbnails(tables)
 
         def floats(name: str) -> np.ndarray:
             return np.asarray(pairs.column(name).to_numpy(), dtype=np.float64)

@@ -250,7 +250,7 @@ class RetrievalEvaluation:
         """
         import pyarrow as pa
 
-        from ._saved import matrix_table, png_bytes, save_result
+        from ._saved import matrix_table, save_result, thumbnails_table
 
         def strings(values: list[str], n: int):
             return pa.array(list(values) if values else [None] * n, pa.string())
@@ -273,8 +273,7 @@ class RetrievalEvaluation:
             ),
         }
         if self.thumbnails is not None:
-            pngs = [png_bytes(t) for t in self.thumbnails]
-            tables["thumbnails"] = pa.table({"png": pa.array(pngs, pa.binary())})
+            tables["thumbnails"] = thumbnails_table(self.thumbnails)
         fields = {
             "metrics": {k: float(v) for k, v in self.metrics.items()},
             "k_test": int(self.k_test),
@@ -296,14 +295,12 @@ class RetrievalEvaluation:
         InputError
             No such folder, not a saved result, or a result of another class (named).
         """
-        from ._saved import from_png, load_result, matrix_of
+        from ._saved import load_result, matrix_of, saved_thumbnails
 
         fields, tables, made_by = load_result(path, "RetrievalEvaluation")
         images, texts = tables["images"], tables["texts"]
         n_images, n_texts = images.num_rows, texts.num_rows
-        thumbnails = None
-        if "thumbnails" in tables:
-            thumbnails = [from_png(b) for b in tables["thumbnails"].column("png").to_pylist()]
+        thumbnails = saved_thumbnails(tables)
         return cls(
             score_i2t=matrix_of(tables["score_i2t"], (n_images, n_texts), np.float32),
             score_t2i=matrix_of(tables["score_t2i"], (n_texts, n_images), np.float32),

@@ -216,7 +216,7 @@ class ScoreMatrix:
         """
         import pyarrow as pa
 
-        from ._saved import matrix_table, png_bytes, save_result
+        from ._saved import matrix_table, save_result, thumbnails_table
 
         tables = {
             "images": pa.table({"image": pa.array(self.image_labels, pa.string())}),
@@ -231,8 +231,7 @@ class ScoreMatrix:
         if self.true_pairs is not None:
             tables["true_pairs"] = matrix_table(self.true_pairs)
         if self.thumbnails is not None:
-            pngs = [png_bytes(t) for t in self.thumbnails]
-            tables["thumbnails"] = pa.table({"png": pa.array(pngs, pa.binary())})
+            tables["thumbnails"] = thumbnails_table(self.thumbnails)
         fields = {"kind": self.kind, "model_name": self.model_name}
         return save_result(path, "ScoreMatrix", fields, tables, self.provenance, overwrite=overwrite)
 
@@ -245,7 +244,7 @@ class ScoreMatrix:
         InputError
             No such folder, not a saved result, or a result of another class (named).
         """
-        from ._saved import from_png, load_result, matrix_of
+        from ._saved import load_result, matrix_of, saved_thumbnails
 
         fields, tables, made_by = load_result(path, "ScoreMatrix")
         labels = tables["images"].column("image").to_pylist()
@@ -254,9 +253,7 @@ class ScoreMatrix:
         true_pairs = None
         if "true_pairs" in tables:
             true_pairs = matrix_of(tables["true_pairs"], shape, bool)
-        thumbnails = None
-        if "thumbnails" in tables:
-            thumbnails = [from_png(b) for b in tables["thumbnails"].column("png").to_pylist()]
+        thumbnails = saved_thumbnails(tables)
         return cls(
             matrix_of(tables["scores"], shape, np.float64),
             texts=texts,
