@@ -239,3 +239,60 @@ def test_rows_of_one_image_are_decoded_once_per_batch(tiny, pairs_dataset, tmp_p
     _score(tiny, pairs_dataset, tmp_path / "p", id_column="key", batch_size=6, shard_size=6)
     # 3 batches of 2 images x 3 captions: 6 images decoded once each, plus row 7's corrupt bytes
     assert len(decodes) == 7
+
+
+@settings(max_examples=15)
+@given(picks=st.lists(st.integers(0, 3), min_size=1, max_size=12))
+def test_a_batch_reads_and_decodes_each_path_once(tiny, tmp_path_factory, picks):
+    """Any rows of a batch naming files (some repeated, one missing): each distinct file is hashed
+    once and decoded once, every row of it gets the file's digest and the one decoded image, and the
+    missing file is an error on each of its own rows."""
+    from PIL import Image
+
+    from blipviz.collection import sources, work
+    from blipviz.collection.sources import Row
+
+    folder = tmp_path_factory.mktemp("files")
+    paths = []
+    for i, array in enumerate(synthetic_images(3, size=(12, 16), seed=9)):
+        paths.append(folder / f"{i}.png")
+        Image.fromarray(array).save(paths[-1])
+    paths.append(folder / "missing.png")  # index 3: never written
+    hashed, decoded = [], []
+    real_digest, real_load = sources.item_digest, type(tiny.preprocessing).load
+
+    def counting_digest(item):
+        hashed.append(str(item))
+        return real_digest(item)
+
+    def counting_load(self, item, *args, **kwargs):
+        decoded.append(str(item))
+        return real_load(self, item, *args, **kwargs)
+
+    rows = [
+        Row(position=i, id=str(i), text="t", item=str(paths[k]), locator=None) for i, k in enumerate(picks)
+    ]
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(work, "item_digest", counting_digest)
+        patch.setattr(type(tiny.preprocessing), "load", counting_load)
+        images, errors = work.decode_rows(tiny, rows)
+    distinct = sorted(set(picks))
+    assert sorted(hashed) == sorted(str(paths[k]) for k in distinct)  # each file read for its digest once
+    # each readable file decoded once; the missing one tried per row, so each error names its row
+    missing = [str(paths[3])] * picks.count(3)
+    assert sorted(decoded) == sorted([str(paths[k]) for k in distinct if k != 3] + missing)
+    for row, k, image, error in zip(rows, picks, images, errors, strict=True):
+        assert row.digest == real_digest(paths[k])  # None for the missing file
+        assert (error is not None) == (k == 3) and (image is None) == (k == 3)
+        first = picks.index(k)
+        assert k == 3 or image is images[first]  # rows of one file share its one decoded image
+
+
+def test_pair_scores_without_thumbnails_gives_the_same_numbers(tiny):
+    images = synthetic_images(3, size=(20, 24), seed=5)
+    texts = ["a dog", "two cats", "fruit"]
+    full = tiny.pair_scores(list(images), texts)
+    bare = tiny.pair_scores(list(images), texts, thumbnails=False)
+    assert full.thumbnails is not None and len(full.thumbnails) == 3 and bare.thumbnails is None
+    for name in ("itm", "itm_logit", "cosine"):
+        np.testing.assert_array_equal(getattr(bare, name), getattr(full, name))

@@ -423,6 +423,7 @@ def pair_scores(
     *,
     batch_size: int | None = None,
     progress: bool | None = None,
+    thumbnails: bool = True,
 ) -> PairScores:
     """Score text i with image i: ITM probability and logit, and cosine similarity.
 
@@ -442,7 +443,10 @@ def pair_scores(
     batch_size : int, optional
         Distinct images per vision-encoder pass; default 4 on CPU, 16 on a GPU.
     progress : bool, optional
-        Progress bar over image batches; default: for 64 distinct images or more.
+        Progress bar over image batches; by default shown once the pace foresees more than 5 s.
+    thumbnails : bool, default True
+        Keep a small copy of each distinct image for the figures (:meth:`PairScores.plot_worst`);
+        ``False`` when only the numbers are wanted (:func:`blipviz.score_pairs` does so).
 
     Returns
     -------
@@ -491,7 +495,7 @@ def pair_scores(
     with torch.inference_mode():
         start = 0
         for states, batch_labels, batch_thumbs, keys in model.iter_image_states(
-            unique, batch_size, progress, labels
+            unique, batch_size, progress, labels, thumbnails
         ):
             embeddings.append(F.normalize(model.image_projection(states).cpu(), dim=-1))
             names.extend(batch_labels)

@@ -169,7 +169,8 @@ class PairJob(Job):
 
             warnings.simplefilter("ignore", TruncationWarning)  # recorded per row: ``truncated``
             texts = cast("list[str]", [rows[i].text for i in good])  # each one a str (checked above)
-            scores = pair_scores(model, images, texts, batch_size=len(images))
+            # the folder keeps the numbers only: no thumbnails made
+            scores = pair_scores(model, images, texts, batch_size=len(images), thumbnails=False)
         truncated = scores.truncated
         for at, i in enumerate(good):
             values[i] = (

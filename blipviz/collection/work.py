@@ -3,6 +3,7 @@ one pass of the net's input stream for the readable ones, and the progress bar i
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 import numpy as np
@@ -36,8 +37,15 @@ def decode_rows(model, rows: list[Row]) -> tuple[list[Any], list[str | None]]:
     """
     decoded: list[tuple[Any, str | None]] = []
     seen: dict[str, tuple[Any, str | None]] = {}  # rows of equal bytes (captions of one image): one decode
+    digests: dict[str, str | None] = {}  # rows of one path: its file read and hashed once per batch
     for row in rows:
-        row.digest = item_digest(row.item)
+        if isinstance(row.item, str | os.PathLike):
+            path = os.fspath(row.item)
+            if path not in digests:
+                digests[path] = item_digest(path)
+            row.digest = digests[path]
+        else:
+            row.digest = item_digest(row.item)
         found = seen.get(row.digest) if row.digest is not None else None
         if found is None:  # first of its bytes, or unreadable: each failure names its own row
             found = _decode(model, row)

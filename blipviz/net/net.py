@@ -584,6 +584,7 @@ class BlipNet:
         batch_size: int | None = None,
         progress: bool | None = None,
         labels: Sequence[str] | None = None,
+        thumbnails: bool = True,
     ) -> Iterator[ImageBatch]:
         """The one input stream of images: raw states batch by batch, for any accepted image input.
 
@@ -602,6 +603,9 @@ class BlipNet:
             5 s (:class:`Progress`).
         labels : sequence of str, optional
             One label per image; default: file names, or ``"image i"``.
+        thumbnails : bool, default True
+            Make each decoded image's thumbnail; ``False`` (a caller that keeps only scores) yields
+            ``thumbnails=None`` and saves a copy and a resize per image.
 
         Yields
         ------
@@ -652,7 +656,7 @@ class BlipNet:
                 if labels is not None
                 else [image_label(item, start + i) for i, item in enumerate(chunk)]
             )
-            thumbs = [thumbnail(rgb) for rgb in rgbs]
+            thumbs = [thumbnail(rgb) for rgb in rgbs] if thumbnails else None
             keys: list[str | None] = [None] * len(chunk)
             if store is None:
                 batch = self.vision_states(torch.stack([self.preprocessing(rgb) for rgb in rgbs]))
