@@ -113,6 +113,7 @@ class BlipITM(BlipNet):
         *,
         batch_size: int | None = None,
         progress: bool | None = None,
+        thumbnails: bool = True,
     ):
         """Score each image against its own caption: text i with image i (BLIP's CapFilt use).
 
@@ -128,7 +129,10 @@ class BlipITM(BlipNet):
         batch_size : int, optional
             Distinct images per vision-encoder pass; default 4 on CPU, 16 on a GPU.
         progress : bool, optional
-            Progress bar over image batches; default: for 64 distinct images or more.
+            Progress bar over image batches; by default shown once the pace foresees more than 5 s.
+        thumbnails : bool, default True
+            Keep a small copy of each distinct image for the figures; ``False`` when only the
+            numbers are wanted.
 
         Returns
         -------
@@ -145,7 +149,9 @@ class BlipITM(BlipNet):
         """
         from .analysis.pairs import pair_scores
 
-        return pair_scores(self, images, texts, batch_size=batch_size, progress=progress)
+        return pair_scores(
+            self, images, texts, batch_size=batch_size, progress=progress, thumbnails=thumbnails
+        )
 
     # ---------------------------------------------------------------------------- attention
     def cross_attention(self, image: ImageLike | ImageFeatures | torch.Tensor, text: str):
