@@ -133,6 +133,15 @@ def _unchanged_user_figure(fig, size) -> None:
     assert fig.get_layout_engine() is not None
 
 
+def _assert_anchored(axes, anchor) -> None:
+    """Each panel keeps ``anchor`` and sits in its layout slot where that anchor puts it."""
+    for ax in axes:
+        assert ax.get_anchor() == anchor
+        drawn, slot = ax.get_position(original=False), ax.get_position(original=True)
+        expected = drawn.anchored(anchor, container=slot)
+        assert np.allclose(drawn.extents, expected.extents, atol=1e-6), (anchor, drawn, slot)
+
+
 # ---------------------------------------------------------------------------------- plain rules
 def test_plural_counts():
     assert [plural(n, "pair") for n in (0, 1, 2, 1000)] == ["0 pairs", "1 pair", "2 pairs", "1,000 pairs"]
@@ -480,9 +489,12 @@ def test_confusion_matrix_rules(labels, style, font_size, seed):
     style=STYLES,
     font_size=FONT_SIZES,
     in_grid=st.booleans(),
+    anchor=st.sampled_from(["C", "W", "NE", "S"]),
     seed=st.integers(0, 100),
 )
-def test_attention_grid_rules(tokens, text, shape, style, font_size, in_grid, seed):
+def test_attention_grid_rules(tokens, text, shape, style, font_size, in_grid, anchor, seed):
+    """Panels keep their anchor: centred in a figure made here, the user's own in a user's grid (the
+    colorbar once anchored every panel to the right of its slot, the user's Axes too)."""
     rng = np.random.default_rng(seed)
     maps = [rng.uniform(0, 1, (4, 4)) for _ in tokens]
     display = AttentionGridDisplay(
@@ -499,15 +511,19 @@ def test_attention_grid_rules(tokens, text, shape, style, font_size, in_grid, se
         if in_grid:
             size = (16.0, 9.0)
             fig, axes = _grid(size, ncols=4, nrows=2)
+            for ax in axes:
+                ax.set_anchor(anchor)
+                ax.set(xticks=[], yticks=[])  # the user's empty panels (their corner ticks meet at 14 pt)
             display.plot(axes=axes[: len(tokens)])
             _unchanged_user_figure(fig, size)
         else:
             fig = display.plot().figure_
             assert fig.get_suptitle() == display.title_
+            anchor = "C"
         titles = [ax.title for ax in display.axes_]
         assert_no_overlap(titles, what="panel titles")
-        if not in_grid:
-            check_rules(fig, font_size=font_size)
+        check_rules(fig, font_size=font_size)
+        _assert_anchored(display.axes_, anchor)
         for title in titles:
             assert title.get_parse_math() is False
         assert fit_text(text) in display.title_.replace("\n", " ") or len(text) > 80
@@ -793,6 +809,7 @@ def test_explanation_comparison_rules(
             _unchanged_user_figure(fig, size)
             assert all(ax in given for ax in display.axes_)
         check_rules(fig, font_size=font_size)
+        _assert_anchored(display.axes_, "C")  # a shared colorbar once anchored them right
         for title, name in zip(display.titles_, names, strict=True):
             assert title.split("\n")[0] == name
         for ax, name in zip(display.axes_, names, strict=True):  # literal, wrapped or elided

@@ -332,6 +332,7 @@ class AttentionGridDisplay:
                 fraction=0.05,
                 shrink=0.6 if len(grid) > ncols else 0.9,
                 aspect=25,
+                panchor=False,  # the panels keep their anchor (centred, or the one a user gave)
             )
             self.colorbar_.set_label(self.value_label(scale, percentile), fontsize=font_size(LABEL))
             self.colorbar_.ax.tick_params(labelsize=font_size(SMALL))

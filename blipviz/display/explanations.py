@@ -459,6 +459,7 @@ class ExplanationComparisonDisplay:
                 fraction=0.05,
                 shrink=0.9,
                 aspect=25,
+                panchor=False,  # the panels keep their anchor (centred, or the one a user gave)
             )
             of = "|value|" if any_signed else "value"
             bar.set_label(
