@@ -4,6 +4,7 @@ FLOP counts match what torch's FLOP counter sees."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 import torch
@@ -144,24 +145,97 @@ def test_report_shows_the_latest_full_record_of_each_benchmark(tmp_path):
     assert "| 1 | 400 |" in text
 
 
-@pytest.mark.slow
-def test_gpu_check_script_runs_its_steps_quick_on_cpu(tmp_path):
-    """benchmarks/gpu_check.sh is meant for a rare machine with a GPU; its plumbing runs here on CPU
-    with the tiny net (DEVICE=cpu QUICK=1), so it has not rotted when a GPU is there to use."""
+_SHIM = """#!/usr/bin/env bash
+# Stands in for python in gpu_check.sh: a benchmark script's command line is written down (one
+# argument per line, then a blank line) and not run; with RECORD_ALL=1 every command is.
+if [[ "$1" == benchmarks/*.py || -n "${RECORD_ALL:-}" ]]; then
+    printf '%s\\n' "$@" >>"$COMMANDS"
+    printf '\\n' >>"$COMMANDS"
+    [[ "$1" == "${FAIL_STEP:-none}" ]] && exit 3
+    exit 0
+fi
+exec "$REAL_PYTHON" "$@"
+"""
+
+#: The benchmark scripts gpu_check.sh runs on a CPU, in order (report.py writes the tables).
+GPU_CHECK_SCRIPTS = [
+    "bench_vision", "bench_itm_matrix", "bench_precision", "bench_cache", "bench_memory", "bench_pairs",
+    "report",
+]  # fmt: skip
+
+
+class _Parsed(Exception):
+    """Raised by a benchmark's parser once its command line is read: nothing runs."""
+
+
+def _gpu_check(tmp_path, **env_extra):
     import os
+    import stat
     import subprocess
     import sys
     from pathlib import Path
 
+    shim = tmp_path / "python"
+    shim.write_text(_SHIM)
+    shim.chmod(shim.stat().st_mode | stat.S_IEXEC)
+    commands = tmp_path / "commands.txt"
+    out = tmp_path / "out"
+    env = {**os.environ, "DEVICE": "cpu", "QUICK": "1", "PYTHON": str(shim), "REAL_PYTHON": sys.executable}
+    env.update(COMMANDS=str(commands), **env_extra)
     root = Path(__file__).resolve().parent.parent
-    env = {**os.environ, "DEVICE": "cpu", "QUICK": "1", "PYTHON": sys.executable}
     run = subprocess.run(
-        ["bash", "benchmarks/gpu_check.sh", str(tmp_path)], cwd=root, env=env, capture_output=True, text=True
+        ["bash", "benchmarks/gpu_check.sh", str(out)], cwd=root, env=env, capture_output=True, text=True
     )
+    text = commands.read_text() if commands.exists() else ""
+    recorded = [block.split("\n") for block in text.split("\n\n") if block.strip()]
+    return run, out, recorded
+
+
+def test_gpu_check_script_runs_its_steps_quick_on_cpu(tmp_path, monkeypatch):
+    """benchmarks/gpu_check.sh is meant for a rare machine with a GPU; its plumbing runs here on CPU:
+    its version and CUDA-test steps for real, and each benchmark step's command line, which must be
+    one its script accepts (the scripts themselves run in test_scripts_run_quick)."""
+    import importlib
+
+    run, out, recorded = _gpu_check(tmp_path)
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
-    assert "passed" in (tmp_path / "tests.log").read_text()
-    report = (tmp_path / "report.md").read_text()
-    for name in ("vision", "itm_matrix", "precision", "cache", "memory"):
-        assert f"### {name}, cpu, float32" in report
-    records = [json.loads(line) for line in (tmp_path / "results.jsonl").read_text().splitlines()]
-    assert all(r["quick"] and r["device"] == "cpu" for r in records)
+    assert "passed" in (out / "tests.log").read_text()  # the CUDA tests ran (and skipped on CPU)
+    assert "torch" in (out / "versions.log").read_text()
+    scripts = [Path(argv[0]).stem for argv in recorded]
+    assert scripts == GPU_CHECK_SCRIPTS
+    results = str(out / "results.jsonl")
+    real_parser = common.parser
+
+    def parser(description):
+        p = real_parser(description)
+        parse = p.parse_args
+
+        def parse_only(argv=None, namespace=None):
+            raise _Parsed(parse(argv, namespace))
+
+        p.parse_args = parse_only
+        return p
+
+    monkeypatch.setattr(common, "parser", parser)
+    for argv in recorded[:-1]:
+        assert argv[argv.index("--results") + 1] == results and "--quick" in argv
+        assert argv[argv.index("--device") + 1] == "cpu"
+        module = importlib.import_module(f"benchmarks.{Path(argv[0]).stem}")
+        with pytest.raises(_Parsed) as parsed:  # argparse exits (SystemExit) on an unknown option
+            module.main(argv[1:])
+        assert parsed.value.args[0].quick and str(parsed.value.args[0].results) == results
+    from benchmarks import report
+
+    argv = recorded[-1]
+    assert argv[1:] == ["--results", results, "--include-quick"]
+    (out / "results.jsonl").write_text("")
+    assert isinstance(report.main(argv[1:]), str)
+
+
+def test_gpu_check_script_reports_a_failed_step_and_runs_the_rest(tmp_path):
+    """One failing step: the script says so, still runs every later step, and exits non-zero."""
+    run, _, recorded = _gpu_check(tmp_path, RECORD_ALL="1", FAIL_STEP="benchmarks/bench_cache.py")
+    assert run.returncode == 1
+    assert "== cache failed (3)" in run.stdout
+    scripts = [Path(argv[0]).stem for argv in recorded if argv[0].startswith("benchmarks/")]
+    assert scripts == GPU_CHECK_SCRIPTS  # the steps after the failure ran
