@@ -230,33 +230,30 @@ class BlipITM(BlipNet):
         return explain(self, image, text, method, texts=texts, **options)
 
     # ----------------------------------------------------------------------------- retrieval
-    def search_images(
-        self, query_texts: Texts, images: Images, *, k: int = 10, **options: Any
+    def search(
+        self, texts: Texts, images: Images, *, k: int = 10, rerank: int | None = None, **options: Any
     ) -> pd.DataFrame:
-        """Images that best match each text query: cosine over all images, ITM rerank of the top ``k``.
+        """Images that best match each text: cosine over all images, ITM re-scoring of the best.
 
-        BLIP's two-stage retrieval; ``score="itm+cosine"`` ranks by BLIP's final score (ITM logit +
-        cosine). See :func:`blipviz.analysis.search.search_images` for the options and the columns.
+        ``k`` rows per query; ``rerank`` of each query's best by cosine re-scored by the ITM head
+        (``None``: ``k``, BLIP's two-stage retrieval; ``0``: cosine only). The same ``k``,
+        ``rerank``, defaults and columns as :meth:`blipviz.Collection.search`; see
+        :func:`blipviz.analysis.search.search` for the options and the columns.
         """
-        from .analysis.search import search_images
+        from .analysis.search import search
 
-        return search_images(self, query_texts, images, k=k, **options)
+        return search(self, texts, images, k=k, rerank=rerank, **options)
 
     def search_texts(
-        self, query_images: Images, texts: Texts, *, k: int = 10, **options: Any
+        self, images: Images, texts: Texts, *, k: int = 10, rerank: int | None = None, **options: Any
     ) -> pd.DataFrame:
-        """Texts that best describe each query image: cosine over all texts, ITM rerank of the top ``k``.
+        """Texts that best describe each image: :meth:`search` the other way round.
 
         See :func:`blipviz.analysis.search.search_texts` for the options and the columns.
         """
         from .analysis.search import search_texts
 
-        return search_texts(self, query_images, texts, k=k, **options)
-
-    def search(self, query_texts: Texts, images: Images, *, k: int = 10, **options: Any) -> pd.DataFrame:
-        """Same as :meth:`search_images` (text queries, image collection); :meth:`search_texts` is the
-        reverse direction."""
-        return self.search_images(query_texts, images, k=k, **options)
+        return search_texts(self, images, texts, k=k, rerank=rerank, **options)
 
 
 def load_model(

@@ -159,7 +159,7 @@ def test_a_collection_reloads_the_net_it_names_seed_and_dtype_included(tmp_path)
     assert reloaded.dtype == torch.float64 and reloaded.max_text_tokens == 20
     found = opened.search(["a picture"], k=2)
     given = Collection.open(tmp_path / "c", model=seeded).search(["a picture"], k=2)
-    assert list(found["id"]) == list(given["id"])
+    assert list(found["image"]) == list(given["image"])
     assert len(made) == 5
 
 
@@ -181,14 +181,18 @@ def test_another_preprocessing_and_a_foreign_folder_are_refused(tiny, dataset, w
 
 def test_open_search_equals_numpy_top_k(tiny, whole, texts):
     opened = Collection.open(whole.folder, model=tiny, verify=True)
-    frame = opened.search(texts, k=5)
-    assert list(frame.columns[:7]) == ["query", "query_index", "rank", "id", "row", "cosine", "cosine_rank"]
+    frame = opened.search(texts, k=5, rerank=0)  # cosine only: no image read again
+    assert list(frame.columns) == [
+        "query", "query_index", "rank", "image", "image_index",
+        "score", "itm", "itm_logit", "cosine", "cosine_rank",
+    ]  # fmt: skip
+    assert frame[["score", "itm", "itm_logit"]].isna().all().all()
     q = tiny.encode_texts(texts).embeddings.numpy()
     sims = np.asarray(opened.embeddings, dtype=np.float64) @ q.T.astype(np.float64)
     for i, text in enumerate(texts):
         got = frame[frame["query"] == text]
         top = np.argsort(-sims[:, i], kind="stable")[:5]
-        assert got["id"].tolist() == [opened.ids[j] for j in top]
+        assert got["image"].tolist() == [opened.ids[j] for j in top]
         assert_close(got["cosine"].to_numpy(), sims[top, i])
         assert got["rank"].tolist() == [1, 2, 3, 4, 5]
 
@@ -201,7 +205,7 @@ def test_rerank_scores_the_cosine_top_with_the_itm_head(tiny, dataset, whole, te
         assert len(got) == 4 and got["cosine_rank"].max() <= 6
         assert (np.diff(got["itm"].to_numpy()) <= 0).all()  # ordered by the ITM head
         best = got.iloc[0]
-        image = opened.image(best["id"])
+        image = opened.image(best["image"])
         expected = tiny.match_probabilities([text], tiny.encode_images([image]))[0, 1]
         assert_close(best["itm"], float(expected), depth=net_depth(tiny))
 
@@ -258,7 +262,7 @@ def test_a_folder_source_has_relative_path_ids_and_rereads_images(tiny, tmp_path
     kept = embed_collection(tiny, root, tmp_path / "kept", progress=False, keep_states=True)
     assert len(list((tmp_path / "kept" / "states").rglob("*.safetensors"))) == len(names)
     again = kept.search("a photo", k=2, rerank=2)  # states read back, not recomputed
-    assert again["id"].tolist() == frame["id"].tolist()
+    assert again["image"].tolist() == frame["image"].tolist()
     assert_close(again["itm"].to_numpy(), frame["itm"].to_numpy(), depth=net_depth(tiny))
 
 

@@ -190,7 +190,7 @@ def test_a_rerank_refuses_an_image_replaced_since_it_was_embedded(tiny, tmp_path
         c.search("a photo", k=N, rerank=N)
     with pytest.raises(CollectionFolderError, match="changed since it was embedded"):
         c.image(str(paths[3]))
-    assert len(c.search("a photo", k=N)) == N  # the cosine stage reads no image: still served
+    assert len(c.search("a photo", k=N, rerank=0)) == N  # the cosine stage reads no image: still served
 
 
 def test_a_resume_keeps_the_manifest_batch_size(tiny, tmp_path, monkeypatch):
@@ -391,7 +391,8 @@ def test_query_by_example_ranks_by_image_image_cosine(tiny, made):
     emb = np.asarray(c.embeddings)
     query = tiny.encode_images([example]).embeddings.numpy()[0]
     best = np.argsort(-(emb @ query), kind="stable")[:3]
-    assert found["row"].tolist() == best.tolist() and found["id"].iloc[0] == str(made[1][2])
+    assert found["image_index"].tolist() == best.tolist() and found["image"].iloc[0] == str(made[1][2])
+    assert found["itm"].isna().all()  # no text to match: the default rerank re-scores none
     np.testing.assert_allclose(found["cosine"].to_numpy(), (emb @ query)[best], atol=1e-5)
     with pytest.raises(BlipvizError, match="rerank scores candidates with the ITM head"):
         c.search(images=[example], k=3, rerank=2)
@@ -410,6 +411,6 @@ def test_an_example_with_a_text_reranks_by_itm_against_the_text(tiny, made, capl
     suggestions = [r for r in caplog.records if "keep_states=True" in r.getMessage()]
     assert len(suggestions) == 1  # said once per collection
     cosine_order = c.search(images=[example], k=4)
-    assert set(both["id"]) == set(cosine_order["id"])  # the candidates come from the image example
-    itm = tiny.itm_scores([Image.open(p) for p in both["id"]], ["a photo"]).values[:, 0]
+    assert set(both["image"]) == set(cosine_order["image"])  # the candidates come from the image example
+    itm = tiny.itm_scores([Image.open(p) for p in both["image"]], ["a photo"]).values[:, 0]
     np.testing.assert_allclose(both["itm"].to_numpy(), itm, atol=1e-5)

@@ -219,14 +219,14 @@ def twenty(tiny, folder, tmp_path_factory):
 
 def test_a_collection_of_20_images_searches_with_every_index_s_defaults(twenty):
     queries = ["a dog", "a cat", "a bowl of fruit"]
-    flat = twenty.search(queries, k=10)
+    flat = twenty.search(queries, k=10, rerank=0)
     assert len(flat) == 30
     for kind in ("ivf", "hnsw"):
-        got = twenty.search(queries, k=10, index=kind)
+        got = twenty.search(queries, k=10, rerank=0, index=kind)
         assert got.groupby("query_index").size().tolist() == [10, 10, 10]
-    ivf = twenty.search(queries, k=10, index="ivf")
-    assert ivf["id"].tolist() == flat["id"].tolist()  # one cell: exact
-    tight = twenty.search(queries, k=15, index="hnsw", efSearch=1)
+    ivf = twenty.search(queries, k=10, rerank=0, index="ivf")
+    assert ivf["image"].tolist() == flat["image"].tolist()  # one cell: exact
+    tight = twenty.search(queries, k=15, rerank=0, index="hnsw", efSearch=1)
     assert tight.groupby("query_index").size().tolist() == [15, 15, 15]
 
 
@@ -262,7 +262,7 @@ def test_an_image_encoder_part_embeds_the_collection_the_whole_net_embeds(tiny, 
     reopened = Collection.open(made.folder, model=part)  # the part's net is checked as the net
     assert len(reopened) == 20
     found = Collection.open(made.folder).search("a dog", k=3)  # the whole net, from the manifest
-    assert found["id"].tolist() == twenty.search("a dog", k=3)["id"].tolist()
+    assert found["image"].tolist() == twenty.search("a dog", k=3)["image"].tolist()
 
 
 def test_a_part_without_the_image_encoder_or_not_a_net_is_a_named_error(folder, tmp_path):

@@ -53,7 +53,7 @@ def test_image_features_of_another_net_are_refused_naming_both_nets(tiny, other,
         lambda: tiny.rank(foreign[:1], [SHORT]),
         lambda: tiny.cross_attention(foreign[:1], SHORT),
         lambda: tiny.gradcam(foreign[:1], SHORT),
-        lambda: tiny.search_images(SHORT, foreign, k=1),
+        lambda: tiny.search(SHORT, foreign, k=1),
         lambda: blipviz.ZeroShotClassifier(tiny, ["dog", "cat"]).predict(foreign),
     ):
         with pytest.raises(InputError, match="another net") as info:
@@ -70,7 +70,7 @@ def test_text_features_of_another_net_are_refused(tiny, other, gallery):
         lambda: tiny.scores(gallery, foreign),
         lambda: tiny.match_probabilities(foreign, tiny.encode_images(gallery[:1])),
         lambda: tiny.search_texts(gallery, foreign, k=1),
-        lambda: tiny.search_images(foreign, gallery, k=1),
+        lambda: tiny.search(foreign, gallery, k=1),
     ):
         with pytest.raises(InputError, match=r"TextFeatures.*another net"):
             call()
@@ -199,7 +199,7 @@ def test_score_matrix_takes_a_bare_str_as_one_text():
 
 def test_search_tables_say_which_texts_were_cut(tiny, gallery):
     with pytest.warns(blipviz.TruncationWarning) as record:
-        frame = tiny.search_images([SHORT, LONG], gallery, k=1)
+        frame = tiny.search([SHORT, LONG], gallery, k=1)
     assert len(_truncation_warnings(record)) == 1
     assert frame.attrs["truncated_by"] == {LONG: "tokens"}
     with pytest.warns(blipviz.TruncationWarning):

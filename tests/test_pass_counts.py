@@ -254,7 +254,7 @@ def _reference_itm(model, collection, frame):
     """Each reranked (query, image) pair scored alone, as ``itm_scores`` of one image and one text."""
     return np.array(
         [
-            float(model.itm_scores([collection.image(row.id)], [row.query]).values[0, 0])
+            float(model.itm_scores([collection.image(row.image)], [row.query]).values[0, 0])
             for row in frame.itertuples()
         ]
     )
@@ -281,7 +281,7 @@ def test_a_rerank_without_states_passes_each_candidate_once_in_batches(tiny, pho
     queries = ["a photo", "a red square", "a dog"]
     with counted(tiny) as counts:
         frame = plain.search(queries, k=5, rerank=5, batch_size=3)
-    candidates = frame[frame.cosine_rank <= 5].id.nunique()
+    candidates = frame[frame.cosine_rank <= 5].image.nunique()
     assert counts["vit_images"] == candidates  # an image wanted by several queries passes once
     assert counts["vit_calls"] == math.ceil(candidates / 3)
     reranked = frame[frame.cosine_rank <= 5]

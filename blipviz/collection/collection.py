@@ -5,9 +5,10 @@ stay on disk, memory-mapped (``.embeddings``). Searching needs the net: the one 
 (its weights fingerprints checked against the manifest), or the one the manifest names, loaded on
 first use and checked the same way.
 
-``search(texts, k, rerank)`` is BLIP's two-stage retrieval over the collection: the cosine stage
-through a FAISS index (:mod:`blipviz.collection.index`; exact by default), then, with
-``rerank > 0``, the ITM head re-scores each query's ``rerank`` best by cosine. Only those images are
+``search(texts, k=, rerank=)`` is BLIP's two-stage retrieval over the collection, with the same
+``k``, ``rerank`` and columns as :meth:`blipviz.BlipITM.search`: the cosine stage through a FAISS
+index (:mod:`blipviz.collection.index`; exact by default), then the ITM head re-scores each query's
+``rerank`` best by cosine (``k`` of them by default, none with ``rerank=0``). Only those images are
 read again (from their files, or the dataset given as ``source=``) and pass the ViT, each once for
 all the queries that want it (with ``keep_states=True`` their states come from ``out/states``).
 """
@@ -38,10 +39,7 @@ from .shards import (
 )
 from .sources import Row, as_source, item_digest
 
-__all__ = ["SEARCH_SCORES", "Collection"]
-
-#: Final ranking of reranked candidates: ITM probability, or BLIP's ITM logit + cosine.
-SEARCH_SCORES = ("itm", "itm+cosine")
+__all__ = ["Collection"]
 
 
 class Collection:
@@ -313,9 +311,9 @@ class Collection:
     def search(
         self,
         texts: str | Sequence[str] | None = None,
-        k: int = 10,
-        rerank: int = 0,
         *,
+        k: int = 10,
+        rerank: int | None = None,
         images: Any = None,
         index: str = "flat",
         score: str = "itm",
@@ -325,23 +323,30 @@ class Collection:
         """Find the images of the collection that best match each text (BLIP's two-stage way), or
         each example image.
 
+        ``k`` and ``rerank`` mean what they mean in :meth:`blipviz.BlipITM.search`, with the same
+        defaults and the same columns: on the same images and texts the two agree.
+
         Parameters
         ----------
         texts : str or sequence of str, optional
-            The queries (a str is one query): ranked by text-image cosine, reranked by ITM.
+            The queries (a str is one query): ranked by text-image cosine, re-scored by ITM.
+        k : int, default 10
+            Rows per query: the best ``k`` images.
+        rerank : int or None, default None
+            How many of each query's best by cosine the ITM head re-scores. ``None``: ``k`` (every
+            row has its ITM score), or 0 for example images without texts; ``0``: none (cosine
+            order, ``score``, ``itm`` and ``itm_logit`` NaN); ``n``: those ``n`` come first, ordered
+            by ``score``, the rest (``k > n``) keep the cosine order, and with ``n > k`` the best
+            ``k`` of the ``n`` are returned. Each re-scored image is read again and passes the ViT
+            (none with ``keep_states=True``).
         images : image or sequence of images, optional
             Query by example: ranked by image-image cosine of the embeddings. Given with ``texts``
             (one text per image), the cosine stage uses the images and the rerank scores the
             candidates by ITM against the texts.
-        k : int, default 10
-            Rows per query.
-        rerank : int, default 0
-            Re-score each query's ``rerank`` best by cosine with the ITM head (0: cosine only). Those
-            come first, ordered by ``score``; the rest (``k > rerank``) keep the cosine order.
         index : {"flat", "ivf", "hnsw"}, default "flat"
             ``"flat"`` is exact (numpy's top-k); the others are approximate, for millions of images.
         score : {"itm", "itm+cosine"}, default "itm"
-            Ranking of the reranked: ITM probability, or BLIP's ITM logit + cosine.
+            Ranking of the re-scored: ITM probability, or BLIP's ITM logit + cosine.
         batch_size : int, optional
             Images per ViT pass of the rerank.
         **index_opts
@@ -350,27 +355,25 @@ class Collection:
         Returns
         -------
         DataFrame with ``k`` rows per query (fewer for a smaller collection), sorted by query and
-        ``rank`` (1 = best): ``query``, ``query_index``, ``rank``, ``id``, ``row`` (in
-        :attr:`embeddings`), ``cosine``, ``cosine_rank``, and with ``rerank > 0`` ``itm``
-        (probability) and ``itm_logit`` (NaN beyond the reranked).
+        ``rank`` (1 = best): ``query``, ``query_index``, ``rank``, ``image`` (the id),
+        ``image_index`` (the row in :attr:`embeddings`), ``score``, ``itm`` (probability),
+        ``itm_logit``, ``cosine``, ``cosine_rank``; NaN scores for the rows not re-scored.
         """
-        k = positive_int("k", k)
-        if isinstance(rerank, bool) or not isinstance(rerank, int | np.integer) or rerank < 0:
-            raise InputError(f"rerank must be a whole number of at least 0, got {rerank!r}")
-        if score not in SEARCH_SCORES:
-            raise InputError(
-                f"unknown score {score!r}; allowed values: {', '.join(map(repr, SEARCH_SCORES))}"
-            )
+        from ..analysis.search import check_search_options, search_frame
+
+        if texts is None and images is None:
+            raise InputError("search needs texts, images (query by example), or both")
+        if images is not None and texts is None:
+            if rerank:
+                raise InputError(
+                    "rerank scores candidates with the ITM head, which matches an image against a TEXT: "
+                    "give texts= with the example images, or rerank=0"
+                )
+            rerank = 0
+        k, n_rerank = check_search_options(k, rerank, score)
         if index not in INDEX_KINDS:
             raise InputError(f"unknown index {index!r}; allowed values: {', '.join(map(repr, INDEX_KINDS))}")
         index_options(index, len(self), **index_opts)  # all checked before the net or FAISS allocates
-        if texts is None and images is None:
-            raise InputError("search needs texts, images (query by example), or both")
-        if images is not None and texts is None and rerank:
-            raise InputError(
-                "rerank scores candidates with the ITM head, which matches an image against a TEXT: "
-                "give texts= with the example images, or rerank=0"
-            )
         model = self.model
         if images is not None:
             from ..net.images import as_image_list
@@ -388,42 +391,30 @@ class Collection:
             features = model.encode_texts(texts)
             queries = features.embeddings.numpy().astype(np.float32)
             labels = list(features.texts)
-        columns = ["query", "query_index", "rank", "id", "row", "cosine", "cosine_rank"]
-        if len(self) == 0 or len(queries) == 0:
-            return pd.DataFrame(columns=columns + (["itm", "itm_logit"] if rerank else []))
-        search_opts = {key: index_opts.pop(key) for key in ("nprobe", "efSearch") if key in index_opts}
-        found = self.index(index, **index_opts)
-        cos, rows = search_index(found, queries, max(k, rerank), **search_opts)
-        ids = self._rows["id"].to_numpy()
-        records = []
-        logits = self._rerank(model, features, rows[:, :rerank], batch_size) if rerank else {}
-        for q in range(len(queries)):
-            for r in range(rows.shape[1]):
-                i = int(rows[q, r])
-                rec = {
-                    "query": labels[q],
-                    "query_index": q,
-                    "id": ids[i],
-                    "row": i,
-                    "cosine": float(cos[q, r]),
-                    "cosine_rank": r + 1,
-                }
-                if rerank:
+        records: list[dict[str, Any]] = []
+        if len(self) and len(queries):
+            search_opts = {key: index_opts.pop(key) for key in ("nprobe", "efSearch") if key in index_opts}
+            found = self.index(index, **index_opts)
+            cos, rows = search_index(found, queries, max(k, n_rerank), **search_opts)
+            ids = self._rows["id"].to_numpy()
+            logits = self._rerank(model, features, rows[:, :n_rerank], batch_size) if n_rerank else {}
+            for q in range(len(queries)):
+                for r in range(rows.shape[1]):
+                    i = int(rows[q, r])
                     pair = logits.get((q, i))
-                    rec["itm"] = float(pair.softmax(-1)[1]) if pair is not None else np.nan
-                    rec["itm_logit"] = float(pair[1]) if pair is not None else np.nan
-                records.append(rec)
-        frame = pd.DataFrame(records)
-        if rerank:
-            reranked = frame["cosine_rank"] <= rerank
-            key = frame["itm"] if score == "itm" else frame["itm_logit"] + frame["cosine"]
-            frame["_group"] = np.where(reranked, 0, 1)
-            frame["_key"] = np.where(reranked, -key, -frame["cosine"])
-            frame = frame.sort_values(["query_index", "_group", "_key", "cosine_rank"], kind="stable")
-            frame = frame.drop(columns=["_group", "_key"])
-        frame = frame.groupby("query_index", sort=True).head(k).reset_index(drop=True)
-        frame["rank"] = frame.groupby("query_index").cumcount() + 1
-        out = frame[columns + (["itm", "itm_logit"] if rerank else [])]
+                    records.append(
+                        {
+                            "query": labels[q],
+                            "query_index": q,
+                            "image": ids[i],
+                            "image_index": i,
+                            "itm": float(pair.softmax(-1)[1]) if pair is not None else np.nan,
+                            "itm_logit": float(pair[1]) if pair is not None else np.nan,
+                            "cosine": float(cos[q, r]),
+                            "cosine_rank": r + 1,
+                        }
+                    )
+        out = search_frame(records, "query", "image", k=k, n_rerank=n_rerank, score=score)
         out.attrs["truncated_by"] = (
             {}
             if features is None

@@ -16,7 +16,7 @@ listed.
 - **Selection** (a lasso or a rectangle: the ``drag`` buttons, or Shift + drag) lists the
   selected items, images with thumbnails and texts escaped as HTML.
 - **Query**: the selected images are ranked by ITM probability against the typed text, through
-  :func:`blipviz.analysis.search.search_images` (BLIP's two-stage way: at most ``max_ranked`` images
+  :func:`blipviz.analysis.search.search` (BLIP's two-stage way: at most ``max_ranked`` images
   reach the ITM head; when more are selected, the ones closest to the query by cosine, or the first
   ones when no embeddings are known). Each image's raw ViT states are computed once and kept (the
   last ``max_cached_images``), so a new query or a new selection re-runs only the multimodal
@@ -683,13 +683,13 @@ class FeatureSpaceExplorer:
         return images[best].tolist(), "cosine"
 
     def _rank(self, query: str, images: np.ndarray) -> pd.DataFrame:
-        from ..analysis.search import search_images
+        from ..analysis.search import search
 
         features = self._query_features(query)
         candidates, how = self._candidates(images, features)
         todo = [p for p in candidates if (query, p) not in self._itm]
         if todo:
-            frame = search_images(self.model, features, self._states_of(todo), k=len(todo))
+            frame = search(self.model, features, self._states_of(todo), k=len(todo))
             for row in frame.itertuples(index=False):
                 self._itm[(query, todo[row.image_index])] = (row.itm, row.itm_logit, row.cosine)
         scores = np.array([self._itm[(query, p)] for p in candidates], dtype=np.float64).reshape(-1, 3)
