@@ -28,8 +28,11 @@ from .analysis.zero_shot import ZeroShotClassifier, ZeroShotEvaluation, evaluate
 from .collection import Collection, PairCollection, embed_collection, score_pairs
 from .collection.netspec import set_net_class
 from .display.attention import AttentionGridDisplay, HeadsTokensDisplay
+from .display.explanations import ExplanationComparisonDisplay, ExplanationCurvesDisplay
 from .display.feature_space import FeatureSpaceDisplay
+from .display.pairs import PairDistributionDisplay, PairRowsDisplay
 from .display.plotting import ScoreMatrixDisplay
+from .display.retrieval import RecallCurveDisplay
 from .display.tables import style_ranking
 from .display.zero_shot import TopKDisplay
 from .errors import (
@@ -81,6 +84,8 @@ __all__ = [
     "CrossAttention",
     "EngineError",
     "Explanation",
+    "ExplanationComparisonDisplay",
+    "ExplanationCurvesDisplay",
     "ExplanationEvaluation",
     "FeatureSpaceDisplay",
     "FeatureSpaceExplorer",
@@ -99,9 +104,12 @@ __all__ = [
     "NumericalError",
     "OfflineError",
     "PairCollection",
+    "PairDistributionDisplay",
+    "PairRowsDisplay",
     "PairScores",
     "Ranking",
     "RankingExplorer",
+    "RecallCurveDisplay",
     "RetrievalEvaluation",
     "ScoreMatrix",
     "ScoreMatrixDisplay",
