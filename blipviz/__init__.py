@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from . import datasets, store, testing  # blipviz.datasets.sample_images, blipviz.store.FeatureCache, ...
 from ._version import __version__ as __version__  # written once, in _version.py
-from .analysis.attention import CrossAttention, GradCAM
+from .analysis.attention import CrossAttention
 from .analysis.cost import estimate_seconds, expected_time
 from .analysis.explanation_comparison import compare_explanations
 from .analysis.explanations import Explanation, ExplanationEvaluation, evaluate_explanations
@@ -89,7 +89,6 @@ __all__ = [
     "ExplanationEvaluation",
     "FeatureSpaceDisplay",
     "FeatureSpaceExplorer",
-    "GradCAM",
     "HeadsTokensDisplay",
     "ImageEncoder",
     "ImageFeatures",

@@ -189,10 +189,13 @@ class BlipITM(BlipNet):
 
         Returns
         -------
-        blipviz.GradCAM
-            ``.maps`` of shape (n_tokens, gh, gw), non-negative; ``.mean_map`` (gh, gw); ``.overlay``.
+        blipviz.Explanation
+            The one ``explain(image, text, method="gradcam", layer=layer)`` returns: ``.maps`` of
+            shape (n_tokens, gh, gw), non-negative; ``.match_map`` (gh, gw), the mean of the words'
+            maps; ``.signed_maps`` before the gradient is clipped; ``.options["layer"]``;
+            ``.overlay()``, ``.plot()``.
         """
-        from .analysis.attention import gradcam
+        from .analysis.explanations import gradcam
 
         return gradcam(self, image, text, layer)
 

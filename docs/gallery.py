@@ -439,8 +439,8 @@ FIGURES: dict[str, tuple[Callable[[Session], None], tuple[Entry, ...]]] = {
             ),
             Entry(
                 "gradcam_overlay.png",
-                "GradCAM of the ITM match logit at the middle layer, the mean map and each token's, "
-                "on the photograph.",
+                "GradCAM of the ITM match logit at the middle layer, the match map (the mean of the "
+                "words' maps) and each token's, on the photograph.",
                 "model.gradcam(feats[:1], T).overlay(g.images[0])",
             ),
         ),

@@ -152,24 +152,24 @@ def test_geometry_comes_from_the_config(other_geometry, small_images):
     assert ca.weights.shape == (3, 2, 4, 37)
     assert ca.maps(2).shape == (4, 6, 6)
     cam = other_geometry.gradcam(small_images[1], "two cats")
-    assert cam.layer == 1 and cam.maps.shape == (4, 6, 6)
+    assert cam.options["layer"] == 1 and cam.maps.shape == (4, 6, 6) and cam.grid == (6, 6)
 
 
 def test_gradcam_maps_non_negative_and_mean(tiny_model, small_images, no_hooks_added):
     cam = tiny_model.gradcam(small_images[0], TEXT, layer=0)
     assert cam.maps.shape == (7, *tiny_model.grid)
     assert (cam.maps >= 0).all() and cam.maps[1:-1].max() > 0
-    np.testing.assert_allclose(cam.mean_map, cam.maps[1:-1].mean(axis=0), rtol=1e-6)
+    np.testing.assert_allclose(cam.match_map, cam.maps[1:-1].mean(axis=0), rtol=1e-6)
     assert cam.tokens == ["[ENC]", "a", "dog", "on", "a", "bench", "[SEP]"]
     expected = tiny_model.itm_scores(small_images[0], TEXT).values[0, 0]
-    assert_close(cam.score, expected, depth=net_depth(tiny_model), magnitude=1.0)
+    assert_close(cam.itm_probability, expected, depth=net_depth(tiny_model), magnitude=1.0)
     tiny_model.cross_attention(small_images[0], TEXT)
 
 
 def test_gradcam_last_layer_only_first_token_reaches_the_head(tiny_model, small_images):
     # at the last layer only the [ENC] position feeds the ITM head: a check on position and layer
     cam = tiny_model.gradcam(small_images[0], TEXT, layer=-1)
-    assert cam.layer == 1
+    assert cam.options["layer"] == 1
     assert cam.maps[0].max() > 0
     np.testing.assert_array_equal(cam.maps[1:], 0.0)
 
@@ -184,7 +184,7 @@ def test_gradcam_default_layer_errors_and_grad_state(tiny_model, small_images, n
     features = tiny_model.encode_images([small_images[0]])  # raw states made under inference_mode
     with torch.inference_mode():
         cam = tiny_model.gradcam(features, TEXT)
-    assert cam.layer == 0
+    assert cam.options["layer"] == 0
     assert_close(cam.maps, tiny_model.gradcam(small_images[0], TEXT).maps, depth=net_depth(tiny_model))
     assert torch.is_grad_enabled()  # the caller's grad mode is restored
 
@@ -192,10 +192,10 @@ def test_gradcam_default_layer_errors_and_grad_state(tiny_model, small_images, n
 def test_gradcam_overlay_and_plot(tiny_model, small_images):
     cam = tiny_model.gradcam(small_images[2], "a gradient")
     disp = cam.overlay()
-    assert [ax.get_title() for ax in disp.axes_] == ["mean of the words", *cam.tokens]
+    assert [ax.get_title() for ax in disp.axes_] == ["match decision", *cam.tokens]
     assert all(a.shape == (40, 40, 3) for a in disp.arrays_)
-    assert len(cam.overlay(include_mean=False, tokens=[1]).arrays_) == 1
-    np.testing.assert_array_equal(cam.plot().images_[0].get_array(), cam.mean_map)
+    assert len(cam.overlay(include_match=False, tokens=[1]).arrays_) == 1
+    np.testing.assert_array_equal(cam.plot().images_[0].get_array(), cam.match_map)
 
 
 def test_pixel_input_needs_an_image_to_overlay(tiny_model):

@@ -70,13 +70,13 @@ def fixed_attention(attention):
 
 @pytest.fixture(scope="module")
 def fixed_cam(cam):
-    """The pair's GradCAM (tokens, picture, title) with fixed maps: a bump at each token's peak, the
-    mean map that of the real tokens. ITM probability 0.158."""
+    """The pair's GradCAM explanation (tokens, picture, title) with fixed maps: a bump at each
+    token's peak, the match map the mean of the real tokens'. ITM probability 0.158."""
     maps = 0.04 * bump_maps(cam.grid, PEAKS, spread=0.7)
     assert maps.shape == cam.maps.shape
-    mean_map = maps[1:-1].mean(axis=0)
+    match_map = maps[1:-1].mean(axis=0)
     return dataclasses.replace(
-        cam, maps=maps.astype(np.float32), mean_map=mean_map.astype(np.float32), score=0.158
+        cam, maps=maps.astype(np.float32), match_map=match_map.astype(np.float32), itm_probability=0.158
     )
 
 
@@ -125,7 +125,7 @@ def test_figure_cross_attention_matrices_per_token_scale(fixed_attention):
 
 @image_comparison()
 def test_figure_gradcam_overlay(fixed_cam):
-    return fixed_cam.overlay(tokens=[2, 5], ncols=3).figure_
+    return fixed_cam.overlay(tokens=["[match]", 2, 5], ncols=3).figure_
 
 
 @image_comparison()
@@ -165,7 +165,7 @@ def test_grid_geometry(attention, cam, kind, ncols):
 def test_repeated_tokens_are_numbered(attention, cam):
     assert attention.overlay().titles_ == ["[ENC]", "a (1)", "dog (1)", "on", "a (2)", "dog (2)", "[SEP]"]
     titles = [ax.get_title() for ax in cam.plot().axes_]
-    assert titles == ["mean of the words", "[ENC]", "a (1)", "dog (1)", "on", "a (2)", "dog (2)", "[SEP]"]
+    assert titles == ["match decision", "[ENC]", "a (1)", "dog (1)", "on", "a (2)", "dog (2)", "[SEP]"]
     heads = attention.plot_heads()
     assert [ax.get_ylabel() for ax in heads.axes_] == heads.titles_ == titles[1:]
 
@@ -199,7 +199,8 @@ def test_titles_say_layer_heads_min_subtraction_and_itm(attention, cam):
     assert "head 2" in title and "raw probabilities" in title and "layer 0" in title
     title = cam.overlay().title_
     assert (
-        f"GradCAM, layer {cam.layer} of {n_layers}" in title and f"ITM probability {cam.score:.3f}" in title
+        f"GradCAM, layer {cam.options['layer']} of {n_layers}" in title
+        and f"ITM probability {cam.itm_probability:.3f}" in title
     )
     heads = attention.plot_heads(1)
     assert (
@@ -277,7 +278,7 @@ def test_heads_figure_of_35_tokens_on_the_full_grid_stays_under_12_inches():
 
 def test_one_default_layer_for_the_api_gradcam_and_the_explorer(three_layers, photo):
     pytest.importorskip("ipywidgets")
-    from blipviz.display.widgets import AttentionExplorer
+    from blipviz.explore.widgets import AttentionExplorer
 
     expected = default_layer(3)
     assert expected == 1  # neither the first layer nor the last
@@ -285,7 +286,7 @@ def test_one_default_layer_for_the_api_gradcam_and_the_explorer(three_layers, ph
     plotted, overlaid, heads = att.plot(), att.overlay(), att.plot_heads()
     assert plotted.layer == overlaid.layer == expected and f"layer {expected} of 3" in heads.title_
     np.testing.assert_array_equal(plotted.arrays_[1], att.maps(expected)[1])
-    assert three_layers.gradcam(photo, "a dog").layer == expected
+    assert three_layers.gradcam(photo, "a dog").options["layer"] == expected
     for method in ("attention", "GradCAM"):
         explorer = AttentionExplorer(three_layers, photo, "a dog", method=method)
         assert explorer.layer.value == expected and f"layer {expected}" in explorer.caption_text_

@@ -147,13 +147,29 @@ def test_every_method_gives_maps_on_the_grid_and_the_pair_s_probability(tiny, pa
 
 def test_attention_and_gradcam_match_maps_leave_out_enc_and_sep(tiny, pair):
     image, text = pair
-    cam = tiny.gradcam(image, text)
     got = explain(tiny, image, text, "gradcam")
-    assert got.options["layer"] == cam.layer
-    np.testing.assert_array_equal(got.match_map, cam.maps[1:-1].mean(axis=0))
+    np.testing.assert_array_equal(got.match_map, got.maps[1:-1].mean(axis=0))
     att = explain(tiny, image, text, "attention", layer=1)
     assert att.options == {"layer": 1, "n_layers": 2}
     np.testing.assert_array_equal(att.match_map, att.maps[1:-1].mean(axis=0))
+
+
+@pytest.mark.parametrize("layer", [None, 1, -2])
+def test_gradcam_is_the_explanation_explain_returns(tiny, pair, layer):
+    """One result type for one task: ``model.gradcam`` returns the Explanation that
+    ``explain(method="gradcam")`` returns, every field equal."""
+    image, text = pair
+    options = {} if layer is None else {"layer": layer}
+    cam = tiny.gradcam(image, text, layer)
+    got = explain(tiny, image, text, "gradcam", **options)
+    assert type(cam) is blipviz.Explanation and cam.method == "gradcam"
+    for name in ("maps", "match_map", "signed_maps"):
+        np.testing.assert_array_equal(getattr(cam, name), getattr(got, name))
+        assert getattr(cam, name).dtype == np.float32
+    for name in ("tokens", "itm_probability", "text", "image_label", "grid", "options", "truncated_by"):
+        assert getattr(cam, name) == getattr(got, name), name
+    assert cam.options == {"layer": 0 if layer is None else layer % 2, "n_layers": 2, "n_heads": 4}
+    assert not hasattr(blipviz, "GradCAM")
 
 
 def _logits(model, pixels, text):

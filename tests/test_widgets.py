@@ -14,8 +14,9 @@ from PIL import Image
 
 import blipviz
 from blipviz.analysis import attention as attention_module
+from blipviz.analysis import explanations as explanations_module
 from blipviz.display.overlay import blend, robust_max
-from blipviz.display.widgets import AttentionExplorer, MatrixExplorer, RankingExplorer
+from blipviz.explore.widgets import AttentionExplorer, MatrixExplorer, RankingExplorer
 from blipviz.testing import assert_close, net_depth, synthetic_images
 
 ipywidgets = pytest.importorskip("ipywidgets")
@@ -46,14 +47,14 @@ def calls(tiny, monkeypatch):
     monkeypatch.setattr(tiny, "vision_states", counted_vision)
     monkeypatch.setattr(tiny, "encode_texts", counted_texts)
     monkeypatch.setattr(tiny, "itm_forward", counted_itm)
-    for name in ("cross_attention", "gradcam"):
-        original = getattr(attention_module, name)
+    for module, name in ((attention_module, "cross_attention"), (explanations_module, "gradcam")):
+        original = getattr(module, name)
 
         def counted(*args, _original=original, _name=name, **kw):
             counts[_name] += 1
             return _original(*args, **kw)
 
-        monkeypatch.setattr(attention_module, name, counted)
+        monkeypatch.setattr(module, name, counted)
     return counts
 
 
@@ -81,7 +82,7 @@ def _upload(name: str, content: bytes) -> dict:
 # ------------------------------------------------------------------------------------ general
 def test_widgets_module_is_light():
     heavy = "('ipywidgets', 'matplotlib')"
-    code = f"import sys, blipviz.display.widgets; print([m for m in {heavy} if m in sys.modules])"
+    code = f"import sys, blipviz.explore.widgets; print([m for m in {heavy} if m in sys.modules])"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
 
@@ -303,7 +304,7 @@ def test_gradcam_is_computed_once_per_layer(tiny, gallery, calls):
     assert explorer.head.disabled
     assert calls["gradcam"] == 1
     reference = tiny.gradcam(gallery[0], TEXTS[0], explorer.layer.value)
-    assert_close(explorer.map_, reference.mean_map, depth=net_depth(tiny))
+    assert_close(explorer.map_, reference.match_map, depth=net_depth(tiny))
     other = 1 - explorer.layer.value
     explorer.layer.value = other
     explorer.token.value = 3

@@ -1,6 +1,7 @@
-"""Where each word looks: cross-attention maps and GradCAM of the ITM pass.
+"""Where each word looks: cross-attention maps of the ITM pass (GradCAM, which weighs them by a
+gradient, is one of the explanations: :func:`blipviz.analysis.explanations.gradcam`).
 
-Both run the multimodal encoder exactly as :class:`blipviz.net.BlipNet` scores a pair: ``[ENC]`` (or
+It runs the multimodal encoder exactly as :class:`blipviz.net.BlipNet` scores a pair: ``[ENC]`` (or
 ``[CLS]`` with ``first_token="cls"``) first, the image's last ViT states given with batch size 1.
 Geometry (layers, heads, patch grid) is read from the net's config.
 
@@ -9,14 +10,13 @@ Named ports (shapes for one image and one text of ``n_tokens`` tokens, ``[ENC]``
 
 - ``CrossAttention.weights``: ``text_encoder.encoder.layer.{k}.crossattention.self`` attention
   probabilities, (n_layers, n_heads, n_tokens, 1 + P); each row sums to 1.
-- ``GradCAM.maps``: (n_tokens, gh, gw), LAVIS's GradCAM of the ITM match logit at one layer.
 
 One default layer everywhere (:meth:`CrossAttention.plot`, :meth:`CrossAttention.overlay`,
-:meth:`CrossAttention.plot_heads`, :func:`gradcam`, the :class:`~blipviz.AttentionExplorer`):
-:func:`default_layer`, the middle layer of the multimodal encoder (6 of 12, LAVIS's ``block_num=6``
-for GradCAM), never the last of a net with more than one layer: from the last layer only the first
-token (``[ENC]``) reaches the ITM head, so every word's GradCAM there is 0. Attention and GradCAM at
-one layer can be compared panel by panel.
+:meth:`CrossAttention.plot_heads`, :func:`~blipviz.analysis.explanations.gradcam`, the
+:class:`~blipviz.AttentionExplorer`): :func:`default_layer`, the middle layer of the multimodal
+encoder (6 of 12, LAVIS's ``block_num=6`` for GradCAM), never the last of a net with more than one
+layer: from the last layer only the first token (``[ENC]``) reaches the ITM head, so every word's
+GradCAM there is 0. Attention and GradCAM at one layer can be compared panel by panel.
 """
 
 from __future__ import annotations
@@ -39,11 +39,9 @@ if TYPE_CHECKING:
 
 __all__ = [
     "CrossAttention",
-    "GradCAM",
     "check_layer",
     "cross_attention",
     "default_layer",
-    "gradcam",
     "image_and_states",
 ]
 
@@ -436,218 +434,4 @@ def cross_attention_of_states(
         score=float(logits.softmax(-1)[0, 1]),
         image=picture,
         truncated_by=tokenized.truncated_by[0],
-    )
-
-
-# ------------------------------------------------------------------------------------- GradCAM
-@dataclass(eq=False)
-class GradCAM:
-    """GradCAM of the ITM match logit for one (image, text) pair at one cross-attention layer.
-
-    LAVIS's method: the gradient of the ITM head's match logit with respect to the layer's
-    cross-attention probabilities; map = mean over heads of attention x clamp(gradient, min=0),
-    the image's ``[CLS]`` token dropped, patches reshaped to the grid.
-
-    Build it with :meth:`blipviz.BlipITM.gradcam`.
-
-    Attributes
-    ----------
-    maps : ndarray of shape (n_tokens, gh, gw)
-        One non-negative map per token (``[ENC]`` first, ``[SEP]`` last).
-    mean_map : ndarray of shape (gh, gw)
-        Mean of the maps of the real tokens (neither ``[ENC]`` nor ``[SEP]``; all tokens when the text
-        has none).
-    tokens : list of str
-    grid : tuple of int
-    layer : int
-        Layer of the multimodal encoder (0-based).
-    text : str
-    image_label : str
-    score : float
-        The ITM match probability of the pair.
-    image : PIL.Image.Image or None
-    truncated_by : {"tokens", "words", None}
-        Whether the text was cut before the pass (see :class:`CrossAttention`).
-    n_layers, n_heads : int
-        The multimodal encoder's layers and cross-attention heads (for the figures' titles).
-    signed_maps : ndarray of shape (n_tokens, gh, gw)
-        The maps before the gradient is clipped: mean over heads of attention x gradient, negative
-        where attending to a patch lowers the match logit (:meth:`blipviz.Explanation.overlay` draws
-        them with ``signed=True``).
-    """
-
-    maps: np.ndarray
-    mean_map: np.ndarray
-    tokens: list[str]
-    grid: tuple[int, int]
-    layer: int
-    text: str = ""
-    image_label: str = ""
-    score: float = float("nan")
-    image: Any = field(default=None, repr=False)
-    truncated_by: str | None = None
-    n_layers: int = 0
-    n_heads: int = 0
-    signed_maps: np.ndarray | None = field(default=None, repr=False)
-
-    @property
-    def truncated(self) -> bool:
-        """Whether the text was cut (the maps cover only the tokens kept)."""
-        return self.truncated_by is not None
-
-    def __repr__(self) -> str:
-        return (
-            f"GradCAM(text={self.text!r}, layer={self.layer}, maps={self.maps.shape}, score={self.score:.3f})"
-        )
-
-    def _grid(self, index, include_mean, image, signed: bool = False) -> AttentionGridDisplay:
-        from ..display.attention import AttentionGridDisplay, describe_heads
-        from ..display.labels import number_repeats
-
-        numbered = number_repeats(self.tokens)  # over the whole text, whichever tokens are drawn
-        source, mean_map = self.maps, self.mean_map
-        if signed:
-            if self.signed_maps is None:
-                raise InputError("this GradCAM has no signed maps: pass signed=False")
-            source = np.asarray(self.signed_maps)
-            mean_map = (source[1:-1] if len(source) > 2 else source).mean(axis=0)
-        maps = ([mean_map] if include_mean else []) + [source[t] for t in index]
-        labels = (["mean of the words"] if include_mean else []) + [numbered[t] for t in index]
-        return AttentionGridDisplay(
-            maps,
-            labels,
-            image=image,
-            method="GradCAM",
-            layer=self.layer,
-            n_layers=self.n_layers,
-            heads=describe_heads(range(self.n_heads), self.n_heads) if self.n_heads else "",
-            text=self.text,
-            score=self.score,
-            truncated_by=self.truncated_by,
-            signed=signed,
-            value_name="attention × gradient (not clipped)" if signed else None,
-        )
-
-    def plot(
-        self,
-        *,
-        tokens: Sequence[int] | None = None,
-        include_mean: bool = True,
-        scale: str = "shared",
-        signed: bool = False,
-        axes=None,
-        ncols: int | None = None,
-        **kw: Any,
-    ) -> AttentionGridDisplay:
-        """Draw the mean map, then each token's (gh, gw) map, as matrices with a colorbar.
-
-        Parameters are those of :meth:`overlay` (but no image); ``arrays_`` are the maps.
-        """
-        index = _token_index(tokens, len(self.tokens))
-        return self._grid(index, include_mean, None, signed).plot(axes, scale=scale, ncols=ncols, **kw)
-
-    def overlay(
-        self,
-        image: ImageLike | None = None,
-        *,
-        tokens: Sequence[int] | None = None,
-        include_mean: bool = True,
-        scale: str = "shared",
-        signed: bool = False,
-        alpha: float | None = None,
-        size: int | None = None,
-        axes=None,
-        ncols: int | None = None,
-        **kw: Any,
-    ) -> AttentionGridDisplay:
-        """Lay the maps on the photograph (colour and opacity grow with the value), with a colorbar.
-
-        Parameters
-        ----------
-        image : image, optional
-            Default: the image the maps were computed from.
-        tokens : list of int, optional
-            Token positions to draw; default: all.
-        include_mean : bool, default True
-            Draw the mean over the real tokens first ("mean of the words").
-        scale : {"shared", "per-token"}, default "shared"
-        signed : bool, default False
-            Draw ``signed_maps`` (before the gradient is clipped) on a diverging key centred at
-            zero: where attending to a patch lowers the match logit shows in the key's other hue.
-        alpha : float, optional
-            Opacity of the key's top colour; default :data:`blipviz.display.overlay.OVERLAY_ALPHA`.
-        size : int, optional
-            Longest side of the overlays in pixels; default: the image's own (at most 384).
-        axes : array of Axes, optional
-        ncols : int, optional
-        **kw
-            ``cmap``, ``percentile``, ``panel_size``, ``colorbar``: see
-            :meth:`blipviz.AttentionGridDisplay.plot`.
-
-        Returns
-        -------
-        AttentionGridDisplay
-            ``arrays_`` are uint8 arrays of shape (H, W, 3).
-        """
-        picture = _overlay_image(self.image, image)
-        index = _token_index(tokens, len(self.tokens))
-        if alpha is not None:
-            kw["alpha"] = alpha
-        disp = self._grid(index, include_mean, picture, signed)
-        return disp.plot(axes, scale=scale, ncols=ncols, size=size, **kw)
-
-
-def gradcam(model: BlipNet, image: Any, text: str, layer: int | None = None) -> GradCAM:
-    """GradCAM of the ITM pass for one image and one text (see :meth:`BlipITM.gradcam`).
-
-    ``layer`` None: :func:`default_layer` (the middle layer, 6 of 12, as LAVIS's ``block_num=6``).
-    """
-    n_layers = _multimodal_layers(model)
-    layer = default_layer(n_layers) if layer is None else check_layer(layer, n_layers)
-    picture, states, label = image_and_states(model, image)
-    return gradcam_of_states(model, states, text, layer, picture=picture, label=label)
-
-
-def gradcam_of_states(
-    model: BlipNet,
-    states: torch.Tensor,
-    text: str,
-    layer: int | None = None,
-    *,
-    picture: Any = None,
-    label: str = "image 0",
-) -> GradCAM:
-    """:func:`gradcam` from an image's ViT states (1, 1 + P, width), already computed: one backward
-    through the multimodal encoder, none through the ViT."""
-    n_layers = _multimodal_layers(model)
-    layer = default_layer(n_layers) if layer is None else check_layer(layer, n_layers)
-    tokenized, ids, tokens = _text_input(model, text)
-    # Gradients only here, even inside a caller's no_grad / inference_mode block. Nothing is
-    # accumulated in .grad: autograd.grad returns the one gradient and frees the graph.
-    with torch.inference_mode(False), torch.enable_grad():
-        states, ids, mask = states.detach().clone(), ids.clone(), tokenized.attention_mask.clone()
-        out = model.itm_forward(ids, mask, states, output_attentions=True)
-        logits = model.hf.itm_head(out.last_hidden_state[:, 0, :]).float()
-        attention = out.cross_attentions[layer]  # (1, n_heads, n_tokens, 1 + P)
-        (grad,) = torch.autograd.grad(logits[:, 1].sum(), attention)  # frees the graph
-    gh, gw = model.grid
-    att = attention.detach()[0, :, :, 1:].float()
-    grad = grad[0, :, :, 1:].float()
-    cams = (att * grad.clamp(min=0)).mean(dim=0).reshape(len(tokens), gh, gw).cpu().numpy()
-    signed = (att * grad).mean(dim=0).reshape(len(tokens), gh, gw).cpu().numpy()
-    real = cams[1:-1] if len(tokens) > 2 else cams
-    return GradCAM(
-        maps=cams,
-        signed_maps=signed,
-        mean_map=real.mean(axis=0),
-        tokens=tokens,
-        grid=(gh, gw),
-        layer=layer,
-        text=text,
-        image_label=label,
-        score=float(logits.detach().softmax(-1)[0, 1]),
-        image=picture,
-        truncated_by=tokenized.truncated_by[0],
-        n_layers=n_layers,
-        n_heads=int(attention.shape[1]),
     )

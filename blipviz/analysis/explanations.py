@@ -72,6 +72,7 @@ __all__ = [
     "baseline_pixels",
     "evaluate_explanations",
     "explain",
+    "gradcam",
     "patch_order",
     "relevancy_from_attentions",
     "rollout_from_attentions",
@@ -93,6 +94,9 @@ _OPTIONS = {
 class Explanation:
     """One explanation of the ITM decision for one (image, text) pair.
 
+    Made by :meth:`blipviz.BlipITM.explain` (any method) and :meth:`blipviz.BlipITM.gradcam` (the
+    same as ``explain(..., method="gradcam")``).
+
     Attributes
     ----------
     method : str
@@ -109,7 +113,9 @@ class Explanation:
     grid : tuple of int
         (gh, gw).
     options : dict
-        The method's options as used (e.g. ``{"layer": 6}``).
+        The method's options as used, and the geometry its titles name: attention ``{"layer": 6,
+        "n_layers": 12}``, GradCAM the same and ``"n_heads"``; occlusion ``window``, ``stride``,
+        ``baseline``; empty for relevancy and rollout.
     image : PIL.Image.Image or None
         The image the maps were computed from (for overlays).
     truncated_by : {"tokens", "words", None}
@@ -132,6 +138,11 @@ class Explanation:
     image: Any = field(default=None, repr=False)
     truncated_by: str | None = None
     signed_maps: np.ndarray | None = field(default=None, repr=False)
+
+    @property
+    def truncated(self) -> bool:
+        """Whether the text was cut before the pass (the maps cover only the tokens kept)."""
+        return self.truncated_by is not None
 
     def __repr__(self) -> str:
         return (
@@ -325,7 +336,9 @@ _METHOD_TITLES = {
 }
 _METHOD_DETAILS = {
     "attention": lambda o: "mean of the heads, each patch's minimum over the tokens subtracted",
-    "gradcam": lambda o: "mean of the heads",
+    "gradcam": lambda o: (
+        f"mean of the {o['n_heads']} heads" if o.get("n_heads", 1) > 1 else "mean of the heads"
+    ),
     "relevancy": lambda o: "gradient-weighted attention through the ViT and the text encoder",
     "rollout": lambda o: "head means through the ViT and text self-attention, last cross-attention",
     "occlusion": lambda o: (
@@ -841,33 +854,84 @@ def _from_attention_analyses(
     return [_attention_explanation(model, states, t, method, chosen, picture, label) for t in texts]
 
 
+def gradcam(model: BlipNet, image: Any, text: str, layer: int | None = None) -> Explanation:
+    """GradCAM of the ITM pass for one image and one text (see :meth:`blipviz.BlipITM.gradcam`): the
+    :class:`Explanation` that ``explain(model, image, text, "gradcam", layer=layer)`` returns.
+
+    ``layer`` None: :func:`~blipviz.analysis.attention.default_layer` (the middle layer, 6 of 12, as
+    LAVIS's ``block_num=6``).
+    """
+    return explain(model, image, text, "gradcam", **({} if layer is None else {"layer": layer}))
+
+
+def _gradcam_of_states(
+    model: BlipNet, states: torch.Tensor, text: str, layer: int, picture: Any, label: str
+) -> Explanation:
+    """GradCAM of one text from its image's ViT states (1, 1 + P, width), already computed: one
+    backward through the multimodal encoder, none through the ViT.
+
+    LAVIS's method: the gradient of the ITM head's match logit with respect to the layer's
+    cross-attention probabilities; map = mean over heads of attention x clamp(gradient, min=0), the
+    image's ``[CLS]`` token dropped, patches reshaped to the grid. ``signed_maps``: the same before
+    the gradient is clipped (negative where attending to a patch lowers the match logit);
+    ``match_map``: the mean of the real tokens' maps (neither ``[ENC]`` nor ``[SEP]``; all tokens
+    when the text has none).
+    """
+    n_layers = int(model.config.text_config.num_hidden_layers)
+    tokenized, ids, tokens = _text_input(model, text)
+    # Gradients only here, even inside a caller's no_grad / inference_mode block. Nothing is
+    # accumulated in .grad: autograd.grad returns the one gradient and frees the graph.
+    with torch.inference_mode(False), torch.enable_grad():
+        states, ids, mask = states.detach().clone(), ids.clone(), tokenized.attention_mask.clone()
+        out = model.itm_forward(ids, mask, states, output_attentions=True)
+        logits = model.hf.itm_head(out.last_hidden_state[:, 0, :]).float()
+        attention = out.cross_attentions[layer]  # (1, n_heads, n_tokens, 1 + P)
+        (grad,) = torch.autograd.grad(logits[:, 1].sum(), attention)  # frees the graph
+    gh, gw = model.grid
+    att = attention.detach()[0, :, :, 1:].float()
+    grad = grad[0, :, :, 1:].float()
+    cams = (att * grad.clamp(min=0)).mean(dim=0).reshape(len(tokens), gh, gw).cpu().numpy()
+    signed = (att * grad).mean(dim=0).reshape(len(tokens), gh, gw).cpu().numpy()
+    return Explanation(
+        method="gradcam",
+        tokens=tokens,
+        maps=cams,
+        match_map=_real_token_mean(cams),
+        itm_probability=float(logits.detach().softmax(-1)[0, 1]),
+        text=text,
+        image_label=label,
+        grid=(gh, gw),
+        options={"layer": layer, "n_layers": n_layers, "n_heads": int(attention.shape[1])},
+        image=picture,
+        truncated_by=tokenized.truncated_by[0],
+        signed_maps=signed,
+    )
+
+
 def _attention_explanation(
     model: BlipNet, states: torch.Tensor, text: str, method: str, layer: int, picture, label: str
 ) -> Explanation:
     """The attention or GradCAM explanation of one text from its image's states."""
-    from .attention import cross_attention_of_states, gradcam_of_states
+    from .attention import cross_attention_of_states
 
-    n_layers = int(model.config.text_config.num_hidden_layers)
-    signed = None
     if method == "gradcam":
-        result = gradcam_of_states(model, states, text, layer, picture=picture, label=label)
-        maps, signed = result.maps, np.asarray(result.signed_maps, dtype=np.float32)
-    else:
-        result = cross_attention_of_states(model, states, text, picture=picture, label=label)
-        maps = result.maps(layer, "mean", subtract_min=True)
+        return _gradcam_of_states(model, states, text, layer, picture, label)
+    n_layers = int(model.config.text_config.num_hidden_layers)
+    result = cross_attention_of_states(model, states, text, picture=picture, label=label)
+    maps = np.asarray(result.maps(layer, "mean", subtract_min=True), dtype=np.float32)
+    gh, gw = result.grid
     return Explanation(
         method=method,
         tokens=list(result.tokens),
-        maps=np.asarray(maps, dtype=np.float32),
-        match_map=_real_token_mean(np.asarray(maps, dtype=np.float32)),
+        maps=maps,
+        match_map=_real_token_mean(maps),
         itm_probability=float(result.score),
         text=text,
         image_label=result.image_label,
-        grid=tuple(result.grid),
+        grid=(gh, gw),
         options={"layer": layer, "n_layers": n_layers},
         image=result.image,
         truncated_by=result.truncated_by,
-        signed_maps=signed,
     )
 
 
