@@ -39,7 +39,7 @@ else:
 
 
 def _build(model, n: int, pictures: list, seed: int = 0):
-    from blipviz.display.feature_space_explorer import FeatureSpaceExplorer
+    from blipviz.explore.feature_space_explorer import FeatureSpaceExplorer
 
     rng = np.random.default_rng(seed)
     kinds = ["image" if i % 2 == 0 else "text" for i in range(n)]
@@ -101,7 +101,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
     p.add_argument("--distinct", type=int, default=None, help="distinct pictures; default = --select")
     p.add_argument("--reps", type=int, default=3)
     args = p.parse_args(argv)
-    from blipviz.display.feature_space_explorer import payload_bytes
+    from blipviz.explore.feature_space_explorer import payload_bytes
 
     sizes = [int(s) for s in (args.points or ("1000,10000" if args.quick else "10000,100000")).split(",")]
     n_select = args.select or (4 if args.quick else 50)

@@ -7,8 +7,9 @@ in :mod:`blipviz.datasets` (FashionMNIST, and real photographs shipped with inst
 
 The package has four layers, each a folder (the README's "How blipviz is built"):
 :mod:`blipviz.net` (the model layer), :mod:`blipviz.store` (the feature cache),
-:mod:`blipviz.analysis` (what is computed from a net) and :mod:`blipviz.display` (figures, tables,
-widgets); :class:`BlipITM` puts every analysis one method away from a net.
+:mod:`blipviz.analysis` (what is computed from a net) and :mod:`blipviz.display` (figures and
+tables), with :mod:`blipviz.explore` (the interactive explorers) above them; :class:`BlipITM` puts
+every analysis one method away from a net.
 """
 
 from __future__ import annotations
@@ -61,13 +62,13 @@ _SCATTER = ("FeatureSpaceExplorer",)
 
 
 def __getattr__(name: str):
-    """The interactive explorers, imported on first use (``blipviz.display.widgets`` needs ipywidgets)."""
+    """The interactive explorers, imported on first use (``blipviz.explore.widgets`` needs ipywidgets)."""
     if name in _WIDGETS:
-        from .display import widgets
+        from .explore import widgets
 
         return getattr(widgets, name)
     if name in _SCATTER:  # jupyter-scatter: pip install 'blipviz[explorer]'
-        from .display import feature_space_explorer
+        from .explore import feature_space_explorer
 
         return getattr(feature_space_explorer, name)
     raise AttributeError(f"module 'blipviz' has no attribute {name!r}")

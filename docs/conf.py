@@ -124,8 +124,8 @@ def _api_pages(app) -> None:
     lines += [
         "## Every module, by layer",
         "",
-        "The names above live in these modules; here is each module's own public surface, the",
-        "layer it belongs to in its dotted name (`net`, `store`, `analysis`, `display`, `collection`).",
+        "The names above live in these modules; here is each module's own public surface, the layer",
+        "it belongs to in its dotted name (`net`, `store`, `analysis`, `display`, `explore`, `collection`).",
         "",
         "```{toctree}",
         ":maxdepth: 1",

@@ -81,6 +81,7 @@ def test_the_four_layers_are_folders():
         "net",
         "analysis",
         "display",
+        "explore",
         "store",
         "testing",
     }
@@ -133,10 +134,11 @@ def test_no_import_cycle():
 @pytest.mark.parametrize(
     ("layer", "forbidden"),
     [
-        ("net", {"analysis", "display", "store", "itm", "datasets", "top"}),
-        ("store", {"analysis", "display", "itm", "datasets", "top"}),
-        ("analysis", {"itm", "top", "datasets"}),
-        ("collection", {"display", "itm", "top", "datasets"}),
+        ("net", {"analysis", "display", "explore", "store", "itm", "datasets", "top"}),
+        ("store", {"analysis", "display", "explore", "itm", "datasets", "top"}),
+        ("analysis", {"itm", "top", "datasets", "explore"}),
+        ("collection", {"display", "itm", "top", "datasets", "explore"}),
+        ("display", {"analysis", "explore", "store", "collection", "itm", "top", "datasets"}),
     ],
 )
 def test_imports_point_down(layer, forbidden):
@@ -148,22 +150,41 @@ def test_imports_point_down(layer, forbidden):
     assert {m: d for m, d in wrong.items() if d} == {}
 
 
-EXPLORERS = {"blipviz.display.widgets", "blipviz.display.feature_space_explorer"}
+RUNS_A_NET = {"blipviz.net.net", "blipviz.net.loading", "blipviz.itm"}
 
 
-def test_displays_never_run_a_net():
-    """A display draws computed data: it imports neither the net, its loading, nor an analysis
-    (the explorers, ``EXPLORERS``, are the exception: they call analyses, never a forward pass of
-    their own)."""
-    runs = {"blipviz.net.net", "blipviz.net.loading", "blipviz.itm"}
+def test_no_display_imports_an_analysis_or_runs_a_net():
+    """Every module under ``blipviz/display`` (found by walking the folder, so a new one is checked
+    too) draws computed data: it imports no analysis, no explorer, no store or collection, neither
+    the net nor its loading. The explorers, which call analyses, live in ``blipviz/explore``."""
+    displays = sorted(m for m in MODULES if _layer(m) == "display")
+    assert "blipviz.display.plotting" in displays and len(displays) == len(
+        list((PACKAGE / "display").glob("*.py"))
+    )
     wrong = {
-        m: sorted(d for d in deps if d in runs or _layer(d) == "analysis")
-        for m, deps in GRAPH.items()
-        if _layer(m) == "display" and m not in EXPLORERS
+        m: sorted(
+            d
+            for d in GRAPH[m]
+            if d in RUNS_A_NET or _layer(d) in {"analysis", "explore", "store", "collection", "top"}
+        )
+        for m in displays
     }
     assert {m: d for m, d in wrong.items() if d} == {}
-    for explorer in EXPLORERS & set(GRAPH):
-        assert not GRAPH[explorer] & {"blipviz.net.net", "blipviz.net.loading"}
+
+
+def test_explorers_call_analyses_never_a_forward_pass_of_their_own():
+    """An explorer (every module under ``blipviz/explore``) reaches the net only through analyses
+    and the net's encoders; nothing but the top ``blipviz`` (lazily) imports an explorer."""
+    explorers = sorted(m for m in MODULES if _layer(m) == "explore")
+    assert {"blipviz.explore.widgets", "blipviz.explore.feature_space_explorer"} <= set(explorers)
+    for explorer in explorers:
+        assert not GRAPH[explorer] & RUNS_A_NET, explorer
+    importers = {
+        m
+        for m, deps in GRAPH.items()
+        if _layer(m) not in ("explore", "top") and any(_layer(d) == "explore" for d in deps)
+    }
+    assert importers == set()
 
 
 def _private_definitions() -> dict[str, set[Path]]:

@@ -272,7 +272,7 @@ def test_the_feature_space_explorer_opens_a_collection(tiny, tmp_path):
     pytest.importorskip("jscatter")
     from PIL import Image
 
-    from blipviz.display.feature_space_explorer import FeatureSpaceExplorer
+    from blipviz.explore.feature_space_explorer import FeatureSpaceExplorer
 
     root = tmp_path / "photos"
     root.mkdir()

@@ -18,8 +18,8 @@ pytest.importorskip("jscatter")
 
 from blipviz import InputError, InputTypeError
 from blipviz.analysis.feature_space import feature_space_map
-from blipviz.display.feature_space_explorer import KINDS, FeatureSpaceExplorer, payload_bytes
 from blipviz.display.labels import fit_text, palette
+from blipviz.explore.feature_space_explorer import KINDS, FeatureSpaceExplorer, payload_bytes
 from blipviz.net.images import thumbnail
 from blipviz.testing import assert_close, synthetic_images
 

@@ -39,7 +39,7 @@ skip_unless_browser([("jscatter", "jupyter-scatter (pip install 'blipviz[explore
 NOTEBOOK_CELLS = [
     "import numpy as np\n"
     "import blipviz\n"
-    "from blipviz.display.feature_space_explorer import FeatureSpaceExplorer\n"
+    "from blipviz.explore.feature_space_explorer import FeatureSpaceExplorer\n"
     "from blipviz.testing import synthetic_images\n"
     'model = blipviz.load_model("tiny-random")\n'
     "images = synthetic_images(8, size=(120, 160))\n"

@@ -1,4 +1,4 @@
-"""What a person sees: figures (score matrix, attention grids, feature-space map), styled tables and
-the ipywidgets explorers. A display draws computed data and never runs a net; the explorers call
-the analyses. matplotlib and ipywidgets are imported when used.
+"""What a person sees: figures (score matrix, attention grids, feature-space map) and styled
+tables. A display draws computed data: it never runs a net and imports no analysis (the interactive
+explorers, which do call analyses, are :mod:`blipviz.explore`). matplotlib is imported when used.
 """

@@ -41,11 +41,11 @@ from typing import TYPE_CHECKING, Any, cast
 import numpy as np
 import pandas as pd
 
+from ..display.labels import fit_text, palette
 from ..errors import InputError, InputTypeError, positive_int
 from ..net.features import ImageFeatures, TextFeatures
 from ..net.images import as_image_list, thumbnail
 from ..net.text import as_text_list
-from .labels import fit_text, palette
 from .widgets import png_bytes, reports_errors
 
 if TYPE_CHECKING:

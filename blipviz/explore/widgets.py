@@ -11,8 +11,9 @@ Nothing is recomputed when a control moves:
 - each description is scored once per image (ITM probability and cosine similarity), keyed by its
   text: editing one description scores only the new text;
 - :class:`AttentionExplorer` keeps one :class:`~blipviz.CrossAttention` per text (all layers and
-  heads) and one :class:`~blipviz.GradCAM` per (text, layer), computed on first request; moving the
-  layer, head, token or opacity controls only slices these arrays and blends the overlay again.
+  heads) and one GradCAM :class:`~blipviz.Explanation` per (text, layer), computed on first
+  request; moving the layer, head, token or opacity controls only slices these arrays and blends the
+  overlay again.
 
 Errors inside callbacks (an unreadable upload, an empty description) are shown in the explorer's
 ``message`` widget instead of being lost in the kernel log.
@@ -41,7 +42,8 @@ from ..net.images import ImageLike, as_image_list, image_label, thumbnail
 from ..net.text import TruncationWarning, as_text_list
 
 if TYPE_CHECKING:
-    from ..analysis.attention import CrossAttention, GradCAM
+    from ..analysis.attention import CrossAttention
+    from ..analysis.explanations import Explanation
     from ..itm import BlipITM
     from ..net.features import ImageFeatures
 
@@ -524,7 +526,7 @@ class MatrixExplorer(_Explorer):
         from matplotlib.figure import Figure
 
         from ..analysis.scores import ScoreMatrix
-        from .plotting import score_matrix_figsize
+        from ..display.plotting import score_matrix_figsize
 
         itm, _ = self._cache.scores(self._keys, self._texts)
         reasons = self._cache.truncated_by(self._texts)
@@ -605,7 +607,7 @@ class AttentionExplorer(_Explorer):
         import ipywidgets as w
 
         from ..analysis.attention import default_layer
-        from .overlay import OVERLAY_ALPHA
+        from ..display.overlay import OVERLAY_ALPHA
 
         if method not in ("attention", "GradCAM"):
             raise InputError(f"unknown method {method!r}; allowed values: 'attention', 'GradCAM'")
@@ -622,7 +624,7 @@ class AttentionExplorer(_Explorer):
             (max(1, round(picture.width * scale)), max(1, round(picture.height * scale)))
         )
         self._attention: dict[str, CrossAttention] = {}
-        self._gradcam: dict[tuple[str, int], GradCAM] = {}
+        self._gradcam: dict[tuple[str, int], Explanation] = {}
         n_layers = int(model.config.text_config.num_hidden_layers)
         n_heads = int(model.config.text_config.num_attention_heads)
         if layer is None:
@@ -680,7 +682,7 @@ class AttentionExplorer(_Explorer):
             self._attention[text] = self.model.cross_attention(self._cache.features[self._key], text)
         return self._attention[text]
 
-    def _gradcam_of(self, text: str, layer: int) -> GradCAM:
+    def _gradcam_of(self, text: str, layer: int) -> Explanation:
         if (text, layer) not in self._gradcam:
             with warnings.catch_warnings():  # a cut text was warned about once, by _attention_of
                 warnings.simplefilter("ignore", TruncationWarning)
@@ -689,7 +691,7 @@ class AttentionExplorer(_Explorer):
         return self._gradcam[(text, layer)]
 
     def _set_tokens(self, tokens: Sequence[str]) -> None:
-        from .labels import number_repeats
+        from ..display.labels import number_repeats
 
         numbered = number_repeats(tokens)
         options = [("mean of the words", "mean")] + [(f"{i}: {t}", i) for i, t in enumerate(numbered)]
@@ -723,9 +725,9 @@ class AttentionExplorer(_Explorer):
         text, token, layer = self._text, self.token.value, int(self.layer.value)
         if self.method.value == "GradCAM":
             cam = self._gradcam_of(text, layer)
-            heat = cam.mean_map if token == "mean" else cam.maps[token]
+            heat = cam.match_map if token == "mean" else cam.maps[token]
             what = f"GradCAM, layer {layer}"
-            score = cam.score
+            score = cam.itm_probability
         else:
             attention = self._attention_of(text)
             maps = attention.maps(layer, heads=self.head.value)  # (n_tokens, gh, gw)
@@ -734,14 +736,14 @@ class AttentionExplorer(_Explorer):
             head = "mean of the heads" if self.head.value == "mean" else f"head {self.head.value}"
             what = f"cross-attention, layer {layer}, {head}"
             score = attention.score
-        from .labels import number_repeats
+        from ..display.labels import number_repeats
 
         tokens = number_repeats(self._attention_of(text).tokens)
         label = "mean of the words" if token == "mean" else f"“{tokens[token]}”"
         return heat, f"{what}, token {label}", score
 
     def _render(self) -> None:
-        from .overlay import blend, robust_max
+        from ..display.overlay import blend, robust_max
 
         heat, what, score = self._current_map()
         self.map_ = np.asarray(heat)
