@@ -169,7 +169,8 @@ def compare_explanations(
     for m in methods:
         e = explanations[m]
         draw_signed = e.signed and (m == "occlusion" if signed is None else signed)
-        maps.append(e.signed_match_map if draw_signed else e.match_map)
+        signed_map = e.signed_match_map if draw_signed else None  # not None: e.signed
+        maps.append(e.match_map if signed_map is None else signed_map)
         is_signed.append(draw_signed)
         units.append(_SIGNED_UNITS[m] if draw_signed else _UNITS[m])
     aucs, random_auc = None, None

@@ -488,11 +488,16 @@ def relevancy_from_attentions(
 
 def _rollout(layers: Sequence[torch.Tensor]) -> torch.Tensor:
     """Rollout of head-mean attention maps (tokens, tokens), first layer first."""
-    joint = None
-    for a in layers:
+    if not layers:
+        raise InputError("attention rollout needs at least one attention layer")
+
+    def augmented(a: torch.Tensor) -> torch.Tensor:
         aug = a + torch.eye(a.shape[-1], dtype=a.dtype, device=a.device)
-        aug = aug / aug.sum(dim=-1, keepdim=True)
-        joint = aug if joint is None else aug @ joint
+        return aug / aug.sum(dim=-1, keepdim=True)
+
+    joint = augmented(layers[0])
+    for a in layers[1:]:
+        joint = augmented(a) @ joint
     return joint
 
 
@@ -530,17 +535,25 @@ class _ImagePass:
     """
 
     states: torch.Tensor
-    vision: list | None
-    graph: tuple | None
+    vision: list[torch.Tensor] | None
+    graph: tuple[torch.Tensor, tuple[torch.Tensor, ...]] | None
     seconds: float
     rolled: torch.Tensor | None = None
 
     def vision_rollout(self) -> torch.Tensor:
         """The ViT's rollout ``R_ii``, computed once for the image."""
         if self.rolled is None:
+            if self.vision is None:
+                raise RuntimeError("this image pass kept no attention maps: pass attentions=True")
             with torch.inference_mode():
                 self.rolled = _rollout([a.float().mean(dim=0) for a in self.vision])
         return self.rolled
+
+    def in_graph(self) -> tuple[torch.Tensor, tuple[torch.Tensor, ...]]:
+        """The states and the ViT's attention maps inside the forward's autograd graph."""
+        if self.graph is None:
+            raise RuntimeError("this image pass has no autograd graph: pass grad=True")
+        return self.graph
 
 
 def _image_pass(model: BlipNet, pixels: torch.Tensor, *, attentions: bool, grad: bool) -> _ImagePass:
@@ -552,15 +565,16 @@ def _image_pass(model: BlipNet, pixels: torch.Tensor, *, attentions: bool, grad:
         with torch.inference_mode(False), torch.enable_grad():
             out = model.hf.vision_model(pixel_values=pixels.clone(), output_attentions=True)
         states, maps = out.last_hidden_state, tuple(out.attentions)
-        vision = [a.detach()[0] for a in maps]
-        return _ImagePass(states.detach(), vision, (states, maps), time.perf_counter() - start)
+        detached = [a.detach()[0] for a in maps]
+        return _ImagePass(states.detach(), detached, (states, maps), time.perf_counter() - start)
     with torch.inference_mode():
         if attentions:
             out = model.hf.vision_model(pixel_values=pixels, output_attentions=True)
-            states, vision = out.last_hidden_state, [a[0] for a in out.attentions]
-        else:
-            states, vision = model.vision_states(pixels), None
-    return _ImagePass(states, vision, None, time.perf_counter() - start)
+            return _ImagePass(
+                out.last_hidden_state, [a[0] for a in out.attentions], None, time.perf_counter() - start
+            )
+        states = model.vision_states(pixels)
+    return _ImagePass(states, None, None, time.perf_counter() - start)
 
 
 def _match_logits(model: BlipNet, states: torch.Tensor, ids: torch.Tensor, mask: torch.Tensor) -> np.ndarray:
@@ -575,7 +589,7 @@ def _relevancy(model: BlipNet, image: _ImagePass, tokenized, ids, *, last: bool 
     """Relevancy maps of one text: its pass through the multimodal encoder on the image pass's graph
     and one backward through both (the ViT's part of the graph kept for the next text unless
     ``last``)."""
-    states, vision = image.graph
+    states, vision = image.in_graph()
     with torch.inference_mode(False), torch.enable_grad():
         ids, mask = ids.clone(), tokenized.attention_mask.clone()
         out = model.itm_forward(ids, mask, states, output_attentions=True)
@@ -717,17 +731,16 @@ def _occlusion(
         starts_r.append(gh - window)
     if starts_c[-1] != gw - window:
         starts_c.append(gw - window)
-    keeps = []
+    occluded = []
     for r in starts_r:
         for c in starts_c:
             keep = np.ones((gh, gw), dtype=bool)
             keep[r : r + window, c : c + window] = False
-            keeps.append(keep.reshape(-1))
+            occluded.append(keep.reshape(-1))
+    keeps = np.stack([np.ones(gh * gw, dtype=bool), *occluded])  # the whole image first
     if states is None:
-        keeps = np.stack([np.ones(gh * gw, dtype=bool), *keeps])
         logits = _perturbed_logits(model, pixels, removed, keeps, texts, batch_size)
     else:
-        keeps = np.stack([np.ones(gh * gw, dtype=bool), *keeps])
         windows = _perturbed_logits(model, pixels, removed, keeps[1:], texts, batch_size)
         logits = [
             np.concatenate([_match_logits(model, states, ids, mask), w])
@@ -861,7 +874,7 @@ def gradcam(model: BlipNet, image: Any, text: str, layer: int | None = None) -> 
     ``layer`` None: :func:`~blipviz.analysis.attention.default_layer` (the middle layer, 6 of 12, as
     LAVIS's ``block_num=6``).
     """
-    return explain(model, image, text, "gradcam", **({} if layer is None else {"layer": layer}))
+    return explain(model, image, text, "gradcam", layer=layer)
 
 
 def _gradcam_of_states(
@@ -1174,12 +1187,24 @@ def _evaluate_image(
             if m in ("attention", "gradcam"):
                 exp = _attention_explanation(model, image_pass.states, texts[p], m, layer, rgb, labels[p])
             elif m in ("relevancy", "rollout"):
-                found = (
+                maps, match_map, probability, _ = (
                     _relevancy(model, image_pass, tokenized, ids, last=p == last_relevancy)
                     if m == "relevancy"
                     else _rollout_method(model, image_pass, tokenized, ids)
                 )
-                exp = _explanation(m, *found[:3], texts[p], tokenized, tokens, labels[p], model.grid, {}, rgb)
+                exp = _explanation(
+                    m,
+                    maps,
+                    match_map,
+                    probability,
+                    texts[p],
+                    tokenized,
+                    tokens,
+                    labels[p],
+                    model.grid,
+                    {},
+                    rgb,
+                )
             else:
                 continue
             made[p][m] = exp

@@ -268,6 +268,12 @@ class ExplanationComparisonDisplay:
         use (``fig.suptitle(display.title_)``).
     scale_ : str
     figure_ : matplotlib.figure.Figure
+    explanations_ : dict of str to blipviz.Explanation
+        The explanations drawn, by method, when :func:`blipviz.compare_explanations` made the
+        display; empty otherwise.
+    evaluation_ : blipviz.ExplanationEvaluation or None
+        The evaluation whose AUCs the titles give, when :func:`blipviz.compare_explanations` made
+        one; None otherwise.
     """
 
     def __init__(
@@ -300,6 +306,8 @@ class ExplanationComparisonDisplay:
         self.text = text
         self.score = float(score)
         self.net_name = net_name
+        self.explanations_: dict[str, Any] = {}
+        self.evaluation_: Any = None
 
     def _title(self, scale: str, percentile: float) -> str:
         what = "Explanations of one ITM match" + (f", {self.net_name}" if self.net_name else "")
@@ -378,8 +386,8 @@ class ExplanationComparisonDisplay:
         signed_cmap = SIGNED_CMAP if signed_cmap is None else signed_cmap
         shared = scale == "shared"
         any_signed = any(self.signed)
-        # what each panel draws: (values, norm, signed key?)
-        panels = []
+        # what each panel draws: (values, norm, signed key?, the norm's top)
+        panels: list[tuple[np.ndarray, Normalize, bool, float]] = []
         for values, signed in zip(self.maps, self.signed, strict=True):
             values = values if signed else np.clip(values, 0.0, None)
             top = robust_max(np.abs(values), percentile)
@@ -387,7 +395,7 @@ class ExplanationComparisonDisplay:
                 values = values / top
                 top = 1.0
             diverging = signed or (shared and any_signed)
-            panels.append((values, Normalize(-top if diverging else 0.0, top, clip=True), diverging))
+            panels.append((values, Normalize(-top if diverging else 0.0, top, clip=True), diverging, top))
         ncols = max(1, min(n, ncols or min(n, 5)))
         nrows = -(-n // ncols)
         if self.image is not None:
@@ -409,12 +417,12 @@ class ExplanationComparisonDisplay:
             )
             width = max(ncols * (column + 0.15) + (1.0 * em if shared else 0.0) + 0.2, 5.0)
             chars = _heading_chars(width)
-            heading = sum(
+            heading_lines = sum(
                 len(wrap_text(line, chars, max_chars=None).split("\n"))
                 for line in self._title(scale, percentile).split("\n")
             )
-            height = nrows * (panel_wh[1] + lines * line_in + bar_in + 0.12) + heading * line_in + 0.2
-            height = max(height, 2.6 * em + heading * line_in)  # room for a shared colorbar's label
+            height = nrows * (panel_wh[1] + lines * line_in + bar_in + 0.12) + heading_lines * line_in + 0.2
+            height = max(height, 2.6 * em + heading_lines * line_in)  # room for a shared colorbar's label
             figure = new_figure((width, height))
         if axes is None:
             grid = list(np.ravel(figure.subplots(nrows, ncols, squeeze=False)))
@@ -433,10 +441,10 @@ class ExplanationComparisonDisplay:
             True: fading_cmap(signed_cmap, opacity, on_white=True, signed=True),
         }
         images, arrays, titles = [], [], []
-        for ax, method, (values, norm, diverging) in zip(flat, self.methods, panels, strict=True):
+        for ax, method, (values, norm, diverging, top) in zip(flat, self.methods, panels, strict=True):
             if self.image is not None:
                 key = signed_cmap if diverging else cmap
-                arr = blend(picture, values, norm.vmax, cmap=key, alpha=alpha, signed=diverging)
+                arr = blend(picture, values, top, cmap=key, alpha=alpha, signed=diverging)
                 images.append(ax.imshow(arr))
             else:
                 arr = values
@@ -450,8 +458,8 @@ class ExplanationComparisonDisplay:
         bars = []
         if shared:
             norm = panels[0][1]
-            over = any(float(v.max()) > 1.0 for v, _, _ in panels)
-            under = any_signed and any(float(v.min()) < -1.0 for v, _, _ in panels)
+            over = any(float(v.max()) > 1.0 for v, _, _, _ in panels)
+            under = any_signed and any(float(v.min()) < -1.0 for v, _, _, _ in panels)
             bar = fig.colorbar(
                 ScalarMappable(norm=norm, cmap=keys[any_signed]),
                 ax=flat,
@@ -467,9 +475,9 @@ class ExplanationComparisonDisplay:
             )
             bars.append(bar)
         else:
-            for ax, (values, norm, diverging), name in zip(flat, panels, self.value_names, strict=True):
-                over = float(values.max()) > norm.vmax
-                under = diverging and float(values.min()) < norm.vmin
+            for ax, (values, norm, diverging, top), name in zip(flat, panels, self.value_names, strict=True):
+                over = float(values.max()) > top
+                under = diverging and float(values.min()) < -top
                 bar = fig.colorbar(
                     ScalarMappable(norm=norm, cmap=keys[diverging]),
                     cax=colorbar_below(ax, 0.06 * em, 0.12 * em, min_width_in=_MIN_BAR_IN * em),
@@ -523,7 +531,7 @@ class ExplanationComparisonDisplay:
         for _ in range(3 if any(changed) else 2):
             settle_layout(fig)
         self.axes_, self.images_, self.arrays_ = flat, images, arrays
-        self.norms_ = [norm for _, norm, _ in panels]
+        self.norms_ = [norm for _, norm, _, _ in panels]
         self.colorbars_, self.titles_, self.scale_ = bars, titles, scale
         self.figure_ = fig
         return self
