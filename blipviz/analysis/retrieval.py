@@ -464,6 +464,8 @@ def evaluate_retrieval(
     benchmark: str = "",
     max_states_gb: float = DEFAULT_MAX_STATES_GB,
     keep_thumbnails: bool = True,
+    compile: bool = False,
+    autocast: str | None = None,
 ) -> RetrievalEvaluation:
     """Evaluate image-text retrieval with BLIP's protocol (see the module documentation).
 
@@ -500,6 +502,15 @@ def evaluate_retrieval(
         through the ViT again. ``float("inf")``: hold them all.
     keep_thumbnails : bool, default True
         Keep a 96-pixel copy of each image for :meth:`RetrievalEvaluation.failures`.
+    compile : bool, default False
+        Compile the ViT with ``torch.compile`` (once per net: seconds to a minute before the first
+        batch; :mod:`blipviz.net.accelerate`); scores agree with eager ones within float32 rounding.
+        Needs a C++ compiler on a CPU.
+    autocast : {None, "bfloat16"}
+        Run the ViT, text and multimodal passes under bfloat16 autocast; scores stay float32.
+        Refused on a CPU without native bfloat16 (``BLIPVIZ_FORCE_BF16=1`` forces it), and with a
+        writable feature cache set on the net (it would keep bfloat16-computed states as the
+        float32 net's). Both are recorded in the result's :attr:`~RetrievalEvaluation.provenance`.
 
     Returns
     -------
@@ -517,7 +528,14 @@ def evaluate_retrieval(
     """
     if isinstance(max_states_gb, bool) or not isinstance(max_states_gb, int | float) or max_states_gb < 0:
         raise InputError(f"max_states_gb must be a number >= 0, got {max_states_gb!r}")
-    with _blip_protocol(model, exif_transpose):
+    store = model.feature_cache
+    if autocast is not None and store is not None and getattr(store, "writable", True):
+        raise InputError(
+            f"autocast={autocast!r} with a writable feature cache on the net would store states "
+            "computed in bfloat16 under the float32 net's name: set model.feature_cache = None for this "
+            "evaluation, or leave autocast out"
+        )
+    with _blip_protocol(model, exif_transpose), model.accelerated(compile, autocast):
         return _evaluate(
             model,
             images,

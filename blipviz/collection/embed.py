@@ -16,6 +16,12 @@ written, every kept row is checked against the source given now: the same id, te
 differ. Batches start at the same positions in both runs (the manifest's ``batch_size`` unless
 another is given), so the result is the same, bit for bit, as one run. A finished collection given
 again is checked the same way before it is returned.
+
+Acceleration: ``compile=True`` and ``autocast="bfloat16"`` (:mod:`blipviz.net.accelerate`) are
+recorded in the manifest (``acceleration``, and in ``provenance``). A resumed run must give the same
+options (its rows would otherwise mix two ways of computing; :class:`CollectionFolderError` names the
+recorded ones); a finished collection given again is returned as it was made, whatever the options,
+since nothing is computed.
 """
 
 from __future__ import annotations
@@ -28,6 +34,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import CollectionFolderError, InputError, InputTypeError, check_choice, positive_int
+from ..net.accelerate import Acceleration, check_acceleration
 from ..net.provenance import provenance
 from .jobs import EmbeddingJob, Job
 from .netspec import as_net, check_same_net, net_description, preprocessing_description
@@ -260,7 +267,8 @@ def _new_manifest(
     return {
         "uid": new_uid(),
         "job": job.name,
-        "provenance": provenance(model),
+        "provenance": provenance(model),  # inside model.accelerated(...): compile and autocast too
+        "acceleration": model.acceleration.describe(),
         "state": "running",
         "net": net_description(model),
         "preprocessing": preprocessing_description(model),
@@ -361,6 +369,8 @@ def embed_collection(
     progress: bool | None = None,
     keep_states: bool = False,
     shard_size: int | None = None,
+    compile: bool = False,
+    autocast: str | None = None,
     **engine_options: Any,
 ):
     """Embed every image of ``source`` into the collection folder ``out``, resumably.
@@ -391,6 +401,14 @@ def embed_collection(
         per ViT-B/16 image) so an ITM rerank skips the ViT.
     shard_size : int, optional
         Source positions per shard (default 1024); fixed by the folder once a run has started.
+    compile : bool, default False
+        Compile the ViT with ``torch.compile`` (once per net: seconds to a minute before the first
+        batch; :mod:`blipviz.net.accelerate`). Embeddings agree with eager ones within float32
+        rounding. Needs a C++ compiler on a CPU.
+    autocast : {None, "bfloat16"}
+        Run the ViT under bfloat16 autocast (embeddings still float32, within bfloat16's precision
+        of the float32 ones); refused on a CPU without native bfloat16 (``BLIPVIZ_FORCE_BF16=1``
+        forces it). Both options are recorded in the manifest; a resumed run must give the same.
 
     Returns
     -------
@@ -400,9 +418,11 @@ def embed_collection(
     ------
     CollectionFolderError
         ``out`` is not a collection, or one made by another net, preprocessing or source, or is
-        being written by another run.
+        being written by another run, or an unfinished one started with other ``compile`` or
+        ``autocast`` options.
     InputError, InputTypeError
-        An unknown engine or option, a bad source or column.
+        An unknown engine or option, a bad source or column; ``compile`` or ``autocast`` that this
+        net or machine cannot run (no C++ compiler, no native bfloat16).
     """
     from .collection import Collection
 
@@ -410,6 +430,7 @@ def embed_collection(
         model, source, out, EmbeddingJob, "embed_collection", image_column=image_column,
         id_column=id_column, text_column=text_column, batch_size=batch_size, engine=engine,
         progress=progress, keep_states=keep_states, shard_size=shard_size, engine_options=engine_options,
+        compile=compile, autocast=autocast,
     )  # fmt: skip
     return Collection.open(folder, model=model, source=source)
 
@@ -430,12 +451,16 @@ def run_job(
     keep_states: bool,
     shard_size: int | None,
     engine_options: dict[str, Any],
+    compile: bool = False,
+    autocast: str | None = None,
 ) -> Path:
     """The machinery :func:`embed_collection` and :func:`blipviz.score_pairs` share: options checked,
     the folder read and checked against the net and the source, then (unless it is complete)
     resumed under the lock, every kept row verified against the source, the rest computed by
-    ``job_class`` on an engine, and the folder finished. Returns the folder."""
+    ``job_class`` on an engine (inside ``model.accelerated(compile, autocast)``), and the folder
+    finished. Returns the folder."""
     model = as_net(model, caller)
+    acceleration = check_acceleration(model, compile, autocast)
     check_choice("engine", engine, ENGINES)
     if engine == "local" and engine_options:
         raise InputError(
@@ -473,6 +498,13 @@ def run_job(
         if manifest.get("state") == "complete":
             verify_source(folder, manifest, src, manifest["positions"])
             return folder
+        recorded = Acceleration.from_record(manifest.get("acceleration"))
+        if recorded != acceleration:
+            raise CollectionFolderError(
+                f"collection {str(folder)!r} was started with {recorded}, not {acceleration}: resume it "
+                "with the same options (its rows would otherwise be computed two ways), or write into "
+                "another folder; nothing was changed"
+            )
         if shard_size is not None and shard_size != manifest["shard_size"]:
             raise CollectionFolderError(
                 f"collection {str(folder)!r} was started with shard_size={manifest['shard_size']}: resume "
@@ -482,7 +514,7 @@ def run_job(
             batch_size = int(manifest["batch_size"])  # the same batches as the first run: bit-equal
     if batch_size is None:
         batch_size = model.resolve_batch_size(None)
-    with folder_lock(folder):
+    with folder_lock(folder), model.accelerated(compile, autocast):
         if manifest is None:
             size = DEFAULT_SHARD_SIZE if shard_size is None else shard_size
             manifest = _new_manifest(model, src, size, batch_size, bool(keep_states), job)

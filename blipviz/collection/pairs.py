@@ -38,6 +38,8 @@ def score_pairs(
     engine: str = "local",
     progress: bool | None = True,
     shard_size: int | None = None,
+    compile: bool = False,
+    autocast: str | None = None,
     **engine_options: Any,
 ) -> PairCollection:
     """Score every (image, text) row of ``source`` into the folder ``out``, resumably.
@@ -62,6 +64,13 @@ def score_pairs(
     progress : bool, default True
     shard_size : int, optional
         Rows per shard (default 1024); fixed by the folder once a run has started.
+    compile : bool, default False
+        Compile the ViT with ``torch.compile`` (once per net; :mod:`blipviz.net.accelerate`); the
+        scores agree with eager ones within float32 rounding. Needs a C++ compiler on a CPU.
+    autocast : {None, "bfloat16"}
+        Run the ViT, text and multimodal passes under bfloat16 autocast (scores still float64 from
+        float32 outputs); refused on a CPU without native bfloat16 (``BLIPVIZ_FORCE_BF16=1`` forces
+        it). Both are recorded in the manifest; a resumed run must give the same.
 
     Returns
     -------
@@ -71,16 +80,19 @@ def score_pairs(
     ------
     CollectionFolderError
         ``out`` is not a pairs folder, or one made by another net or from another source (naming
-        the rows that differ), or is damaged, or is being written by another run.
+        the rows that differ), or is damaged, or is being written by another run, or an unfinished
+        one started with other ``compile`` or ``autocast`` options.
     InputError, InputTypeError
-        An unknown engine or option, a bad source or column.
+        An unknown engine or option, a bad source or column; ``compile`` or ``autocast`` that this
+        net or machine cannot run.
     """
     from .embed import run_job
 
     folder = run_job(
         model, source, out, PairJob, "score_pairs", image_column=image_column, id_column=id_column,
         text_column=text_column, batch_size=batch_size, engine=engine, progress=progress,
-        keep_states=False, shard_size=shard_size, engine_options=engine_options,
+        keep_states=False, shard_size=shard_size, engine_options=engine_options, compile=compile,
+        autocast=autocast,
     )  # fmt: skip
     return PairCollection.open(folder)
 

@@ -183,6 +183,7 @@ def net_recipe(model, whole: bool = False) -> dict[str, Any]:
         },
         "dtype": str(model.dtype).replace("torch.", ""),
         "fast_attention": fast_attention_enabled(model.hf),
+        "acceleration": model.acceleration.describe(),  # compile, autocast: as the driver runs them
         "fingerprint": model.fingerprint("image"),
         "text_fingerprint": model.fingerprint("text") if whole else None,
         "text_options": {
@@ -241,6 +242,7 @@ class Embedder:
         self.dim = int(self.net.config.image_text_hidden_size)
         self.job = JOBS[job](self.dim)
         self.source = Source("dataset", None, count=None, **columns) if columns else None
+        self.acceleration = recipe.get("acceleration") or {}
 
     def __call__(self, batch) -> dict[str, np.ndarray]:
         records = batch.to_pylist()
@@ -253,7 +255,11 @@ class Embedder:
                 Row(int(p), r["id"], None, r["item"], r["locator"])
                 for p, r in zip(positions, records, strict=True)
             ]
-        values, errors = self.job.compute(self.net, rows)
+        from ..net.accelerate import accelerated
+
+        # the driver checked the options on its machine (bfloat16 forced there or native)
+        with accelerated(self.net, force_bf16=True, **self.acceleration):
+            values, errors = self.job.compute(self.net, rows)
         return {
             "position": positions,
             "id": np.array([r.id for r in rows], dtype=object),

@@ -18,6 +18,7 @@ __all__ = ["MANIFEST_SCHEMA", "validate_manifest"]
 _HEX64 = {"type": "string", "pattern": "^[0-9a-f]{64}$"}
 _COUNT = {"type": "integer", "minimum": 0}
 _NULLABLE_STR = {"type": ["string", "null"]}
+_AUTOCAST = {"enum": ["bfloat16", None]}
 
 #: What :func:`blipviz.net.load_net` may be given from a manifest (``net.load``).
 _LOAD_OPTIONS = {
@@ -81,6 +82,14 @@ MANIFEST_SCHEMA: dict[str, Any] = {
             "type": "object",
             "additionalProperties": {"type": "string"},
             "required": ["blipviz", "torch", "transformers", "device", "dtype", "date"],
+            "properties": {"compile": {"type": "boolean"}, "autocast": _AUTOCAST},
+        },
+        # how the net's passes ran (blipviz.net.accelerate); absent in older manifests: eager
+        "acceleration": {
+            "type": "object",
+            "additionalProperties": False,
+            "required": ["compile", "autocast"],
+            "properties": {"compile": {"type": "boolean"}, "autocast": _AUTOCAST},
         },
         "net": {
             "type": "object",

@@ -44,6 +44,7 @@ import torch
 import torch.nn.functional as F
 
 from ..errors import InputError, InputTypeError, MissingPartError, NumericalError, check_choice, positive_int
+from .accelerate import EAGER, Acceleration, accelerated, autocast_context, compiled_vision_states
 from .features import ImageFeatures, TextFeatures
 from .images import ImageLike, ImagePreprocessing, as_image_list, image_label, thumbnail
 from .registry import ENC_TOKEN_ID, PARTS, part_parameter_names
@@ -263,6 +264,8 @@ class BlipNet:
         #: manifest needs to build it again. Empty for a net built otherwise.
         self.load_options: dict = {}
         self.quantization: str | None = None  # "int8" after blipviz.net.quantize.quantize_int8
+        #: How the passes run now: compiled ViT, bfloat16 autocast (:meth:`accelerated`); eager outside.
+        self.acceleration: Acceleration = EAGER
         # The parts whose weights are in memory: all three, or the one kept by keep_only_part.
         self.parts: frozenset[str] = frozenset(PARTS)
         # Weights fingerprints by (group, dtype, quantization): see fingerprint().
@@ -456,11 +459,34 @@ class BlipNet:
                 f"the {held}'s weights: {hint}, or load the whole net with load_model"
             )
 
+    def accelerated(self, compile: bool = False, autocast: str | None = None):
+        """Context manager: inside it the passes run compiled and/or under autocast.
+
+        ``compile=True`` compiles the ViT's forward with ``torch.compile`` (once per net, on the first
+        pass); ``autocast="bfloat16"`` runs the ViT, text and multimodal encoders under
+        ``torch.autocast`` in bfloat16 (refused on a CPU without native bfloat16). Outputs stay in
+        the net's dtype; :attr:`acceleration` says what is active (provenance records it). See
+        :mod:`blipviz.net.accelerate`; the long jobs take the same options.
+
+        Raises
+        ------
+        InputError, InputTypeError
+            Bad values, or options this net or machine cannot run
+            (:func:`blipviz.net.accelerate.check_acceleration`).
+        """
+        return accelerated(self, compile, autocast)
+
     def vision_states(self, pixel_values: torch.Tensor) -> torch.Tensor:
-        """(n, 3, s, s) pixels -> (n, 1 + P, width) last hidden state of the ViT."""
+        """(n, 3, s, s) pixels -> (n, 1 + P, width) last hidden state of the ViT (in the net's dtype,
+        also under autocast)."""
         self.require_part("ImageEncoder", "encoding images")
         pixel_values = pixel_values.to(device=self.device, dtype=self.dtype)
-        return self.hf.vision_model(pixel_values=pixel_values).last_hidden_state
+        with autocast_context(self):
+            if self.acceleration.compile:
+                states = compiled_vision_states(self, pixel_values)
+            else:
+                states = self.hf.vision_model(pixel_values=pixel_values).last_hidden_state
+        return states.to(self.dtype)
 
     def _finite(self, values: torch.Tensor, what: str) -> torch.Tensor:
         """``values`` (n, ...) unchanged, or :class:`NumericalError` when the net produced NaN or inf."""
@@ -504,10 +530,12 @@ class BlipNet:
     def text_projection(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         """Unimodal text pass -> (n, 256) ``text_proj`` of the [CLS] state, before normalising."""
         self.require_part("TextEncoder", "embedding texts")
-        out = self.hf.text_encoder(
-            input_ids=input_ids.to(self.device), attention_mask=attention_mask.to(self.device)
-        )
-        return self._finite(self.hf.text_proj(out.last_hidden_state[:, 0, :]).float(), "text embeddings")
+        with autocast_context(self):
+            out = self.hf.text_encoder(
+                input_ids=input_ids.to(self.device), attention_mask=attention_mask.to(self.device)
+            )
+        first = out.last_hidden_state[:, 0, :].to(self.dtype)
+        return self._finite(self.hf.text_proj(first).float(), "text embeddings")
 
     def text_projections(self, tokenized: TokenizedTexts, batch_size: int = 128) -> torch.Tensor:
         """:meth:`text_projection` of tokenised texts, ``batch_size`` texts per pass -> (m, 256) on the
@@ -558,8 +586,9 @@ class BlipNet:
             states = image_states if image_states.shape[0] == 1 else image_states[start:stop]
             sub_mask = mask[start:stop]
             n = int(sub_mask.sum(1).max())
-            hidden = self.itm_forward(ids[start:stop, :n], sub_mask[:, :n], states).last_hidden_state
-            out.append(self._finite(self.hf.itm_head(hidden[:, 0, :]).float(), "ITM logits"))
+            with autocast_context(self):
+                hidden = self.itm_forward(ids[start:stop, :n], sub_mask[:, :n], states).last_hidden_state
+            out.append(self._finite(self.hf.itm_head(hidden[:, 0, :].to(self.dtype)).float(), "ITM logits"))
         if not out:
             return torch.zeros((0, 2))
         return torch.cat(out)

@@ -1,5 +1,6 @@
 """Where a result came from: the blipviz, torch and transformers versions, the net's device and dtype,
-and the date, recorded with every saved result and collection manifest."""
+how its passes ran (compiled, autocast) and the date, recorded with every saved result and collection
+manifest."""
 
 from __future__ import annotations
 
@@ -9,24 +10,25 @@ from typing import Any
 __all__ = ["PROVENANCE_KEYS", "provenance"]
 
 #: The keys of :func:`provenance`, in order.
-PROVENANCE_KEYS = ("blipviz", "torch", "transformers", "device", "dtype", "date")
+PROVENANCE_KEYS = ("blipviz", "torch", "transformers", "device", "dtype", "compile", "autocast", "date")
 
 
-def provenance(model: Any = None) -> dict[str, str | None]:
-    """The versions, device, dtype and date of a computation.
+def provenance(model: Any = None) -> dict[str, Any]:
+    """The versions, device, dtype, acceleration and date of a computation.
 
     Parameters
     ----------
     model : BlipNet, optional
-        The net that computed the result: its ``device`` and ``dtype`` are recorded. Without one
-        (a result built by hand from arrays) both are ``None``.
+        The net that computed the result: its ``device``, ``dtype`` and ``acceleration`` are
+        recorded. Without one (a result built by hand from arrays) they are ``None``.
 
     Returns
     -------
     dict
         :data:`PROVENANCE_KEYS`: ``blipviz``, ``torch`` and ``transformers`` (the installed
-        versions), ``device`` (``"cpu"``, ``"cuda:0"``), ``dtype`` (``"float32"``), ``date`` (now,
-        UTC, ISO 8601 to the second).
+        versions), ``device`` (``"cpu"``, ``"cuda:0"``), ``dtype`` (``"float32"``), ``compile``
+        (whether the ViT ran compiled) and ``autocast`` (``None`` or ``"bfloat16"``: see
+        :meth:`blipviz.net.BlipNet.accelerated`), ``date`` (now, UTC, ISO 8601 to the second).
     """
     import torch
     import transformers
@@ -35,11 +37,14 @@ def provenance(model: Any = None) -> dict[str, str | None]:
 
     device = None if model is None else str(model.device)
     dtype = None if model is None else str(model.dtype).replace("torch.", "")
+    acceleration = getattr(model, "acceleration", None)
     return {
         "blipviz": __version__,
         "torch": torch.__version__,
         "transformers": transformers.__version__,
         "device": device,
         "dtype": dtype,
+        "compile": None if acceleration is None else bool(acceleration.compile),
+        "autocast": None if acceleration is None else acceleration.autocast,
         "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
     }
