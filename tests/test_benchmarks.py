@@ -11,6 +11,7 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from benchmarks import (
+    bench_accelerate,
     bench_cache,
     bench_collection,
     bench_explanation_passes,
@@ -60,6 +61,11 @@ def shared_tiny(tiny, monkeypatch):
         ),
         (bench_retrieval, "retrieval", []),
         (bench_pairs, "pairs_speed", ["--n-images", "2", "--collection-pairs", "6", "--memory-sizes", "10"]),
+        (  # torch.compile traced without generating C++ (aot_eager): the wiring, not inductor's time
+            bench_accelerate,
+            "accelerate",
+            ["--backend", "aot_eager", "--force-bf16", "--reps", "1", "--n-images", "2", "--captions", "2"],
+        ),
     ],
 )
 def test_scripts_run_quick(shared_tiny, tmp_path, script, name, extra):
@@ -96,6 +102,12 @@ def test_scripts_run_quick(shared_tiny, tmp_path, script, name, extra):
             # the profiler saw most of the call and never more than it: no time counted twice
             assert 0.5 * whole < profiled <= 1.05 * whole
             assert sum(parts.values()) == pytest.approx(max(whole, profiled), rel=1e-9)
+    if name == "accelerate":  # every variant ran; compiled scores equal eager ones, bfloat16 ones rank alike
+        assert [r["variant"] for r in rows] == ["eager", "compile", "autocast", "compile+autocast"]
+        assert all(r["wall_s"] > 0 and r["pairs"] == 4 for r in rows)
+        assert rows[1]["itm_max_abs_diff"] < 1e-5 and rows[1]["backend"] == "aot_eager"
+        assert all(r["itm_spearman"] > 0.9 for r in rows)
+        assert bench_accelerate.os.environ.get("BLIPVIZ_FORCE_BF16") is None  # the process's state restored
     if name == "itm_matrix":  # blipviz and the per-pair recipe agree
         assert all(r["max_abs_diff"] < 1e-5 for r in rows)
         assert [r["shape"] for r in rows] == ["2 x 3", "3 x 3", "1 x 5", "5 x 1"]
