@@ -288,3 +288,40 @@ def test_a_rerank_without_states_passes_each_candidate_once_in_batches(tiny, pho
     assert_close(
         reranked.itm.to_numpy(), _reference_itm(tiny, plain, reranked), depth=net_depth(tiny), magnitude=1.0
     )
+
+
+# ------------------------------------------------------------------------------ zero-shot ensembles
+@contextlib.contextmanager
+def counted_texts(model):
+    """Texts through the text encoder while the block runs: the unimodal pass (no image states)
+    and the multimodal ITM pass (cross-attending to image states), one row per text."""
+    counts = {"unimodal": 0, "multimodal": 0}
+
+    def on_text(module, args, kwargs, output):
+        ids = kwargs.get("input_ids", args[0] if args else None)
+        counts["multimodal" if kwargs.get("encoder_hidden_states") is not None else "unimodal"] += int(
+            ids.shape[0]
+        )
+
+    handle = model.hf.text_encoder.register_forward_hook(on_text, with_kwargs=True)
+    try:
+        yield counts
+    finally:
+        handle.remove()
+
+
+def test_a_prompt_ensemble_passes_each_distinct_text_once(tiny):
+    labels = ["dog", "cat", "bird", "car"]
+    # the second template is the first one read alike after BLIP's caption normalisation, the
+    # fourth repeats the third: 2 distinct texts per class
+    templates = ["a photo of a {}", "A Photo of a {}.", "art of the {label}", "art of the {label}"]
+    images = tiny.encode_images(synthetic_images(3, seed=5))
+    with counted_texts(tiny) as texts, counted(tiny) as vit:
+        clf = blipviz.ZeroShotClassifier(tiny, labels, template=templates, method="rerank", rerank_k=2)
+        assert texts == {"unimodal": 8, "multimodal": 0}
+        clf.predict_proba(images)
+        # each image: its 2 kept classes' 2 distinct texts, once each; no text encoded again
+        assert texts == {"unimodal": 8, "multimodal": 3 * 2 * 2}
+        blipviz.ZeroShotClassifier(tiny, labels, template=templates).predict_proba(images)
+        assert texts == {"unimodal": 16, "multimodal": 12 + 3 * 8}
+    assert vit["vit_images"] == 0  # the features hold the states

@@ -12,6 +12,8 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 import blipviz
 from blipviz import InputError, InputTypeError, ZeroShotClassifier, ZeroShotEvaluation, evaluate_zero_shot
@@ -395,3 +397,172 @@ def test_fashion_mnist_fixture_end_to_end(model, tmp_path):
         assert [t.get_text() for t in display.ax_.get_yticklabels()] == names
     finally:
         plt.close("all")
+
+
+# ------------------------------------------------------------------------------ prompt ensembles
+
+ENSEMBLE = ["a photo of a {}", "a drawing of the {label}", "{}, seen up close"]
+ENSEMBLE_LABELS = ["dog", "Cat", "sneaker"]
+
+
+@pytest.fixture(scope="module")
+def ensemble_images(model):
+    """Two images as features with their raw states: every method scores them without the ViT."""
+    return model.encode_images(sample_images(["chelsea", "coffee"], max_size=64).images)
+
+
+def _hand_cosine(model, image_features, labels, templates):
+    """CLIP's recipe, written out: every (class, template) text embedded (unit norm), averaged over
+    the templates, the mean L2-normalised, then the cosine with each image embedding."""
+    texts = [t.format(label.lower(), label=label.lower()) for label in labels for t in templates]
+    emb = model.encode_texts(texts).embeddings.double().reshape(len(labels), len(templates), -1)
+    classes = torch.nn.functional.normalize(emb.mean(dim=1), dim=-1)
+    return (image_features.embeddings.double() @ classes.T).numpy()
+
+
+def _hand_itm(model, image_features, labels, templates):
+    """The mean over the templates of the ITM match probability of each (class, template) text."""
+    texts = [t.format(label.lower(), label=label.lower()) for label in labels for t in templates]
+    itm = np.asarray(model.itm_scores(image_features, texts))
+    return itm.reshape(len(image_features), len(labels), len(templates)).mean(axis=2)
+
+
+def test_one_template_gives_exactly_todays_scores(model, ensemble_images):
+    for method in ("itm", "cosine", "rerank"):
+        alone = ZeroShotClassifier(model, ENSEMBLE_LABELS, template=ENSEMBLE[0], method=method, rerank_k=2)
+        listed = ZeroShotClassifier(model, ENSEMBLE_LABELS, template=ENSEMBLE[:1], method=method, rerank_k=2)
+        again = ZeroShotClassifier(
+            model, ENSEMBLE_LABELS, template=ENSEMBLE[:1] * 3, method=method, rerank_k=2
+        )
+        expected = alone.predict_proba(ensemble_images).to_numpy()
+        np.testing.assert_array_equal(listed.predict_proba(ensemble_images).to_numpy(), expected)
+        np.testing.assert_array_equal(again.predict_proba(ensemble_images).to_numpy(), expected)
+    reference = np.asarray(model.itm_scores(ensemble_images, class_texts(ENSEMBLE_LABELS, ENSEMBLE[0])))
+    itm = ZeroShotClassifier(model, ENSEMBLE_LABELS, template=ENSEMBLE[0]).predict_proba(ensemble_images)
+    np.testing.assert_allclose(itm.to_numpy(), reference, rtol=0, atol=1e-12)
+    # the attributes of a str template are what they were; a sequence keeps its shape
+    assert alone.template == ENSEMBLE[0] and alone.templates == (ENSEMBLE[0],)
+    assert alone.texts == class_texts(ENSEMBLE_LABELS, ENSEMBLE[0])
+    assert listed.template == (ENSEMBLE[0],) and listed.texts == [
+        ["a photo of a dog"],
+        ["a photo of a cat"],
+        ["a photo of a sneaker"],
+    ]
+
+
+def test_ensemble_scores_are_clips_mean_embedding_and_the_mean_itm_probability(model, ensemble_images):
+    depth = net_depth(model)
+    cosine = ZeroShotClassifier(model, ENSEMBLE_LABELS, template=ENSEMBLE, method="cosine")
+    assert cosine.texts[1] == ["a photo of a cat", "a drawing of the cat", "cat, seen up close"]
+    assert cosine.text_index.shape == (3, 3) and len(cosine.text_features) == 9
+    hand = _hand_cosine(model, ensemble_images, ENSEMBLE_LABELS, ENSEMBLE)
+    assert_close(cosine.predict_proba(ensemble_images), hand, depth=depth, magnitude=1.0)
+    itm = ZeroShotClassifier(model, ENSEMBLE_LABELS, template=ENSEMBLE)
+    hand_itm = _hand_itm(model, ensemble_images, ENSEMBLE_LABELS, ENSEMBLE)
+    assert_close(itm.predict_proba(ensemble_images), hand_itm, depth=depth, magnitude=1.0)
+    # rerank: the 2 classes of highest ensemble cosine, scored by their mean ITM probability
+    rerank = ZeroShotClassifier(model, ENSEMBLE_LABELS, template=ENSEMBLE, method="rerank", rerank_k=2)
+    proba = rerank.predict_proba(ensemble_images).to_numpy()
+    for row in range(len(ensemble_images)):
+        kept = np.sort(np.argsort(-hand[row], kind="stable")[:2])
+        assert sorted(np.flatnonzero(~np.isnan(proba[row]))) == kept.tolist()
+        assert_close(proba[row, kept], hand_itm[row, kept], depth=depth, magnitude=1.0)
+    assert "templates=3" in repr(itm)
+
+
+def test_texts_the_net_reads_alike_pass_the_text_encoder_once(model):
+    # "A Photo of a {}." normalises to "a photo of a {}": the same encoder input
+    clf = ZeroShotClassifier(
+        model, ["dog", "cat"], template=["a photo of a {}", "A Photo of a {}.", "art: {}"]
+    )
+    assert len(clf.text_features) == 4
+    np.testing.assert_array_equal(clf.text_index, [[0, 0, 1], [2, 2, 3]])
+    assert clf.texts[0] == ["a photo of a dog", "A Photo of a dog.", "art: dog"]
+
+
+@pytest.mark.parametrize(
+    ("template", "error", "message"),
+    [
+        (["a photo of a {}", "no placeholder"], InputError, r"template\[1\]"),
+        (["{} and {}", "a {}"], InputError, r"template\[0\]"),
+        (["a {}", "b {}", "{"], InputError, r"template\[2\] = '\{' is not a valid format string"),
+        (["a {}", 3], InputTypeError, r"template\[1\] must be a str, got int"),
+        (["a {}", "{name}"], InputError, r"template\[1\]"),
+        ([], InputError, "at least one template"),
+        (3, InputTypeError, "template must be a str or a sequence"),
+        ("no placeholder", InputError, "^template must hold exactly one placeholder"),
+    ],
+)
+def test_bad_templates_are_named_by_their_index(model, template, error, message):
+    with pytest.raises(error, match=message):
+        ZeroShotClassifier(model, ["dog"], template=template)
+    with pytest.raises(error, match=message):
+        class_texts(["dog"], template)
+
+
+def test_evaluation_records_the_templates_and_names_their_number(model, ensemble_images):
+    clf = ZeroShotClassifier(model, ENSEMBLE_LABELS, template=ENSEMBLE, method="cosine")
+    ev = evaluate_zero_shot(clf, ensemble_images, ["cat", "sneaker"])
+    assert ev.template == tuple(ENSEMBLE) and ev.templates == tuple(ENSEMBLE)
+    assert "templates=3" in repr(ev)
+    display = ev.plot()
+    title = " ".join(display.ax_.get_title().split())  # wrapped to the figure's width
+    assert "3 templates" in title and ENSEMBLE[1] not in title
+    one = ZeroShotEvaluation.from_scores(HAND_SCORES, HAND_TRUE, ["a", "b", "c"], template=["a {}"])
+    assert one.templates == ("a {}",) and "template 'a {}'" in " ".join(one.plot().ax_.get_title().split())
+    assert ZeroShotEvaluation.from_scores(HAND_SCORES, HAND_TRUE, ["a", "b", "c"]).templates == ()
+    with pytest.raises(InputError, match=r"template\[1\]"):
+        ZeroShotEvaluation.from_scores(HAND_SCORES, HAND_TRUE, ["a", "b", "c"], template=["a {}", "b"])
+    top = clf.plot_top_k(sample_images(["chelsea"], max_size=64).images[0], k=2)
+    assert "mean of 3 templates" in top.figure_._suptitle.get_text().replace("\n", " ")
+    assert [t.get_text() for t in top.ax_.get_yticklabels()] == list(top.table["label"])
+    plt.close("all")
+
+
+# Templates drawn with what breaks naive formatting and plotting: `$` (mathtext), escaped braces,
+# non-Latin scripts, punctuation that BLIP's normalisation removes.
+_PIECES = st.lists(
+    st.sampled_from(
+        ["a", "photo", "$", "$x$", "{", "}", "日本の", "фото", "é", "ß", ".", "!", " ", "of", "كلب"]
+    ),
+    max_size=4,
+).map(lambda parts: "".join(parts).replace("{", "{{").replace("}", "}}"))
+TEMPLATES = st.tuples(_PIECES, st.sampled_from(["{}", "{label}", "{0}"]), _PIECES).map("".join)
+ENSEMBLES = st.lists(TEMPLATES, min_size=1, max_size=5)
+
+
+@settings(max_examples=8, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(template=TEMPLATES, n=st.integers(1, 5))
+def test_an_ensemble_of_one_template_repeated_is_that_template(model, ensemble_images, template, n):
+    for method in ("cosine", "itm"):
+        alone = ZeroShotClassifier(model, ENSEMBLE_LABELS, template=template, method=method)
+        repeated = ZeroShotClassifier(model, ENSEMBLE_LABELS, template=[template] * n, method=method)
+        np.testing.assert_array_equal(
+            repeated.predict_proba(ensemble_images).to_numpy(),
+            alone.predict_proba(ensemble_images).to_numpy(),
+        )
+
+
+@settings(max_examples=8, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(templates=ENSEMBLES)
+def test_ensemble_cosine_is_the_hand_computed_mean_of_normalised_embeddings(
+    model, ensemble_images, templates
+):
+    clf = ZeroShotClassifier(model, ENSEMBLE_LABELS, template=templates, method="cosine")
+    hand = _hand_cosine(model, ensemble_images, ENSEMBLE_LABELS, templates)
+    assert_close(clf.predict_proba(ensemble_images), hand, depth=net_depth(model), magnitude=1.0)
+
+
+@settings(max_examples=8, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(data=st.data(), templates=ENSEMBLES)
+def test_the_order_of_the_templates_does_not_change_the_scores(model, ensemble_images, data, templates):
+    shuffled = data.draw(st.permutations(templates))
+    for method in ("cosine", "itm"):
+        first = ZeroShotClassifier(model, ENSEMBLE_LABELS, template=templates, method=method)
+        second = ZeroShotClassifier(model, ENSEMBLE_LABELS, template=shuffled, method=method)
+        assert_close(
+            second.predict_proba(ensemble_images),
+            first.predict_proba(ensemble_images).to_numpy(),
+            depth=net_depth(model),
+            magnitude=1.0,
+        )

@@ -1,4 +1,5 @@
-"""Zero-shot classification: one text per class, and the class whose text matches best.
+"""Zero-shot classification: one text per class (or one per class and template), and the class whose
+texts match best.
 
 ``ZeroShotClassifier(model, labels)`` writes one text per class from a template ("This is a photo
 of a {}", the label lower-cased into it, as the reference does), encodes those texts once, and
@@ -8,6 +9,25 @@ scores images against them with one of three methods:
 - ``"cosine"``: cosine similarity of the unimodal image and text embeddings;
 - ``"rerank"``: cosine for every class, then ITM for the ``rerank_k`` best classes only, as BLIP's
   retrieval does.
+
+``template`` may also be a sequence of templates: a prompt ensemble, as CLIP's evaluation does
+(Radford et al. 2021, section 3.1.4; ``notebooks/Prompt_Engineering_for_ImageNet.ipynb`` in
+openai/CLIP). Every (class, template) text is encoded once (texts that the net reads alike, after
+BLIP's caption normalisation, once in all). The cosine of a class is CLIP's: the L2-normalised
+embeddings of its texts averaged, the mean L2-normalised again, then the cosine with the image
+embedding. The ITM score of a class is the mean of the ITM match probabilities of its texts.
+
+Why the mean of probabilities and not of logits: CLIP averages in embedding space, and says why
+(one cached text embedding per class makes an ensemble cost what one template costs); ITM has no
+per-class vector to cache (every (image, text) pair is its own multimodal pass), so that reason does
+not carry over, and the ensemble is the usual average of the predicted probabilities of its members.
+The mean stays an ITM match probability in [0, 1] (what ``predict_proba`` reports, what the figures
+draw on a [0, 1] axis, what ``method="rerank"`` ranks above the cosines), and no template's
+extreme logit outweighs the others. BLIP itself uses no template ensemble; its retrieval ranks by
+the raw match logit ``itm_head(...)[:, 1]``, which is not a function of the probability alone
+(the probability depends on the difference of the two logits), so averaging it would not average
+anything a reader sees. One template, or several identical ones, gives exactly the scores of that
+template alone.
 
 :func:`evaluate_zero_shot` scores labelled images and returns a :class:`ZeroShotEvaluation`
 (accuracy, per-class accuracy, top-k accuracy, confusion matrix); the metrics part,
@@ -31,13 +51,14 @@ from ..net.features import ImageFeatures
 from ..net.images import as_image_list
 from ..net.images import image_label as label_of_image
 from ..net.net import BlipNet, Images, Progress
-from ..net.text import as_text_list
+from ..net.text import BLIP_MAX_WORDS, as_text_list, normalize_caption
 from .scores import cosine_matrix
 
 __all__ = [
     "DEFAULT_TEMPLATE",
     "ZeroShotClassifier",
     "ZeroShotEvaluation",
+    "check_templates",
     "class_texts",
     "evaluate_zero_shot",
 ]
@@ -48,36 +69,96 @@ DEFAULT_TEMPLATE = "This is a photo of a {}"
 METHODS = ("itm", "cosine", "rerank")
 
 
-def class_texts(labels: Sequence[str], template: str = DEFAULT_TEMPLATE) -> list[str]:
-    """One text per class: each label lower-cased into ``template``.
+def _check_template(template: Any, where: str) -> str:
+    """``template`` if it is a str with exactly one label placeholder; else a named error saying
+    ``where`` it was (``"template"``, ``"template[2]"``)."""
+    if not isinstance(template, str):
+        raise InputTypeError(f"{where} must be a str, got {type(template).__name__}: {template!r:.60}")
+    try:
+        fields = [f for _, f, _, _ in string.Formatter().parse(template) if f is not None]
+    except ValueError as exc:
+        raise InputError(f"{where} = {template!r} is not a valid format string: {exc}") from None
+    if len(fields) != 1 or fields[0] not in ("", "0", "label"):
+        raise InputError(
+            f"{where} must hold exactly one placeholder for the label, {{}} or {{label}} "
+            f"({{{{ and }}}} for literal braces); got {template!r}"
+        )
+    return template
+
+
+def check_templates(template: str | Sequence[str]) -> tuple[str, ...]:
+    """The class-text templates as a tuple, each checked.
+
+    Parameters
+    ----------
+    template : str or sequence of str
+        One template (a ``str`` is one), or several (a prompt ensemble). Each holds exactly one
+        placeholder, ``{}`` or ``{label}``; ``{{`` and ``}}`` are literal braces.
+
+    Returns
+    -------
+    tuple of str
+        At least one template, in the given order (repeats kept).
+
+    Raises
+    ------
+    InputTypeError
+        ``template`` is neither a str nor a sequence, or an item is not a str (its index named).
+    InputError
+        No template, or one without exactly one label placeholder or not a valid format string
+        (its index named).
+
+    Examples
+    --------
+    >>> check_templates(["a photo of a {}", "art of the {label}"])
+    ('a photo of a {}', 'art of the {label}')
+    """
+    if isinstance(template, str):
+        return (_check_template(template, "template"),)
+    if (
+        template is None
+        or isinstance(template, bytes | bytearray | dict)
+        or not hasattr(template, "__iter__")
+    ):
+        raise InputTypeError(f"template must be a str or a sequence of str, got {type(template).__name__}")
+    items = list(template)
+    if not items:
+        raise InputError("template: give at least one template (an empty sequence has none)")
+    return tuple(_check_template(t, f"template[{i}]") for i, t in enumerate(items))
+
+
+def _fill(template: str, label: str) -> str:
+    return template.format(label.lower(), label=label.lower())
+
+
+def class_texts(labels: Sequence[str], template: str | Sequence[str] = DEFAULT_TEMPLATE) -> list[Any]:
+    """The class texts: each label lower-cased into the template(s).
 
     Parameters
     ----------
     labels : sequence of str
-    template : str, default "This is a photo of a {}"
+    template : str or sequence of str, default "This is a photo of a {}"
         Holds exactly one placeholder, ``{}`` or ``{label}``; ``{{`` and ``}}`` are literal braces.
+        A sequence is a prompt ensemble (see :func:`check_templates`).
 
     Returns
     -------
-    list of str
+    list of str, or list of list of str
+        One text per label for a ``str`` template; for a sequence, one list per label holding one
+        text per template, in the templates' order.
 
     Examples
     --------
     >>> class_texts(["T-shirt/top", "Ankle boot"])
     ['This is a photo of a t-shirt/top', 'This is a photo of a ankle boot']
+    >>> class_texts(["Cat"], ["a photo of a {}", "a drawing of a {}"])
+    [['a photo of a cat', 'a drawing of a cat']]
     """
     labels = as_text_list(labels, name="labels")
-    if not isinstance(template, str):
-        raise InputTypeError(f"template must be a str, got {type(template).__name__}")
-    try:
-        fields = [f for _, f, _, _ in string.Formatter().parse(template) if f is not None]
-    except ValueError as exc:
-        raise InputError(f"template {template!r} is not a valid format string: {exc}") from None
-    if len(fields) != 1 or fields[0] not in ("", "0", "label"):
-        raise InputError(
-            f"template must hold exactly one placeholder for the label, {{}} or {{label}}; got {template!r}"
-        )
-    return [template.format(label.lower(), label=label.lower()) for label in labels]
+    templates = check_templates(template)
+    if isinstance(template, str):
+        return [_fill(template, label) for label in labels]
+    return [[_fill(t, label) for t in templates] for label in labels]
 
 
 def _argmax(values: np.ndarray) -> np.ndarray:
@@ -107,8 +188,12 @@ class ZeroShotClassifier:
     model : BlipNet
     labels : sequence of str
         Class names, distinct after lower-casing.
-    template : str, default "This is a photo of a {}"
-        Each label, lower-cased, goes into the placeholder (see :func:`class_texts`).
+    template : str or sequence of str, default "This is a photo of a {}"
+        Each label, lower-cased, goes into the placeholder (see :func:`class_texts`). A sequence is a
+        prompt ensemble: a class's cosine is taken with the re-normalised mean of its texts'
+        normalised embeddings (CLIP's recipe), its ITM score is the mean of its texts' ITM match
+        probabilities (see the module's notes). Bad templates raise :class:`blipviz.InputError` or
+        :class:`blipviz.InputTypeError` naming their index.
     method : {"itm", "cosine", "rerank"}, default "itm"
         ``"itm"``: ITM match probability of every class. ``"cosine"``: cosine similarity of the
         unimodal embeddings. ``"rerank"``: cosine for every class, then ITM for the ``rerank_k``
@@ -127,10 +212,19 @@ class ZeroShotClassifier:
     Attributes
     ----------
     labels : list of str
-    texts : list of str
-        The class texts, one per label.
+    template : str or tuple of str
+        As given (a sequence as a tuple).
+    templates : tuple of str
+        The templates, one or more.
+    texts : list of str, or list of list of str
+        The class texts: one per label for a ``str`` template; for a sequence, one list per label
+        with one text per template.
     text_features : TextFeatures
-        The class texts encoded (and tokenised) once, reused for every image.
+        The distinct class texts encoded (and tokenised) once, reused for every image: texts that
+        the net reads alike (equal after BLIP's caption normalisation, or equal with
+        ``normalize_text=False``) pass the text encoder once in all.
+    text_index : ndarray of int, shape (n_labels, n_templates)
+        The row of ``text_features`` of each (class, template) text.
 
     Notes
     -----
@@ -148,7 +242,7 @@ class ZeroShotClassifier:
         model: BlipNet,
         labels: Sequence[str],
         *,
-        template: str = DEFAULT_TEMPLATE,
+        template: str | Sequence[str] = DEFAULT_TEMPLATE,
         method: str = "itm",
         rerank_k: int = 5,
         batch_size: int | None = None,
@@ -161,6 +255,7 @@ class ZeroShotClassifier:
             )
         if method not in METHODS:
             raise InputError(f"method must be one of {METHODS}, got {method!r}")
+        templates = check_templates(template)
         labels = as_text_list(labels, name="labels")
         if not labels:
             raise InputError("labels must name at least one class")
@@ -179,28 +274,84 @@ class ZeroShotClassifier:
         text_batch_size = positive_int("text_batch_size", text_batch_size)
         self.model = model
         self.labels = labels
-        self.template = template
+        self.template: str | tuple[str, ...] = template if isinstance(template, str) else templates
+        self.templates = templates
         self.method = method
         self.rerank_k = min(rerank_k, len(labels))
         self.batch_size = batch_size
         self.text_batch_size = text_batch_size
         self.progress = progress
-        self.texts = class_texts(labels, template)
-        self.text_features = model.encode_texts(self.texts)
+        self.texts = class_texts(labels, self.template)
+        grid = [[_fill(t, label) for t in templates] for label in labels]  # (n_labels, n_templates)
+        # one encoder pass per text the net reads differently: key = the text as the encoder sees it
+        distinct: dict[str, int] = {}
+        first_texts: list[str] = []
+        index = np.empty((len(labels), len(templates)), dtype=np.int64)
+        for c, row in enumerate(grid):
+            for t, text in enumerate(row):
+                key = normalize_caption(text, BLIP_MAX_WORDS) if model.normalize_text else text
+                if key not in distinct:
+                    distinct[key] = len(first_texts)
+                    first_texts.append(text)
+                index[c, t] = distinct[key]
+        self.text_index = index
+        # weights (n_labels, n_distinct): a class's share of each distinct text (repeats count), so
+        # that a class with one distinct text has weight exactly 1.0 on it
+        weights = np.zeros((len(labels), len(first_texts)))
+        np.add.at(weights, (np.repeat(np.arange(len(labels)), len(templates)), index.ravel()), 1.0)
+        self._weights = weights / len(templates)
+        self._single = (weights > 0).sum(axis=1) == 1  # classes whose texts are all one text
+        self.text_features = model.encode_texts(first_texts)
+        self._class_embeddings = self._mean_embeddings(self.text_features.embeddings)
+
+    def _mean_embeddings(self, embeddings: torch.Tensor) -> torch.Tensor:
+        """Class embeddings (n_labels, 256), float64: CLIP's mean of the L2-normalised embeddings of
+        a class's texts, L2-normalised again; a class with one distinct text keeps its embedding
+        unchanged (the recipe's identity, without its rounding)."""
+        emb = embeddings.double()
+        mean = torch.from_numpy(self._weights) @ emb
+        out = F.normalize(mean, dim=-1)
+        single = torch.from_numpy(self._single)
+        return torch.where(single[:, None], emb[torch.from_numpy(self.text_index[:, 0])], out)
+
+    def _class_probabilities(
+        self, probabilities: np.ndarray, classes: np.ndarray, columns: np.ndarray
+    ) -> np.ndarray:
+        """Mean ITM probability of each of ``classes`` over its templates, from the probabilities of
+        the distinct texts ``columns``; exactly the one probability for a class with one text."""
+        weights = self._weights[np.ix_(classes, columns)]
+        out = weights @ probabilities
+        single = self._single[classes]
+        if single.any():  # exact: the one text's probability, no weighted sum
+            first = self.text_index[classes[single], 0]
+            position = {c: i for i, c in enumerate(columns.tolist())}
+            out[single] = probabilities[[position[c] for c in first.tolist()]]
+        return out
 
     @property
     def truncated_by(self) -> dict[str, str]:
         """The class labels whose class text was cut before scoring, each with ``"tokens"`` or
-        ``"words"`` (empty when none was). Frames of :meth:`predict_proba` and :meth:`top_k` carry it
+        ``"words"`` (empty when none was; with several templates, the reason of the class's first
+        cut text). Frames of :meth:`predict_proba` and :meth:`top_k` carry it
         in ``attrs["truncated_by"]``."""
         reasons = self.text_features.truncated_by
-        return {label: r for label, r in zip(self.labels, reasons, strict=True) if r is not None}
+        out = {}
+        for label, row in zip(self.labels, self.text_index, strict=True):
+            cut = [reasons[i] for i in row if reasons[i] is not None]
+            if cut:
+                out[label] = cut[0]
+        return out
 
     def __repr__(self) -> str:
         extra = f", rerank_k={self.rerank_k}" if self.method == "rerank" else ""
+        template = (
+            f"template={self.template!r}"
+            if isinstance(self.template, str)
+            else f"templates={len(self.templates)}"
+        )
         return (
             f"ZeroShotClassifier({self.model.name!r}, n_labels={len(self.labels)}, method={self.method!r}"
-            f"{extra}, template={self.template!r})"
+            f"{extra}, {template})"
         )
 
     # ---------------------------------------------------------------------------- scoring
@@ -223,8 +374,10 @@ class ZeroShotClassifier:
             n_images = len(images)
         bar = Progress(n_images, show=self.progress, desc=f"zero-shot ({self.method})")
         tokenized = self.text_features.tokenized
-        text_emb = self.text_features.embeddings.double()
+        text_emb = self._class_embeddings
         n_labels = len(self.labels)
+        every_class = np.arange(n_labels)
+        every_text = np.arange(len(self.text_features))
         values, cosines, names = [], [], []
         try:
             with torch.inference_mode():
@@ -238,7 +391,8 @@ class ZeroShotClassifier:
                         cosines.append(cos)
                     for b in range(states.shape[0]):
                         if self.method == "itm":
-                            values.append(self._itm_row(tokenized, states[b : b + 1], keys[b]))
+                            p = self._itm_row(tokenized, states[b : b + 1], keys[b])
+                            values.append(self._class_probabilities(p, every_class, every_text))
                             continue
                         assert cos is not None  # computed above for "cosine" and "rerank"
                         if self.method == "cosine":
@@ -246,9 +400,9 @@ class ZeroShotClassifier:
                         else:
                             keep = np.sort(np.argsort(-cos[b], kind="stable")[: self.rerank_k])
                             row = np.full(n_labels, np.nan)
-                            row[keep] = self._itm_row(
-                                tokenized.select(keep.tolist()), states[b : b + 1], keys[b]
-                            )
+                            texts = np.unique(self.text_index[keep])  # the kept classes' texts
+                            p = self._itm_row(tokenized.select(texts.tolist()), states[b : b + 1], keys[b])
+                            row[keep] = self._class_probabilities(p, keep, texts)
                             values.append(row)
                     names.extend(batch_labels)
                     if bar is not None:
@@ -270,7 +424,7 @@ class ZeroShotClassifier:
 
     def _cosine_from_features(self, features: ImageFeatures) -> _ClassScores:
         self.model.check_features(features, need_raw=False)
-        cos = cosine_matrix(features.embeddings, self.text_features.embeddings)
+        cos = cosine_matrix(features.embeddings, self._class_embeddings)
         return _ClassScores(cos, cos, cos, list(features.labels))
 
     # ------------------------------------------------------------------------------- API
@@ -352,8 +506,9 @@ class ZeroShotClassifier:
     ):
         """Draw one image beside a bar chart of its ``k`` best classes (:meth:`top_k`).
 
-        The bars are labelled with the class texts the net scored ("This is a photo of a cat") and
-        their values; the title names the image, the net, the method and the score kind.
+        The bars are labelled with the class texts the net scored ("This is a photo of a cat"), or
+        with the class names for several templates, and their values; the title names the image, the
+        net, the method, the number of templates averaged (when more than one) and the score kind.
 
         Parameters
         ----------
@@ -402,10 +557,12 @@ class ZeroShotClassifier:
         table = ranking.iloc[:k].copy()
         table.attrs = dict(ranking.attrs)
         true_rank = None if true_label is None else int(ranking.index[ranking["label"] == true_label][0])
-        texts = dict(zip(self.labels, self.texts, strict=True))
+        # one template: each bar names the text the net scored; an ensemble: the class (the title
+        # says how many templates were averaged)
+        texts = dict(zip(self.labels, self.texts, strict=True)) if isinstance(self.template, str) else {}
         display = TopKDisplay(
             picture,
-            [texts[label] for label in table["label"]],
+            [texts.get(label, label) for label in table["label"]],
             table["score"].to_numpy(),
             labels=list(table["label"]),
             cosine=table["cosine"].to_numpy() if "cosine" in table else None,
@@ -416,6 +573,7 @@ class ZeroShotClassifier:
             true_label=true_label,
             n_classes=len(self.labels),
             true_rank=true_rank,
+            n_templates=len(self.templates),
         )
         display.table = table
         return display.plot(axes, **kwargs)
@@ -480,8 +638,9 @@ class ZeroShotEvaluation:
         How the scores were computed (``"itm"``, ``"cosine"``, ``"rerank"``, or ``""``).
     net : str
         Name of the net that scored (``""`` when unknown); named in the plot's title.
-    template : str
-        The class-text template (``""`` when unknown); named in the plot's title.
+    template : str or tuple of str
+        The class-text template, or the templates of a prompt ensemble (``""`` when unknown); the
+        plot's title names one template, or how many ("3 templates").
     rerank_k : int or None
         Classes reranked by ITM, for ``method="rerank"``.
     """
@@ -493,8 +652,15 @@ class ZeroShotEvaluation:
     rank_key: np.ndarray
     method: str = ""
     net: str = ""
-    template: str = ""
+    template: str | tuple[str, ...] = ""
     rerank_k: int | None = None
+
+    @property
+    def templates(self) -> tuple[str, ...]:
+        """The templates as a tuple: one for a ``str`` template, none when unknown (``""``)."""
+        if isinstance(self.template, str):
+            return (self.template,) if self.template else ()
+        return tuple(self.template)
 
     @classmethod
     def from_scores(
@@ -507,7 +673,7 @@ class ZeroShotEvaluation:
         rank_key: Any = None,
         method: str = "",
         net: str = "",
-        template: str = "",
+        template: str | Sequence[str] = "",
         rerank_k: int | None = None,
     ) -> ZeroShotEvaluation:
         """Evaluate given scores; no model runs.
@@ -525,8 +691,11 @@ class ZeroShotEvaluation:
         rank_key : array-like of shape (n_images, n_labels), optional
             Orders the classes for predictions and top-k accuracy; default ``scores``.
         method : str, optional
-        net, template : str, optional
-            The net and the class-text template, named in the plot's title.
+        net : str, optional
+            The net, named in the plot's title.
+        template : str or sequence of str, optional
+            The class-text template, or the templates of a prompt ensemble, named in the plot's title
+            (several by their number); a sequence is checked as :func:`check_templates` does.
         rerank_k : int, optional
             Classes reranked by ITM (``method="rerank"``).
         """
@@ -551,6 +720,8 @@ class ZeroShotEvaluation:
         names = [f"image {i}" for i in range(len(values))] if image_labels is None else list(image_labels)
         if len(names) != len(values):
             raise InputError(f"got {len(names)} image labels for {len(values)} images")
+        if not isinstance(template, str):
+            template = check_templates(template)
         return cls(values, true, labels, names, key, method, net, template, rerank_k)
 
     # ---------------------------------------------------------------------------- metrics
@@ -608,6 +779,8 @@ class ZeroShotEvaluation:
 
     def __repr__(self) -> str:
         method = f"method={self.method!r}, " if self.method else ""
+        if len(self.templates) > 1:
+            method += f"templates={len(self.templates)}, "
         k = min(5, len(self.labels))
         return (
             f"ZeroShotEvaluation({method}n_images={self.n_images}, n_labels={len(self.labels)}, "
@@ -652,8 +825,8 @@ class ZeroShotEvaluation:
             Divide by the row sums (per-class accuracy on the diagonal), the column sums, or the
             total; default: counts.
         title : str, optional
-            Default: "zero-shot confusion — <net>, <method>, template '<template>'" and the number
-            of images.
+            Default: "zero-shot confusion — <net>, <method>, template '<template>'" (or "<n>
+            templates" for an ensemble) and the number of images.
         colorbar : bool, default True
             A colorbar named after what the cells count.
         max_label_chars : int or None, default 80

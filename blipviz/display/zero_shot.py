@@ -8,7 +8,8 @@ Both draw computed data only; no net runs here.
   method and the score kind. :meth:`blipviz.ZeroShotClassifier.plot_top_k` builds it.
 - :func:`plot_confusion_matrix`: scikit-learn's ``ConfusionMatrixDisplay`` with class names that
   fit (``fit_text``, x labels vertical so they never collide), a labelled colorbar and a title that
-  names the net, the method and the template. :meth:`blipviz.ZeroShotEvaluation.plot` calls it.
+  names the net, the method and the template (or how many templates an ensemble averaged).
+  :meth:`blipviz.ZeroShotEvaluation.plot` calls it.
 
 Both follow :mod:`blipviz.display.rules`: literal texts at sizes from ``rcParams["font.size"]``,
 colour-blind-safe colours with a second cue (the true class's bar hatched, its label bold), an image
@@ -130,6 +131,9 @@ class TopKDisplay:
     true_rank : int, optional
         Rank of the true class among all ``n_classes`` (1 = best), for the title: the true class
         may lie beyond the ``k`` bars shown.
+    n_templates : int, default 1
+        Templates averaged per class (a prompt ensemble); the title names their number when more
+        than one.
 
     Attributes
     ----------
@@ -164,6 +168,7 @@ class TopKDisplay:
         true_label: str | None = None,
         n_classes: int | None = None,
         true_rank: int | None = None,
+        n_templates: int = 1,
     ) -> None:
         self.image = rgb_array(image)
         self.texts = [str(t) for t in texts]
@@ -185,6 +190,9 @@ class TopKDisplay:
         self.true_label = true_label
         self.n_classes = k if n_classes is None else int(n_classes)
         self.true_rank = true_rank
+        self.n_templates = int(n_templates)
+        if self.n_templates < 1:
+            raise InputError(f"n_templates must be at least 1, got {n_templates!r}")
         self.table = None
 
     @property
@@ -200,6 +208,8 @@ class TopKDisplay:
             rank = "" if self.true_rank is None else f", rank {self.true_rank}"
             first += f" (true class: {self.true_label}{rank})"
         how = f"zero-shot by {method_name(self.method, self.rerank_k)}"
+        if self.n_templates > 1:
+            how += f", mean of {self.n_templates} templates"
         second = " · ".join(p for p in (self.net, how, f"score: {SCORE_KINDS[self.method]}") if p)
         return [first, second]
 
@@ -345,9 +355,17 @@ class TopKDisplay:
 
 # ------------------------------------------------------------------------------ confusion matrix
 def confusion_title(
-    *, net: str = "", method: str = "", template: str = "", n_images: int | None = None, rerank_k=None
+    *,
+    net: str = "",
+    method: str = "",
+    template: str | Sequence[str] = "",
+    n_images: int | None = None,
+    rerank_k=None,
 ) -> list[str]:
     """The confusion matrix's title lines: what, which net, method and template; how many images.
+
+    One template is quoted; several (a prompt ensemble) are named by their number ("3 templates"),
+    never listed.
 
     Examples
     --------
@@ -355,8 +373,11 @@ def confusion_title(
     ["zero-shot confusion — tiny-random, ITM, template 'a photo of a {}'", '12 images; rows: true class, columns: predicted class']
     """  # noqa: E501
     parts = [p for p in (net, method_name(method, rerank_k) if method else "") if p]
-    if template:
-        parts.append(f"template {template!r}")
+    templates = [template] if isinstance(template, str) else list(template)
+    if len(templates) == 1 and templates[0]:
+        parts.append(f"template {templates[0]!r}")
+    elif len(templates) > 1:
+        parts.append(plural(len(templates), "template"))
     first = "zero-shot confusion" + (f" — {', '.join(parts)}" if parts else "")
     second = "rows: true class, columns: predicted class"
     if n_images is not None:
