@@ -15,7 +15,9 @@ literally; sizes follow ``font.size``; a map that leaves items unlabelled says h
 from __future__ import annotations
 
 import io
+import warnings
 
+import matplotlib.colors as mcolors
 import matplotlib.pyplot as plt
 import numpy as np
 import pytest
@@ -31,7 +33,8 @@ from blipviz.display.feature_space import (
     segments_cross,
     segments_hit_boxes,
 )
-from blipviz.display.labels import contrast_ratio, fit_text, readable_text_colour
+from blipviz.display.labels import cielab, contrast_ratio, fit_text, readable_text_colour
+from blipviz.display.rules import CVD_MATRICES, MissingGlyphWarning, min_delta_e
 from blipviz.testing.figures import assert_inside_figure, assert_no_overlap, colorbars, visible_texts
 
 # Few examples, no shrinking: every example draws a figure of up to 300 items, on two shared cores
@@ -45,7 +48,14 @@ SCENES = settings(
 # them, measured all the same), digits and spaces
 _ALPHABET = list("abcdefghijklmnopqrstuvwxyz ABC $$$___^^{}\\%#&~") + list("αβγδεζ жзийкл שלום 猫狗红 0123")
 TEXT = st.text(alphabet=st.sampled_from(_ALPHABET), min_size=1, max_size=150).filter(lambda t: t.strip())
-MISSING_GLYPHS = pytest.mark.filterwarnings("ignore:Glyph .* missing from font")
+
+
+def MISSING_GLYPHS(test):
+    """The glyphs DejaVu Sans lacks (Chinese) draw as boxes: the warnings about them are tested apart."""
+    test = pytest.mark.filterwarnings("ignore:Glyph .* missing from font")(test)
+    return pytest.mark.filterwarnings("ignore::blipviz.display.rules.MissingGlyphWarning")(test)
+
+
 SHAPES = ("gaussian", "clusters", "line", "corner", "duplicates")
 SMALL = 0.8  # blipviz.display.rules.SMALL, relative to font.size
 
@@ -169,6 +179,14 @@ def _rejoins(shown: str, text: str) -> bool:
     return position == len(text)
 
 
+def _marker_vertices(marker: str) -> np.ndarray:
+    """A marker's outline as ``scatter`` draws it (unit size, before the points' scale)."""
+    from matplotlib.markers import MarkerStyle
+
+    style = MarkerStyle(marker)
+    return style.get_path().transformed(style.get_transform()).vertices
+
+
 def check_rules(disp: FeatureSpaceDisplay, scene, font_size: float, *also) -> None:
     """Every rule, measured on the drawn figure of ``disp`` (and of the maps ``also``, pairs of a
     display and its scene drawn into the same figure)."""
@@ -259,6 +277,31 @@ def _check_map(disp: FeatureSpaceDisplay, scene, font_size: float, bars) -> None
     if disp.legend_ is not None:
         assert all(t.get_parse_math() is False for t in disp.legend_.get_texts())
 
+    # colour and marker: each category's pair its own, its colours colour-blind-safe and apart
+    # from the face they are drawn on; each point drawn with its category's colour and marker
+    groups = list(dict.fromkeys(scene["labels"]))
+    cues = [(mcolors.to_hex(disp.colors_[g]), disp.markers_[g]) for g in groups]
+    assert len(set(cues)) == len(cues), "two categories look alike"
+    colours = list(dict.fromkeys(c for c, _ in cues))
+    assert min_delta_e(colours) >= 25
+    for kind in CVD_MATRICES:
+        assert min_delta_e(colours, kind) >= 15, kind
+    face = mcolors.to_hex(disp.ax_.get_facecolor(), keep_alpha=False)
+    assert all(np.linalg.norm(np.subtract(*cielab([c, face]))) >= 20 for c in colours)
+    if disp.legend_ is not None:
+        handles = disp.legend_.legend_handles
+        assert [(mcolors.to_hex(h.get_color()), h.get_marker()) for h in handles] == cues
+    if len(disp.scatters_) == 1:  # one panel: the points in the scene's order
+        points = disp.scatters_[0]
+        assert np.array_equal(points.get_offsets(), xy)
+        marker_of = {m: _marker_vertices(m) for m in set(disp.markers_.values())}
+        paths = points.get_paths()
+        assert len(paths) == len(xy)
+        for path, group in zip(paths, scene["labels"], strict=True):
+            assert np.array_equal(path.vertices, marker_of[disp.markers_[group]])
+        faces = [mcolors.to_hex(c) for c in points.get_facecolors()]
+        assert faces == [mcolors.to_hex(disp.colors_[g]) for g in scene["labels"]]
+
     # how many are labelled, said in the figure whenever not every item is
     kinds = np.array(scene["kinds"])
     note = " ".join(n.get_text() for n in disp.notes_)
@@ -300,6 +343,44 @@ def test_generated_scenes_keep_every_rule(scene, style, font_size, grid):
 
 
 # ------------------------------------------------------------------------------ fixed scenes
+# a glyph DejaVu Sans lacks: Chinese, Japanese, Korean, emoji
+_LACKING = ["猫", "日本語", "한국어", "🤖", "犬と猫", "🦊"]
+_DRAWABLE = st.text(alphabet=st.sampled_from(list("abcxyz $_^%#&αβγ жзи שלום 0123")), max_size=60)
+
+
+@SCENES
+@given(
+    head=_DRAWABLE,
+    lacking=st.sampled_from(_LACKING),
+    tail=_DRAWABLE,
+    others=st.lists(_DRAWABLE.filter(str.strip), min_size=1, max_size=3),
+    grid=st.booleans(),
+)
+def test_a_caption_with_a_missing_glyph_warns_once_naming_it_and_the_fix(head, lacking, tail, others, grid):
+    """The map's callouts go through the glyph rule: a drawn caption with characters the font lacks
+    gives one MissingGlyphWarning naming the caption and ``font.family``; the other captions none."""
+    caption = f"{head} {lacking} {tail}".strip()
+    names = [caption, *others]
+    n = len(names)
+    xy = np.stack([np.arange(n, dtype=float), np.arange(n, dtype=float) % 2], axis=1)
+    disp = FeatureSpaceDisplay.from_coordinates(xy, kinds=["text"] * n, names=names)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        warnings.filterwarnings("ignore", "Glyph .* missing from font")
+        if grid:
+            _, (ax, _other) = plt.subplots(1, 2, figsize=(9, 4), layout="constrained")
+            disp.plot(ax=ax)
+        else:
+            disp.plot()
+    messages = [str(w.message) for w in caught if issubclass(w.category, MissingGlyphWarning)]
+    assert 0 in disp.text_rows_  # a few captions: every one is drawn
+    assert len(messages) == 1, messages
+    assert repr(fit_text(caption)) in messages[0]
+    assert "rcParams" in messages[0] and "font.family" in messages[0]
+    assert all(repr(c) in messages[0] for c in lacking)
+    plt.close(disp.figure_)
+
+
 @MISSING_GLYPHS
 def test_the_design_target_300_items_in_one_corner():
     """300 items, most in one corner of the map (the issue's complaint: thumbnails spread over the

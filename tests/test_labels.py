@@ -9,7 +9,15 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from blipviz.display.labels import MAX_LABEL_CHARS, cielab, fit_text, number_repeats, palette, wrap_text
+from blipviz.display.labels import (
+    MAX_LABEL_CHARS,
+    cielab,
+    fit_text,
+    number_repeats,
+    palette,
+    palette_size,
+    wrap_text,
+)
 from blipviz.testing.figures import (
     assert_inside_figure,
     assert_no_overlap,
@@ -77,10 +85,10 @@ def test_repeated_tokens_are_numbered():
 
 
 def test_palette_has_no_near_identical_pair():
-    colours = palette(20)
-    assert len(set(colours)) == 20
+    colours = palette(palette_size())  # every colour it serves (then they repeat)
+    assert len(set(colours)) == len(colours) == 7
     lab = cielab(colours)
-    gaps = [np.linalg.norm(lab[i] - lab[j]) for i, j in itertools.combinations(range(20), 2)]
+    gaps = [np.linalg.norm(lab[i] - lab[j]) for i, j in itertools.combinations(range(len(colours)), 2)]
     assert min(gaps) >= 20.0
     # tab20 fails the same rule (its blue / light blue pair)
     tab20 = ["#1f77b4", "#aec7e8"]

@@ -267,7 +267,9 @@ def test_to_pandas_is_plain_data():
 # ----------------------------------------------------------------------------------- figures
 from hypothesis import HealthCheck, Phase, given, settings  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
+from matplotlib.colors import to_hex  # noqa: E402
 
+from blipviz.display.labels import palette, palette_size  # noqa: E402
 from blipviz.display.pairs import PairDistributionDisplay, caption_lines  # noqa: E402
 from blipviz.testing.figures import assert_inside_figure, assert_no_overlap, visible_texts  # noqa: E402
 
@@ -387,6 +389,13 @@ def test_distribution_geometry(font_size, names, n, threshold, seed):
         assert all(t.get_parse_math() is False for t in legend.get_texts())
         assert display.figure_._suptitle.get_parse_math() is False
         assert display.kept_["pairs"].tolist() == [groups.count(g) for g in distinct]
+        # each group its own colour-blind-safe colour and line style (a second cue beside colour)
+        handles = legend.legend_handles[: len(distinct)]
+        cues = [(to_hex(h.get_color()), str(h._unscaled_dash_pattern)) for h in handles]  # dashes as given
+        assert len(set(cues)) == len(cues)
+        assert len({dashes for _, dashes in cues}) == min(len(cues), 4)  # not colour alone
+        served = [c for c, _ in cues[: palette_size()]]
+        assert len(set(served)) == len(served) and all(c in palette(7) for c in served)
         plt.close(display.figure_)
 
 

@@ -4,7 +4,9 @@
 its ``.plot()`` draws it here; :meth:`FeatureSpaceDisplay.from_coordinates` draws coordinates
 computed elsewhere. No net runs in this module.
 
-Every item is a point coloured by its group. Images are labelled by thumbnails and texts by boxed
+Every item is a point of its group's colour and marker: Okabe & Ito's colours, distinct under the
+common colour-vision deficiencies, and a marker beside them
+(:func:`blipviz.display.rules.category_cues`). Images are labelled by thumbnails and texts by boxed
 callouts, placed in display pixels by a greedy search around their points (:class:`LabelPlacer`),
 with these rules for any scene, from one item to tens of thousands:
 
@@ -44,10 +46,10 @@ import numpy as np
 import pandas as pd
 
 from ..errors import InputError, InputTypeError, check_choice
-from .labels import MAX_LABEL_CHARS, palette, readable_text_colour, wrap_text
+from .labels import MAX_LABEL_CHARS, readable_text_colour, wrap_text
 from .pairs import caption_lines
 from .plotting import rgb_array
-from .rules import SMALL, TITLE, font_size, plural
+from .rules import SMALL, TITLE, category_cues, finish_axes, font_size, plural
 
 if TYPE_CHECKING:
     from matplotlib.lines import Line2D
@@ -538,6 +540,17 @@ def _points(size: Any) -> float:
     from matplotlib.font_manager import FontProperties
 
     return float(FontProperties(size=size).get_size_in_points())
+
+
+def _marker_paths(markers: Sequence[str]) -> list:
+    """The path of each marker, scaled as ``scatter`` scales its marker (a unit-sized glyph)."""
+    from matplotlib.markers import MarkerStyle
+
+    made: dict[str, Any] = {}
+    for marker in dict.fromkeys(markers):
+        style = MarkerStyle(marker)
+        made[marker] = style.get_path().transformed(style.get_transform())
+    return [made[m] for m in markers]
 
 
 def _opaque(colour, below=(1.0, 1.0, 1.0, 1.0)) -> tuple:
@@ -1126,7 +1139,11 @@ class FeatureSpaceDisplay:
     notes_ : list of matplotlib.text.Text
         The count notes drawn ("12 of 300 texts labelled"), one per panel that left items unlabelled.
     colors_ : dict
-        Label -> RGBA colour, from :func:`blipviz.display.labels.palette`.
+        Label -> RGBA colour, from :func:`blipviz.display.labels.palette` (colours that vanish on
+        the Axes' face left out).
+    markers_ : dict
+        Label -> marker of its points and legend entry: a second cue beside colour
+        (:func:`blipviz.display.rules.category_cues`).
     legend_ : matplotlib.legend.Legend or None
     ax_ : matplotlib.axes.Axes
         The (first) panel.
@@ -1348,10 +1365,6 @@ class FeatureSpaceDisplay:
         names = c["name"].astype(str).to_numpy()
         side = layout == "side-by-side" and (kinds == "image").any() and (kinds == "text").any()
         categories = list(dict.fromkeys(c["label"]))
-        self.colors_ = {
-            v: mcolors.to_rgba(h) for v, h in zip(categories, palette(len(categories)), strict=True)
-        }
-        colours = [self.colors_[v] for v in c["label"]]
         show_legend = legend if legend is not None else 2 <= len(categories) <= 20
 
         # which items may be labelled, and how
@@ -1377,22 +1390,29 @@ class FeatureSpaceDisplay:
         size = marker_size if marker_size is not None else float(np.clip(400.0 / max(n, 1), 4.0, 40.0))
 
         fig, axes, own_figure, title_text = self._figure(ax, side, show_legend, len(categories), title)
+        face = _opaque(axes[0].get_facecolor(), below=_opaque(fig.get_facecolor()))
+        # a colour and a marker per category: colour-blind-safe colours that stand out on the face
+        cues = dict(zip(categories, category_cues(len(categories), background=face), strict=True))
+        self.colors_ = {v: mcolors.to_rgba(cue["color"]) for v, cue in cues.items()}
+        self.markers_ = {v: cue["marker"] for v, cue in cues.items()}
+        colours = [self.colors_[v] for v in c["label"]]
+        paths = _marker_paths([self.markers_[v] for v in c["label"]])
         panels = [(axes[0], np.arange(n))]
         if side:
             panels = [(axes[0], np.flatnonzero(kinds != "text")), (axes[1], np.flatnonzero(kinds == "text"))]
         self._set_limits(axes, c, thumb_pt if n_thumbs else 0.0)
         self.scatters_ = []
         for panel, rows in panels:
-            self.scatters_.append(
-                panel.scatter(
-                    c["x"].to_numpy()[rows],
-                    c["y"].to_numpy()[rows],
-                    c=[colours[i] for i in rows],
-                    s=size,
-                    linewidths=0,
-                    zorder=2,
-                )
+            points = panel.scatter(
+                c["x"].to_numpy()[rows],
+                c["y"].to_numpy()[rows],
+                c=[colours[i] for i in rows],
+                s=size,
+                linewidths=0,
+                zorder=2,
             )
+            points.set_paths([paths[i] for i in rows])  # each point its category's marker
+            self.scatters_.append(points)
             panel.set_xticks([])
             panel.set_yticks([])
         self.scatter_ = self.scatters_[0]
@@ -1424,7 +1444,6 @@ class FeatureSpaceDisplay:
         engine = fig.get_layout_engine()
         if engine is not None and not own_figure:
             engine.execute(fig)
-        face = _opaque(axes[0].get_facecolor(), below=_opaque(fig.get_facecolor()))
         xy = c[["x", "y"]].to_numpy(dtype=float)
         style = {
             "xy": xy,
@@ -1457,6 +1476,12 @@ class FeatureSpaceDisplay:
         renderer = _renderer(fig)
         for labels in self._panels:
             labels.place(renderer, force=True)
+        # every text literal, and one warning per drawn text (title, legend, callout, note) whose
+        # characters the font lacks, naming the font setting that draws them
+        shown = [self._title_artist]
+        if self.legend_ is not None and own_figure:
+            shown += [*self.legend_.get_texts(), self.legend_.get_title()]
+        finish_axes(axes, shown)
         self.ax_ = axes[0]
         self.axes_ = list(axes)
         self.figure_ = fig
@@ -1503,7 +1528,8 @@ class FeatureSpaceDisplay:
         from matplotlib.lines import Line2D
 
         handles = [
-            Line2D([], [], marker="o", linestyle="", color=self.colors_[v], label=str(v)) for v in categories
+            Line2D([], [], marker=self.markers_[v], linestyle="", color=self.colors_[v], label=str(v))
+            for v in categories
         ]
         small = font_size(SMALL)
         if own_figure:

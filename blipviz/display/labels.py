@@ -1,6 +1,6 @@
 """Text and colour rules shared by every figure: whole texts up to 80 characters, a middle ellipsis
-beyond (never a cut inside a word), wrapping, numbered repeated tokens, and a qualitative palette
-without near-identical pairs.
+beyond (never a cut inside a word), wrapping, numbered repeated tokens, and a categorical palette
+whose colours stay apart for colour-blind readers.
 
 These are pure functions (no matplotlib at import); the figures call them so that one rule holds
 everywhere.
@@ -22,6 +22,7 @@ __all__ = [
     "format_number",
     "number_repeats",
     "palette",
+    "palette_size",
     "readable_text_colour",
     "readable_ticks",
     "wrap_text",
@@ -111,23 +112,16 @@ def number_repeats(tokens: Sequence[str]) -> list[str]:
 
 
 # ------------------------------------------------------------------------------------ colours
-# Candidates in order of preference: tab10, then the distinct members of Dark2, Set1 and dark
-# shades (no yellow: it vanishes on white). A colour joins the palette only when it is at least
-# _MIN_DELTA_E (CIE76 in CIELAB) from every colour already in it, so no two look alike (tab20's
-# blue / light blue pair reads as "the same blue" at marker size; it never gets in).
-_CANDIDATES = [
-    "#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f",
-    "#bcbd22", "#17becf",  # tab10
-    "#1b9e77", "#d95f02", "#7570b3", "#e7298a", "#66a61e", "#e6ab02", "#a6761d", "#666666",  # Dark2
-    "#e41a1c", "#377eb8", "#4daf4a", "#984ea3", "#ff7f00", "#a65628", "#f781bf",  # Set1
-    "#000000", "#393b79", "#637939", "#8c6d31", "#843c39", "#7b4173", "#3182bd", "#31a354",
-    "#756bb1", "#e6550d", "#636363", "#005f5f", "#5f005f", "#5f5f00", "#00005f", "#5f0000",
-]  # fmt: skip
-_MIN_DELTA_E = 20.0
+# The categorical palette is Okabe & Ito's (blipviz.display.rules.CATEGORICAL): distinct under the
+# common colour-vision deficiencies. A colour closer than this (CIE76 in CIELAB) to the background
+# is left out of the palette drawn on it (black on dark_background).
+_MIN_BACKGROUND_DELTA_E = 20.0
 
 
 def cielab(hex_colours: Sequence[str]) -> np.ndarray:
     """sRGB hex colours -> CIELAB (D65), shape (n, 3)."""
+    if len(hex_colours) == 0:
+        return np.zeros((0, 3))
     rgb = np.array([[int(h[k : k + 2], 16) / 255.0 for k in (1, 3, 5)] for h in hex_colours])
     lin = np.where(rgb <= 0.04045, rgb / 12.92, ((rgb + 0.055) / 1.055) ** 2.4)
     m = np.array([[0.4124, 0.3576, 0.1805], [0.2126, 0.7152, 0.0722], [0.0193, 0.1192, 0.9505]])
@@ -166,25 +160,46 @@ def readable_text_colour(background, preferred=None, min_ratio: float = 4.5) -> 
     return max((black, white), key=lambda c: contrast_ratio(c, background))
 
 
-def _distinct(candidates: Sequence[str], min_delta: float) -> list[str]:
-    lab = cielab(candidates)
-    kept: list[int] = []
-    for i in range(len(candidates)):
-        if all(np.linalg.norm(lab[i] - lab[k]) >= min_delta for k in kept):
-            kept.append(i)
-    return [candidates[i] for i in kept]
+def palette(n: int, background=None) -> list[str]:
+    """``n`` categorical colours (lowercase hex): Okabe & Ito's colour-blind-safe palette
+    (:data:`blipviz.display.rules.CATEGORICAL`), in its order.
 
+    The first :func:`palette_size` colours are distinct as seen normally (no two closer than ΔE 25
+    in CIELAB) and under simulated deuteranopia, protanopia and tritanopia (ΔE 15; Machado et al.
+    2009, :func:`blipviz.display.rules.simulate_cvd`). Beyond that the colours repeat, and figures
+    tell the categories apart by a second cue, a marker per category
+    (:func:`blipviz.display.rules.category_cues`).
 
-_PALETTE = _distinct(_CANDIDATES, _MIN_DELTA_E)
-
-
-def palette(n: int) -> list[str]:
-    """``n`` qualitative colours (hex), no two closer than ΔE 20 in CIELAB while ``n <= len`` of the
-    palette (about 20); beyond that the colours repeat and figures add a second cue (marker, label).
+    Parameters
+    ----------
+    n : int
+    background : matplotlib colour, optional
+        What the colours are drawn on: a colour closer than ΔE 20 to it is left out (black points
+        vanish on ``dark_background``'s black Axes).
     """
     if n < 0:
         raise ValueError(f"n must be >= 0, got {n}")
-    return [_PALETTE[i % len(_PALETTE)] for i in range(n)]
+    colours = _serving(background)
+    return [colours[i % len(colours)] for i in range(n)]
+
+
+def palette_size(background=None) -> int:
+    """How many distinct colours :func:`palette` gives (on ``background``) before they repeat."""
+    return len(_serving(background))
+
+
+def _serving(background) -> list[str]:
+    from .rules import CATEGORICAL  # rules imports this module: its palette, read when called
+
+    colours = [c.lower() for c in CATEGORICAL]
+    if background is None:
+        return colours
+    import matplotlib.colors as mcolors
+
+    behind = cielab([mcolors.to_hex(background, keep_alpha=False)])[0]
+    gaps = np.linalg.norm(cielab(colours) - behind, axis=1)
+    kept = [c for c, gap in zip(colours, gaps, strict=True) if gap >= _MIN_BACKGROUND_DELTA_E]
+    return kept or colours
 
 
 def format_number(value: float, spec: str) -> str:

@@ -35,6 +35,8 @@ SCORE_NAMES = {"itm": "ITM probability", "cosine": "cosine similarity"}
 MAX_GROUPS = 12
 
 _WRAP_CHARS = 44  # caption lines of about this many characters: two lines for 80
+# a line style per group beside its colour (the second cue), none of them the thresholds' dashes
+_GROUP_LINESTYLES: tuple[Any, ...] = ("-", (0, (1, 1.5)), (0, (6, 2, 1, 2)), (0, (3, 1, 1, 1, 1, 1)))
 _LABEL_CHARS = 48  # image labels (file names) elided beyond this
 _CUT_NOTES = {"tokens": "caption cut at the token limit", "words": "caption cut at the word limit"}
 # Layout of the rows, in em of the caption font:
@@ -517,7 +519,8 @@ class PairDistributionDisplay:
             if len(axes) not in (1, 2):
                 raise InputError(f"ax must be one Axes or a pair of Axes, got {len(axes)}")
             fig = axes[0].figure
-        colours = palette(max(len(self.group_names), 1))
+        colours = palette(max(len(self.group_names), 1), background=axes[0].get_facecolor())
+        styles = [_GROUP_LINESTYLES[g % len(_GROUP_LINESTYLES)] for g in range(len(colours))]
         many = self.groups is not None
         for axis, score in zip(axes, ("itm", "cosine"), strict=False):
             edges = self._bins(score, bins)
@@ -531,6 +534,7 @@ class PairDistributionDisplay:
                         histtype="step",
                         linewidth=1.8,
                         color=colours[g],
+                        linestyle=styles[g],
                     )
                 else:
                     axis.hist(values, edges, color=colours[0], edgecolor="white", linewidth=0.5)
@@ -551,7 +555,7 @@ class PairDistributionDisplay:
         handles, labels = [], []
         if many:
             for g in range(len(self.group_names)):
-                handles.append(Line2D([], [], color=colours[g], linewidth=1.8))
+                handles.append(Line2D([], [], color=colours[g], linestyle=styles[g], linewidth=1.8))
                 labels.append(self._legend_label(g))
         for score, t in self.thresholds.items():
             if not any(s == score for s in ("itm", "cosine")[: len(axes)]):

@@ -14,7 +14,9 @@
 - **Legends beside the data**, never over it (:func:`legend_beside`).
 - **Colour without confusion.** :data:`CATEGORICAL` (Okabe & Ito's palette, without its yellow)
   stays distinct under deuteranopia, protanopia and tritanopia (:func:`simulate_cvd`, Machado et
-  al. 2009); line plots add a second cue, a marker and a line style per series (:func:`line_cues`).
+  al. 2009); every categorical figure draws from it (:func:`blipviz.display.labels.palette`) and
+  adds a second cue: a marker and a line style per series of a line plot (:func:`line_cues`), a
+  marker per category of a scatter (:func:`category_cues`).
 - **Counts read right**: "1 pair", "2 pairs" (:func:`plural`).
 - **Thumbnails of any shape are readable**: a 1:20 strip is not drawn as a 2-pixel sliver but as
   its middle, cropped, at least :data:`MIN_THUMBNAIL_SHARE` of its box (:func:`thumbnail_crop`).
@@ -56,6 +58,7 @@ __all__ = [
     "TINY",
     "TITLE",
     "MissingGlyphWarning",
+    "category_cues",
     "check_glyphs",
     "colorbar_axes",
     "colorbar_below",
@@ -381,10 +384,10 @@ def simulate_cvd(hex_colours: Sequence[str], kind: str) -> list[str]:
 def min_delta_e(hex_colours: Sequence[str], kind: str | None = None) -> float:
     """The smallest CIELAB distance (CIE76) between two of ``hex_colours``, as seen normally
     (``kind=None``) or under a simulated dichromacy."""
+    if len(hex_colours) < 2:
+        return float("inf")
     colours = list(hex_colours) if kind is None else simulate_cvd(hex_colours, kind)
     lab = cielab(colours)
-    if len(lab) < 2:
-        return float("inf")
     gaps = np.linalg.norm(lab[:, None, :] - lab[None, :, :], axis=-1)
     return float(gaps[np.triu_indices(len(lab), 1)].min())
 
@@ -403,6 +406,22 @@ def line_cues(n: int) -> list[dict[str, Any]]:
             "linestyle": _LINESTYLES[(i // k) % len(_LINESTYLES)],
         }
         for i in range(n)
+    ]
+
+
+def category_cues(n: int, background=None) -> list[dict[str, str]]:
+    """``n`` category styles (``color``, ``marker``) for scatter plots: the colours of
+    :func:`blipviz.display.labels.palette` (on ``background``), each with its own marker of
+    :data:`MARKERS`; beyond the palette's colours they repeat with other markers, so no two of
+    the first ``7 * palette_size(background)`` categories (49 on white) share both."""
+    from .labels import palette, palette_size
+
+    if n < 0:
+        raise ValueError(f"n must be >= 0, got {n}")
+    k = palette_size(background)
+    return [
+        {"color": colour, "marker": MARKERS[(i % k + i // k) % len(MARKERS)]}
+        for i, colour in enumerate(palette(n, background))
     ]
 
 
