@@ -160,6 +160,41 @@ def test_categorical_colours_stay_apart_for_colour_blind_readers():
     assert min_delta_e(["#ff0000", "#00ff00"], "deuteranopia") < min_delta_e(["#ff0000", "#00ff00"]) / 2
 
 
+_BACKGROUNDS = st.one_of(
+    st.none(),
+    st.sampled_from(["white", "black", "#e5e5e5", "#303030", "#eaeaf2"]),
+    st.tuples(*[st.floats(0.0, 1.0)] * 3),
+)
+
+
+@given(n=st.integers(0, 80), background=_BACKGROUNDS)
+def test_palette_stays_distinct_for_colour_blind_readers_then_adds_markers(n, background):
+    """The shared palette (every categorical figure's) for any number of categories: as many as it
+    serves are distinct seen normally (ΔE >= 25) and under simulated deuteranopia, protanopia and
+    tritanopia (ΔE >= 15, Machado et al. 2009), and stand out from the background; beyond, colours
+    repeat and each category's (colour, marker) pair stays its own."""
+    from blipviz.display.labels import cielab, palette, palette_size
+    from blipviz.display.rules import category_cues
+
+    colours, served = palette(n, background), palette_size(background)
+    assert len(colours) == n and 6 <= served <= len(CATEGORICAL)
+    distinct = colours[:served]
+    assert len(set(distinct)) == len(distinct)
+    assert min_delta_e(distinct) >= 25
+    for kind in CVD_MATRICES:
+        assert min_delta_e(distinct, kind) >= 15, kind
+    if background is not None:
+        behind = cielab([matplotlib.colors.to_hex(background)])[0]
+        assert all(np.linalg.norm(lab - behind) >= 20 for lab in cielab(distinct))
+    assert colours == [colours[i % served] for i in range(n)]  # then they repeat, in order
+    cues = category_cues(n, background)
+    assert [c["color"] for c in cues] == colours
+    pairs = [(c["color"], c["marker"]) for c in cues]
+    unique = min(n, served * len(MARKERS))
+    assert len(set(pairs[:unique])) == unique  # a second cue tells repeated colours apart
+    assert len({c["marker"] for c in cues[:served]}) == min(n, served)  # a marker per colour
+
+
 @given(st.integers(1, 30))
 def test_line_cues_never_repeat(n):
     cues = line_cues(n)
@@ -527,6 +562,56 @@ def test_attention_grid_rules(tokens, text, shape, style, font_size, in_grid, an
         for title in titles:
             assert title.get_parse_math() is False
         assert fit_text(text) in display.title_.replace("\n", " ") or len(text) > 80
+        plt.close(fig)
+
+
+@FIGURES
+@given(
+    longest=st.integers(16, 4000),
+    ratio=st.floats(1 / 20, 20),
+    n=st.integers(1, 3),
+    comparison=st.booleans(),
+    seed=st.integers(0, 100),
+)
+def test_overlays_are_readable_whatever_the_photograph_aspect_ratio(longest, ratio, n, comparison, seed):
+    """A 1:20 strip or a 20:1 panorama of 16 to 4,000 px: each overlay panel (attention grids and
+    the explanation comparison) shows the photograph whole when it is at most 4:1, else its middle
+    at 4:1 (the title says so), never distorted; no panel is drawn as a sliver."""
+    from blipviz.display.explanations import ExplanationComparisonDisplay
+    from blipviz.display.overlay import MAX_OVERLAY_RATIO
+
+    h, w = (
+        (longest, max(1, round(longest / ratio))) if ratio >= 1 else (max(1, round(longest * ratio)), longest)
+    )
+    picture = _picture((h, w), seed)
+    maps = [np.random.default_rng(seed + k).uniform(0, 1, (6, 6)) for k in range(n)]
+    names = [f"token {k}" for k in range(n)]
+    with drawing("default", 10):
+        if comparison:
+            display = ExplanationComparisonDisplay(
+                maps, names, image=picture, text="a strip", score=0.5
+            ).plot()
+        else:
+            display = AttentionGridDisplay(maps, names, image=picture, text="a strip", score=0.5).plot()
+        arrays, title = display.arrays_, display.title_
+        fig = display.figure_
+        fig.canvas.draw()
+        elongation = max(h, w) / min(h, w)  # cropped beyond 4:1 (either way within rounding)
+        cropped = "the middle of the" in title.replace("\n", " ")
+        if elongation > 1.02 * MAX_OVERLAY_RATIO:
+            assert cropped, (h, w, title)
+        elif elongation < 0.98 * MAX_OVERLAY_RATIO:
+            assert not cropped, (h, w, title)
+        for ax, arr in zip(display.axes_, arrays, strict=True):
+            ah, aw = arr.shape[:2]
+            assert max(ah, aw) <= MAX_OVERLAY_RATIO * min(ah, aw) + 1, (h, w, arr.shape)
+            if not cropped:  # whole, at its own proportions
+                assert abs(aw / ah - w / h) <= 1.0 / min(ah, aw) * (aw / ah) + 1e-9
+            box = ax.get_window_extent()
+            short, long_ = sorted((box.width, box.height))
+            assert short >= long_ / MAX_OVERLAY_RATIO - 2.0, (h, w, box)  # not a sliver
+            assert short >= 0.5 * fig.dpi, (h, w, box)  # half an inch at least
+            assert box.width / box.height == pytest.approx(aw / ah, rel=0.02)  # not distorted
         plt.close(fig)
 
 

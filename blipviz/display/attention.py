@@ -25,7 +25,9 @@ from .overlay import (
     OVERLAY_ALPHA,
     SCALE_PERCENTILE,
     blend,
+    cropped_note,
     fading_cmap,
+    overlay_crop,
     overlay_picture,
     scale_norms,
 )
@@ -145,7 +147,9 @@ class AttentionGridDisplay:
     Attributes
     ----------
     arrays_ : list of ndarray
-        What each panel shows: the (gh, gw) maps, or (H, W, 3) uint8 overlays.
+        What each panel shows: the (gh, gw) maps, or (H, W, 3) uint8 overlays (of a photograph
+        more elongated than 4:1, its middle: :func:`~blipviz.display.overlay.overlay_crop`, and
+        the title says so).
     titles_ : list of str
         Panel titles (tokens, repeats numbered).
     norms_ : list of matplotlib.colors.Normalize
@@ -284,13 +288,17 @@ class AttentionGridDisplay:
         norms = scale_norms(maps, scale, percentile, signed=signed)
         # over a photograph the key's top is at opacity alpha; a matrix (on white) uses the full key
         on_white = fading_cmap(cmap, alpha if self.image is not None else 1.0, on_white=True, signed=signed)
+        note = ""
         if self.image is not None:
             picture = overlay_picture(self.image, size)
+            # a very elongated photograph: its middle, at least a quarter as wide as long
+            top, bottom, left, right = crop = overlay_crop((picture.height, picture.width))
             arrays = [
-                blend(picture, m, norm.vmax, cmap=cmap, alpha=alpha, signed=signed)
+                blend(picture, m, norm.vmax, cmap=cmap, alpha=alpha, signed=signed)[top:bottom, left:right]
                 for m, norm in zip(maps, norms, strict=True)
             ]
-            aspect = picture.height / picture.width
+            aspect = (bottom - top) / (right - left)
+            note = cropped_note(picture, crop)
         else:
             arrays = list(maps)
             aspect = maps[0].shape[0] / maps[0].shape[1]
@@ -316,7 +324,8 @@ class AttentionGridDisplay:
             ax.set_title(fit_text(label, self.title_chars), fontsize=font_size(TITLE), parse_math=False)
             ax.set_xticks([])
             ax.set_yticks([])
-        self.title_ = _figure_title(self.describe(), self.text, self.score, self.truncated_by, width_in)
+        what = self.describe() + (f"; {note}" if note else "")
+        self.title_ = _figure_title(what, self.text, self.score, self.truncated_by, width_in)
         heading = fig.suptitle(self.title_, fontsize=font_size(TITLE)) if own else None
         self.colorbar_ = None
         if colorbar:

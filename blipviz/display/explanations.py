@@ -36,7 +36,9 @@ from .overlay import (
     SCALE_PERCENTILE,
     SIGNED_CMAP,
     blend,
+    cropped_note,
     fading_cmap,
+    overlay_crop,
     overlay_picture,
     robust_max,
 )
@@ -309,12 +311,14 @@ class ExplanationComparisonDisplay:
         self.explanations_: dict[str, Any] = {}
         self.evaluation_: Any = None
 
-    def _title(self, scale: str, percentile: float) -> str:
+    def _title(self, scale: str, percentile: float, note: str = "") -> str:
         what = "Explanations of one ITM match" + (f", {self.net_name}" if self.net_name else "")
         if scale == "shared":
             what += f": each map / its {percentile:g}th percentile of |value|, one scale"
         else:
             what += ": each map on its own scale"
+        if note:
+            what += f"; {note}"
         pair = f"“{fit_text(self.text)}”" if self.text else ""
         if not math.isnan(self.score):
             pair += ("  ·  " if pair else "") + f"ITM probability {self.score:.3f}"
@@ -398,9 +402,13 @@ class ExplanationComparisonDisplay:
             panels.append((values, Normalize(-top if diverging else 0.0, top, clip=True), diverging, top))
         ncols = max(1, min(n, ncols or min(n, 5)))
         nrows = -(-n // ncols)
+        note = ""
         if self.image is not None:
             picture = overlay_picture(self.image, size)
-            aspect = picture.height / picture.width
+            # a very elongated photograph: its middle, at least a quarter as wide as long
+            top_row, bottom_row, left, right = crop = overlay_crop((picture.height, picture.width))
+            aspect = (bottom_row - top_row) / (right - left)
+            note = cropped_note(picture, crop)
         else:
             aspect = self.maps[0].shape[0] / self.maps[0].shape[1]
         em = font_size() / 10.0
@@ -419,7 +427,7 @@ class ExplanationComparisonDisplay:
             chars = _heading_chars(width)
             heading_lines = sum(
                 len(wrap_text(line, chars, max_chars=None).split("\n"))
-                for line in self._title(scale, percentile).split("\n")
+                for line in self._title(scale, percentile, note).split("\n")
             )
             height = nrows * (panel_wh[1] + lines * line_in + bar_in + 0.12) + heading_lines * line_in + 0.2
             height = max(height, 2.6 * em + heading_lines * line_in)  # room for a shared colorbar's label
@@ -445,6 +453,7 @@ class ExplanationComparisonDisplay:
             if self.image is not None:
                 key = signed_cmap if diverging else cmap
                 arr = blend(picture, values, top, cmap=key, alpha=alpha, signed=diverging)
+                arr = arr[top_row:bottom_row, left:right]
                 images.append(ax.imshow(arr))
             else:
                 arr = values
@@ -492,7 +501,7 @@ class ExplanationComparisonDisplay:
                 _power_ticks(bar)
             else:
                 readable_ticks(bar.ax.yaxis)
-        self.title_ = self._title(scale, percentile)
+        self.title_ = self._title(scale, percentile, note)
         heading = None
         if own:
             chars = _heading_chars(fig.get_figwidth())

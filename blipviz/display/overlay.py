@@ -28,6 +28,7 @@ from PIL import Image
 
 __all__ = [
     "ATTENTION_CMAP",
+    "MAX_OVERLAY_RATIO",
     "MAX_OVERLAY_SIDE",
     "OVERLAY_ALPHA",
     "PHOTO_FLOOR",
@@ -39,6 +40,7 @@ __all__ = [
     "blend",
     "fading_cmap",
     "key_colormap",
+    "overlay_crop",
     "overlay_picture",
     "robust_max",
     "scale_norms",
@@ -58,6 +60,11 @@ SCALE_PERCENTILE = 99.0
 SCALES = ("shared", "per-token")
 #: Default longest side of an overlay of a large photograph, in pixels.
 MAX_OVERLAY_SIDE = 384
+#: An overlay's longer side is at most this many times its shorter: of a photograph more elongated
+#: than that (a 1:20 strip, a 20:1 panorama) the middle is shown (:func:`overlay_crop`), not a
+#: sliver; a thumbnail's share of a square box
+#: (:data:`blipviz.display.rules.MIN_THUMBNAIL_SHARE`).
+MAX_OVERLAY_RATIO = 4.0
 #: Colour kept in the photograph under an overlay (0: grey, 1: as taken). A muted photograph lets
 #: the key read on any hue (red on an orange suit, on a ginger cat).
 PHOTO_SATURATION = 0.3
@@ -198,16 +205,39 @@ def _rgb(image: Any) -> Image.Image:
     return Image.fromarray(np.ascontiguousarray(arr[:, :, :3]))
 
 
+def overlay_crop(shape: tuple[int, int]) -> tuple[int, int, int, int]:
+    """What part of an overlay of ``shape`` (height, width) is drawn, as ``(top, bottom, left,
+    right)``: all of it when its longer side is at most :data:`MAX_OVERLAY_RATIO` times its
+    shorter, else its middle at that ratio, the longer side cropped (never distorted). A 1:20
+    strip is drawn as a readable 1:4 middle instead of a 2-pixel sliver."""
+    from .rules import thumbnail_crop
+
+    crop, _ = thumbnail_crop(shape, (1.0, 1.0), min_share=1.0 / MAX_OVERLAY_RATIO)
+    return crop
+
+
 def overlay_picture(image: Any, size: int | None = None) -> Image.Image:
-    """The RGB photograph an overlay is drawn on: longest side ``size`` pixels, or its own size capped
-    at :data:`MAX_OVERLAY_SIDE` when ``size`` is None."""
+    """The RGB photograph an overlay is drawn on, whole: the longest side of the part drawn
+    (:func:`overlay_crop`: all of it, or the middle of a very elongated photograph) ``size``
+    pixels, or its own size capped at :data:`MAX_OVERLAY_SIDE` when ``size`` is None."""
     rgb = _rgb(image)
-    side = max(rgb.size)
-    target = size if size is not None else min(side, MAX_OVERLAY_SIDE)
-    if target != side:
-        scale = target / side
+    shown = min(max(rgb.size), MAX_OVERLAY_RATIO * min(rgb.size))  # the drawn part's longest side
+    target = size if size is not None else min(shown, MAX_OVERLAY_SIDE)
+    if target != shown:
+        scale = target / shown
         rgb = rgb.resize((max(1, round(rgb.width * scale)), max(1, round(rgb.height * scale))))
     return rgb
+
+
+def cropped_note(picture: Image.Image, crop: tuple[int, int, int, int]) -> str:
+    """``""`` when ``crop`` is the whole picture, else what the panels show ("the middle of the
+    1:20 photograph"), for a figure's title."""
+    top, bottom, left, right = crop
+    if (bottom - top, right - left) == (picture.height, picture.width):
+        return ""
+    ratio = picture.width / picture.height
+    sides = f"{ratio:.3g}:1" if ratio >= 1 else f"1:{1 / ratio:.3g}"
+    return f"the middle of the {sides} photograph shown"
 
 
 def blend(
