@@ -19,7 +19,7 @@ manager), which :func:`blipviz.embed_collection`, :func:`blipviz.score_pairs` an
   is slower than float32 elsewhere, emulated. ``BLIPVIZ_FORCE_BF16=1`` in the environment runs it
   anyway (tests, or a measurement of the emulation).
 
-What a job was computed with is recorded: :attr:`BlipNet.acceleration` inside the block, read by
+What a job was computed with is recorded: ``net.acceleration`` inside the block, read by
 :func:`blipviz.net.provenance.provenance` (keys ``compile`` and ``autocast``).
 """
 
