@@ -4,6 +4,8 @@ and on a constructed case, deletion / insertion curves against their definitions
 
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -15,6 +17,7 @@ from blipviz.analysis.explanations import (
     baseline_pixels,
     evaluate_explanations,
     explain,
+    paired_bootstrap,
     patch_order,
 )
 from blipviz.errors import InputError
@@ -291,6 +294,78 @@ def test_evaluation_is_deterministic(tiny, pair):
     a = evaluate_explanations(tiny, [image], [text], methods=("rollout",), steps=3, random_orders=3)
     b = evaluate_explanations(tiny, [image], [text], methods=("rollout",), steps=3, random_orders=3)
     pd.testing.assert_frame_equal(a.curves, b.curves)
+
+
+# ------------------------------------------------------------------- difference from random
+@pytest.mark.parametrize("seed", range(5))
+@pytest.mark.parametrize("n", [2, 5, 40])
+def test_bootstrap_interval_contains_the_mean_and_is_reproducible(seed, n):
+    rng = np.random.default_rng(seed)
+    differences = rng.normal(0.1, 0.2, n)
+    mean, low, high = paired_bootstrap(differences, resamples=500, seed=seed)
+    assert mean == pytest.approx(differences.mean(), abs=1e-12)
+    assert low <= mean <= high and low < high
+    assert paired_bootstrap(differences, resamples=500, seed=seed) == (mean, low, high)
+    if n > 2:  # two pairs have three resampled means, so their quantiles rarely move with the seed
+        assert paired_bootstrap(differences, resamples=500, seed=seed + 1) != (mean, low, high)
+    wider = paired_bootstrap(differences, resamples=500, seed=seed, confidence=0.99)
+    assert wider[1] <= low and high <= wider[2]
+
+
+def test_bootstrap_interval_shrinks_with_more_pairs():
+    """Differences drawn from one distribution: the interval narrows as 1 / sqrt(n), about as wide
+    as the normal approximation's 2 x 1.96 standard errors."""
+    widths = []
+    for n in (10, 40, 160, 640):
+        differences = np.random.default_rng(n).normal(-0.05, 0.3, n)
+        _, low, high = paired_bootstrap(differences, resamples=2000, seed=1)
+        widths.append(high - low)
+        normal = 2 * 1.96 * differences.std(ddof=1) / np.sqrt(n)
+        assert 0.75 < (high - low) / normal < 1.15
+    assert all(a > b for a, b in itertools.pairwise(widths))
+
+
+def test_bootstrap_of_one_pair_is_undefined_and_bad_options_are_named():
+    mean, low, high = paired_bootstrap([0.25])
+    assert mean == 0.25 and np.isnan(low) and np.isnan(high)
+    assert all(np.isnan(v) for v in paired_bootstrap([]))
+    with pytest.raises(InputError, match="confidence must be strictly between 0 and 1"):
+        paired_bootstrap([0.1, 0.2], confidence=95)
+    with pytest.raises(InputError, match="resamples"):
+        paired_bootstrap([0.1, 0.2], resamples=0)
+
+
+def test_table_gives_each_method_s_difference_from_random_with_its_interval(tiny):
+    images = synthetic_images(3, seed=7, size=(64, 64))
+    texts = [TEXT, "two cats sleeping on a red sofa", "a bowl of fruit"]
+    ev = evaluate_explanations(tiny, images, texts, methods=("attention", "rollout"), steps=3, resamples=300)
+    assert ev.n_pairs == 3 and ev.note == "" and (ev.confidence, ev.resamples, ev.seed) == (0.95, 300, 0)
+    aucs = ev.pair_aucs
+    assert list(aucs.columns) == ["method", "pair", "deletion_auc", "insertion_auc"]
+    assert len(aucs) == 3 * 3 and aucs.pair.tolist() == [0, 1, 2] * 3
+    random = aucs[aucs.method == "random"].set_index("pair")
+    for method in ("attention", "rollout"):
+        mine = aucs[aucs.method == method].set_index("pair")
+        row = ev.table.loc[method]
+        for kind in ("deletion", "insertion"):
+            assert row[f"{kind}_auc"] == pytest.approx(mine[f"{kind}_auc"].mean(), abs=1e-12)
+            differences = (mine[f"{kind}_auc"] - random[f"{kind}_auc"]).to_numpy()
+            expected = paired_bootstrap(differences, resamples=300, seed=0)
+            got = (row[f"{kind}_vs_random"], row[f"{kind}_vs_random_low"], row[f"{kind}_vs_random_high"])
+            assert got == pytest.approx(expected, abs=1e-12)
+            assert got[1] <= got[0] <= got[2]
+    assert ev.table.loc["random", ["deletion_vs_random", "insertion_vs_random_high"]].isna().all()
+
+
+def test_one_pair_reports_undefined_intervals_with_a_note(tiny, pair):
+    image, text = pair
+    ev = evaluate_explanations(tiny, [image], [text], methods=("rollout",), steps=2, random_orders=2)
+    row = ev.table.loc["rollout"]
+    assert np.isfinite(row["deletion_vs_random"]) and np.isfinite(row["insertion_vs_random"])
+    assert np.isnan(row["deletion_vs_random_low"]) and np.isnan(row["insertion_vs_random_high"])
+    assert "one pair" in ev.note and "undefined (NaN)" in ev.note and ev.note in repr(ev)
+    with pytest.raises(InputError, match="confidence"):
+        evaluate_explanations(tiny, [image], [text], methods=("rollout",), confidence=1.0)
 
 
 def test_patch_order_breaks_ties_by_position():

@@ -301,3 +301,89 @@ def test_a_save_that_cannot_complete_writes_nothing_and_says_why(tmp_path):
     (tmp_path / "blocked").write_text("a file where a folder would go")
     with pytest.raises(InputError, match="cannot save to"):
         ScoreMatrix(np.zeros((1, 1)), ["a"], ["x"]).save(tmp_path / "blocked" / "result")
+
+
+def _same_explanation(a, b) -> None:
+    """Every field of two explanations equal: arrays exact with their dtype, the image's pixels."""
+    for name in ("maps", "match_map", "signed_maps"):
+        x, y = getattr(a, name), getattr(b, name)
+        assert (x is None) == (y is None), name
+        if x is not None:
+            assert x.dtype == y.dtype and np.array_equal(x, y), name
+    for name in (
+        "method",
+        "tokens",
+        "itm_probability",
+        "text",
+        "image_label",
+        "grid",
+        "options",
+        "truncated_by",
+    ):
+        assert getattr(a, name) == getattr(b, name), name
+    assert (a.image is None) == (b.image is None)
+    if a.image is not None:
+        assert a.image.mode == b.image.mode and np.array_equal(np.asarray(a.image), np.asarray(b.image))
+
+
+def test_explanation_evaluation_round_trip_redraws_without_the_net(tiny, images, texts, tmp_path):
+    """Every field comes back equal (curves, tables, per-pair AUCs, each explanation with its image,
+    options and provenance), and the curves, the table and an explanation's overlay draw the same
+    pixels from the loaded evaluation."""
+    import dataclasses
+
+    from blipviz import ExplanationEvaluation
+
+    evaluation = blipviz.evaluate_explanations(
+        tiny,
+        [images[0], images[1], images[0]],
+        [texts[0], texts[1], texts[2]],
+        methods=("attention", "gradcam", "occlusion"),
+        steps=2,
+        random_orders=2,
+        resamples=50,
+    )
+    # one explanation computed from pixels (no image) travels too
+    first = evaluation.explanations["attention"][0]
+    evaluation.explanations["attention"][0] = dataclasses.replace(first, image=None)
+    assert evaluation.provenance["device"] == "cpu"
+    evaluation.save(tmp_path / "explanations")
+    record = json.loads((tmp_path / "explanations" / "blipviz-result.json").read_text())
+    assert record["kind"] == "ExplanationEvaluation" and record["provenance"] == evaluation.provenance
+    loaded = ExplanationEvaluation.load(tmp_path / "explanations")
+    pd.testing.assert_frame_equal(loaded.curves, evaluation.curves)
+    pd.testing.assert_frame_equal(loaded.table, evaluation.table)
+    pd.testing.assert_frame_equal(loaded.pair_aucs, evaluation.pair_aucs)
+    for name in ("steps", "baseline", "net_name", "confidence", "resamples", "seed", "provenance", "note"):
+        assert getattr(loaded, name) == getattr(evaluation, name), name
+    assert list(loaded.explanations) == list(evaluation.explanations)
+    for method, made in evaluation.explanations.items():
+        assert len(loaded.explanations[method]) == len(made) == 3
+        for a, b in zip(made, loaded.explanations[method], strict=True):
+            _same_explanation(a, b)
+    # pairs of one image share one picture, stored once
+    assert loaded.explanations["gradcam"][0].image is loaded.explanations["gradcam"][2].image
+    first, second = _pixels(evaluation.plot()), _pixels(loaded.plot())
+    assert np.array_equal(first, second)
+    original, again = evaluation.explanations["gradcam"][1], loaded.explanations["gradcam"][1]
+    first, second = _pixels(original.overlay(tokens="[match]")), _pixels(again.overlay(tokens="[match]"))
+    plt.close("all")
+    assert np.array_equal(first, second)
+    assert repr(loaded) == repr(evaluation)
+
+
+def test_explanation_evaluation_load_errors_are_named(tmp_path):
+    from blipviz import ExplanationEvaluation
+
+    with pytest.raises(InputError, match=r"cannot load ExplanationEvaluation from .*: no such folder"):
+        ExplanationEvaluation.load(tmp_path / "nothing")
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "notes.txt").write_text("keep")
+    with pytest.raises(InputError, match="not a saved blipviz result"):
+        ExplanationEvaluation.load(tmp_path / "mine")
+    ScoreMatrix(np.zeros((1, 1)), ["a"], ["x"]).save(tmp_path / "scores")
+    with pytest.raises(
+        InputError,
+        match=r"a saved ScoreMatrix, not a ExplanationEvaluation: load it with blipviz\.ScoreMatrix\.load",
+    ):
+        ExplanationEvaluation.load(tmp_path / "scores")

@@ -47,9 +47,12 @@ against random orders.
 
 from __future__ import annotations
 
+import json
+import os
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -66,6 +69,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "BASELINES",
+    "BOOTSTRAP_RESAMPLES",
     "METHODS",
     "Explanation",
     "ExplanationEvaluation",
@@ -73,6 +77,7 @@ __all__ = [
     "evaluate_explanations",
     "explain",
     "gradcam",
+    "paired_bootstrap",
     "patch_order",
     "relevancy_from_attentions",
     "rollout_from_attentions",
@@ -969,6 +974,15 @@ def _curve_masks(order: np.ndarray, counts: np.ndarray) -> tuple[np.ndarray, np.
     return ~first, first
 
 
+#: Resamples of the paired bootstrap of each method's difference from random (the default).
+BOOTSTRAP_RESAMPLES = 1000
+
+_ONE_PAIR_NOTE = (
+    "one pair: the confidence intervals of the difference from random are undefined (NaN), as a "
+    "bootstrap over one pair has no spread; evaluate two or more pairs"
+)
+
+
 @dataclass(eq=False)
 class ExplanationEvaluation:
     """Deletion and insertion curves of the ITM match probability for each method.
@@ -979,13 +993,38 @@ class ExplanationEvaluation:
         Long format: ``method``, ``pair``, ``fraction``, ``score``, ``kind`` ("deletion" or
         "insertion"); the random-order baseline has method ``"random"``.
     table : DataFrame
-        One row per method (random included), columns ``deletion_auc`` (lower is better),
-        ``insertion_auc`` (higher is better), ``seconds_per_pair`` (the map's cost: the method's own
-        passes, plus the image's ViT forward that every method shares, counted in full for each
-        method; work shared by the pairs of one image divided among them; NaN for random).
+        One row per method (random included), indexed by ``method``. ``deletion_auc`` (lower is
+        better) and ``insertion_auc`` (higher is better): the mean over pairs of each pair's area;
+        ``seconds_per_pair`` (the map's cost: the method's own passes, plus the image's ViT forward
+        that every method shares, counted in full for each method; work shared by the pairs of one
+        image divided among them; NaN for random). Then, for each kind (``deletion``,
+        ``insertion``), the method's difference from random, ``{kind}_vs_random`` (the mean over
+        pairs of the method's AUC minus the random orders' AUC of the same pair: below 0 is better
+        for deletion, above 0 for insertion) and its confidence interval ``{kind}_vs_random_low`` /
+        ``{kind}_vs_random_high`` (:func:`paired_bootstrap` over the pairs at :attr:`confidence`,
+        :attr:`resamples` resamples drawn with :attr:`seed`, the same resampled pairs for every
+        method and kind); NaN on the random row, and the intervals NaN with one pair (see
+        :attr:`note`).
+    pair_aucs : DataFrame
+        The per-pair AUCs the table is made from: one row per (method, pair), columns ``method``,
+        ``pair``, ``deletion_auc``, ``insertion_auc`` (random included).
     explanations : dict of str -> list of Explanation
+        Each method's explanation of each pair, in pair order.
     steps : int
     baseline : str
+    net_name : str
+    confidence : float
+        Of the intervals (0.95: 95%).
+    resamples : int
+        Of the bootstrap.
+    seed : int
+        Of the random orders and of the bootstrap.
+    provenance : dict or None
+        Where the evaluation came from (:func:`blipviz.net.provenance.provenance`).
+
+    :meth:`save` writes the whole evaluation (curves, tables, explanations and their images) to a
+    folder and :meth:`load` reads it back, so that :meth:`plot`, the table and each explanation's
+    figures are drawn again without the net.
     """
 
     curves: pd.DataFrame
@@ -994,9 +1033,26 @@ class ExplanationEvaluation:
     steps: int
     baseline: str
     net_name: str = ""
+    pair_aucs: pd.DataFrame = field(default_factory=pd.DataFrame, repr=False)
+    confidence: float = 0.95
+    resamples: int = BOOTSTRAP_RESAMPLES
+    seed: int = 0
+    provenance: dict[str, Any] | None = field(default=None, repr=False)
+
+    @property
+    def n_pairs(self) -> int:
+        """The number of (image, text) pairs evaluated."""
+        return int(self.curves["pair"].nunique()) if len(self.curves) else 0
+
+    @property
+    def note(self) -> str:
+        """What the table cannot say: with one pair, that its intervals are undefined; else empty."""
+        return _ONE_PAIR_NOTE if self.n_pairs == 1 else ""
 
     def __repr__(self) -> str:
-        return f"ExplanationEvaluation(methods={list(self.table.index)}, steps={self.steps})\n{self.table}"
+        head = f"ExplanationEvaluation(methods={list(self.table.index)}, steps={self.steps})"
+        note = f"\nnote: {self.note}" if self.note else ""
+        return f"{head}\n{self.table}{note}"
 
     def plot(self, axes=None, *, band: bool = True):
         """Deletion and insertion curves, a line per method with a band over pairs (see
@@ -1006,6 +1062,220 @@ class ExplanationEvaluation:
         return ExplanationCurvesDisplay(self.curves, self.table, self.net_name, self.baseline).plot(
             axes, band=band
         )
+
+    # ------------------------------------------------------------------------------ saving
+    def save(self, path: str | os.PathLike, *, overwrite: bool = False) -> Path:
+        """Write the evaluation to a folder that :meth:`load` reads back, without the net.
+
+        Parquet tables: ``curves``, ``table``, ``pair_aucs``, one row per explanation (its method,
+        pair, tokens, maps, match map, signed maps, options and texts; arrays exact, dtype kept)
+        and each distinct image the explanations were computed from, as PNG (lossless); and
+        ``blipviz-result.json``: ``steps``, ``baseline``, the net's name, ``confidence``,
+        ``resamples``, ``seed`` and :attr:`provenance`.
+
+        Parameters
+        ----------
+        path : str or os.PathLike
+            A new or empty folder, or one holding a saved result (replaced only with
+            ``overwrite=True``).
+        overwrite : bool, default False
+
+        Returns
+        -------
+        pathlib.Path
+            The folder.
+        """
+        import pyarrow as pa
+
+        from ._saved import png_bytes, save_result
+
+        pictures: dict[int, int] = {}  # id of an image -> its row in the images table
+        images: list[bytes] = []
+        columns = _explanation_columns()
+        rows: dict[str, list] = {k: [] for k in columns}
+        for method, made in self.explanations.items():
+            for pair, e in enumerate(made):
+                if e.image is not None and id(e.image) not in pictures:
+                    pictures[id(e.image)] = len(images)
+                    images.append(png_bytes(e.image))
+                maps = np.ascontiguousarray(e.maps)
+                signed = None if e.signed_maps is None else np.ascontiguousarray(e.signed_maps)
+                for name, value in (
+                    ("key", method),
+                    ("pair", pair),
+                    ("method", e.method),
+                    ("tokens", list(e.tokens)),
+                    ("shape", list(maps.shape)),
+                    ("dtype", maps.dtype.str),
+                    ("maps", maps.tobytes()),
+                    ("match_map", np.ascontiguousarray(e.match_map).tobytes()),
+                    ("match_dtype", np.asarray(e.match_map).dtype.str),
+                    ("signed_maps", None if signed is None else signed.tobytes()),
+                    ("signed_dtype", None if signed is None else signed.dtype.str),
+                    ("itm_probability", float(e.itm_probability)),
+                    ("text", e.text),
+                    ("image_label", e.image_label),
+                    ("grid", [int(v) for v in e.grid]),
+                    ("options", json.dumps(e.options, default=_plain_json)),
+                    ("image", pictures.get(id(e.image)) if e.image is not None else None),
+                    ("truncated_by", e.truncated_by),
+                ):
+                    rows[name].append(value)
+        tables = {
+            "curves": pa.Table.from_pandas(self.curves, preserve_index=False),
+            "table": pa.Table.from_pandas(self.table, preserve_index=True),
+            "pair_aucs": pa.Table.from_pandas(self.pair_aucs, preserve_index=False),
+            "explanations": pa.table(
+                {name: pa.array(values, columns[name]) for name, values in rows.items()}
+            ),
+            "images": pa.table({"png": pa.array(images, pa.binary())}),
+        }
+        fields = {
+            "steps": int(self.steps),
+            "baseline": self.baseline,
+            "net_name": self.net_name,
+            "confidence": float(self.confidence),
+            "resamples": int(self.resamples),
+            "seed": int(self.seed),
+            "methods": list(self.explanations),
+        }
+        return save_result(
+            path, "ExplanationEvaluation", fields, tables, self.provenance, overwrite=overwrite
+        )
+
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> ExplanationEvaluation:
+        """The evaluation :meth:`save` wrote to ``path``, with its provenance.
+
+        Raises
+        ------
+        InputError
+            No such folder, not a saved result, or a result of another class (named).
+        """
+        from ._saved import from_png, load_result
+
+        fields, tables, made_by = load_result(path, "ExplanationEvaluation")
+        pictures = [from_png(b) for b in tables["images"].column("png").to_pylist()]
+        explanations: dict[str, list[Explanation]] = {m: [] for m in fields.get("methods", [])}
+        for row in tables["explanations"].to_pylist():
+            shape = tuple(row["shape"])
+            signed = (
+                None
+                if row["signed_maps"] is None
+                else _array_of(row["signed_maps"], row["signed_dtype"], shape)
+            )
+            gh, gw = row["grid"]
+            explanations.setdefault(row["key"], []).append(
+                Explanation(
+                    method=row["method"],
+                    tokens=list(row["tokens"]),
+                    maps=_array_of(row["maps"], row["dtype"], shape),
+                    match_map=_array_of(row["match_map"], row["match_dtype"], (gh, gw)),
+                    itm_probability=float(row["itm_probability"]),
+                    text=row["text"],
+                    image_label=row["image_label"],
+                    grid=(int(gh), int(gw)),
+                    options=json.loads(row["options"]),
+                    image=None if row["image"] is None else pictures[row["image"]],
+                    truncated_by=row["truncated_by"],
+                    signed_maps=signed,
+                )
+            )
+        return cls(
+            curves=tables["curves"].to_pandas(),
+            table=tables["table"].to_pandas(),
+            explanations=explanations,
+            steps=int(fields["steps"]),
+            baseline=str(fields["baseline"]),
+            net_name=str(fields.get("net_name", "")),
+            pair_aucs=tables["pair_aucs"].to_pandas(),
+            confidence=float(fields.get("confidence", 0.95)),
+            resamples=int(fields.get("resamples", BOOTSTRAP_RESAMPLES)),
+            seed=int(fields.get("seed", 0)),
+            provenance=made_by,
+        )
+
+
+def _array_of(data: bytes, dtype: str, shape: tuple[int, ...]) -> np.ndarray:
+    """The array :meth:`ExplanationEvaluation.save` stored as raw bytes (a writable copy)."""
+    return np.frombuffer(data, dtype=np.dtype(dtype)).reshape(shape).copy()
+
+
+def _plain_json(value: Any) -> Any:
+    """numpy scalars in an explanation's options as Python numbers."""
+    if isinstance(value, np.generic):
+        return value.item()
+    raise TypeError(f"{type(value).__name__} {value!r} cannot be written to JSON")
+
+
+def _explanation_columns() -> dict[str, Any]:
+    import pyarrow as pa
+
+    return {
+        "key": pa.string(),
+        "pair": pa.int64(),
+        "method": pa.string(),
+        "tokens": pa.list_(pa.string()),
+        "shape": pa.list_(pa.int64()),
+        "dtype": pa.string(),
+        "maps": pa.large_binary(),
+        "match_map": pa.binary(),
+        "match_dtype": pa.string(),
+        "signed_maps": pa.large_binary(),
+        "signed_dtype": pa.string(),
+        "itm_probability": pa.float64(),
+        "text": pa.string(),
+        "image_label": pa.string(),
+        "grid": pa.list_(pa.int64()),
+        "options": pa.string(),
+        "image": pa.int64(),
+        "truncated_by": pa.string(),
+    }
+
+
+def paired_bootstrap(
+    differences: Sequence[float] | np.ndarray,
+    *,
+    resamples: int = BOOTSTRAP_RESAMPLES,
+    confidence: float = 0.95,
+    seed: int = 0,
+) -> tuple[float, float, float]:
+    """The mean of per-pair differences and its percentile bootstrap confidence interval.
+
+    The pairs are resampled with replacement ``resamples`` times (indices drawn by
+    ``numpy.random.default_rng(seed)``, so equal seeds and pair counts resample the same pairs);
+    the interval runs between the ``(1 - confidence) / 2`` and ``(1 + confidence) / 2`` quantiles
+    of the resampled means. Paired: each difference is one pair's method AUC minus its random AUC.
+
+    Parameters
+    ----------
+    differences : array-like of shape (n_pairs,)
+    resamples : int, default 1000
+    confidence : float, default 0.95
+        Strictly between 0 and 1.
+    seed : int, default 0
+
+    Returns
+    -------
+    (mean, low, high) : tuple of float
+        ``low`` and ``high`` are NaN with fewer than two pairs (one pair has no spread to resample)
+        and ``mean`` too with none.
+    """
+    values = np.asarray(differences, dtype=np.float64).reshape(-1)
+    resamples = positive_int("resamples", resamples)
+    if isinstance(confidence, bool) or not isinstance(confidence, int | float | np.floating):
+        raise InputTypeError(f"confidence must be a float, got {type(confidence).__name__}")
+    if not 0.0 < float(confidence) < 1.0:
+        raise InputError(f"confidence must be strictly between 0 and 1, got {confidence}")
+    seed = _check_seed(seed)
+    mean = float(values.mean()) if len(values) else float("nan")
+    if len(values) < 2:
+        return mean, float("nan"), float("nan")
+    index = np.random.default_rng(seed).integers(0, len(values), size=(resamples, len(values)))
+    means = values[index].mean(axis=1)
+    tail = (1.0 - float(confidence)) / 2.0
+    low, high = np.quantile(means, [tail, 1.0 - tail])
+    return mean, float(low), float(high)
 
 
 def evaluate_explanations(
@@ -1019,6 +1289,8 @@ def evaluate_explanations(
     *,
     batch_size: int | None = None,
     seed: int = 0,
+    confidence: float = 0.95,
+    resamples: int = BOOTSTRAP_RESAMPLES,
     progress: bool | None = None,
 ) -> ExplanationEvaluation:
     """Deletion and insertion curves of each method's ``match_map`` (see :class:`ExplanationEvaluation`).
@@ -1054,7 +1326,12 @@ def evaluate_explanations(
     batch_size : int, optional
         Images per ViT pass.
     seed : int, default 0
-        Seed of the random orders (a whole number >= 0).
+        Seed of the random orders and of the bootstrap (a whole number >= 0).
+    confidence : float, default 0.95
+        Of the table's intervals of each method's difference from random (strictly between 0 and 1).
+    resamples : int, default 1000
+        Of the paired bootstrap over pairs behind those intervals (:func:`paired_bootstrap`). With
+        one pair the intervals are NaN and :attr:`ExplanationEvaluation.note` says why.
     progress : bool, optional
         A progress bar over pairs (default: when there are at least 4 pairs).
 
@@ -1093,6 +1370,7 @@ def evaluate_explanations(
     check_choice("baseline", baseline, BASELINES)
     batch_size = model.resolve_batch_size(batch_size)
     seed = _check_seed(seed)
+    paired_bootstrap([], resamples=resamples, confidence=confidence, seed=seed)  # the options checked
     # read now (pixels dropped, a digest kept): a bad one fails before any work; pairs of one image
     # share its passes
     groups: dict[str, list[int]] = {}
@@ -1129,7 +1407,10 @@ def evaluate_explanations(
                     for f, s in zip(fractions, curve, strict=True)
                 )
     curves = pd.DataFrame(rows, columns=["method", "pair", "fraction", "score", "kind"])
-    table = _auc_table(curves, [*methods, "random"], seconds)
+    pair_aucs = _pair_aucs(curves, [*methods, "random"])
+    table = _auc_table(pair_aucs, seconds, resamples=resamples, confidence=confidence, seed=seed)
+    from ..net.provenance import provenance
+
     return ExplanationEvaluation(
         curves=curves,
         table=table,
@@ -1137,6 +1418,11 @@ def evaluate_explanations(
         steps=steps,
         baseline=baseline,
         net_name=str(getattr(model, "name", "")),
+        pair_aucs=pair_aucs,
+        confidence=float(confidence),
+        resamples=int(resamples),
+        seed=seed,
+        provenance=provenance(model),
     )
 
 
@@ -1328,19 +1614,47 @@ def _check_seed(seed: Any) -> int:
     return int(seed)
 
 
-def _auc_table(curves: pd.DataFrame, names: list[str], seconds: dict[str, list[float]]) -> pd.DataFrame:
-    """Mean over pairs of the trapezoid area under each curve."""
-    out = {}
+def _pair_aucs(curves: pd.DataFrame, names: list[str]) -> pd.DataFrame:
+    """The trapezoid area under each curve of each pair: ``method``, ``pair``, ``deletion_auc``,
+    ``insertion_auc``, in the order of ``names`` and then of the pairs."""
+    rows = []
     for name in names:
-        entry = {}
-        for kind in ("deletion", "insertion"):
-            part = curves[(curves.method == name) & (curves.kind == kind)]
-            areas = [
-                float(np.trapezoid(g.score.to_numpy(), g.fraction.to_numpy()))
-                for _, g in part.groupby("pair")
-            ]
-            entry[f"{kind}_auc"] = float(np.mean(areas))
+        part = curves[curves.method == name]
+        for pair, g in part.groupby("pair", sort=True):
+            entry: dict[str, Any] = {"method": name, "pair": int(pair)}
+            for kind in ("deletion", "insertion"):
+                k = g[g.kind == kind]
+                entry[f"{kind}_auc"] = float(np.trapezoid(k.score.to_numpy(), k.fraction.to_numpy()))
+            rows.append(entry)
+    return pd.DataFrame(rows, columns=["method", "pair", "deletion_auc", "insertion_auc"])
+
+
+def _auc_table(
+    pair_aucs: pd.DataFrame,
+    seconds: dict[str, list[float]],
+    *,
+    resamples: int = BOOTSTRAP_RESAMPLES,
+    confidence: float = 0.95,
+    seed: int = 0,
+) -> pd.DataFrame:
+    """Per method: the mean over pairs of each pair's AUC, the seconds per pair, and the difference
+    from random with its paired bootstrap interval (see :class:`ExplanationEvaluation`)."""
+    kinds = ("deletion", "insertion")
+    by_method = {name: g.sort_values("pair") for name, g in pair_aucs.groupby("method", sort=False)}
+    random = by_method.get("random")
+    out = {}
+    for name, g in by_method.items():
+        entry = {f"{kind}_auc": float(g[f"{kind}_auc"].mean()) for kind in kinds}
         entry["seconds_per_pair"] = float(np.mean(seconds[name])) if name in seconds else float("nan")
+        for kind in kinds:
+            column = f"{kind}_auc"
+            if name == "random" or random is None:
+                found = (float("nan"),) * 3
+            else:
+                differences = g[column].to_numpy() - random[column].to_numpy()
+                found = paired_bootstrap(differences, resamples=resamples, confidence=confidence, seed=seed)
+            for suffix, value in zip(("", "_low", "_high"), found, strict=True):
+                entry[f"{kind}_vs_random{suffix}"] = value
         out[name] = entry
     table = pd.DataFrame.from_dict(out, orient="index")
     table.index.name = "method"
