@@ -87,6 +87,39 @@ def execute() -> None:
             failed |= run.returncode != 0
     if failed:
         raise SystemExit("docs/build.py execute: a notebook failed (above)")
+    for notebook in notebooks:
+        static_widgets(notebook)
+
+
+#: What a saved widget whose code the site cannot load (jupyter-scatter's WebGL map, an anywidget) shows.
+NEEDS_KERNEL = (
+    "<i>The interactive map (jupyter-scatter) needs a live kernel: run this notebook to use it. "
+    "The other controls here show the state the notebook left them in.</i>"
+)
+WIDGET_STATE = "application/vnd.jupyter.widget-state+json"
+
+
+def static_widgets(notebook: Path) -> int:
+    """Make an executed notebook's saved widget state renderable without a kernel or a CDN.
+
+    ipywidgets' own widgets render from the state nbmake saved, with the html-manager the site
+    serves (``docs/_static/widgets``). A widget from another package (its ``model_module`` is not
+    ``@jupyter-widgets/...``) cannot be loaded offline; it becomes an HTML widget saying so (its
+    layout and style taken from an HTML widget of the same notebook). Returns how many were replaced.
+    """
+    nb = json.loads(notebook.read_text())
+    state = nb.get("metadata", {}).get("widgets", {}).get(WIDGET_STATE, {}).get("state", {})
+    foreign = [
+        key for key, model in state.items() if not model["model_module"].startswith("@jupyter-widgets/")
+    ]
+    template = next((m for m in state.values() if m["model_name"] == "HTMLModel"), None)
+    if not foreign or template is None:
+        return 0
+    for key in foreign:
+        state[key] = json.loads(json.dumps(template))
+        state[key]["state"]["value"] = NEEDS_KERNEL
+    notebook.write_text(json.dumps(nb, ensure_ascii=False, indent=1) + "\n")
+    return len(foreign)
 
 
 def html() -> Path:

@@ -31,6 +31,10 @@ source_suffix = {".rst": "restructuredtext", ".md": "myst-nb", ".ipynb": "myst-n
 # Sphinx renders their outputs and never runs them again.
 nb_execution_mode = "off"
 nb_merge_streams = True
+# The explorers' saved widget state (nbmake stores it) renders with ipywidgets' html-manager, served
+# from the site itself (docs/_static/widgets, version 1.0.15) rather than a CDN: the site works offline.
+nb_ipywidgets_js = {"widgets/embed.js": {}}
+html_static_path = ["_static"]
 myst_heading_anchors = 3  # the README's "#section" links
 myst_enable_extensions = ["colon_fence", "deflist"]  # no dollarmath: a "$" in a caption stays a "$"
 

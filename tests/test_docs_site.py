@@ -2,7 +2,8 @@
 
 Every internal link and anchor of every page resolves; in Debian's Chromium (Playwright, file://
 URLs, no server) the main pages load without a script error, the API page of :class:`blipviz.BlipITM`
-lists each of its public methods, and the notebooks' pages show their executed figures.
+lists each of its public methods, the notebooks' pages show their executed figures, and notebook
+7's explorers render from their saved widget state with scripts the site serves itself.
 
 The site's folder comes from ``BLIPVIZ_DOCS_SITE`` (``make test`` sets it); without it these tests
 are skipped, unless ``BLIPVIZ_REQUIRE_DOCS=1`` (CI) makes that a failure.
@@ -105,6 +106,10 @@ def _public_methods(cls) -> list[str]:
     )
 
 
+_IMAGE_SIZES = """async () => Promise.all([...document.querySelectorAll('.widget-image')].map(
+    async (img) => [(await (await fetch(img.src)).blob()).size, img.naturalWidth]))"""
+
+
 def test_pages_load_in_chromium(site):
     from jupyterlab_browser import CHROMIUM, CHROMIUM_FLAGS, skip_unless_browser
 
@@ -133,6 +138,59 @@ def test_pages_load_in_chromium(site):
             page.goto((site / "notebooks" / "02_image_text_matrix.html").as_uri())
             widths = page.eval_on_selector_all("img", "nodes => nodes.map(n => n.naturalWidth)")
             assert widths and min(widths) > 0, widths
+            # the explorers render from their saved state, served by the site itself (no CDN)
+            page.goto((site / "notebooks" / "07_interactive_explorer.html").as_uri())
+            page.wait_for_selector(".widget-slider", timeout=30_000)
+            scripts = page.eval_on_selector_all("script[src]", "nodes => nodes.map(n => n.src)")
+            assert not [src for src in scripts if not src.startswith("file:")], scripts
+            for kind in (".widget-image", ".widget-slider", ".widget-toggle-buttons", ".widget-text"):
+                assert page.locator(kind).count() > 0, f"notebook 7 shows no {kind} widget"
+            images = page.evaluate(_IMAGE_SIZES)  # [bytes saved, decoded width] per image widget
+            assert any(size for size, _ in images) and all(width > 0 for size, width in images if size), (
+                images
+            )
+            assert page.locator(".jupyter-widgets-error-widget").count() == 0, "a widget failed to render"
+            assert page.get_by_text("needs a live kernel").count() == 1  # the WebGL map's place
         finally:
             browser.close()
     assert not errors, errors
+
+
+def test_a_widget_the_site_cannot_load_says_it_needs_a_kernel(tmp_path):
+    """docs/build.py's static_widgets: ipywidgets' own models are kept as saved; any other
+    package's model (jupyter-scatter's anywidget) becomes an HTML widget saying a kernel is needed."""
+    import json
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "docs"))
+    try:
+        import build
+    finally:
+        sys.path.pop(0)
+
+    def model(module: str, name: str, **state) -> dict:
+        return {"model_module": module, "model_module_version": "1", "model_name": name, "state": state}
+
+    state = {
+        "a": model("@jupyter-widgets/controls", "HTMLModel", value="<b>title</b>", layout="IPY_MODEL_l"),
+        "l": model("@jupyter-widgets/base", "LayoutModel"),
+        "s": model("anywidget", "AnyModel", _esm="export default {}"),
+        "t": model("jupyter-scatter", "JupyterScatterModel"),
+    }
+    notebook = tmp_path / "n.ipynb"
+    nb = {"cells": [], "metadata": {"widgets": {build.WIDGET_STATE: {"state": state, "version_major": 2}}}}
+    notebook.write_text(json.dumps(nb))
+    assert build.static_widgets(notebook) == 2
+    saved = json.loads(notebook.read_text())["metadata"]["widgets"][build.WIDGET_STATE]["state"]
+    assert saved["a"] == state["a"] and saved["l"] == state["l"]  # ipywidgets' own: unchanged
+    for key in ("s", "t"):
+        assert (
+            saved[key]["model_name"] == "HTMLModel"
+            and saved[key]["model_module"] == "@jupyter-widgets/controls"
+        )
+        assert "needs a live kernel" in saved[key]["state"]["value"]
+        assert saved[key]["state"]["layout"] == "IPY_MODEL_l"  # a model the state holds
+    assert build.static_widgets(notebook) == 0  # nothing left to replace
+    plain = tmp_path / "plain.ipynb"
+    plain.write_text(json.dumps({"cells": [], "metadata": {}}))
+    assert build.static_widgets(plain) == 0 and json.loads(plain.read_text()) == {"cells": [], "metadata": {}}
