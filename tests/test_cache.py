@@ -674,3 +674,91 @@ def test_folders_that_cannot_be_used_are_named_errors(tmp_path, monkeypatch):
     monkeypatch.setattr(type(locked), "iterdir", refuse)
     with pytest.raises(blipviz.CacheFolderError, match="cannot be read"):
         FeatureCache(locked)
+
+
+# ------------------------------------------------------------------------------------ provenance
+def _versions_now() -> dict:
+    import transformers
+
+    return {
+        "blipviz": blipviz.__version__,
+        "torch": torch.__version__,
+        "transformers": transformers.__version__,
+    }
+
+
+def test_the_marker_records_who_created_the_cache_and_is_not_rewritten_on_use(tiny, tmp_path):
+    import datetime
+    import json
+
+    from blipviz.net.provenance import PROVENANCE_KEYS
+
+    cache = FeatureCache(tmp_path)
+    marker = tmp_path / MARKER_NAME
+    data = json.loads(marker.read_text())
+    assert (data["format"], data["version"]) == ("blipviz feature cache", "2")
+    made = data["provenance"]
+    assert tuple(made) == PROVENANCE_KEYS
+    assert {k: made[k] for k in ("blipviz", "torch", "transformers")} == _versions_now()
+    assert made["device"] is None and made["dtype"] is None  # one folder serves every device and dtype
+    assert datetime.datetime.fromisoformat(made["date"]).tzinfo is not None
+    assert data["written_by"] == [{**_versions_now(), "date": made["date"]}]
+    assert cache.marker() == data
+    before = (marker.stat().st_ino, marker.stat().st_mtime_ns, marker.read_bytes())
+    with feature_cache(tiny, tmp_path) as again:  # opened again and used: the marker stays as it was
+        tiny.encode_images(synthetic_images(1, seed=2))
+        assert again.stats.misses == 1
+    assert (marker.stat().st_ino, marker.stat().st_mtime_ns, marker.read_bytes()) == before
+    # each entry names the net's device and dtype and the versions that computed it
+    from safetensors import safe_open
+
+    (entry,) = _entries(cache)
+    with safe_open(str(entry), framework="pt") as f:
+        entry_provenance = json.loads(f.metadata()["provenance"])
+    assert entry_provenance["device"] == "cpu" and entry_provenance["dtype"] == "float32"
+    assert {k: entry_provenance[k] for k in ("blipviz", "torch", "transformers")} == _versions_now()
+
+
+def test_a_cache_written_by_other_versions_opens_serves_and_says_who_wrote_it(tiny, tmp_path):
+    import json
+
+    image = synthetic_images(1, seed=4)
+    with feature_cache(tiny, tmp_path):
+        first = tiny.encode_images(image)
+    marker = tmp_path / MARKER_NAME
+    data = json.loads(marker.read_text())
+    old = {
+        "blipviz": "0.0.1",
+        "torch": "2.1.0",
+        "transformers": "4.40.0",
+        "date": "2024-05-01T10:00:00+00:00",
+    }
+    data["provenance"].update(old)
+    data["written_by"] = [old]
+    marker.write_text(json.dumps(data))
+    with feature_cache(tiny, tmp_path) as cache:
+        again = tiny.encode_images(image)
+        assert cache.stats.hits == 1 and cache.stats.misses == 0  # its entries are served
+    assert_close(again.embeddings, first.embeddings, depth=1)
+    reopened = json.loads(marker.read_text())
+    assert reopened["provenance"] == data["provenance"]  # who created it: unchanged
+    assert reopened["written_by"][0] == old
+    assert {k: reopened["written_by"][1][k] for k in ("blipviz", "torch", "transformers")} == _versions_now()
+    assert len(reopened["written_by"]) == 2
+    before = marker.read_bytes()
+    FeatureCache(tmp_path)  # these versions are recorded already: no rewrite
+    assert marker.read_bytes() == before
+
+
+def test_a_marker_from_before_provenance_opens_and_gains_the_versions(tmp_path):
+    import json
+
+    marker = tmp_path / MARKER_NAME
+    marker.write_text('{"format": "blipviz feature cache", "version": "2", "note": "written by blipviz"}')
+    cache = FeatureCache(tmp_path)
+    data = json.loads(marker.read_text())
+    assert "provenance" not in data and data["note"] == "written by blipviz"  # unknown creator stays unknown
+    assert [{k: r[k] for k in ("blipviz", "torch", "transformers")} for r in data["written_by"]] == [
+        _versions_now()
+    ]
+    assert cache.marker() == data and len(cache) == 0

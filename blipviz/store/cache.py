@@ -50,6 +50,19 @@ with one warning naming the folder; after that no call waits for it: the logits 
 served, new ones are computed and not stored, until a write goes through again (then a later lock
 is waited for, and reported, again).
 
+**Provenance.** The marker records who made the folder and who wrote into it: ``provenance``,
+:func:`blipviz.net.provenance.provenance` when the cache was created (the blipviz, torch and
+transformers versions and the date; ``device`` and ``dtype`` are ``null`` there, since one folder
+serves nets of every device and dtype), and ``written_by``, one record (``blipviz``, ``torch``,
+``transformers``, ``date`` first seen) per set of versions that opened the folder writable. The
+marker is rewritten only when a new set of versions opens the cache, never on every use. A cache
+written by other versions opens as before and its entries are served: keys name the weights, dtype
+and preprocessing, not the library versions, and scores computed by other torch or transformers
+versions agree within float rounding; ``written_by`` says which versions made its entries. Each
+image entry also carries the provenance of the net that computed it (with its device and dtype) in
+its safetensors metadata (``provenance``, JSON). Markers of caches made before these fields existed
+are accepted and gain ``written_by`` on their next writable open.
+
 Pixel tensors given directly to the net are not cached (their preprocessing is unknown).
 """
 
@@ -76,12 +89,14 @@ import torch
 
 from ..errors import CacheFolderError, InputError, InputTypeError
 from ..net.fingerprint import weights_fingerprint
+from ..net.provenance import provenance
 from ._atomic import TEMP_PREFIX, is_orphan, read_marker, write_atomically, write_marker
 
 __all__ = [
     "FORMAT_VERSION",
     "MARKER_NAME",
     "MAX_ABS_LOGIT",
+    "VERSION_KEYS",
     "CacheStats",
     "FeatureCache",
     "feature_cache",
@@ -95,6 +110,8 @@ logger = logging.getLogger("blipviz")
 FORMAT_VERSION = "2"
 #: The file that marks a folder as a blipviz feature cache.
 MARKER_NAME = "blipviz-cache.json"
+#: The versions whose set is recorded once in the marker's ``written_by``.
+VERSION_KEYS = ("blipviz", "torch", "transformers")
 #: ITM logits beyond this magnitude are treated as corrupted (BLIP's are within about +-20).
 MAX_ABS_LOGIT = 1e4
 
@@ -109,6 +126,15 @@ _DB_LOCK_WAIT_S = 1.5
 _SQL_CHUNK = 500  # text keys per SELECT (sqlite's variable limit is 999 in old builds)
 _RAW_DTYPES = {torch.float32: "float32", torch.float16: "float16"}
 _READ_ONLY_ERRNOS = {errno.EACCES, errno.EPERM, errno.EROFS}
+
+
+def _versions(record: dict[str, Any]) -> dict[str, Any]:
+    """The versions and the date of a provenance record."""
+    return {**{k: record.get(k) for k in VERSION_KEYS}, "date": record.get("date")}
+
+
+def _versions_text(record: dict[str, Any]) -> str:
+    return " ".join(f"{k} {record.get(k)}" for k in VERSION_KEYS)
 
 
 def image_content_hash(rgb) -> str:
@@ -235,22 +261,67 @@ class FeatureCache:
                     "an empty or new folder"
                 )
         if marker.is_file():
-            self._check_marker(marker)
+            data = self._check_marker(marker)
             self._probe_writable()
+            if self.writable:
+                self._record_versions(marker, data)
             return
+        made = provenance()
         try:
             write_marker(
                 marker,
-                {"note": "written by blipviz.store.FeatureCache; delete the whole folder to free it"},
+                {
+                    "note": "written by blipviz.store.FeatureCache; delete the whole folder to free it",
+                    "provenance": made,
+                    "written_by": [_versions(made)],
+                },
                 format=_MARKER_FORMAT,
                 version=FORMAT_VERSION,
             )
         except OSError as exc:  # never write entries into a folder left without its marker
             self._go_read_only(exc)
 
+    def _record_versions(self, marker: Path, data: dict[str, Any]) -> None:
+        """Add this process's versions to the marker's ``written_by`` unless they are there: the
+        marker is rewritten (atomically) only by a new set of versions. Two new sets opening at once
+        may each write a marker without the other's record: each reads it back and adds its own again
+        (three tries); the format and version fields are never touched."""
+        mine = _versions(provenance())
+        for _ in range(3):
+            records = data.get("written_by")
+            records = records if isinstance(records, list) else []
+            if any(isinstance(r, dict) and all(r.get(k) == mine[k] for k in VERSION_KEYS) for r in records):
+                return
+            if records:
+                logger.info(
+                    "feature cache %s was written by %s; adding %s to its marker (its entries are served)",
+                    self.directory,
+                    ", ".join(_versions_text(r) for r in records if isinstance(r, dict)),
+                    _versions_text(mine),
+                )
+            fields = {k: v for k, v in data.items() if k not in ("format", "version")}
+            fields["written_by"] = [*records, mine]
+            try:
+                write_marker(marker, fields, format=_MARKER_FORMAT, version=FORMAT_VERSION)
+                data = self._check_marker(marker)
+            except (OSError, CacheFolderError) as exc:
+                self._write_failed(exc, "the marker's version record")
+                return
+
+    def marker(self) -> dict[str, Any]:
+        """The folder's marker, read and checked: ``format``, ``version``, ``note``, ``provenance``
+        (who created the cache; absent in caches made before it was recorded) and ``written_by``
+        (each set of versions that opened it writable).
+
+        Returns
+        -------
+        dict
+        """
+        return self._check_marker(self.directory / MARKER_NAME)
+
     @staticmethod
-    def _check_marker(marker: Path) -> None:
-        read_marker(
+    def _check_marker(marker: Path) -> dict[str, Any]:
+        return read_marker(
             marker,
             format=_MARKER_FORMAT,
             version=FORMAT_VERSION,
@@ -398,6 +469,7 @@ class FeatureCache:
             return  # would be rejected on read; the net reports non-finite outputs itself
         meta = self._net_description(model)
         meta.update(key=key, format=FORMAT_VERSION, checksum=_checksum(stored))
+        meta["provenance"] = json.dumps(provenance(model))  # not part of the key: not checked on read
         try:
             write_atomically(self.path(key), lambda tmp: save_file({"raw": stored}, tmp, metadata=meta))
         except Exception as exc:
