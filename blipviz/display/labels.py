@@ -15,6 +15,7 @@ from collections.abc import Sequence
 import numpy as np
 
 __all__ = [
+    "CATEGORICAL",
     "MAX_LABEL_CHARS",
     "cielab",
     "contrast_ratio",
@@ -112,10 +113,13 @@ def number_repeats(tokens: Sequence[str]) -> list[str]:
 
 
 # ------------------------------------------------------------------------------------ colours
-# The categorical palette is Okabe & Ito's (blipviz.display.rules.CATEGORICAL): distinct under the
+# The categorical palette is Okabe & Ito's (CATEGORICAL, below): distinct under the
 # common colour-vision deficiencies. A colour closer than this (CIE76 in CIELAB) to the background
 # is left out of the palette drawn on it (black on dark_background).
 _MIN_BACKGROUND_DELTA_E = 20.0
+#: Okabe & Ito's categorical colours without their yellow, in order (re-exported by
+#: :mod:`blipviz.display.rules`, whose colour rules use it).
+CATEGORICAL = ("#0072B2", "#E69F00", "#009E73", "#CC79A7", "#56B4E9", "#D55E00", "#000000")
 
 
 def cielab(hex_colours: Sequence[str]) -> np.ndarray:
@@ -162,7 +166,7 @@ def readable_text_colour(background, preferred=None, min_ratio: float = 4.5) -> 
 
 def palette(n: int, background=None) -> list[str]:
     """``n`` categorical colours (lowercase hex): Okabe & Ito's colour-blind-safe palette
-    (:data:`blipviz.display.rules.CATEGORICAL`), in its order.
+    (:data:`CATEGORICAL`), in its order.
 
     The first :func:`palette_size` colours are distinct as seen normally (no two closer than ΔE 25
     in CIELAB) and under simulated deuteranopia, protanopia and tritanopia (ΔE 15; Machado et al.
@@ -189,8 +193,6 @@ def palette_size(background=None) -> int:
 
 
 def _serving(background) -> list[str]:
-    from .rules import CATEGORICAL  # rules imports this module: its palette, read when called
-
     colours = [c.lower() for c in CATEGORICAL]
     if background is None:
         return colours

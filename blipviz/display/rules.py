@@ -45,7 +45,7 @@ from typing import Any
 
 import numpy as np
 
-from .labels import cielab, fit_text
+from .labels import CATEGORICAL, cielab, fit_text
 
 __all__ = [
     "CATEGORICAL",
@@ -349,7 +349,6 @@ def finish_axes(axes: Iterable, texts: Iterable = ()) -> None:
 #: Okabe & Ito's colour-blind-safe palette (2008) without its yellow (it vanishes on white): blue,
 #: orange, bluish green, reddish purple, sky blue, vermillion, black. Under Machado et al.'s
 #: simulations of deuteranopia, protanopia and tritanopia no two are closer than ΔE 16 (CIELAB).
-CATEGORICAL = ("#0072B2", "#E69F00", "#009E73", "#CC79A7", "#56B4E9", "#D55E00", "#000000")
 #: Markers of line plots' series, one per colour of :data:`CATEGORICAL` (a cue beside colour).
 MARKERS = ("o", "s", "^", "D", "v", "P", "X")
 _LINESTYLES = ("-", (0, (5, 2)), (0, (1, 1.5)), (0, (6, 2, 1, 2)))
