@@ -350,14 +350,17 @@ class AttentionGridDisplay:
         settle_layout(fig)
         # titles as wide as their panel at most (between words), in a figure of yours too; the
         # colorbar's label no longer than the figure is tall
-        changed = [wrap_to_width(ax.title, ax.get_window_extent().width, elide=True) for ax in flat]
-        if self.colorbar_ is not None:
-            label = self.colorbar_.ax.yaxis.label
-            bar, frame = self.colorbar_.ax.get_window_extent(), fig.bbox
-            centre = (bar.y0 + bar.y1) / 2.0  # the label is centred on the colorbar, not the figure
-            room = 2.0 * min(centre - frame.y0, frame.y1 - centre) - 0.2 * fig.dpi
-            changed.append(wrap_to_width(label, max(room, 1.0), along="height"))
-        if any(changed):
+        # (again after each new layout: wrapping moves the colorbar, which can leave its label less room)
+        for _ in range(3):
+            changed = [wrap_to_width(ax.title, ax.get_window_extent().width, elide=True) for ax in flat]
+            if self.colorbar_ is not None:
+                label = self.colorbar_.ax.yaxis.label
+                bar, frame = self.colorbar_.ax.get_window_extent(), fig.bbox
+                centre = (bar.y0 + bar.y1) / 2.0  # the label is centred on the colorbar, not the figure
+                room = 2.0 * min(centre - frame.y0, frame.y1 - centre) - 0.2 * fig.dpi
+                changed.append(wrap_to_width(label, max(room, 1.0), along="height"))
+            if not any(changed):
+                break
             settle_layout(fig)
         self.arrays_, self.titles_, self.norms_ = arrays, titles, norms
         self.figure_, self.axes_, self.images_ = fig, np.array(flat, dtype=object), images
