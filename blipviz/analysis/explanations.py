@@ -1001,8 +1001,8 @@ class ExplanationEvaluation:
         ``insertion``), the method's difference from random, ``{kind}_vs_random`` (the mean over
         pairs of the method's AUC minus the random orders' AUC of the same pair: below 0 is better
         for deletion, above 0 for insertion) and its confidence interval ``{kind}_vs_random_low`` /
-        ``{kind}_vs_random_high`` (:func:`paired_bootstrap` over the pairs at :attr:`confidence`,
-        :attr:`resamples` resamples drawn with :attr:`seed`, the same resampled pairs for every
+        ``{kind}_vs_random_high`` (:func:`paired_bootstrap` over the pairs at ``confidence``,
+        ``resamples`` resamples drawn with ``seed``, the same resampled pairs for every
         method and kind); NaN on the random row, and the intervals NaN with one pair (see
         :attr:`note`).
     pair_aucs : DataFrame

@@ -510,7 +510,7 @@ def evaluate_retrieval(
         Run the ViT, text and multimodal passes under bfloat16 autocast; scores stay float32.
         Refused on a CPU without native bfloat16 (``BLIPVIZ_FORCE_BF16=1`` forces it), and with a
         writable feature cache set on the net (it would keep bfloat16-computed states as the
-        float32 net's). Both are recorded in the result's :attr:`~RetrievalEvaluation.provenance`.
+        float32 net's). Both are recorded in the result's ``provenance``.
 
     Returns
     -------
