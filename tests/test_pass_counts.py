@@ -14,7 +14,14 @@ import pytest
 import torch
 
 import blipviz
-from blipviz.analysis.explanations import baseline_pixels, evaluate_explanations, explain, patch_order
+from blipviz.analysis.cost import estimate_seconds
+from blipviz.analysis.explanations import (
+    baseline_pixels,
+    evaluate_explanations,
+    expected_evaluation_passes,
+    explain,
+    patch_order,
+)
 from blipviz.testing import assert_close, net_depth, synthetic_images
 
 TEXTS = ["a red sweater on a wooden chair", "two cats sleeping on a red sofa", "a dog on a beach"]
@@ -169,6 +176,7 @@ def test_evaluation_passes_each_distinct_image_once_and_equals_the_per_pair_path
     texts = TEXTS
     methods = ("attention", "gradcam", "relevancy", "rollout")
     steps, random_orders, seed, batch = 3, 2, 4, 5
+    estimate_seconds(tiny, 1, itm_pairs=1)  # the progress bar's cost estimate times its passes once per net
     with counted(tiny) as counts:
         ev = evaluate_explanations(
             tiny, images, texts, methods=methods, steps=steps, random_orders=random_orders, seed=seed,
@@ -177,6 +185,9 @@ def test_evaluation_passes_each_distinct_image_once_and_equals_the_per_pair_path
     distinct = [_distinct_images(tiny, ev, group, steps, random_orders, seed) for group in ([0, 2], [1])]
     # each distinct image once: the whole image by the forward that made the maps, the rest batched
     assert counts["vit_images"] == sum(distinct)
+    # the up-front estimate is an upper bound, reached when no two curves remove the same patches
+    most = expected_evaluation_passes([2, 1], methods, steps, random_orders, tiny.grid[0] * tiny.grid[1])
+    assert sum(distinct) <= most == 2 * 2 + 3 * (4 + 2) * 2 * (steps - 1)
     assert counts["vit_calls"] == sum(1 + math.ceil((d - 1) / batch) for d in distinct)
     assert counts["vit_backwards"] == 3  # relevancy, one per text
     assert counts["text_backwards"] == 3 + 3  # relevancy and GradCAM, one per text each
@@ -201,8 +212,19 @@ def test_evaluation_passes_each_distinct_image_once_and_equals_the_per_pair_path
                 assert_close(got, expected, depth=depth, magnitude=1.0, msg=f"{name} {kind} pair {pair}")
 
 
+def test_the_evaluation_s_progress_bar_says_its_cost_up_front(tiny, image, capsys):
+    evaluate_explanations(
+        tiny, [image], TEXTS[:1], methods="attention", steps=2, random_orders=1, progress=True
+    )
+    most = expected_evaluation_passes([1], ["attention"], 2, 1, tiny.grid[0] * tiny.grid[1])
+    assert most == 2 + (1 + 1) * 2 * (2 - 1)  # the image, the removed one, one step of 2 curves x 2 kinds
+    bar = capsys.readouterr().err
+    assert "explanation curves (about " in bar and f": {most:,} ViT passes at most)" in bar
+
+
 def test_occlusion_in_an_evaluation_shares_the_image_s_forward(tiny, image):
     gh, gw = tiny.grid
+    estimate_seconds(tiny, 1, itm_pairs=1)  # the progress bar's estimate: its passes timed before
     with counted(tiny) as counts:
         ev = evaluate_explanations(
             tiny, [image, image], TEXTS[:2], methods="occlusion", steps=2, random_orders=1, batch_size=8
@@ -210,6 +232,7 @@ def test_occlusion_in_an_evaluation_shares_the_image_s_forward(tiny, image):
     distinct = _distinct_images(tiny, ev, [0, 1], 2, 1, 0)
     # the image once, its gh * gw one-patch windows once for both texts, the curves' other images
     assert counts["vit_images"] == 1 + gh * gw + (distinct - 1)
+    assert counts["vit_images"] <= expected_evaluation_passes([2], ["occlusion"], 2, 1, gh * gw)
     alone = explain(tiny, image, TEXTS[1], "occlusion")
     assert_close(ev.explanations["occlusion"][1].match_map, alone.match_map, depth=net_depth(tiny, "itm"))
 
@@ -221,6 +244,7 @@ def test_evaluation_equals_the_per_pair_path_on_the_full_geometry(full_b):
     picture = synthetic_images(1, seed=7, size=(384, 384))[0]
     text = TEXTS[0]
     methods = ("attention", "gradcam", "relevancy", "rollout")
+    estimate_seconds(full_b, 1, itm_pairs=1)  # the progress bar's estimate: its passes timed before
     with counted(full_b) as counts:
         ev = evaluate_explanations(full_b, [picture], [text], methods=methods, steps=2, random_orders=1)
     assert counts["vit_images"] == _distinct_images(full_b, ev, [0], 2, 1, 0)

@@ -75,6 +75,7 @@ __all__ = [
     "ExplanationEvaluation",
     "baseline_pixels",
     "evaluate_explanations",
+    "expected_evaluation_passes",
     "explain",
     "gradcam",
     "paired_bootstrap",
@@ -1278,6 +1279,31 @@ def paired_bootstrap(
     return mean, float(low), float(high)
 
 
+def expected_evaluation_passes(
+    pairs_per_image: Sequence[int], methods: Sequence[str], steps: int, random_orders: int, n_patches: int
+) -> int:
+    """The most ViT passes :func:`evaluate_explanations` makes: per distinct image, the image itself
+    (whose forward makes the maps), its fully removed copy, occlusion's one-patch windows (shared by
+    the image's texts) and, per pair, ``steps - 1`` perturbed images of each deletion and insertion
+    curve of each method and random order. Fewer when two curves remove the same patches.
+
+    Parameters
+    ----------
+    pairs_per_image : sequence of int
+        How many pairs (texts) each distinct image has.
+    methods : sequence of str
+    steps, random_orders, n_patches : int
+        As for :func:`evaluate_explanations`; ``n_patches`` is the patch grid's size (gh * gw).
+
+    Returns
+    -------
+    int
+    """
+    curves = len(methods) + random_orders
+    windows = n_patches if "occlusion" in methods else 0
+    return sum(2 + windows + k * curves * 2 * max(steps - 1, 0) for k in pairs_per_image)
+
+
 def evaluate_explanations(
     model: BlipNet,
     images: Sequence[ImageLike],
@@ -1333,7 +1359,9 @@ def evaluate_explanations(
         Of the paired bootstrap over pairs behind those intervals (:func:`paired_bootstrap`). With
         one pair the intervals are NaN and :attr:`ExplanationEvaluation.note` says why.
     progress : bool, optional
-        A progress bar over pairs (default: when there are at least 4 pairs).
+        A progress bar over pairs that says the expected time up front
+        (:func:`expected_evaluation_passes` ViT passes at the measured time of one,
+        :func:`blipviz.estimate_seconds`); by default shown when that is over 5 s.
 
     Raises
     ------
@@ -1383,9 +1411,20 @@ def evaluate_explanations(
     random = [[rng.permutation(n_patches) for _ in range(random_orders)] for _ in images]
     from tqdm.auto import tqdm
 
-    show = len(images) >= 4 if progress is None else bool(progress)
+    from ..net.net import PROGRESS_MIN_SECONDS
+    from .cost import estimate_seconds, format_duration
+
+    desc = "explanation curves"
+    show = bool(progress)
+    if progress is not False:  # the cost said up front: one ViT pass and one ITM pair timed, once per net
+        passes = expected_evaluation_passes(
+            [len(pairs) for pairs in groups.values()], methods, steps, random_orders, n_patches
+        )
+        expected = estimate_seconds(model, passes, itm_pairs=passes)
+        desc += f" (about {format_duration(expected)}: {passes:,} ViT passes at most)"
+        show = expected > PROGRESS_MIN_SECONDS if progress is None else True
     found: dict[int, tuple[dict, dict, list]] = {}
-    with tqdm(total=len(images), disable=not show) as bar:
+    with tqdm(total=len(images), disable=not show, desc=desc, unit="pair") as bar:
         for pairs in groups.values():
             found.update(
                 _evaluate_image(model, images, texts, pairs, methods, random, counts, baseline, batch_size)
