@@ -246,7 +246,7 @@ class TopKDisplay:
             Format of the values written beside the bars.
         color, true_color : str, optional
             Colours of the bars and of the true class's bar (also hatched); default the first two
-            of :data:`blipviz.display.rules.CATEGORICAL` (blue, orange).
+            of :data:`blipviz.display.labels.CATEGORICAL` (blue, orange).
         title : str, optional
             Replaces the default title (image, classes, net, method, score kind).
 
