@@ -11,8 +11,6 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from hypothesis import given, settings
-from hypothesis import strategies as st
 
 import blipviz
 from blipviz.net import fast_attention
@@ -127,51 +125,3 @@ def test_cross_attention_of_one_image_is_folded_and_equal_to_the_broadcast(tiny)
     for a, b in zip(folded.cross_attentions, exact.cross_attentions, strict=True):
         assert a.shape == b.shape == (3, 4, ids.shape[1], tiny.n_image_tokens)
         assert_close(a, b, depth=depth, magnitude=1.0)
-
-
-@settings(max_examples=12, deadline=None)
-@given(
-    m=st.integers(1, 5),
-    n=st.integers(1, 7),
-    text_batch_size=st.integers(1, 24),
-    seed=st.integers(0, 50),
-)
-def test_the_texts_of_several_images_share_a_pass_and_equal_each_image_alone(
-    tiny, m, n, text_batch_size, seed
-):
-    """itm_logits_grid: any number of images and texts, any pass size; each image's texts against
-    its own keys and values, equal to scoring the images one at a time, and to the exact attention's
-    broadcast (the cross-attention probabilities too, image by image)."""
-    from blipviz.net.fast_attention import exact_attention
-
-    words = ["a dog", "two cats on a sofa", "a red car", "$5", "猫", "a much longer description of a beach"]
-    texts = [words[(seed + j) % len(words)] + f" {j}" for j in range(n)]
-    tok = tiny.tokenize(texts)
-    states = tiny.encode_images(synthetic_images(m, seed=seed)).raw
-    depth = tiny.config.text_config.num_hidden_layers
-    with torch.inference_mode():
-        grid = tiny.itm_logits_grid(tok, states, text_batch_size)
-        alone = torch.stack([tiny.itm_logits(tok, states[i : i + 1], text_batch_size) for i in range(m)])
-        with exact_attention(tiny):
-            exact = tiny.itm_logits_grid(tok, states, text_batch_size)  # one image at a time here
-    assert grid.shape == alone.shape == exact.shape == (m, n, 2)
-    assert_close(grid, alone, depth=depth, magnitude=float(alone.abs().max()))
-    assert_close(grid, exact, depth=depth, magnitude=float(alone.abs().max()))
-
-
-def test_folded_cross_attention_of_several_images_returns_each_image_s_probabilities(tiny):
-    from blipviz.net.fast_attention import exact_attention
-
-    tok = tiny.tokenize(["a dog on a beach", "two cats", "a red sofa"])
-    ids, mask = tiny.itm_input_ids(tok), tok.attention_mask
-    states = tiny.encode_images(synthetic_images(2, seed=3)).raw
-    depth = tiny.config.text_config.num_hidden_layers
-    with torch.inference_mode():
-        folded = tiny.itm_forward(ids.repeat(2, 1), mask.repeat(2, 1), states, output_attentions=True)
-        with exact_attention(tiny):
-            each = [tiny.itm_forward(ids, mask, states[i : i + 1], output_attentions=True) for i in range(2)]
-    assert_close(folded.last_hidden_state, torch.cat([e.last_hidden_state for e in each]), depth=depth)
-    for layer, probs in enumerate(folded.cross_attentions):
-        assert probs.shape == (6, 4, ids.shape[1], tiny.n_image_tokens)
-        expected = torch.cat([e.cross_attentions[layer] for e in each])  # image-major: image 0's texts first
-        assert_close(probs, expected, depth=depth, magnitude=1.0)

@@ -362,21 +362,16 @@ def _score_pass(
 ) -> tuple[np.ndarray, torch.Tensor | None, list[str], list[Any] | None]:
     """One pass over the images: ITM probabilities (and image embeddings for cosine)."""
     text_batch_size = positive_int("text_batch_size", text_batch_size)
-    itm_rows: list[torch.Tensor] = []
-    emb, names, thumbs = [], [], []
+    itm_rows, emb, names, thumbs = [], [], [], []
     with torch.inference_mode():
         for states, batch_labels, batch_thumbs, keys in model.iter_image_states(
             images, batch_size, progress, labels
         ):
             if cosine:
                 emb.append(F.normalize(model.image_projection(states).cpu(), dim=-1))
-            if all(key is None for key in keys):  # no feature store: the batch's texts in shared passes
-                grid = model.itm_logits_grid(tokenized, states, text_batch_size)
-                itm_rows.extend(grid.softmax(dim=-1)[:, :, 1].double().cpu())
-            else:  # each image's logits through the store (remembered per image)
-                for b in range(states.shape[0]):
-                    logits = model.itm_logits_of_image(tokenized, states[b : b + 1], keys[b], text_batch_size)
-                    itm_rows.append(logits.softmax(dim=-1)[:, 1].double().cpu())
+            for b in range(states.shape[0]):
+                logits = model.itm_logits_of_image(tokenized, states[b : b + 1], keys[b], text_batch_size)
+                itm_rows.append(logits.softmax(dim=-1)[:, 1].double().cpu())
             names.extend(batch_labels)
             thumbs.extend(batch_thumbs or [])
     itm = torch.stack(itm_rows).numpy() if itm_rows else np.zeros((0, len(tokenized)))

@@ -21,9 +21,7 @@ the image's keys and values by expanding and copying them for every text in ever
 of cross-attention do not interact, so the n texts' T tokens are passed to transformers' own
 ``BlipTextSelfAttention.forward`` as one sequence of n * T queries against the single image, and the
 outputs are reshaped back: the same products, without the copies. The attention probabilities are
-still returned, as (n, heads, T, 1 + P). More generally, image states of batch m and texts of batch
-m * k, image-major (the k texts of image 0, then those of image 1, ...), fold into m sequences of
-k * T queries: several images' texts in one pass (:meth:`blipviz.net.BlipNet.itm_logits_grid`).
+still returned, as (n, heads, T, 1 + P).
 """
 
 from __future__ import annotations
@@ -95,11 +93,10 @@ def _folded_cross_forward(
     """``BlipTextSelfAttention.forward`` of a cross-attention, with one image's texts folded into
     one query sequence; transformers' own forward for anything else."""
     forward = type(self).forward
-    images = encoder_hidden_states.shape[0] if encoder_hidden_states is not None else 0
     foldable = (
-        images >= 1
-        and hidden_states.shape[0] > images
-        and hidden_states.shape[0] % images == 0
+        encoder_hidden_states is not None
+        and encoder_hidden_states.shape[0] == 1
+        and hidden_states.shape[0] > 1
         and encoder_attention_mask is None
         and kwargs.get("cache") is None
     )
@@ -112,19 +109,16 @@ def _folded_cross_forward(
             encoder_attention_mask=encoder_attention_mask,
             **kwargs,
         )
-    # image-major: rows i * k ... i * k + k - 1 are the k texts of image i
     n, t, width = hidden_states.shape
-    k = n // images
     context, probs = forward(
         self,
-        hidden_states.reshape(images, k * t, width),
+        hidden_states.reshape(1, n * t, width),
         attention_mask=attention_mask,  # ignored by transformers for cross-attention
         encoder_hidden_states=encoder_hidden_states,
         **kwargs,
     )
     heads = probs.shape[1]
-    probs = probs.reshape(images, heads, k, t, -1).transpose(1, 2).reshape(n, heads, t, -1)
-    return context.reshape(n, t, -1), probs
+    return context.reshape(n, t, -1), probs.reshape(heads, n, t, -1).transpose(0, 1)
 
 
 def cross_attention_modules(model: nn.Module) -> list[nn.Module]:

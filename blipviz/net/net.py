@@ -593,44 +593,6 @@ class BlipNet:
             return torch.zeros((0, 2))
         return torch.cat(out)
 
-    def itm_logits_grid(
-        self, tokenized: TokenizedTexts, image_states: torch.Tensor, text_batch_size: int = 128
-    ) -> torch.Tensor:
-        """ITM logits of shape (m, n_texts, 2): every text against each of m images (states of shape
-        (m, 1 + P, width)), the texts of several images in one multimodal pass.
-
-        As many images as keep a pass within ``text_batch_size`` texts share it: their texts run as
-        one batch (image-major), each image's cross-attention against its own keys and values (the
-        fold of :mod:`blipviz.net.fast_attention`), so the text side's products have the rows of
-        several images. Equal to :meth:`itm_logits` image by image, to float rounding. Without the
-        fold (inside :func:`~blipviz.net.fast_attention.exact_attention`), or when one image's texts
-        fill a pass, the images go one at a time.
-        """
-        from .fast_attention import cross_attention_folded, cross_attention_modules
-
-        m, n = int(image_states.shape[0]), len(tokenized)
-        if m == 0 or n == 0:
-            return torch.zeros((m, n, 2))
-        per = text_batch_size // n
-        folded = all(cross_attention_folded(mod) for mod in cross_attention_modules(self.hf))
-        if per < 2 or m == 1 or not folded:
-            return torch.stack(
-                [self.itm_logits(tokenized, image_states[i : i + 1], text_batch_size) for i in range(m)]
-            )
-        ids = self.itm_input_ids(tokenized)
-        mask = tokenized.attention_mask
-        length = int(mask.sum(1).max())
-        ids, mask = ids[:, :length], mask[:, :length]
-        out = []
-        for start in range(0, m, per):
-            states = image_states[start : start + per]
-            g = int(states.shape[0])
-            with autocast_context(self):
-                hidden = self.itm_forward(ids.repeat(g, 1), mask.repeat(g, 1), states).last_hidden_state
-            logits = self.hf.itm_head(hidden[:, 0, :].to(self.dtype)).float()
-            out.append(self._finite(logits, "ITM logits").reshape(g, n, 2))
-        return torch.cat(out)
-
     @property
     def default_batch_size(self) -> int:
         """Images per vision-encoder pass when a call leaves ``batch_size`` out: 4 on CPU, 16 on a GPU.
