@@ -11,12 +11,14 @@ nitpicky cross-references into ``docs/_build/html``. ``all`` (``make docs``) doe
 
 from __future__ import annotations
 
+import copy
 import json
 import os
 import re
 import shutil
 import subprocess
 import sys
+from html import escape
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -91,9 +93,10 @@ def execute() -> None:
         static_widgets(notebook)
 
 
-#: What a saved widget whose code the site cannot load (jupyter-scatter's WebGL map, an anywidget) shows.
+#: What a saved widget whose code the site cannot load shows, named by its package (``{module}``;
+#: jupyter-scatter's WebGL map is an ``anywidget``).
 NEEDS_KERNEL = (
-    "<i>The interactive map (jupyter-scatter) needs a live kernel: run this notebook to use it. "
+    "<i>This widget ({module}) needs a live kernel: run this notebook to use it. "
     "The other controls here show the state the notebook left them in.</i>"
 )
 WIDGET_STATE = "application/vnd.jupyter.widget-state+json"
@@ -116,8 +119,9 @@ def static_widgets(notebook: Path) -> int:
     if not foreign or template is None:
         return 0
     for key in foreign:
-        state[key] = json.loads(json.dumps(template))
-        state[key]["state"]["value"] = NEEDS_KERNEL
+        module = state[key]["model_module"]
+        state[key] = copy.deepcopy(template)
+        state[key]["state"]["value"] = NEEDS_KERNEL.format(module=escape(module))
     notebook.write_text(json.dumps(nb, ensure_ascii=False, indent=1) + "\n")
     return len(foreign)
 

@@ -189,6 +189,7 @@ def test_a_widget_the_site_cannot_load_says_it_needs_a_kernel(tmp_path):
             and saved[key]["model_module"] == "@jupyter-widgets/controls"
         )
         assert "needs a live kernel" in saved[key]["state"]["value"]
+        assert f"({state[key]['model_module']})" in saved[key]["state"]["value"]  # which package
         assert saved[key]["state"]["layout"] == "IPY_MODEL_l"  # a model the state holds
     assert build.static_widgets(notebook) == 0  # nothing left to replace
     plain = tmp_path / "plain.ipynb"
