@@ -1359,9 +1359,10 @@ def evaluate_explanations(
         Of the paired bootstrap over pairs behind those intervals (:func:`paired_bootstrap`). With
         one pair the intervals are NaN and :attr:`ExplanationEvaluation.note` says why.
     progress : bool, optional
-        A progress bar over pairs that says the expected time up front
-        (:func:`expected_evaluation_passes` ViT passes at the measured time of one,
-        :func:`blipviz.estimate_seconds`); by default shown when that is over 5 s.
+        A progress bar over pairs (:class:`~blipviz.net.net.Progress`) that says the expected time up
+        front (:func:`expected_evaluation_passes` ViT passes at the measured time of one,
+        :func:`blipviz.estimate_seconds`); by default shown from the start when that is over 5 s,
+        else once the pace foresees more than 5 s, as every long loop's bar.
 
     Raises
     ------
@@ -1409,22 +1410,21 @@ def evaluate_explanations(
     counts = _counts(steps, n_patches)
     rng = np.random.default_rng(seed)
     random = [[rng.permutation(n_patches) for _ in range(random_orders)] for _ in images]
-    from tqdm.auto import tqdm
-
-    from ..net.net import PROGRESS_MIN_SECONDS
+    from ..net.net import PROGRESS_MIN_SECONDS, Progress
     from .cost import estimate_seconds, format_duration
 
     desc = "explanation curves"
-    show = bool(progress)
+    show = progress
     if progress is not False:  # the cost said up front: one ViT pass and one ITM pair timed, once per net
         passes = expected_evaluation_passes(
             [len(pairs) for pairs in groups.values()], methods, steps, random_orders, n_patches
         )
         expected = estimate_seconds(model, passes, itm_pairs=passes)
         desc += f" (about {format_duration(expected)}: {passes:,} ViT passes at most)"
-        show = expected > PROGRESS_MIN_SECONDS if progress is None else True
+        if progress is None and expected > PROGRESS_MIN_SECONDS:
+            show = True  # long by the estimate: shown from the start (else by the pace, as any bar)
     found: dict[int, tuple[dict, dict, list]] = {}
-    with tqdm(total=len(images), disable=not show, desc=desc, unit="pair") as bar:
+    with Progress(len(images), show=show, desc=desc, unit="pair") as bar:
         for pairs in groups.values():
             found.update(
                 _evaluate_image(model, images, texts, pairs, methods, random, counts, baseline, batch_size)
